@@ -1,0 +1,57 @@
+"""The ``rethinker`` command: train / eval / infer / data / toy / plot.
+
+Each subcommand lives in the module that owns its job and exposes
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches, importing
+the chosen module alone so that ``rethinker --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("rethinker.train.cli", "RL-train a VLM (GRPO + SSR + Forced Rethinking); the toy world by default"),
+    "eval": ("rethinker.eval.cli", "evaluate a model on benchmarks with the training judge"),
+    "infer": ("rethinker.eval.infer", "answer one question about an image"),
+    "data": ("rethinker.data.cli", "inspect, select and annotate training data"),
+    "toy": ("rethinker.toyworld.cli", "the built-in toy world: model, data, rebuild"),
+    "plot": ("rethinker.train.plot", "plot a run's metrics to a PNG"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: rethinker COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<7} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines.append("\n`rethinker COMMAND --help` shows a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"rethinker: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"rethinker {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    if getattr(module, "ACCEPTS_OVERRIDES", False):
+        args, extra = parser.parse_known_args(argv[1:])
+        args.overrides = extra
+    else:
+        args = parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
