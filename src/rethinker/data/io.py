@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,6 +38,11 @@ ROW_FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 class DataError(ValueError):
     """A whole file (not one row) cannot be read: missing, unknown format, corrupt."""
+
+
+class Excluded(Exception):
+    """A well-formed row that lies outside a reader's scope (e.g. a MEGA-Bench task no
+    rule-based judge can score): counted in ``LoadResult.excluded``, not as bad input."""
 
 
 class Skip(NamedTuple):
@@ -78,13 +83,20 @@ class LoadResult:
     records: list[Record] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     source: str = ""
+    #: rows deliberately left out by the reader's scope (not bad input), with why
+    excluded: list[Skip] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
     def n_rows(self) -> int:
-        return len(self.records) + len(self.skipped)
+        return len(self.records) + len(self.skipped) + len(self.excluded)
+
+    def coverage(self) -> float:
+        """Share of well-formed rows the reader kept: kept / (kept + excluded)."""
+        kept = len(self.records)
+        return kept / (kept + len(self.excluded)) if kept + len(self.excluded) else 0.0
 
     def skip_counts(self) -> dict[str, int]:
         """Skipped rows per reason kind (see ``reason_kind``)."""
@@ -276,9 +288,10 @@ def _json_safe(v: Any) -> bool:
     return True
 
 
-def _pass_rates(value: Any) -> dict[str, float] | None:
+def parse_pass_rates(value: Any) -> dict[str, float] | None:
     """Accept a dict, arrow map (list of pairs), list of ``{key, value}`` structs, or a
-    struct with ``None`` for absent models; drop missing / NaN values."""
+    struct with ``None`` for absent models; drop missing / NaN values; a value outside
+    [0, 1] is a RecordError."""
     if value is None:
         return None
     if isinstance(value, list):
@@ -291,8 +304,11 @@ def _pass_rates(value: Any) -> dict[str, float] | None:
         if v is None:
             continue
         f = float(v)
-        if not math.isnan(f):
-            out[str(k)] = f
+        if math.isnan(f):
+            continue
+        if not 0.0 <= f <= 1.0:
+            raise RecordError(f"pass rate {k!r} = {f} is outside [0, 1]")
+        out[str(k)] = f
     return out or None
 
 
@@ -323,7 +339,7 @@ def apply_mapping(row: Mapping[str, Any], mapping: Mapping[str, str] | None = No
         elif target == "images" and col in mapping:
             images_mapped = True
         elif target == "pass_rates":
-            rates.update(_pass_rates(value) or {})
+            rates.update(parse_pass_rates(value) or {})
         else:
             out[target] = value
     if images_mapped:  # mapped image columns joined in mapping order
@@ -338,13 +354,55 @@ def apply_mapping(row: Mapping[str, Any], mapping: Mapping[str, str] | None = No
                 images.append(value)
         out["images"] = images
     if rates:
-        out["pass_rates"] = _pass_rates(rates)
+        out["pass_rates"] = parse_pass_rates(rates)
     out["meta"] = meta
     return out
 
 
 # ------------------------------------------------------------------------------------
 # read / write
+
+
+def build_records(rows: Iterable[Mapping[str, Any] | Exception],
+                  convert: Callable[[Mapping[str, Any]], Mapping[str, Any]], *,
+                  base_dir: str | Path | None = None, check_images: bool = True, require_images: bool = False,
+                  id_field: str = "id", source: str = "") -> LoadResult:
+    """The shared driver of every reader: ``convert`` turns one raw row into a canonical
+    row (it raises ``Excluded`` for out-of-scope rows, or ``RecordError`` / ``KeyError``
+    / ``ValueError`` / ``TypeError`` for bad ones); the result is validated by
+    ``make_record``; duplicate ids after the first are skipped. Nothing raises out of
+    here for a bad row."""
+    result = LoadResult(source=source)
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(rows):
+        if isinstance(raw, Exception):
+            result.add(i, rid=None, reason=str(raw))
+            continue
+        rid = raw.get(id_field)
+        try:
+            row = convert(raw)
+        except Excluded as exc:
+            result.excluded.append(Skip(i, None if rid is None else str(rid), str(exc)))
+            continue
+        except RecordError as exc:
+            result.add(i, rid=rid, reason=_strip_record_prefix(str(exc)))
+            continue
+        except KeyError as exc:
+            result.add(i, rid=rid, reason=f"malformed row: missing field {exc}")
+            continue
+        except (TypeError, ValueError, SyntaxError) as exc:
+            result.add(i, rid=rid, reason=f"malformed row: {exc}")
+            continue
+        rec, reason = make_record(row, base_dir=base_dir, check_images=check_images, require_images=require_images)
+        if rec is None:
+            result.add(i, rid=row.get("id", rid), reason=reason)
+            continue
+        if rec.id in seen:
+            result.add(i, rid=rec.id, reason=f"duplicate id (first at row {seen[rec.id]})")
+            continue
+        seen[rec.id] = i
+        result.add(i, rec)
+    return result
 
 
 def read_records(path: str | Path, mapping: Mapping[str, str] | None = None, base_dir: str | Path | None = None,
@@ -356,29 +414,15 @@ def read_records(path: str | Path, mapping: Mapping[str, str] | None = None, bas
     p = Path(path)
     if base_dir is None:
         base_dir = p if p.is_dir() else p.parent
-    result = LoadResult(source=str(p))
-    seen: dict[str, int] = {}
-    for i, raw in enumerate(iter_rows(p, split)):
-        if isinstance(raw, Exception):
-            result.add(i, rid=None, reason=str(raw))
-            continue
-        rid = raw.get(next((c for c, t in (mapping or {}).items() if t == "id"), "id"))
-        try:
-            row = apply_mapping(raw, mapping)
-            row["pass_rates"] = _pass_rates(row.get("pass_rates"))
-        except (RecordError, TypeError, ValueError) as exc:
-            result.add(i, rid=rid, reason=f"malformed row: {exc}")
-            continue
-        rec, reason = make_record(row, base_dir=base_dir, check_images=check_images, require_images=require_images)
-        if rec is None:
-            result.add(i, rid=rid, reason=reason)
-            continue
-        if rec.id in seen:
-            result.add(i, rid=rec.id, reason=f"duplicate id (first at row {seen[rec.id]})")
-            continue
-        seen[rec.id] = i
-        result.add(i, rec)
-    return result
+    id_col = next((c for c, t in (mapping or {}).items() if t == "id"), "id")
+
+    def convert(raw: Mapping[str, Any]) -> dict[str, Any]:
+        row = apply_mapping(raw, mapping)
+        row["pass_rates"] = parse_pass_rates(row.get("pass_rates"))
+        return row
+
+    return build_records(iter_rows(p, split), convert, base_dir=base_dir, check_images=check_images,
+                         require_images=require_images, id_field=id_col, source=str(p))
 
 
 def _hf_features_metadata(pass_rate_names: list[str]) -> bytes:
