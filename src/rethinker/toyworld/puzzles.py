@@ -1,0 +1,384 @@
+"""Verifiable visual puzzles for the toy world, rendered with Pillow.
+
+Each puzzle is a 112x112 image (16 visual tokens for the toy processor) with big,
+high-contrast shapes, a question, a ground-truth answer and a worked solution (a short
+step-by-step text ending in ``\\boxed{answer}``; about 10% of them hold a self-check in
+the Forced-Rethinking trigger phrasing). The kinds mirror ViRL39K's categories at a scale
+a 3M-parameter model can learn:
+
+=============  ==========================  =========================================
+kind           ViRL39K family              question (answer)
+=============  ==========================  =========================================
+bar_max        chart reading               which of 3 bars is tallest (colour)
+bar_compare    chart reading               is bar X taller than bar Y (yes/no)
+count          counting                    how many circles, 1-4 (integer)
+position       spatial relation            where is the shape (left/right/top/bottom)
+relation       spatial relation            is X left of Y (yes/no)
+size           geometry-like comparison    which of two shapes is larger (colour)
+color          attribute recognition       colour of the single shape (colour)
+add            arithmetic read from image  circles shown + k more (integer)
+*_mc           multiple choice             bar_max / count / position with A-D
+=============  ==========================  =========================================
+
+Generation is deterministic from ``(seed, split, index)``. The splits never share a
+puzzle: every candidate is hashed (question + image bytes) and kept only by the split
+that owns its hash bucket, so train and test are disjoint by content, not just by seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from PIL import Image, ImageDraw
+
+from ..records import ImageRef, Record
+
+SIZE = 112
+BACKGROUND = (255, 255, 255)
+#: Six colours far apart in RGB.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (20, 160, 40),
+    "blue": (30, 60, 230),
+    "yellow": (235, 200, 0),
+    "purple": (150, 40, 180),
+    "black": (20, 20, 20),
+}
+COLORS = list(PALETTE)
+SHAPES = ("circle", "square", "triangle")
+POSITIONS = ("left", "right", "top", "bottom")
+LETTERS = "ABCD"
+SPLITS = ("train", "test")
+#: Rethinking triggers of the method (``shared/method.md``, Forced Rethinking step 3).
+CONFIRM_TRIGGERS = ("Wait, let's double check.", "Wait, does it seem right?", "Wait, let me double check.")
+FIX_TRIGGER = "Wait, there might be a mistake."
+SELF_CHECK_RATE = 0.07
+CORRECTION_RATE = 0.03
+
+
+@dataclass
+class Puzzle:
+    """One generated puzzle before it becomes a record."""
+
+    kind: str
+    family: str
+    image: Image.Image
+    question: str
+    answer: str
+    answer_type: str
+    options: list[str]  # the answer's class (for corrections and multiple choice)
+    context: str  # the observation step of the worked solution
+    claim: Callable[[str], str]  # the concluding step, for a given answer
+    choices: list[str] | None = None
+    params: dict | None = None
+
+
+# -- drawing ---------------------------------------------------------------------------
+def _canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    img = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
+    return img, ImageDraw.Draw(img)
+
+
+def _shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, color: str) -> None:
+    fill = PALETTE[color]
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+
+
+def _bars(draw: ImageDraw.ImageDraw, colors: Sequence[str], heights: Sequence[int]) -> None:
+    n = len(colors)
+    slot = (SIZE - 8) / n
+    width = slot * 0.7
+    base = SIZE - 6
+    draw.line([(2, base), (SIZE - 2, base)], fill=(0, 0, 0), width=2)
+    for i, (c, h) in enumerate(zip(colors, heights)):
+        x0 = 4 + i * slot + (slot - width) / 2
+        draw.rectangle([x0, base - h, x0 + width, base - 1], fill=PALETTE[c])
+
+
+def _spread_points(rng: random.Random, n: int, r: float, margin: float = 4) -> list[tuple[float, float]]:
+    """n centres of radius-r discs inside the canvas, at least 2r + 6 apart."""
+    lo, hi = r + margin, SIZE - r - margin
+    while True:
+        pts: list[tuple[float, float]] = []
+        for _ in range(200):
+            p = (rng.uniform(lo, hi), rng.uniform(lo, hi))
+            if all((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 >= (2 * r + 6) ** 2 for q in pts):
+                pts.append(p)
+                if len(pts) == n:
+                    return pts
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# -- kinds -----------------------------------------------------------------------------
+def _bar_max(rng: random.Random) -> Puzzle:
+    colors = rng.sample(COLORS, 3)
+    heights = sorted(rng.sample(range(25, 96, 7), 3))
+    rng.shuffle(heights)
+    img, draw = _canvas()
+    _bars(draw, colors, heights)
+    best = colors[heights.index(max(heights))]
+    return Puzzle(
+        "bar_max", "chart", img,
+        "Which bar is the tallest? Answer with its colour.", best, "text", COLORS,
+        f"The bars are {_and(colors)} from left to right.",
+        lambda a: f"The {a} bar is the tallest.",
+        params={"colors": colors, "heights": heights},
+    )
+
+
+def _bar_compare(rng: random.Random) -> Puzzle:
+    colors = rng.sample(COLORS, 2)
+    heights = rng.sample(range(25, 96, 7), 2)
+    img, draw = _canvas()
+    _bars(draw, colors, heights)
+    a, b = rng.sample(colors, 2)
+    taller = heights[colors.index(a)] > heights[colors.index(b)]
+    return Puzzle(
+        "bar_compare", "chart", img,
+        f"Is the {a} bar taller than the {b} bar? Answer yes or no.", "yes" if taller else "no", "text",
+        ["yes", "no"],
+        f"There are two bars, {colors[0]} and {colors[1]}.",
+        lambda ans: f"The {a} bar is {'taller' if ans == 'yes' else 'shorter'} than the {b} bar.",
+        params={"colors": colors, "heights": heights, "asked": [a, b]},
+    )
+
+
+def _count_image(rng: random.Random, n: int) -> tuple[Image.Image, str]:
+    color = rng.choice(COLORS)
+    img, draw = _canvas()
+    for cx, cy in _spread_points(rng, n, 11):
+        _shape(draw, "circle", cx, cy, 11, color)
+    return img, color
+
+
+def _count(rng: random.Random) -> Puzzle:
+    n = rng.randint(1, 4)
+    img, color = _count_image(rng, n)
+    return Puzzle(
+        "count", "counting", img,
+        "How many circles are there in the image?", str(n), "integer", ["1", "2", "3", "4"],
+        f"I count the {color} circles one by one.",
+        lambda a: f"There {'is' if a == '1' else 'are'} {a} circle{'' if a == '1' else 's'}.",
+        params={"n": n, "color": color},
+    )
+
+
+def _add(rng: random.Random) -> Puzzle:
+    n, k = rng.randint(1, 4), rng.randint(1, 3)
+    img, color = _count_image(rng, n)
+    total = n + k
+    return Puzzle(
+        "add", "arithmetic", img,
+        f"If {k} more circle{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} added, how many circles will there be?",
+        str(total), "integer", [str(v) for v in range(2, 8)],
+        f"There are {n} circles in the image.",
+        lambda a: f"{n} + {k} = {a}.",
+        params={"n": n, "k": k, "color": color},
+    )
+
+
+_POS_XY = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75)}
+
+
+def _position(rng: random.Random) -> Puzzle:
+    pos, color, shape = rng.choice(POSITIONS), rng.choice(COLORS), rng.choice(SHAPES)
+    fx, fy = _POS_XY[pos]
+    r = rng.uniform(12, 16)
+    jit = 8
+    img, draw = _canvas()
+    _shape(draw, shape, fx * SIZE + rng.uniform(-jit, jit), fy * SIZE + rng.uniform(-jit, jit), r, color)
+    return Puzzle(
+        "position", "spatial", img,
+        f"Where is the {color} {shape}: left, right, top or bottom?", pos, "text", list(POSITIONS),
+        f"I look for the {color} {shape}.",
+        lambda a: f"It is in the {a} part of the image.",
+        params={"pos": pos, "color": color, "shape": shape},
+    )
+
+
+def _relation(rng: random.Random) -> Puzzle:
+    c1, c2 = rng.sample(COLORS, 2)
+    shape = rng.choice(SHAPES)
+    x1 = rng.uniform(18, 38)
+    x2 = rng.uniform(74, 94)
+    y1, y2 = rng.uniform(20, 92), rng.uniform(20, 92)
+    img, draw = _canvas()
+    _shape(draw, shape, x1, y1, 13, c1)
+    _shape(draw, shape, x2, y2, 13, c2)
+    a, b = rng.sample([c1, c2], 2)
+    left = a == c1
+    return Puzzle(
+        "relation", "spatial", img,
+        f"Is the {a} {shape} to the left of the {b} {shape}? Answer yes or no.", "yes" if left else "no", "text",
+        ["yes", "no"],
+        f"The {c1} {shape} is on the left and the {c2} {shape} is on the right.",
+        lambda ans: f"So the {a} {shape} is {'' if ans == 'yes' else 'not '}to the left of the {b} {shape}.",
+        params={"colors": [c1, c2], "asked": [a, b], "shape": shape},
+    )
+
+
+def _size(rng: random.Random) -> Puzzle:
+    c1, c2 = rng.sample(COLORS, 2)
+    shape = rng.choice(SHAPES)
+    big, small = rng.uniform(20, 25), rng.uniform(8, 13)
+    r1, r2 = (big, small) if rng.random() < 0.5 else (small, big)
+    img, draw = _canvas()
+    _shape(draw, shape, 28, rng.uniform(30, 82), r1, c1)
+    _shape(draw, shape, 84, rng.uniform(30, 82), r2, c2)
+    a, b = rng.sample([c1, c2], 2)
+    larger = c1 if r1 > r2 else c2
+    return Puzzle(
+        "size", "geometry", img,
+        f"Which {shape} is larger, the {a} one or the {b} one?", larger, "text", [a, b],
+        f"I compare the {a} {shape} with the {b} {shape}.",
+        lambda ans: f"The {ans} {shape} is larger.",
+        params={"colors": [c1, c2], "radii": [round(r1, 2), round(r2, 2)], "shape": shape},
+    )
+
+
+def _color(rng: random.Random) -> Puzzle:
+    color, shape = rng.choice(COLORS), rng.choice(SHAPES)
+    img, draw = _canvas()
+    r = rng.uniform(14, 22)
+    _shape(draw, shape, rng.uniform(r + 6, SIZE - r - 6), rng.uniform(r + 6, SIZE - r - 6), r, color)
+    return Puzzle(
+        "color", "attribute", img,
+        f"What colour is the {shape}?", color, "text", COLORS,
+        f"There is one {shape} in the image.",
+        lambda a: f"The {shape} is {a}.",
+        params={"color": color, "shape": shape},
+    )
+
+
+def _multiple_choice(base: Callable[[random.Random], Puzzle]) -> Callable[[random.Random], Puzzle]:
+    """The same puzzle with four options A-D; the answer is the letter."""
+
+    def make(rng: random.Random) -> Puzzle:
+        p = base(rng)
+        wrong = rng.sample([o for o in p.options if o != p.answer], 3)
+        options = wrong + [p.answer]
+        rng.shuffle(options)
+        letter = {o: LETTERS[i] for i, o in enumerate(options)}
+        inner_claim = p.claim
+        question = p.question.split("?")[0] + "?"
+        return Puzzle(
+            p.kind + "_mc", "multiple_choice", p.image, question, letter[p.answer], "multiple_choice",
+            list(LETTERS), p.context,
+            lambda a: f"{inner_claim(options[LETTERS.index(a)])} That is option {a}.",
+            choices=options, params=dict(p.params or {}, options=options),
+        )
+
+    return make
+
+
+KINDS: dict[str, Callable[[random.Random], Puzzle]] = {
+    "bar_max": _bar_max,
+    "bar_compare": _bar_compare,
+    "count": _count,
+    "position": _position,
+    "relation": _relation,
+    "size": _size,
+    "color": _color,
+    "add": _add,
+    "bar_max_mc": _multiple_choice(_bar_max),
+    "count_mc": _multiple_choice(_count),
+    "position_mc": _multiple_choice(_position),
+}
+
+
+# -- worked solutions -----------------------------------------------------------------
+def worked_solution(p: Puzzle, rng: random.Random) -> str:
+    """Observation, conclusion, ``\\boxed{answer}``. With probability SELF_CHECK_RATE a
+    confirming self-check precedes the box; with CORRECTION_RATE a wrong first conclusion
+    is followed by "Wait, there might be a mistake." and the right one."""
+    u = rng.random()
+    right = p.claim(p.answer)
+    box = f"\\boxed{{{p.answer}}}"
+    if u < SELF_CHECK_RATE:
+        trigger = rng.choice(CONFIRM_TRIGGERS)
+        return f"{p.context} {right}\n\n{trigger} Yes. {right} {box}"
+    if u < SELF_CHECK_RATE + CORRECTION_RATE:
+        wrong = rng.choice([o for o in _answer_space(p) if o != p.answer])
+        return f"{p.context} {p.claim(wrong)}\n\n{FIX_TRIGGER} Looking again, {right[0].lower()}{right[1:]} {box}"
+    return f"{p.context} {right} {box}"
+
+
+def _answer_space(p: Puzzle) -> list[str]:
+    return list(LETTERS) if p.choices else p.options
+
+
+# -- records ---------------------------------------------------------------------------
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _owner(question: str, png: bytes) -> str:
+    """The split that owns this content: one bit of its SHA-1."""
+    digest = hashlib.sha1(question.encode() + b"\0" + png).digest()
+    return SPLITS[digest[0] & 1]
+
+
+def _item_rng(seed: int, split: str, index: int, attempt: int) -> random.Random:
+    key = hashlib.sha256(f"toyworld:{seed}:{split}:{index}:{attempt}".encode()).digest()
+    return random.Random(int.from_bytes(key[:8], "big"))
+
+
+def make_record(kind: str, seed: int, split: str, index: int) -> Record:
+    """The ``index``-th puzzle of ``kind`` for ``(seed, split)``: deterministic, and owned
+    by ``split`` (candidates whose content hash belongs to the other split are redrawn)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown toy puzzle kind {kind!r}; known: {', '.join(KINDS)}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    for attempt in range(64):
+        rng = _item_rng(seed, split, index, attempt)
+        p = KINDS[kind](rng)
+        png = _png(p.image)
+        if _owner(p.question + "|" + "|".join(p.choices or []), png) == split:
+            break
+    else:  # pragma: no cover - probability 2**-64
+        raise RuntimeError("could not draw a puzzle owned by this split")
+    return Record(
+        id=f"toy-{split}-{seed}-{index:06d}",
+        question=p.question,
+        answer=p.answer,
+        images=[ImageRef(bytes=png)],
+        choices=p.choices,
+        answer_type=p.answer_type,
+        category=p.kind,
+        source="toyworld",
+        meta={"family": p.family, "split": split, "solution": worked_solution(p, rng), "params": p.params or {}},
+    )
+
+
+def generate(n: int, seed: int = 0, split: str = "train", kinds: Sequence[str] | None = None) -> list[Record]:
+    """``n`` puzzles, kinds in round-robin order (``kinds`` defaults to all of ``KINDS``).
+    The worked solution is ``record.meta["solution"]``."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    kinds = list(kinds) if kinds is not None else list(KINDS)
+    if not kinds:
+        raise ValueError("kinds must not be empty")
+    return [make_record(kinds[i % len(kinds)], seed, split, i) for i in range(n)]
+
+
+def solution_of(record: Record) -> str:
+    """The worked solution of a toy record (step-by-step text ending in ``\\boxed{}``)."""
+    try:
+        return record.meta["solution"]
+    except KeyError:
+        raise ValueError(f"record {record.id!r} carries no worked solution (not a toy-world record?)") from None
