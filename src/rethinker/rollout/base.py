@@ -1,0 +1,65 @@
+"""The rollout interface every engine implements (transformers now; vLLM as an extra)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .inputs import QueryInputs
+
+
+@dataclass
+class SamplingParams:
+    """How to sample. ``top_k=0`` and ``top_p=1.0`` sample from softmax(logits / T)
+    exactly (what the importance ratio of an on-policy update assumes)."""
+
+    max_new_tokens: int = 2048
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    n: int = 1
+    greedy: bool = False
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]  # generated ids, up to and including the end-of-sequence token
+    text: str  # decoded, special tokens removed
+    finished: bool  # ended with an end-of-sequence token (not truncated)
+
+
+@dataclass
+class RolloutStats:
+    tokens: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class RolloutEngine(ABC):
+    """Generates ``params.n`` completions per encoded query. Completions never contain
+    vision special tokens."""
+
+    stats: RolloutStats
+
+    @abstractmethod
+    def generate(self, queries: Sequence[QueryInputs], params: SamplingParams) -> list[list[Completion]]:
+        """One list of ``params.n`` completions per query, in order."""
+
+    def sync_weights(self, model: torch.nn.Module) -> None:  # noqa: B027 - optional
+        """Make the engine sample from ``model``'s current weights (no-op when shared)."""
+
+
+def extend_query(q: QueryInputs, extra_ids: Sequence[int]) -> QueryInputs:
+    """A query whose prompt continues with ``extra_ids`` (text tokens), e.g. a first
+    pass plus a rethinking trigger, so the policy continues from there."""
+    ids = torch.as_tensor(list(extra_ids), dtype=torch.long)
+    return QueryInputs(
+        input_ids=torch.cat([q.input_ids, ids]),
+        mm_token_type_ids=torch.cat([q.mm_token_type_ids, torch.zeros_like(ids, dtype=q.mm_token_type_ids.dtype)]),
+        pixel_values=q.pixel_values,
+        image_grid_thw=q.image_grid_thw,
+        text=q.text,
+    )

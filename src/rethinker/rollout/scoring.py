@@ -1,0 +1,94 @@
+"""Per-token log-probabilities of completions under a policy (the update's forward).
+
+``score(model, queries, batch)`` runs one forward over a prompt+completion batch
+(``collate_sequences``) and returns log p(token) at every completion position, aligned
+with ``batch.target_mask``. When the model accepts pre-computed vision features
+(``mm_encoder_outputs``, transformers >= 5.2x), each distinct query's images go through
+the vision tower once per micro-batch, however many of its G samples the batch holds;
+otherwise the pixels of every sample are passed (the older API).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from ..algo.losses import entropy_from_logits
+from .inputs import ModelBatch, QueryInputs, _cat_images
+
+
+@dataclass
+class Scores:
+    logprobs: torch.Tensor  # [B, L-1], 0 outside target_mask
+    entropy: torch.Tensor | None  # [B, L-1] or None
+
+
+def supports_shared_vision(model) -> bool:
+    fwd = getattr(model, "forward", None)
+    return fwd is not None and "mm_encoder_outputs" in inspect.signature(fwd).parameters
+
+
+def _shared_vision_kwargs(model, queries: list[QueryInputs], batch: ModelBatch) -> dict | None:
+    """``mm_encoder_outputs`` for the batch, encoding each distinct query's images once."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    uniq = sorted(set(batch.query_index))
+    with_images = [qi for qi in uniq if queries[qi].pixel_values is not None]
+    if not with_images:
+        return None
+    pv, grid = _cat_images([queries[qi] for qi in with_images])
+    device = batch.input_ids.device
+    dtype = next(model.parameters()).dtype
+    feats = model.get_image_features(pv.to(device=device, dtype=dtype), grid.to(device))
+    pooled = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+    per_query: dict[int, list[torch.Tensor]] = {}
+    k = 0
+    for qi in with_images:
+        n_img = int(queries[qi].image_grid_thw.shape[0])
+        per_query[qi] = list(pooled[k:k + n_img])
+        k += n_img
+    ordered = tuple(t for qi in batch.query_index for t in per_query.get(qi, []))
+    return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=ordered)}}
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / T)[target], computed in fp32 without materialising the full
+    log-softmax: ``logit[target] - logsumexp(logits)``."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def score(model, queries: list[QueryInputs], batch: ModelBatch, *, temperature: float = 1.0,
+          with_entropy: bool = False, entropy_grad: bool = False, share_vision: bool | None = None) -> Scores:
+    """Forward ``batch`` (already on the model's device) and read the completion tokens'
+    log-probs. Gradients flow unless the caller wraps this in ``torch.no_grad``; the
+    entropy (``with_entropy``) carries gradients only with ``entropy_grad`` (a bonus)."""
+    if batch.target_mask is None:
+        raise ValueError("score() needs a prompt+completion batch (collate_sequences)")
+    kwargs = batch.model_kwargs()
+    if share_vision is None:
+        share_vision = supports_shared_vision(model)
+    if share_vision and batch.pixel_values is not None:
+        shared = _shared_vision_kwargs(model, queries, batch)
+        if shared is not None:
+            kwargs.pop("pixel_values")
+            kwargs.update(shared)
+    elif batch.pixel_values is not None:
+        kwargs["pixel_values"] = batch.pixel_values.to(next(model.parameters()).dtype)
+    out = model(**kwargs, use_cache=False)
+    logits = out.logits[:, :-1]
+    targets = batch.input_ids[:, 1:]
+    mask = batch.target_mask
+    lp = token_logprobs(logits, targets, temperature)
+    lp = torch.where(mask, lp, torch.zeros_like(lp))
+    ent = None
+    if with_entropy or entropy_grad:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            src = logits if entropy_grad else logits.detach()
+            ent = torch.where(mask, entropy_from_logits(src.float() / temperature), torch.zeros_like(lp))
+    return Scores(lp, ent)
