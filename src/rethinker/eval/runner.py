@@ -1,0 +1,103 @@
+"""Batched evaluation with the training judge (train/test aligned).
+
+``evaluate(engine, encoder, records)`` decodes every record (greedy by default) through
+the same ``RolloutEngine`` the trainer uses and grades the responses with
+``rethinker.judge``. Records whose inputs are bad (unreadable image ...) are counted as
+skipped, never a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ..records import Record, RecordError
+from ..rollout.base import RolloutEngine, SamplingParams
+from ..rollout.inputs import PromptEncoder
+
+
+@dataclass
+class Prediction:
+    id: str
+    category: str | None
+    response: str
+    extracted: str | None
+    correct: bool
+    reason: str
+    finished: bool
+
+
+@dataclass
+class EvalResult:
+    n_items: int
+    n_correct: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    by_category: dict[str, float] = field(default_factory=dict)
+    predictions: list[Prediction] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.n_correct / self.n_items if self.n_items else 0.0
+
+    def confidence_interval(self, z: float = 1.96) -> tuple[float, float]:
+        """Wilson score interval for the accuracy."""
+        n = self.n_items
+        if n == 0:
+            return (0.0, 0.0)
+        p = self.accuracy
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+        return (centre - half, centre + half)
+
+
+def evaluate(
+    engine: RolloutEngine,
+    encoder: PromptEncoder,
+    records: Iterable[Record],
+    *,
+    max_new_tokens: int,
+    batch_queries: int = 64,
+    params: SamplingParams | None = None,
+    on_prediction: Callable[[Record, Prediction], None] | None = None,
+) -> EvalResult:
+    from ..judge import EVAL_RULES, grade
+
+    params = params or SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
+    result = EvalResult(0, 0)
+    per_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    pending: list[tuple[Record, object]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        groups = engine.generate([q for _, q in pending], params)
+        for (rec, _), group in zip(pending, groups):
+            comp = group[0]
+            verdict = grade(comp.text, rec.answer, choices=rec.choices, answer_type=rec.answer_type,
+                            precision=rec.precision, rules=EVAL_RULES)
+            pred = Prediction(rec.id, rec.category, comp.text, verdict.extracted, bool(verdict.correct),
+                              verdict.reason, comp.finished)
+            result.n_items += 1
+            result.n_correct += int(pred.correct)
+            cat = per_cat[rec.category or "all"]
+            cat[0] += int(pred.correct)
+            cat[1] += 1
+            result.predictions.append(pred)
+            if on_prediction is not None:
+                on_prediction(rec, pred)
+        pending.clear()
+
+    for rec in records:
+        try:
+            pending.append((rec, encoder.encode(rec)))
+        except RecordError as exc:
+            result.skipped.append((rec.id, str(exc)))
+            continue
+        if len(pending) >= batch_queries:
+            flush()
+    flush()
+    result.by_category = {k: c / n for k, (c, n) in sorted(per_cat.items())}
+    return result

@@ -1,0 +1,46 @@
+"""``rethinker train``: RL-train a VLM; with no arguments, the built-in toy world."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+ACCEPTS_OVERRIDES = True  # every config field is also a --flag (see train/config.py)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="YAML file of config values")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its latest checkpoint")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    parser.epilog = ("Any config field can be set as --field value or --section.field value, e.g. "
+                     "--output-dir runs/x --max-steps 100 --seed 1 --ssr paper|released|filter|off "
+                     "--rethink on|off --model PATH --data FILE.parquet --optim.lr 1e-6 --rollout.group-size 8")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import ConfigError, parse_overrides, resolve, to_dict
+
+    try:
+        overrides = parse_overrides(args.overrides)
+        if args.resume:
+            from .loop import resumed_config
+
+            cfg = resumed_config(args.resume, overrides)
+        else:
+            cfg = resolve(args.config, overrides)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"rethinker train: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    from .loop import train
+
+    summary = train(cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,225 @@
+"""The RL loop, top to bottom: GRPO + Selective Sample Replay + Forced Rethinking.
+
+    for step in 1..max_steps:
+        queries  <- the next queries_per_step records
+        samples  <- G rollouts per query, judged (rule-based reward)
+        samples  <- Forced Rethinking: continue some after a trigger; kept ones replace
+        A        <- group advantages (r - mean) / (std + eps)
+        batch    <- SSR: re-draw the non-zero-advantage samples, p ~ |A|^alpha
+        update   <- clipped policy gradient over micro-batches (+ optional KL/entropy/SFT)
+        log, evaluate (greedy, held-out), checkpoint
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..algo.advantages import group_advantages, group_stats
+from ..algo.rethink import RethinkConfig
+from ..algo.ssr import SampleSelector
+from ..eval.runner import evaluate
+from ..judge import RewardConfig
+from ..rollout.base import SamplingParams
+from ..rollout.hf import TransformersEngine
+from ..rollout.inputs import PromptEncoder
+from . import checkpoint as ckpt
+from .config import TrainConfig, save as save_config
+from .data import QuerySampler, load_datasets
+from .experience import collect, encode_batch
+from .metrics import MetricsLogger, console_line
+from .model import load_policy, pick_device, pick_dtype, resolve_model_path
+from .update import behaviour_logprobs, policy_update
+
+
+def _rethink_config(cfg: TrainConfig) -> RethinkConfig | None:
+    r = cfg.rethink
+    if not r.enabled:
+        return None
+    base = RethinkConfig(skip_prob=r.skip_prob, high_acc_threshold=r.high_acc_threshold, cut_prob=r.cut_prob,
+                         headroom_tokens=r.headroom_tokens, min_cont=r.min_continuation,
+                         max_cont=r.max_continuation, max_self_checks=r.max_self_checks,
+                         max_per_query=r.max_per_query, train_on_trigger=r.train_on_trigger,
+                         temperature=r.temperature)
+    return base.scaled(cfg.rollout.max_new_tokens) if r.scale_to_response_limit else base
+
+
+def _scheduler(optimizer, cfg: TrainConfig, total_updates: int):
+    warm, kind = cfg.optim.warmup_steps, cfg.optim.scheduler
+
+    def factor(i: int) -> float:
+        if warm and i < warm:
+            return (i + 1) / warm
+        if kind == "cosine":
+            t = (i - warm) / max(total_updates - warm, 1)
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.model.dtype, device)
+
+    last = ckpt.latest_checkpoint(run_dir) if resume else None
+    model_path = str(last) if last else resolve_model_path(cfg.model.path)
+    model, processor = load_policy(model_path, device=device, dtype=dtype,
+                                   attn_implementation=cfg.model.attn_implementation,
+                                   gradient_checkpointing=cfg.model.gradient_checkpointing,
+                                   freeze_vision=cfg.model.freeze_vision)
+    ref_model = None
+    if cfg.algo.kl_coef > 0:
+        ref_model, _ = load_policy(resolve_model_path(cfg.model.path), device=device, dtype=dtype,
+                                   attn_implementation=cfg.model.attn_implementation, trainable=False)
+    data = load_datasets(cfg.data, cfg.seed)
+    encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=data.base_dir,
+                            min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
+    eval_encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=data.eval_base_dir,
+                                 min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
+    engine = TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
+    sampler = QuerySampler(data.train, cfg.seed, cfg.data.shuffle)
+    selector = SampleSelector(cfg.ssr.mode, cfg.ssr.alpha, cfg.ssr.batch_size, seed=cfg.seed,
+                              refill_factor=int(cfg.ssr.refill_factor), positive_share=cfg.ssr.positive_share)
+    rethink_cfg = _rethink_config(cfg)
+    rethink_rng = np.random.Generator(np.random.PCG64([cfg.seed, 1]))
+    params = SamplingParams(max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
+                            top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, n=cfg.rollout.group_size)
+    reward_cfg = RewardConfig(correct=cfg.reward.correct, wrong=cfg.reward.wrong, invalid=cfg.reward.invalid,
+                              max_waits=cfg.reward.max_waits, require_box=cfg.reward.require_box,
+                              reflection_shaping=cfg.reward.reflection_shaping)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                  weight_decay=cfg.optim.weight_decay)
+    n_samples = cfg.rollout.queries_per_step * cfg.rollout.group_size
+    per_step = math.ceil((cfg.ssr.batch_size or n_samples) / (cfg.optim.mini_batch_size or n_samples))
+    scheduler = _scheduler(optimizer, cfg, cfg.max_steps * max(per_step, 1))
+    pad_id = engine.pad_id
+    eval_tokens = cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens
+
+    start = 0
+    if last is not None:
+        state = ckpt.load_state(last)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        selector.load_state_dict(state["selector"])
+        rethink_rng.bit_generator.state = state["rethink_rng"]
+        ckpt.set_rng_state(state["rng"])
+        start = int(state["step"])
+        print(f"resumed from {last} at step {start}", file=sys.stderr)
+    save_config(cfg, run_dir / "config.yaml")
+    logger = MetricsLogger(run_dir, cfg.report_to, resume_step=start if last else None)
+
+    def run_eval(step: int) -> dict[str, Any]:
+        if not data.eval:
+            return {}
+        t = time.perf_counter()
+        res = evaluate(engine, eval_encoder, data.eval, max_new_tokens=eval_tokens,
+                       batch_queries=cfg.rollout.max_batch_queries)
+        lo, hi = res.confidence_interval()
+        row = {"step": step, "eval/accuracy": res.accuracy, "eval/ci_low": lo, "eval/ci_high": hi,
+               "eval/n": res.n_items, "eval/skipped": len(res.skipped), "time/eval_s": time.perf_counter() - t}
+        row.update({f"eval/accuracy/{k}": v for k, v in res.by_category.items()})
+        logger.log(row)
+        print(f"step {step}: eval accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}", file=sys.stderr)
+        return row
+
+    def save(step: int) -> None:
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "sampler": sampler.state_dict(), "selector": selector.state_dict(),
+                 "rethink_rng": rethink_rng.bit_generator.state}
+        ckpt.save_checkpoint(run_dir, step, model, processor, state, keep=cfg.keep_checkpoints)
+
+    first_eval = run_eval(0) if start == 0 and cfg.eval_every > 0 else {}
+    last_eval: dict[str, Any] = first_eval
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=start, desc="rl", file=sys.stderr, dynamic_ncols=True)
+    for step in range(start + 1, cfg.max_steps + 1):
+        t0 = time.perf_counter()
+        # 1. queries (bad records are skipped, named and counted)
+        records, queries, bad = encode_batch(encoder, sampler.next(cfg.rollout.queries_per_step))
+        if not queries:
+            logger.log({"step": step, "data/skipped_bad": len(bad), "update/skipped": 1})
+            continue
+        # 2-3. rollouts, rewards, Forced Rethinking
+        exp = collect(engine, processor.tokenizer, records, queries, params=params, reward_cfg=reward_cfg,
+                      rethink_cfg=rethink_cfg, rng=rethink_rng, step=step)
+        # 4. group advantages
+        rewards = torch.tensor([s.reward for s in exp.samples], dtype=torch.float64)
+        adv = group_advantages(rewards, cfg.rollout.group_size, cfg.algo.advantage_scale, cfg.algo.advantage_eps)
+        for s, a in zip(exp.samples, adv.tolist()):
+            s.advantage = a
+        gstats = group_stats(rewards, cfg.rollout.group_size, correct_threshold=cfg.reward.correct)
+        # 5. Selective Sample Replay (released mode replays across steps: store behaviour log-probs)
+        if cfg.ssr.mode == "released":
+            behaviour_logprobs(model, [s for s in exp.samples if s.advantage != 0], pad_id,
+                               cfg.optim.micro_batch_size, device, dtype)
+        selection = selector.select(exp.samples)
+        # 6. policy update
+        upd: dict[str, Any] = {"update/skipped": 1}
+        if not selection.skipped_update:
+            upd = policy_update(model, optimizer, scheduler, selection.samples, cfg.algo, cfg.optim, pad_id=pad_id,
+                                ref_model=ref_model, max_new_tokens=cfg.rollout.max_new_tokens)
+            upd["update/skipped"] = 0
+        # 7. metrics, evaluation, checkpoint
+        row: dict[str, Any] = {"step": step, **exp.metrics, **upd}
+        row.update({k: v for k, v in selection.stats.items() if k.startswith("effective_ratio")})
+        row.update({"ssr/n_selected": selection.stats["n_selected"], "ssr/n_unique": selection.stats["n_unique"],
+                    "ssr/n_replayed": selection.stats["n_replayed_from_buffer"],
+                    "groups/all_correct": gstats["all_correct_share"], "groups/all_wrong": gstats["all_wrong_share"],
+                    "groups/zero_advantage": gstats["zero_adv_share"], "data/skipped_bad": len(bad),
+                    "lr": scheduler.get_last_lr()[0], "time/step_s": time.perf_counter() - t0})
+        if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            last_eval = run_eval(step)
+            row["eval/accuracy"] = last_eval.get("eval/accuracy")
+        logger.log(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(console_line(row), refresh=False)
+        elif step % cfg.log_every == 0:
+            print(f"step {step}: {console_line(row)}", file=sys.stderr)
+        if cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps):
+            save(step)
+    if bar is not None:
+        bar.close()
+    logger.close()
+    try:
+        from .plot import plot_run
+
+        plot_run(run_dir)
+    except Exception as exc:  # a plot must never fail a finished run
+        print(f"warning: could not plot curves: {exc}", file=sys.stderr)
+    return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
+            "steps": cfg.max_steps, "run_dir": str(run_dir)}
+
+
+def resumed_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config saved in a run directory, with overrides (e.g. a larger max_steps)."""
+    import yaml
+
+    from .config import from_dict, set_value
+
+    cfg = from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+    cfg = replace(cfg, output_dir=str(run_dir))
+    for k, v in (overrides or {}).items():
+        set_value(cfg, k, v)
+    return cfg

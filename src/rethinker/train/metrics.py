@@ -1,0 +1,98 @@
+"""Metrics: one JSON line per training step in ``metrics.jsonl``, the console, and the
+optional tensorboard / wandb sinks (``report_to``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _clean(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: str | Path, report_to: list[str] | None = None, config: dict | None = None,
+                 resume_step: int | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self.sinks: list[Any] = []
+        for name in report_to or []:
+            if name == "tensorboard":
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.sinks.append(("tensorboard", SummaryWriter(str(Path(run_dir) / "tensorboard"))))
+            elif name == "wandb":
+                import wandb
+
+                self.sinks.append(("wandb", wandb.init(dir=str(run_dir), config=config, resume="allow")))
+            elif name not in ("none", ""):
+                raise ValueError(f"report_to: unknown sink {name!r} (tensorboard, wandb)")
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop lines logged after ``step`` by a run that was killed before its next checkpoint."""
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if row.get("step", 0) <= step:
+                kept.append(line)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        tmp.replace(self.path)
+
+    def log(self, row: dict[str, Any]) -> None:
+        row = {k: _clean(v) for k, v in row.items()}
+        self._fh.write(json.dumps(row, sort_keys=False) + "\n")
+        self._fh.flush()
+        step = row.get("step", 0)
+        for kind, sink in self.sinks:
+            nums = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
+            if kind == "tensorboard":
+                for k, v in nums.items():
+                    sink.add_scalar(k, v, step)
+            else:
+                sink.log(nums, step=step)
+
+    def close(self) -> None:
+        self._fh.close()
+        for kind, sink in self.sinks:
+            if kind == "tensorboard":
+                sink.close()
+            else:
+                sink.finish()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"warning: skipped a torn line in {path}", file=sys.stderr)
+    return rows
+
+
+def console_line(row: dict[str, Any]) -> str:
+    keys = [("reward/mean", "reward"), ("accuracy", "acc"), ("effective_ratio/before_ssr", "eff"),
+            ("reflection_rate", "refl"), ("rethink/accepted", "rethink"), ("loss/policy", "loss"),
+            ("time/step_s", "s/step"), ("eval/accuracy", "EVAL")]
+    parts = []
+    for k, short in keys:
+        v = row.get(k)
+        if v is not None:
+            parts.append(f"{short}={v:.3f}" if isinstance(v, float) else f"{short}={v}")
+    return " ".join(parts)

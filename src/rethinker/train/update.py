@@ -1,0 +1,193 @@
+"""The policy update: selected samples -> micro-batches -> clipped policy-gradient step(s).
+
+Old log-probabilities are those of the policy that generated the tokens:
+- a sample carrying ``behaviour_logprobs`` (replayed from an earlier step, or scored
+  before the first of several optimizer steps) uses them;
+- a sample of the current step updated by ONE optimizer step uses the current log-probs,
+  detached (they are equal; this skips a whole no-grad forward, as TRL does).
+Micro-batches are bucketed by length (samples sorted by length before chunking), so
+padding is small; losses are summed over micro-batches with the mini-batch's total token
+(or sequence) count as denominator, so accumulation gives exactly the full-batch loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from ..algo.kl import kl_penalty
+from ..algo.losses import policy_loss, sft_aux_loss
+from ..algo.ssr import Sample
+from ..rollout.inputs import QueryInputs, collate_sequences
+from ..rollout.scoring import score
+
+
+@dataclass
+class Chunk:
+    samples: list[Sample]
+    queries: list[QueryInputs]
+    query_index: list[int]
+
+
+def _chunks(samples: Sequence[Sample], size: int, by_length: bool) -> list[Chunk]:
+    order = list(range(len(samples)))
+    if by_length:
+        order.sort(key=lambda i: samples[i].prompt.length + len(samples[i].completion_ids))
+    out = []
+    for start in range(0, len(order), size):
+        part = [samples[i] for i in order[start:start + size]]
+        uniq: dict[int, int] = {}
+        queries: list[QueryInputs] = []
+        qidx = []
+        for s in part:
+            key = id(s.prompt)
+            if key not in uniq:
+                uniq[key] = len(queries)
+                queries.append(s.prompt)
+            qidx.append(uniq[key])
+        out.append(Chunk(part, queries, qidx))
+    return out
+
+
+def _dense(values: Sequence[Sequence[float] | torch.Tensor], target: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """Scatter per-sample completion values into the [B, L-1] grid at ``target``."""
+    out = torch.zeros(target.shape, dtype=dtype, device=target.device)
+    flat = torch.cat([torch.as_tensor(v, dtype=dtype).reshape(-1) for v in values]).to(target.device)
+    out[target] = flat
+    return out
+
+
+def _forward(model, chunk: Chunk, pad_id: int, device, dtype, *, with_entropy: bool = False,
+             entropy_grad: bool = False):
+    batch = collate_sequences(chunk.queries, [s.completion_ids for s in chunk.samples], chunk.query_index, pad_id)
+    batch = batch.to(device, dtype)
+    scores = score(model, chunk.queries, batch, with_entropy=with_entropy, entropy_grad=entropy_grad)
+    return batch, scores
+
+
+@torch.no_grad()
+def behaviour_logprobs(model, samples: Sequence[Sample], pad_id: int, micro_batch_size: int,
+                       device, dtype) -> None:
+    """Fill ``behaviour_logprobs`` of the samples that lack it with the current policy's
+    (call before the first of several optimizer steps, or before samples enter a
+    cross-step replay buffer)."""
+    todo = list({id(s): s for s in samples if s.behaviour_logprobs is None}.values())
+    if not todo:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        for chunk in _chunks(todo, micro_batch_size, True):
+            batch, scores = _forward(model, chunk, pad_id, device, dtype)
+            rows = scores.logprobs.float().cpu()
+            tm = batch.target_mask.cpu()
+            for i, s in enumerate(chunk.samples):
+                s.behaviour_logprobs = rows[i][tm[i]].clone()
+    finally:
+        model.train(was_training)
+
+
+def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, optim, *, pad_id: int,
+                  ref_model=None, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """One rollout step's update: one or more optimizer steps over ``samples``."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    t0 = time.perf_counter()
+    samples = list(samples)
+    mini = optim.mini_batch_size or len(samples)
+    minis = [samples[i:i + mini] for i in range(0, len(samples), mini)]
+    if len(minis) > 1:
+        behaviour_logprobs(model, samples, pad_id, optim.micro_batch_size, device, dtype)
+
+    totals: dict[str, float] = {}
+    tok_weighted = ("clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean")
+    n_tokens_all = 0
+    ratio_min, ratio_max = math.inf, -math.inf
+    grad_norms: list[float] = []
+    skipped = 0
+    ent_sum = 0.0
+    for mb in minis:
+        masks = [torch.as_tensor(s.completion_mask, dtype=torch.float32) for s in mb]
+        n_tok = float(sum(m.sum() for m in masks))
+        norm = n_tok if algo.aggregation == "token-mean" else float(len(mb))
+        sft_tokens = float(sum(m.sum() for s, m in zip(mb, masks) if s.reward >= 1.0 and s.advantage > 0))
+        optimizer.zero_grad(set_to_none=True)
+        loss_total = 0.0
+        for chunk in _chunks(mb, optim.micro_batch_size, optim.bucket_by_length):
+            batch, scores = _forward(model, chunk, pad_id, device, dtype, with_entropy=True,
+                                     entropy_grad=algo.entropy_coef > 0)
+            tm = batch.target_mask
+            mask = _dense([s.completion_mask for s in chunk.samples], tm) > 0
+            lp = scores.logprobs
+            if all(s.behaviour_logprobs is not None for s in chunk.samples):
+                old = _dense([s.behaviour_logprobs for s in chunk.samples], tm)
+            else:
+                old = lp.detach().clone()
+                for i, s in enumerate(chunk.samples):
+                    if s.behaviour_logprobs is not None:
+                        old[i][tm[i]] = torch.as_tensor(s.behaviour_logprobs, dtype=old.dtype, device=old.device)
+            adv = torch.tensor([float(s.advantage) for s in chunk.samples], device=device)
+            loss, st = policy_loss(lp, old, adv, mask, algo.clip_low, algo.clip_high, algo.aggregation,
+                                   max_tokens=max_new_tokens, normalizer=norm)
+            n = st["n_tokens"]
+            n_tokens_all += int(n)
+            for k in tok_weighted:
+                totals[k] = totals.get(k, 0.0) + st[k] * n
+            if n:
+                ratio_min, ratio_max = min(ratio_min, st["ratio_min"]), max(ratio_max, st["ratio_max"])
+            totals["loss/policy"] = totals.get("loss/policy", 0.0) + float(loss)
+            if algo.kl_coef > 0 and ref_model is not None:
+                with torch.no_grad():
+                    _, ref_scores = _forward(ref_model, chunk, pad_id, device, dtype)
+                kl = kl_penalty(lp, ref_scores.logprobs, algo.kl_kind)
+                kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(n_tok, 1.0)
+                loss = loss + algo.kl_coef * kl_loss
+                totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl_loss)
+            ent_tokens = torch.where(mask, scores.entropy, torch.zeros_like(scores.entropy)).sum()
+            ent_sum += float(ent_tokens)
+            if algo.entropy_coef > 0:  # bonus: token-mean entropy over the mini-batch
+                loss = loss - algo.entropy_coef * ent_tokens / max(n_tok, 1.0)
+            if algo.sft_coef > 0 and sft_tokens > 0:
+                rewards = torch.tensor([float(s.reward) for s in chunk.samples], device=device)
+                sft, _ = sft_aux_loss(lp, mask, rewards, adv, normalizer=sft_tokens)
+                loss = loss + algo.sft_coef * sft
+                totals["loss/sft"] = totals.get("loss/sft", 0.0) + float(sft)
+            loss_total += float(loss)
+            loss.backward()
+        if not math.isfinite(loss_total):
+            optimizer.zero_grad(set_to_none=True)
+            skipped += 1
+            continue
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip if optim.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(gn):
+            optimizer.zero_grad(set_to_none=True)
+            skipped += 1
+            continue
+        grad_norms.append(float(gn))
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    elapsed = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "update/optimizer_steps": len(minis) - skipped,
+        "update/skipped_nonfinite": skipped,
+        "update/tokens": n_tokens_all,
+        "update/tokens_per_s": n_tokens_all / elapsed if elapsed > 0 else 0.0,
+        "time/update_s": elapsed,
+        "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
+        "entropy": ent_sum / n_tokens_all if n_tokens_all else None,
+    }
+    denom = max(n_tokens_all, 1)
+    for k in tok_weighted:
+        out[f"loss/{k}"] = totals.get(k, 0.0) / denom
+    out["loss/ratio_min"] = ratio_min if math.isfinite(ratio_min) else None
+    out["loss/ratio_max"] = ratio_max if math.isfinite(ratio_max) else None
+    for k in ("loss/policy", "loss/kl", "loss/sft"):
+        if k in totals:
+            out[k] = totals[k] / len(minis)
+    return out
