@@ -62,6 +62,8 @@ REASON_KINDS = (
     ("image file not found", "missing image"),
     ("no image", "missing image"),
     ("image", "unreadable image"),
+    ("not among", "bad answer"),
+    ("not a letter", "bad answer"),
     ("choices", "bad choices"),
     ("json", "malformed row"),
 )
