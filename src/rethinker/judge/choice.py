@@ -1,0 +1,83 @@
+"""Multiple choice: read an option letter strictly, and map letters <-> option texts.
+
+The released code calls a prediction correct when the boxed text *starts with* the
+ground-truth letter, so ``\\boxed{Area is 5}`` matches ``A`` and ``\\boxed{Because}``
+matches ``B``. Our rule is strict. A letter is read only from
+
+- the letter alone: ``B`` (a lone lowercase ``b`` too),
+- the letter in brackets, alone or followed by text: ``(B)``, ``(B) 5 cm``, ``[B]``,
+- the letter followed by a delimiter ``.`` ``:`` ``)`` and optional text:
+  ``B.``, ``B: 5 cm``, ``B) 5 cm``,
+
+each optionally after "option", "choice" or "answer" ("Option B", "Answer: (C)").
+A capital followed by more letters ("Area", "A triangle") is never a letter. When the
+option texts are known, a prediction that is not a letter is matched to an option by its
+text (case/whitespace-insensitive, or numerically equal), and a ground truth written as
+option text is mapped to its letter. If a letter comes with text ("B: 7"), the letter
+decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .normalize import clean_latex, compact, norm_text
+from .numeric import numbers_equal, parse_number
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_MC_TYPES = {None, "multiple_choice", "multiple-choice", "multi_choice", "choice", "mc"}
+
+_PREFIX = re.compile(r"^(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:\s]\s*", re.IGNORECASE)
+_BRACKETED = re.compile(r"^[(\[]([A-Za-z])[)\]](?:\s.*|[.:,].*)?$", re.DOTALL)
+_DELIMITED = re.compile(r"^([A-Z])(?:[.:)]\s*.*)?$", re.DOTALL)
+_LONE_LOWER = re.compile(r"^([a-z])$")
+_MD = re.compile(r"^[\s*_\"'`$]+|[\s*_\"'`$]+$")
+
+
+def parse_letter(text: str, n_choices: int | None = None) -> str | None:
+    """The option letter ``text`` names under the strict rule above, or None. With
+    ``n_choices`` a letter beyond the last option is None."""
+    t = _MD.sub("", clean_latex(text))
+    t = _PREFIX.sub("", t, count=1).strip()
+    t = _MD.sub("", t)
+    m = _BRACKETED.match(t) or _DELIMITED.match(t) or _LONE_LOWER.match(t)
+    if not m:
+        return None
+    letter = m.group(1).upper()
+    if n_choices is not None and LETTERS.index(letter) >= n_choices:
+        return None
+    return letter
+
+
+def match_option(text: str, choices: Sequence[str]) -> str | None:
+    """The letter of the first option whose text equals ``text``: same words
+    (case/whitespace-insensitive), same compact LaTeX, or the same plain number."""
+    t_text, t_compact = norm_text(text), compact(text)
+    t_num = parse_number(clean_latex(text))
+    for i, option in enumerate(choices[: len(LETTERS)]):
+        opt = str(option)
+        if norm_text(opt) == t_text or compact(opt) == t_compact:
+            return LETTERS[i]
+        if t_num is not None:
+            o_num = parse_number(clean_latex(opt))
+            if o_num is not None and numbers_equal(t_num, o_num):
+                return LETTERS[i]
+    return None
+
+
+def gold_letter(gold: str, choices: Sequence[str] | None, answer_type: str | None) -> str | None:
+    """The correct option's letter when the item is multiple choice: a ground truth
+    written as a letter (``B``, ``(B)``, ``B. text``), or, given the options, written as
+    one option's text. None for other answer types."""
+    if answer_type is not None and answer_type.lower() not in _MC_TYPES:
+        return None
+    n = len(choices) if choices else None
+    letter = parse_letter(gold, n)
+    if letter is not None:
+        # "B. text" ground truths: accept; a lone lowercase gold letter only with options
+        if choices or not _LONE_LOWER.match(_MD.sub("", clean_latex(gold))):
+            return letter
+    if choices:
+        return match_option(gold, choices)
+    return None

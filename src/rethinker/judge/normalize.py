@@ -1,0 +1,134 @@
+"""Canonical forms of an answer string, shared by every comparison path.
+
+``clean_latex`` is the released code's normalization (``\\dfrac`` -> ``\\frac``,
+``\\text`` removed, ``\\varnothing`` -> ``\\emptyset``) plus the obvious LaTeX noise:
+math delimiters, ``\\left``/``\\right``, spacing commands, ``\\displaystyle``, degree
+marks (``30^\\circ`` means 30) and a trailing period. ``norm_text`` adds case folding and
+markdown/quote stripping for word answers. Units are removed only next to a number (see
+``numeric``), never from a word answer ("5 cm" is 5; "cm" stays "cm").
+
+All functions are linear-time on inputs of at most ``MAX_ANSWER_CHARS`` characters; the
+grader refuses longer answers before calling them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .extract import last_boxed
+
+#: Longest answer (or ground truth) the grader normalizes or parses; longer is refused.
+MAX_ANSWER_CHARS = 1000
+
+_WRAPPER = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol|operatorname)\s*\{"
+)
+_SPACING = re.compile(r"\\[,;:! ]|\\quad|\\qquad|~")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])\s*")
+_DEGREE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z])")
+_WS = re.compile(r"\s+")
+
+
+def unbox(text: str) -> str:
+    """A ground truth written as ``\\boxed{X}`` (ViRL39K's style) -> ``X``; otherwise the
+    text unchanged. Only the last box counts, as for responses."""
+    if "\\boxed" in text or "\\fbox" in text:
+        inner = last_boxed(text)
+        if inner is not None:
+            return inner.strip()
+    return text.strip()
+
+
+def unwrap_text_commands(s: str) -> str:
+    """``\\text{cm}`` -> ``cm`` (also ``\\textbf``, ``\\mathrm``, ``\\mbox`` ...), braces
+    balanced; an unclosed wrapper is left as it is."""
+    out = []
+    pos = 0
+    while True:
+        m = _WRAPPER.search(s, pos)
+        if m is None:
+            out.append(s[pos:])
+            return "".join(out)
+        # find the matching brace of the wrapper's argument
+        depth = 0
+        i = m.end() - 1
+        end = -1
+        while i < len(s):
+            c = s[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    end = i
+                    break
+            i += 1
+        if end < 0:
+            out.append(s[pos:])
+            return "".join(out)
+        out.append(s[pos : m.start()])
+        out.append(s[m.end() : end])
+        pos = end + 1
+
+
+def _strip_delimiters(s: str) -> str:
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
+            s = s[len(left) : len(s) - len(right)].strip()
+    return s
+
+
+def clean_latex(s: str) -> str:
+    """The canonical LaTeX form used for exact comparison and handed to math-verify."""
+    s = _strip_delimiters(s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\varnothing", "\\emptyset").replace("\\displaystyle", "")
+    s = unwrap_text_commands(s)
+    s = _DEGREE.sub("", s)
+    s = _LEFT_RIGHT.sub("", s)
+    s = _SPACING.sub(" ", s)
+    s = _WS.sub(" ", s).strip()
+    if s.endswith(".") and not s.endswith(".."):
+        s = s[:-1].rstrip()
+    return _strip_delimiters(s)
+
+
+_MD = re.compile(r"^[\s*_\"'`]+|[\s*_\"'`]+$")
+
+
+def norm_text(s: str) -> str:
+    """Word-answer form: clean_latex, then markdown/quotes and ``$`` dropped, whitespace
+    collapsed, case folded, trailing ``.``/``!`` dropped ("Yes." == "yes")."""
+    s = clean_latex(s).replace("$", "")
+    s = _MD.sub("", s)
+    s = _WS.sub(" ", s).strip().casefold()
+    while s and s[-1] in ".!":
+        s = s[:-1].rstrip()
+    return s
+
+
+def compact(s: str) -> str:
+    """clean_latex without any whitespace: ``x = 3`` and ``x=3`` compare equal."""
+    return _WS.sub("", clean_latex(s))
+
+
+_TEXTUAL = re.compile(r"^[A-Za-z][A-Za-z '\-]*[A-Za-z]$")
+#: Words that are math, not text (left to the numeric/symbolic paths).
+_MATH_WORDS = frozenset(
+    {"pi", "inf", "infty", "infinity", "oo", "nan", "sin", "cos", "tan", "log", "ln", "exp", "sqrt", "emptyset"}
+)
+
+
+def is_textual(s: str) -> bool:
+    """True for a word answer ("yes", "red", "Tuesday", "triangle ABC"): at least two
+    letters, only letters, spaces, hyphens and apostrophes, and not a math word. Such
+    answers are compared as text, never parsed as products of symbols (math-verify reads
+    "ab" as a*b, equal to "ba")."""
+    t = clean_latex(s).strip()
+    if not _TEXTUAL.match(t):
+        return False
+    return t.casefold() not in _MATH_WORDS

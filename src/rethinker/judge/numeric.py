@@ -1,0 +1,154 @@
+"""Fast path for plain numbers: parse, then compare exactly, without sympy.
+
+A "plain number" is, after ``clean_latex``: an optional single-symbol assignment
+(``x = ``), an optional currency sign, a signed integer or decimal (thousands separators
+``1,000`` / ``1{,}000`` allowed), or a fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``),
+or ``m \\times 10^{k}``; then optionally ``%`` and a unit ("5 cm", "12 minutes",
+"3 m^2", "4 square units"). Values are exact ``Fraction``s.
+
+Comparison (pred vs gold), the same numbers math-verify would call equal:
+
+- with ``precision`` p (MathVista): ``round(float(pred), p) == round(float(gold), p)``,
+  the benchmark's own rule;
+- else, when either side was written with a decimal point: both rounded to 6 decimals
+  (math-verify's ``float_rounding=6``), so ``1/3 == 0.333333`` but ``1/3 != 0.33``;
+- else exact equality (``0.5 == 1/2 == \\frac{1}{2}``, ``1,000 == 1000``).
+
+Percent: with ``allow_percent`` (default) ``X%`` matches both ``X`` and ``X/100`` (so
+``50\\% == 50 == 0.5``); without it ``X%`` means only ``X/100``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+_VAR_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?\s*(?:=|\\approx|≈)\s*")
+_CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹)\s*")
+_PERCENT = re.compile(r"\s*(?:\\%|%|percent)$")
+
+_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_DEC = re.compile(rf"^([+-])?\s*({_NUM})")
+_FRAC_BRACED = re.compile(r"^([+-])?\s*\\frac\s*\{\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*\}\s*\{\s*(\d+(?:\.\d+)?)\s*\}")
+_FRAC_DIGITS = re.compile(r"^([+-])?\s*\\frac\s*(\d)\s*(\d)(?!\d)")
+_SLASH = re.compile(r"^([+-])?\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
+_SCI = re.compile(r"^\s*(?:\\times|\\cdot|×|\*)\s*10\s*\^\s*\{?\s*([+-]?\d{1,3})\s*\}?")
+
+_KNOWN_UNITS = (
+    "mm|cm|dm|m|km|in|ft|yd|mi|mg|g|kg|t|lb|lbs|oz|ml|mL|l|L|s|sec|min|h|hr|hrs|"
+    "N|J|W|kW|V|Pa|kPa|Hz|mph|kmh|rad|deg|units?"
+)
+_UNIT_WORD = r"[A-Za-z]+(?:\^\{?[23]\}?)?"
+# "5 cm", "12 minutes", "4 square units", "3 m/s", "60 km/h"; a lone letter after a
+# space must be a known unit ("5 m"), so "5 x" is not the number 5
+_UNIT_SPACED = re.compile(
+    rf"^\s+(?:(?:{_KNOWN_UNITS})(?![A-Za-z])|[A-Za-z]{{2,}})(?:\^\{{?[23]\}}?)?"
+    rf"(?:\s*/\s*{_UNIT_WORD}|\s+{_UNIT_WORD}){{0,3}}$"
+)
+# "5cm", "3m^2", "10m/s" (no space: only known units, so "5x" stays an expression)
+_UNIT_TIGHT = re.compile(
+    rf"^(?:{_KNOWN_UNITS})(?:\^\{{?[23]\}}?)?(?:\s*/\s*(?:{_KNOWN_UNITS})(?:\^\{{?[23]\}}?)?)?$"
+)
+
+
+@dataclass(frozen=True)
+class Num:
+    """A parsed plain number: exact value, whether it was written as a decimal (or in
+    scientific notation), whether it carried ``%``, and the assigned variable if any."""
+
+    value: Fraction
+    is_float: bool
+    percent: bool
+    var: str | None = None
+
+
+def _dec(text: str) -> Fraction:
+    return Fraction(text.replace(",", ""))
+
+
+def parse_number(s: str) -> Num | None:
+    """Parse ``s`` (already ``clean_latex``-ed) as a plain number, or None."""
+    s = s.strip().replace("{,}", ",")
+    if not s or len(s) > 200:
+        return None
+    var = None
+    m = _VAR_PREFIX.match(s)
+    if m:
+        var = m.group(0).split("=")[0].split("\\approx")[0].split("≈")[0].strip()
+        s = s[m.end() :]
+    s = _CURRENCY.sub("", s)
+    percent = False
+    m = _PERCENT.search(s)
+    if m:
+        percent = True
+        s = s[: m.start()]
+    is_float = False
+    m = _FRAC_BRACED.match(s)
+    if m:
+        if Fraction(m.group(4)) == 0:
+            return None
+        sign = -1 if (m.group(1) == "-") != (m.group(2) == "-") else 1
+        value = sign * Fraction(m.group(3)) / Fraction(m.group(4))
+        is_float = "." in m.group(3) or "." in m.group(4)
+    else:
+        m = _FRAC_DIGITS.match(s) or _SLASH.match(s)
+        if m:
+            if Fraction(m.group(3)) == 0:
+                return None
+            value = Fraction(m.group(2)) / Fraction(m.group(3))
+            if m.group(1) == "-":
+                value = -value
+            is_float = "." in m.group(2) or "." in m.group(3)
+        else:
+            m = _DEC.match(s)
+            if not m:
+                return None
+            value = _dec(m.group(2))
+            if m.group(1) == "-":
+                value = -value
+            is_float = "." in m.group(2)
+            sci = _SCI.match(s[m.end() :])
+            if sci:
+                value *= Fraction(10) ** int(sci.group(1))
+                is_float = True
+                rest = s[m.end() + sci.end() :]
+                return _finish(value, is_float, percent, var, rest)
+    return _finish(value, is_float, percent, var, s[m.end() :])
+
+
+def _finish(value: Fraction, is_float: bool, percent: bool, var: str | None, rest: str) -> Num | None:
+    if rest.strip() and not (_UNIT_SPACED.match(rest) or _UNIT_TIGHT.match(rest.strip())):
+        return None
+    return Num(value, is_float, percent, var)
+
+
+def _candidates(n: Num, allow_percent: bool) -> list[Fraction]:
+    if not n.percent:
+        return [n.value]
+    return [n.value, n.value / 100] if allow_percent else [n.value / 100]
+
+
+def _round_float(x: Fraction, p: int) -> float | Fraction:
+    try:
+        return round(float(x), p)
+    except OverflowError:
+        return round(x, p)
+
+
+def numbers_equal(pred: Num, gold: Num, precision: int | None = None, allow_percent: bool = True) -> bool:
+    """See the module docstring for the rule."""
+    if pred.var is not None and gold.var is not None and pred.var != gold.var:
+        return False
+    use_float = pred.is_float or gold.is_float
+    for a in _candidates(pred, allow_percent):
+        for b in _candidates(gold, allow_percent):
+            if precision is not None:
+                if _round_float(a, precision) == _round_float(b, precision):
+                    return True
+            elif use_float:
+                if round(a, 6) == round(b, 6):
+                    return True
+            elif a == b:
+                return True
+    return False

@@ -1,0 +1,364 @@
+"""math-verify behind a time bound that works in any thread, with a cache.
+
+math-verify's own timeouts use ``signal.alarm``: whole seconds only, and only in the
+main thread (elsewhere it raises). We always call it with its timeouts off and bound
+the time ourselves:
+
+1. ``screen`` refuses, before any parsing, what makes sympy run for minutes inside C
+   code where no signal can interrupt it: answers over ``MAX_ANSWER_CHARS``, bracket
+   nesting deeper than ``MAX_DEPTH``, integer literals over ``MAX_DIGITS`` digits, power
+   towers (an exponent that itself holds ``^`` and a digit: ``9^{9^{9}}``), exponents
+   whose integer literals total more than ``MAX_EXPONENT_DIGITS`` digits
+   (``2^{99999}``, ``\\prod_{i=1}^{99999}``), and factorials of more than a literal
+   up to ``MAX_FACTORIAL``. A refused answer is a ``parse_error``.
+2. In the main thread a real-time interval timer (``setitimer``, sub-second) raises
+   :class:`JudgeTimeout` at the deadline -> ``timeout``.
+3. Off the main thread (``backend="auto"``) the comparison runs in a helper process
+   (``python -m rethinker.judge.sandbox``, started once, reused) that applies (2) in its
+   own main thread; if it does not answer by the deadline plus a margin it is killed
+   and restarted -> ``timeout``. ``backend="inline"`` instead runs in the calling thread
+   with no preemption (screen only).
+
+Only math-verify's LaTeX extraction is used (never its ``ExprExtractionConfig``, which
+calls sympy's ``parse_expr``, i.e. ``eval``): nothing here evaluates model text as code.
+Parsed ground truths and predictions are kept in LRU caches keyed by their string.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from .normalize import MAX_ANSWER_CHARS
+
+MAX_DEPTH = 12
+MAX_DIGITS = 100
+MAX_EXPONENT_DIGITS = 4
+MAX_FACTORIAL = 1000
+
+#: Outcomes of a symbolic comparison.
+CORRECT, MISMATCH, PARSE_ERROR, TIMEOUT = "correct", "mismatch", "parse_error", "timeout"
+
+
+class JudgeTimeout(BaseException):
+    """Raised by the interval timer. A BaseException so that math-verify's and sympy's
+    ``except Exception`` clauses do not swallow it."""
+
+
+class _DropTimeoutDisabledWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DropTimeoutDisabledWarning())
+
+
+# -- screening ----------------------------------------------------------------------
+def _group_after(s: str, i: int) -> tuple[str, int]:
+    """The exponent starting at ``s[i]``: a balanced ``{...}`` group or one token."""
+    n = len(s)
+    while i < n and s[i] == " ":
+        i += 1
+    if i >= n:
+        return "", i
+    if s[i] == "{":
+        depth = 0
+        j = i
+        while j < n:
+            if s[j] == "\\":
+                j += 2
+                continue
+            if s[j] == "{":
+                depth += 1
+            elif s[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    return s[i + 1 : j], j + 1
+            j += 1
+        return s[i + 1 :], n
+    j = i
+    if s[j] == "\\":
+        j += 1
+        while j < n and s[j].isalpha():
+            j += 1
+        return s[i:j], j
+    while j < n and (s[j].isdigit() or s[j] in "+-.") and (j == i or s[j] not in "+-"):
+        j += 1
+    return s[i : max(j, i + 1)], max(j, i + 1)
+
+
+_INT_LITERAL = re.compile(r"(?<![\d.])\d+")
+
+
+def _int_literals(s: str) -> list[str]:
+    """Digit runs that are integers or integer parts (not the digits after a point)."""
+    return _INT_LITERAL.findall(s)
+
+
+def screen(latex: str) -> str | None:
+    """Why ``latex`` must not reach sympy, or None when it may. Linear in its length
+    (times the number of ``^``, bounded by the length cap)."""
+    if len(latex) > MAX_ANSWER_CHARS:
+        return f"answer longer than {MAX_ANSWER_CHARS} characters"
+    depth = 0
+    for c in latex:
+        if c in "{([":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"brackets nested deeper than {MAX_DEPTH}"
+        elif c in "})]":
+            depth = max(depth - 1, 0)
+    if any(len(d) > MAX_DIGITS for d in _int_literals(latex)):
+        return f"number with more than {MAX_DIGITS} digits"
+    s = latex.replace("**", "^")
+    i = s.find("^")
+    while i >= 0:
+        exponent, end = _group_after(s, i + 1)
+        rest = s[end:].lstrip()
+        if ("^" in exponent and any(c.isdigit() for c in exponent)) or rest.startswith("^"):
+            return "power tower"
+        if sum(len(d) for d in _int_literals(exponent)) > MAX_EXPONENT_DIGITS:
+            return f"exponent with more than {MAX_EXPONENT_DIGITS} digits"
+        i = s.find("^", i + 1)
+    i = s.find("!")
+    while i >= 0:
+        j = i
+        while j > 0 and s[j - 1].isdigit():
+            j -= 1
+        operand = s[j:i]
+        if (not operand and i > 0 and s[i - 1] in ")}]") or (operand and int(operand) > MAX_FACTORIAL):
+            return f"factorial beyond {MAX_FACTORIAL}!"
+        i = s.find("!", i + 1)
+    return None
+
+
+# -- deadline -----------------------------------------------------------------------
+def signals_usable() -> bool:
+    """True in the main thread of the main interpreter on a POSIX system."""
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`JudgeTimeout` in this (main) thread after ``seconds``; restores the
+    previous SIGALRM handler and any running timer. A no-op where signals are unusable."""
+    if not seconds or seconds <= 0 or not signals_usable():
+        yield
+        return
+
+    def _on_alarm(signum, frame):  # noqa: ARG001
+        raise JudgeTimeout()
+
+    old_handler = signal.signal(signal.SIGALRM, _on_alarm)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay > 0:
+            left = max(old_delay - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, old_interval)
+
+
+# -- math-verify --------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _mv():
+    import math_verify
+    from math_verify import LatexExtractionConfig
+
+    return math_verify, [LatexExtractionConfig()]
+
+
+def _parse(latex: str):
+    math_verify, config = _mv()
+    return math_verify.parse(
+        "\\boxed{" + latex + "}",
+        extraction_config=config,
+        fallback_mode="no_fallback",
+        parsing_timeout=None,
+    )
+
+
+_parse_gold = lru_cache(maxsize=8192)(_parse)
+_parse_pred = lru_cache(maxsize=8192)(_parse)
+
+
+def compare_unbounded(gold: str, pred: str) -> str:
+    """math-verify verdict for two screened LaTeX strings, with no time bound of its own:
+    ``correct``, ``mismatch`` or ``parse_error`` (either side parsed to nothing)."""
+    math_verify, _ = _mv()
+    g = _parse_gold(gold)
+    if not g:
+        return PARSE_ERROR
+    p = _parse_pred(pred)
+    if not p:
+        return PARSE_ERROR
+    return CORRECT if math_verify.verify(g, p, timeout_seconds=None) else MISMATCH
+
+
+_WARM = False
+
+
+def warm_up() -> None:
+    """Import math-verify and run one comparison of each kind, so that one-time costs
+    (ANTLR parser set-up, sympy's lazy imports: about a second) never count against a
+    verdict's deadline."""
+    global _WARM
+    if not _WARM:
+        for g, p in (("1", "1"), ("x^2+2x+1", "(x+1)^2"), ("\\{1,2\\}", "[1,2)")):
+            try:
+                compare_unbounded(g, p)
+            except Exception:
+                pass
+        _WARM = True
+
+
+def compare_here(gold: str, pred: str, timeout_s: float | None) -> str:
+    """Compare in this thread: preemptive deadline in the main thread, none elsewhere."""
+    warm_up()
+    start = time.monotonic()
+    try:
+        with deadline(timeout_s):
+            result = compare_unbounded(gold, pred)
+    except JudgeTimeout:
+        return TIMEOUT
+    except RecursionError:
+        return PARSE_ERROR
+    if timeout_s and time.monotonic() - start > timeout_s:
+        return TIMEOUT  # a library swallowed our exception; the deadline still counts
+    return result
+
+
+def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = "auto") -> str:
+    """Screen both sides, then compare within ``timeout_s`` seconds. ``backend``:
+    ``auto`` (main thread: here; other threads: the sandbox process), ``inline`` (here,
+    whatever thread), ``sandbox`` (always the helper process)."""
+    for side in (gold, pred):
+        if screen(side) is not None:
+            return PARSE_ERROR
+    if backend not in ("auto", "inline", "sandbox"):
+        raise ValueError(f"unknown symbolic backend {backend!r}")
+    if backend == "sandbox" or (backend == "auto" and timeout_s and not signals_usable()):
+        return _sandbox().compare(gold, pred, timeout_s)
+    return compare_here(gold, pred, timeout_s)
+
+
+# -- the helper process -------------------------------------------------------------
+class Sandbox:
+    """A helper process that runs :func:`compare_here` in its own main thread, one
+    request at a time (JSON lines over pipes). Killed and restarted on a missed deadline."""
+
+    #: Extra seconds the parent waits beyond the comparison's own timeout.
+    MARGIN_S = 0.5
+    #: Seconds allowed for the helper to import sympy and math-verify.
+    STARTUP_S = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._buf = b""
+        self.restarts = 0
+
+    def _start(self) -> None:
+        src_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = src_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "rethinker.judge.sandbox"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self._buf = b""
+        line = self._readline(time.monotonic() + self.STARTUP_S)
+        if line != b"ready":
+            self._kill()
+            raise RuntimeError("the judge's sandbox process did not start")
+
+    def _readline(self, until: float) -> bytes | None:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = until - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None  # the process died
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.strip()
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+            self.restarts += 1
+
+    def compare(self, gold: str, pred: str, timeout_s: float | None) -> str:
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            assert self._proc is not None and self._proc.stdin is not None
+            request = json.dumps({"g": gold, "p": pred, "t": timeout_s}) + "\n"
+            try:
+                self._proc.stdin.write(request.encode())
+                self._proc.stdin.flush()
+            except BrokenPipeError:
+                self._kill()
+                return TIMEOUT
+            wait = (timeout_s or 3600.0) + self.MARGIN_S
+            line = self._readline(time.monotonic() + wait)
+            if line is None:
+                self._kill()
+                return TIMEOUT
+            try:
+                return json.loads(line)["r"]
+            except (ValueError, KeyError):
+                self._kill()
+                return PARSE_ERROR
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                try:
+                    self._proc.stdin.close()  # type: ignore[union-attr]
+                    self._proc.wait(timeout=2)
+                except Exception:
+                    self._proc.kill()
+                self._proc = None
+
+
+_SANDBOX: Sandbox | None = None
+_SANDBOX_LOCK = threading.Lock()
+
+
+def _sandbox() -> Sandbox:
+    global _SANDBOX
+    with _SANDBOX_LOCK:
+        if _SANDBOX is None:
+            import atexit
+
+            _SANDBOX = Sandbox()
+            atexit.register(_SANDBOX.close)
+        return _SANDBOX
