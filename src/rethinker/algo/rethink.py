@@ -1,0 +1,280 @@
+"""Forced Rethinking (released code, ``_generate_vllm``): teach the policy to re-check itself.
+
+After the first rollout is graded, for a batch laid out group by group (G responses each):
+
+1. Eligible: the response ended with EOS and has at most ``max_response_tokens -
+   headroom_tokens`` tokens (1024 of headroom at 2048). In a group whose accuracy is
+   above ``high_acc_threshold`` (0.7) the wrong responses are skipped; every other
+   eligible response is skipped with probability ``skip_prob`` (0.35).
+2. With probability ``cut_prob`` (0.5) the response is cut back before its final answer
+   (``cut_before_final_answer``); otherwise it is kept whole.
+3. A trigger is appended (``choose_trigger``): with probability 0.5 a generic one,
+   "\\n\\nWait" (40%) or "\\n\\nWait, does it seem right?" (60%); otherwise
+   "\\n\\nWait, let's double check" if the first answer was right, "\\n\\nWait, there might
+   be a mistake" if it was wrong.
+4. The policy continues from first pass + trigger (temperature 0.9).
+5. ``accept``: a continuation is kept only if min_cont < its length < max_cont tokens
+   (released: 30 < n < 1024, strict), the joined response's final answer is correct, it
+   holds at most ``max_self_checks`` self-checks counting the trigger as one (released:
+   1 + count(continuation) <= 4), and its query has fewer than ``max_per_query`` (2) kept
+   rethinkings. A kept one replaces the original response in its group
+   (``replace_in_groups``); all of it, trigger included, is trained on by default
+   (``join_tokens``).
+
+The length thresholds fit 2048-token responses; ``RethinkConfig.scaled(n)`` rescales them
+for a response limit of n tokens. Texts given to this module are response texts only
+(no prompt) without the EOS token.
+
+Deliberate difference from the released code: there, a continuation that passes the
+length and correctness checks takes one of its query's two slots even when the
+self-check filter then drops it; here only kept continuations count toward the cap,
+as method.md states the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# the one definition lives with the judge; re-exported here for the reflection statistic
+from rethinker.judge.selfcheck import count_self_checks
+
+__all__ = [
+    "Acceptance", "RethinkConfig", "RethinkPlan", "accept", "choose_trigger", "count_self_checks",
+    "cut_before_final_answer", "eligible", "join_tokens", "plan_rethinks", "reflection_rate", "replace_in_groups",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RethinkConfig:
+    """Forced Rethinking settings; defaults are the released code's (2048-token responses)."""
+
+    skip_prob: float = 0.35
+    high_acc_threshold: float = 0.7
+    cut_prob: float = 0.5
+    max_response_tokens: int = 2048
+    headroom_tokens: int = 1024
+    min_cont: int = 30
+    max_cont: int = 1024
+    max_self_checks: int = 4
+    max_per_query: int = 2
+    generic_prob: float = 0.5
+    generic_triggers: tuple[str, ...] = ("\n\nWait", "\n\nWait, does it seem right?")
+    generic_weights: tuple[float, ...] = (0.4, 0.6)
+    correct_trigger: str = "\n\nWait, let's double check"
+    wrong_trigger: str = "\n\nWait, there might be a mistake"
+    train_on_trigger: bool = True
+    temperature: float = 0.9
+
+    def __post_init__(self) -> None:
+        for name in ("skip_prob", "cut_prob", "generic_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if len(self.generic_triggers) != len(self.generic_weights) or not self.generic_triggers:
+            raise ValueError("generic_triggers and generic_weights must be non-empty and of equal length")
+        if any(w < 0 for w in self.generic_weights) or sum(self.generic_weights) <= 0:
+            raise ValueError("generic_weights must be >= 0 with a positive sum")
+        if self.min_cont < 0 or self.max_cont <= self.min_cont:
+            raise ValueError(f"need 0 <= min_cont < max_cont, got {self.min_cont}, {self.max_cont}")
+        if self.max_response_tokens < 1 or self.headroom_tokens < 0:
+            raise ValueError("max_response_tokens must be >= 1 and headroom_tokens >= 0")
+
+    def scaled(self, max_response_tokens: int, reference_tokens: int = 2048) -> "RethinkConfig":
+        """Same config for a response limit of ``max_response_tokens``: headroom, min_cont and
+        max_cont scaled by max_response_tokens / reference_tokens (rounded; at least 1,
+        max_cont at least min_cont + 1)."""
+        if max_response_tokens < 1:
+            raise ValueError(f"max_response_tokens must be >= 1, got {max_response_tokens}")
+        f = max_response_tokens / reference_tokens
+        min_cont = max(1, round(self.min_cont * f))
+        return replace(
+            self,
+            max_response_tokens=max_response_tokens,
+            headroom_tokens=max(1, round(self.headroom_tokens * f)),
+            min_cont=min_cont,
+            max_cont=max(min_cont + 1, round(self.max_cont * f)),
+        )
+
+
+@dataclass(frozen=True)
+class RethinkPlan:
+    """One response chosen for a continuation.
+
+    ``index``: position in the flat batch; ``group``: index // group_size;
+    ``first_text``: the first pass, cut back when ``cut``; ``prefix_text``: first_text +
+    trigger, the text the policy continues from (after the prompt).
+    """
+
+    index: int
+    group: int
+    first_correct: bool
+    cut: bool
+    first_text: str
+    trigger: str
+
+    @property
+    def prefix_text(self) -> str:
+        return self.first_text + self.trigger
+
+
+def eligible(finished: bool, length: int, config: RethinkConfig = RethinkConfig()) -> bool:
+    """Ended with EOS and length <= max_response_tokens - headroom_tokens (length counts
+    the response's tokens, EOS included, as the released code does)."""
+    return bool(finished) and length <= config.max_response_tokens - config.headroom_tokens
+
+
+def cut_before_final_answer(text: str) -> str:
+    """Cut a response back before its final answer, in the released code's order:
+    before the last "Wait"; then before the last "\\boxed"; then before the first
+    "answer" (case-insensitive); then before the last blank line ("\\n\\n"), stripping
+    trailing whitespace. Each step applies only when its marker is present."""
+    i = text.rfind("Wait")
+    if i > -1:
+        text = text[:i]
+    i = text.rfind("\\boxed")
+    if i > -1:
+        text = text[:i]
+    i = text.lower().find("answer")
+    if i > -1:
+        text = text[:i]
+    i = text.rfind("\n\n")
+    if i > -1:
+        text = text[:i].rstrip()
+    return text
+
+
+def choose_trigger(correct: bool, rng: np.random.Generator, config: RethinkConfig = RethinkConfig()) -> str:
+    """With prob. generic_prob a generic trigger drawn by generic_weights, otherwise the
+    correctness-specific one (correct_trigger / wrong_trigger)."""
+    if rng.random() < config.generic_prob:
+        w = np.asarray(config.generic_weights, dtype=np.float64)
+        return config.generic_triggers[int(rng.choice(len(w), p=w / w.sum()))]
+    return config.correct_trigger if correct else config.wrong_trigger
+
+
+def plan_rethinks(
+    texts: Sequence[str],
+    finished: Sequence[bool],
+    lengths: Sequence[int],
+    correct: Sequence[bool],
+    group_size: int,
+    rng: np.random.Generator,
+    config: RethinkConfig = RethinkConfig(),
+) -> list[RethinkPlan]:
+    """Choose which responses get a continuation and build their prefixes (steps 1-3)."""
+    n = len(texts)
+    if not (len(finished) == len(lengths) == len(correct) == n):
+        raise ValueError("texts, finished, lengths and correct must have the same length")
+    if group_size < 1 or n % group_size:
+        raise ValueError(f"{n} responses do not split into groups of {group_size}")
+    chosen: list[int] = []
+    for g in range(n // group_size):
+        idx = range(g * group_size, (g + 1) * group_size)
+        accuracy = float(np.mean([bool(correct[i]) for i in idx]))
+        for i in idx:
+            if not eligible(finished[i], lengths[i], config):
+                continue
+            if accuracy > config.high_acc_threshold and not correct[i]:
+                continue
+            if rng.random() < config.skip_prob:
+                continue
+            chosen.append(i)
+    plans = []
+    for i in chosen:
+        cut = bool(rng.random() < config.cut_prob)
+        first = cut_before_final_answer(texts[i]) if cut else texts[i]
+        trigger = choose_trigger(bool(correct[i]), rng, config)
+        plans.append(RethinkPlan(i, i // group_size, bool(correct[i]), cut, first, trigger))
+    return plans
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Verdict per plan: ``kept[k]`` and ``reasons[k]`` (``kept``, ``length``,
+    ``incorrect``, ``too_many_self_checks``, ``query_cap``); ``counts``: reason -> count."""
+
+    kept: list[bool]
+    reasons: list[str]
+    counts: dict[str, int]
+
+
+def accept(
+    plans: Sequence[RethinkPlan],
+    continuation_texts: Sequence[str],
+    continuation_lengths: Sequence[int],
+    final_correct: Sequence[bool],
+    config: RethinkConfig = RethinkConfig(),
+) -> Acceptance:
+    """The acceptance filter (step 5), in plan order; the per-query cap counts kept ones.
+
+    ``final_correct[k]``: the joined response (first pass + trigger + continuation) graded
+    by its final answer; ``continuation_lengths[k]``: generated tokens (EOS included).
+    """
+    if not (len(plans) == len(continuation_texts) == len(continuation_lengths) == len(final_correct)):
+        raise ValueError("plans, continuation_texts, continuation_lengths and final_correct differ in length")
+    kept_per_group: dict[int, int] = {}
+    kept, reasons = [], []
+    for plan, text, length, ok in zip(plans, continuation_texts, continuation_lengths, final_correct):
+        if not config.min_cont < length < config.max_cont:
+            reason = "length"
+        elif not ok:
+            reason = "incorrect"
+        elif 1 + count_self_checks(text) > config.max_self_checks:
+            reason = "too_many_self_checks"
+        elif kept_per_group.get(plan.group, 0) >= config.max_per_query:
+            reason = "query_cap"
+        else:
+            reason = "kept"
+            kept_per_group[plan.group] = kept_per_group.get(plan.group, 0) + 1
+        kept.append(reason == "kept")
+        reasons.append(reason)
+    counts = {r: reasons.count(r) for r in ("kept", "length", "incorrect", "too_many_self_checks", "query_cap")}
+    return Acceptance(kept, reasons, counts)
+
+
+def join_tokens(
+    first_ids: Sequence[int] | Tensor,
+    trigger_ids: Sequence[int] | Tensor,
+    cont_ids: Sequence[int] | Tensor,
+    train_on_trigger: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """ids = first + trigger + continuation; mask (bool, same length) is True on tokens the
+    loss trains on: all of them, except the trigger's when ``train_on_trigger`` is False.
+
+    Use the same ``first_ids + trigger_ids`` as the continuation's input (the prefix) so
+    that the trained tokens are the ones the policy conditioned on; ``first_ids`` must not
+    end with EOS (the first pass continues), ``cont_ids`` normally does.
+    """
+    parts = [torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in (first_ids, trigger_ids, cont_ids)]
+    ids = torch.cat(parts)
+    mask = torch.ones(ids.shape[0], dtype=torch.bool)
+    if not train_on_trigger:
+        start = parts[0].shape[0]
+        mask[start : start + parts[1].shape[0]] = False
+    return ids, mask
+
+
+def replace_in_groups(items: Sequence[T], replacements: Mapping[int, T]) -> list[T]:
+    """A copy of ``items`` (flat batch, group by group) with ``items[i]`` replaced by
+    ``replacements[i]``: a kept rethinking takes its original's place in its group, so
+    group sizes and order are unchanged."""
+    out = list(items)
+    for i, new in replacements.items():
+        if not 0 <= i < len(out):
+            raise IndexError(f"replacement index {i} outside a batch of {len(out)}")
+        out[i] = new
+    return out
+
+
+def reflection_rate(texts: Sequence[str]) -> float:
+    """Share of texts with at least one self-check (0.0 for no texts)."""
+    if not texts:
+        return 0.0
+    return sum(count_self_checks(t) > 0 for t in texts) / len(texts)
