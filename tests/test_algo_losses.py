@@ -203,7 +203,8 @@ def test_k3_and_k2_nonnegative(lps, seed):
     assert torch.allclose(kl_penalty(lp, ref, "k1"), lp - ref)
 
 
-@settings(max_examples=8, deadline=None)
+# statistical check: derandomize fixes the examples (and seeds), so a pass is reproducible
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(st.integers(0, 10_000), st.integers(2, 6))
 def test_k1_and_k3_means_match_true_kl_on_sampled_categoricals(seed, v):
     """Tokens drawn from pi: mean k1 and mean k3 estimate KL(pi || ref). Tolerance: 5 standard

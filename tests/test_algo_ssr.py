@@ -32,7 +32,8 @@ def within_binomial_bounds(counts, p, n, z=5.0):
 ADV = st.sampled_from([0.0, 0.0, 0.1, -0.3, 0.75, -1.2, 2.0])
 
 
-@settings(max_examples=20, deadline=None)
+# statistical check: derandomize fixes the examples (and seeds), so a pass is reproducible
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(st.lists(ADV, min_size=1, max_size=10).filter(lambda a: any(x != 0 for x in a)),
        st.sampled_from([0.5, 1.0, 2.0]), st.integers(0, 2**31))
 def test_paper_draw_frequencies_match_abs_advantage_power(advs, alpha, seed):
@@ -82,7 +83,8 @@ def test_off_is_every_sample_once_in_order():
     assert not sel.skipped_update
 
 
-@settings(max_examples=20, deadline=None)
+# statistical check: derandomize fixes the examples (and seeds), so a pass is reproducible
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(st.lists(ADV, min_size=1, max_size=12), st.integers(1, 40), st.integers(0, 1000))
 def test_filter_nonzero_only_whole_copies_then_uniform(advs, batch, seed):
     sel = SampleSelector("filter", batch_size=batch, seed=seed).select(make(advs))
