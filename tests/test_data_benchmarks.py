@@ -326,17 +326,30 @@ def test_mmmu_pro_standard_and_vision(mmmu_pro_dir):
 
 # ---------------------------------------------------------------------------- EMMA
 
-def emma_row(pid, subject, question, options, answer, *, images=1, context=None, category="Pattern Inference"):
+def emma_row(pid, subject, question, options, answer, *, images=1, context=None, category="Pattern Inference",
+             source="Newly annotated", task=None):
     return {"pid": pid, "question": question, "options": options, "answer": answer,
             **{f"image_{k}": (png((20 * k, 0, 0)) if k <= images else None) for k in range(1, 6)},
-            "solution": None, "subject": subject, "task": None, "category": category, "source": "Newly annotated",
+            "solution": None, "subject": subject, "task": task, "category": category, "source": source,
             "type": "Multiple Choice" if options else "Open-ended", "context": context}
+
+
+# Physics phy_30 and Coding coding_524: PARTLY VERIFIED against a copy of the dataset viewer, which truncates long
+# text — pid, options (phy_30), answer, subject, category, source, type and the visible start of question and
+# context are as published; the truncated tails are cut here. The other EMMA rows are SCHEMA rows.
+RAMPS_Q = ("A small toy car rolls down three ramps with the same height and horizontal length, but different shapes, "
+           "starting from rest. The car stays in contact with the ramp at all times and no energy is lost. Order the "
+           "ramps from the fastest to slowest time it takes for the toy car to drop the full $1 \\mathrm{~m}$.")
+RAMPS_CONTEXT = ("- Proton mass, $m_{p}=1.67 \\cdot 10^{-27} \\mathrm{~kg}$\n- Neutron mass, $m_{n}=1.67 \\cdot "
+                 "10^{-27} \\mathrm{~kg}$")
+PLOT_Q = ("<image_1>\n<image_2>\nOur goal is to reproduce the visualization in the first image shown. The code "
+          "snippet below currently does not accurately generate the target visualization. It instead generates the "
+          "visualization in the second image.")
 
 
 @pytest.fixture
 def emma_dir(tmp_path):
     root = tmp_path / "EMMA"
-    # SCHEMA rows in EMMA's columns (pid, options list or None, image_1..5, context, type ...)
     write(root / "Math" / "test-00000-of-00001.parquet", [
         emma_row("math_1", "Math", "Which shape comes next?\n<image_1>", ["A", "B", "C", "D"], "B"),
         emma_row("math_2", "Math", "How many squares are there in <image_1>?", None, "14",
@@ -344,14 +357,16 @@ def emma_dir(tmp_path):
         emma_row("math_3", "Math", "Which one?\n<image_1>", ["A", "B"], "", category="Pattern Inference"),
     ])
     write(root / "Physics" / "test-00000-of-00001.parquet", [
-        emma_row("physics_1", "Physics", "Where does the ball land? <image_1> <image_2>", ["left", "right"], "A",
-                 images=2, context="Ignore air resistance.", category="Path Tracing"),
+        emma_row("phy_30", "Physics", RAMPS_Q, ["231", "123", "213", "321"], "C", images=2, context=RAMPS_CONTEXT,
+                 category="Multi-hop Visual Reasoning", source="OlympiadBench"),
     ])
     write(root / "Chemistry" / "test-00000-of-00001.parquet", [
         emma_row("chem_1", "Chemistry", "Which product forms?\n<image_1>", ["X", "Y", "Z"], "C",
                  category="Reaction Simulation"),
     ])
     write(root / "Coding" / "test-00000-of-00001.parquet", [
+        emma_row("coding_524", "Coding", PLOT_Q, ["Replace line 6 with: ax.grid(True)", "Delete line 7"], "B",
+                 images=2, category="Gridline", task="Modify With Image"),
         emma_row("coding_1", "Coding", "Which code draws <image_1>?", ["a", "b", "c", "d"], "A", images=0,
                  category="Legend"),
     ])
@@ -361,13 +376,18 @@ def emma_dir(tmp_path):
 def test_emma(emma_dir):
     res = BENCHMARKS["emma"](emma_dir)
     recs = by_id(res)
-    assert sorted(recs) == ["chem_1", "math_1", "math_2", "physics_1"]
+    assert sorted(recs) == ["chem_1", "coding_524", "math_1", "math_2", "phy_30"]
     assert kinds(res) == {"math_3": "missing answer", "coding_1": "missing image"}
-    assert {r.category for r in recs.values()} == {"Math", "Physics", "Chemistry"}
-    phys = recs["physics_1"]
-    assert phys.question == "Ignore air resistance.\nWhere does the ball land? <image 1> <image 2>"
-    assert question_text(phys) == "Ignore air resistance.\nWhere does the ball land?\nA. left\nB. right" + SUFFIX
-    assert len(phys.images) == 2 and phys.meta["category"] == "Path Tracing"
+    assert {r.category for r in recs.values()} == {"Math", "Physics", "Chemistry", "Coding"}
+    phys = recs["phy_30"]
+    assert (phys.answer, phys.answer_type, phys.choices) == ("C", "multiple_choice", ["231", "123", "213", "321"])
+    assert phys.question == RAMPS_CONTEXT + "\n" + RAMPS_Q
+    assert question_text(phys) == RAMPS_CONTEXT + "\n" + RAMPS_Q + "\nA. 231\nB. 123\nC. 213\nD. 321" + SUFFIX
+    assert phys.meta["category"] == "Multi-hop Visual Reasoning" and phys.meta["source"] == "OlympiadBench"
+    plot = recs["coding_524"]
+    assert plot.question.startswith("<image 1>\n<image 2>\nOur goal") and len(plot.images) == 2
+    assert question_text(plot).startswith("Our goal is to reproduce the visualization in the first image shown.")
+    assert plot.meta["task"] == "Modify With Image"
     assert (recs["math_2"].answer, recs["math_2"].answer_type, recs["math_2"].choices) == ("14", "integer", None)
     only_math = BENCHMARKS["emma"](emma_dir / "Math")
     assert sorted(r.id for r in only_math.records) == ["math_1", "math_2"]
