@@ -48,7 +48,7 @@ def _rethink_config(cfg: TrainConfig) -> RethinkConfig | None:
                          headroom_tokens=r.headroom_tokens, min_cont=r.min_continuation,
                          max_cont=r.max_continuation, max_self_checks=r.max_self_checks,
                          max_per_query=r.max_per_query, train_on_trigger=r.train_on_trigger,
-                         temperature=r.temperature)
+                         temperature=r.temperature, max_response_tokens=cfg.rollout.max_new_tokens)
     return base.scaled(cfg.rollout.max_new_tokens) if r.scale_to_response_limit else base
 
 
@@ -146,6 +146,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                  "rethink_rng": rethink_rng.bit_generator.state}
         ckpt.save_checkpoint(run_dir, step, model, processor, state, keep=cfg.keep_checkpoints)
 
+    if start == 0:
+        logger.log({"step": 0, "data/train_records": len(data.train), "data/eval_records": len(data.eval),
+                    "data/skipped_at_load": len(data.skipped)})
     first_eval = run_eval(0) if start == 0 and cfg.eval_every > 0 else {}
     last_eval: dict[str, Any] = first_eval
     bar = None

@@ -1,0 +1,169 @@
+"""The trainer end to end on the tiny toy policy: a short run, exact resume after
+SIGKILL, bad records, config handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rethinker.train.config import ConfigError, parse_overrides, resolve
+
+TINY = [
+    "--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--seed", "3",
+    "--rollout.queries-per-step", "2", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
+    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--optim.micro-batch-size", "4",
+    "--ssr", "paper", "--rethink", "on", "--threads", "1",
+]
+TIME_KEYS = ("time/", "tokens_per_s")
+
+
+def _run(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+    return subprocess.run([sys.executable, "-m", "rethinker", "train", *args], env=env, capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _comparable(rows):
+    return [{k: v for k, v in r.items() if not any(t in k for t in TIME_KEYS)} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    res = _run(["--output-dir", str(out), *TINY])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, res
+
+
+def test_short_run_writes_metrics_checkpoints_and_curves(full_run):
+    out, res = full_run
+    rows = _rows(out)
+    train_rows = [r for r in rows if "reward/mean" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    for r in train_rows:
+        for key in ("reward/mean", "accuracy", "effective_ratio/before_ssr", "effective_ratio/after_ssr",
+                    "reflection_rate", "time/step_s", "groups/all_correct", "groups/all_wrong",
+                    "rethink/attempts", "response_length/mean", "rollout/tokens_per_s"):
+            assert key in r, key
+        assert -0.1 <= r["reward/mean"] <= 1.1
+        assert 0.0 <= r["effective_ratio/before_ssr"] <= 1.0
+    evals = [r for r in rows if "eval/accuracy" in r and r.get("eval/n")]
+    assert [r["step"] for r in evals] == [0, 2, 4]
+    assert all(r["eval/n"] == 8 for r in evals)
+    assert (out / "curves.png").stat().st_size > 1000
+    assert (out / "config.yaml").is_file()
+    ckpts = sorted(p.name for p in out.glob("checkpoint-*"))
+    assert ckpts == ["checkpoint-2", "checkpoint-4"]
+    # the checkpoint loads with plain transformers
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    AutoProcessor.from_pretrained(out / "checkpoint-4")
+    AutoModelForImageTextToText.from_pretrained(out / "checkpoint-4")
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 4
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(full_run, tmp_path):
+    ref_dir, _ = full_run
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TINY],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (out / "checkpoint-2" / "trainer_state.pt").exists():
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "checkpoint-4").exists()
+    res = _run(["--resume", str(out)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _comparable(_rows(out)) == _comparable(_rows(ref_dir))
+
+
+def test_bad_records_are_skipped_and_counted(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from rethinker.data.io import write_records
+    from rethinker.records import ImageRef, Record
+    from rethinker.toyworld.puzzles import generate
+
+    good = generate(6, seed=5, split="train")
+    buf = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(buf, format="PNG")  # 64 MP: beyond the bomb limit
+    bad = [
+        Record(id="bad-bytes", question="What colour?", answer="red", images=[ImageRef(bytes=b"not an image")]),
+        Record(id="bomb", question="What colour?", answer="red", images=[ImageRef(bytes=buf.getvalue())]),
+        Record(id="missing-file", question="What colour?", answer="red", images=[ImageRef(path="nowhere.png")]),
+    ]
+    path = tmp_path / "train.parquet"
+    write_records(path, good + bad)
+    # rows the reader must refuse: no answer, empty question (written as raw rows)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path).to_pylist()
+    table.append({**table[0], "id": "no-answer", "answer": None})
+    table.append({**table[0], "id": "empty-question", "question": "  "})
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(path)), path)
+    out = tmp_path / "run"
+    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "3", "--save-every", "0", "--eval-every", "0",
+                "--data", str(path), "--rollout.queries-per-step", "3"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = _rows(out)
+    head = rows[0]
+    assert head["step"] == 0 and head["data/train_records"] == 6 and head["data/skipped_at_load"] == 5
+    for name in ("bad-bytes", "bomb", "missing-file", "no-answer", "empty-question"):
+        assert name in res.stderr
+    assert [r["step"] for r in rows if "reward/mean" in r] == [1, 2, 3]
+
+
+def test_images_that_fail_only_at_decode_are_skipped_per_step(toy_policy):
+    """encode_batch names and counts records whose images fail when decoded for a step."""
+    from rethinker.records import ImageRef, Record
+    from rethinker.rollout.inputs import PromptEncoder
+    from rethinker.toyworld.puzzles import generate
+    from rethinker.train.experience import encode_batch
+
+    _, processor = toy_policy
+    good = generate(2, seed=9, split="train")
+    bad = Record(id="torn", question="What colour?", answer="red", images=[ImageRef(bytes=good[0].images[0].bytes[:60])])
+    kept, queries, skipped = encode_batch(PromptEncoder(processor), [good[0], bad, good[1]])
+    assert [r.id for r in kept] == [good[0].id, good[1].id] and len(queries) == 2
+    assert [s[0] for s in skipped] == ["torn"] and "unreadable image" in skipped[0][1]
+
+
+def test_config_precedence_and_errors(tmp_path):
+    cfg = resolve(None, {})
+    assert cfg.preset == "toy" and cfg.rollout.max_new_tokens == 48 and cfg.ssr.mode == "paper"
+    real = resolve(None, {"model": str(tmp_path)})
+    assert real.preset is None and real.rollout.max_new_tokens == 2048 and real.optim.lr == 1e-6
+    assert real.algo.clip_high == 0.35 and real.rollout.group_size == 8 and real.rollout.queries_per_step == 512
+    y = tmp_path / "c.yaml"
+    y.write_text("optim:\n  lr: 0.001\nrollout:\n  group_size: 4\nssr: {mode: filter}\n")
+    cfg = resolve(str(y), parse_overrides(["--optim.lr", "2e-5", "--rethink", "off"]))
+    assert cfg.optim.lr == 2e-5 and cfg.rollout.group_size == 4 and cfg.ssr.mode == "filter"
+    assert cfg.rethink.enabled is False
+    for bad in (["--ssr", "sometimes"], ["--nope", "1"], ["--rollout.group-size", "1"], ["--max-steps"]):
+        with pytest.raises(ConfigError):
+            resolve(None, parse_overrides(bad))
+
+
+def test_cli_reports_config_errors():
+    res = _run(["--rollout.group-size", "many"])
+    assert res.returncode == 2 and "group_size" in res.stderr
