@@ -272,7 +272,7 @@ def test_mmmu(mmmu_dir):
     assert (acc.answer, acc.answer_type, acc.category) == ("D", "multiple_choice", "Accounting")
     assert acc.choices == ["$63,020", "$58,410", "$71,320", "$77,490"]
     assert acc.meta["subfield"] == "Financial Accounting" and acc.meta["topic_difficulty"] == "Easy"
-    assert question_text(acc) == ("Each of the following situations relates to a different company.  For company B, "
+    assert question_text(acc) == ("Each of the following situations relates to a different company. For company B, "
                                   "find the missing amounts.\nA. $63,020\nB. $58,410\nC. $71,320\nD. $77,490" + SUFFIX)
     two = recs["dev_Accounting_2"]
     assert [load_image(im).getpixel((0, 0)) for im in two.images] == [(255, 0, 0), (0, 255, 0)]

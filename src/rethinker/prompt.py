@@ -29,7 +29,7 @@ def render_choices(choices: list[str]) -> str:
 def question_text(record: Record, suffix: str = SUFFIX) -> str:
     """The user text: question, options (when the question does not already list them),
     then the suffix. ``<image N>`` placeholders are removed (the images come first)."""
-    text = re.sub(r"<image\s*\d+>", "", record.question).strip()
+    text = re.sub(r"[ \t]*<image\s*\d+>", "", record.question).strip()
     if record.choices and not _lists_options(text, record.choices):
         text = f"{text}\n{render_choices(record.choices)}"
     return text + suffix

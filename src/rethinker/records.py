@@ -102,12 +102,15 @@ class Record:
             if isinstance(pass_rates, list):  # pyarrow map -> list of (key, value) pairs
                 pass_rates = dict(pass_rates)
             precision = row.get("precision")
+            choices = row.get("choices")
+            if isinstance(choices, (str, bytes)):
+                raise RecordError("choices must be a list of strings, not one string")
             rec = cls(
                 id=str(rid) if rid is not None else "",
                 question=row.get("question") or "",
                 answer="" if row.get("answer") is None else str(row.get("answer")),
                 images=[ImageRef.coerce(v) for v in images_raw if v is not None],
-                choices=list(row["choices"]) if row.get("choices") is not None else None,
+                choices=list(choices) if choices is not None else None,
                 answer_type=row.get("answer_type") or None,
                 precision=int(precision) if precision is not None and precision == precision else None,
                 category=row.get("category") or None,
