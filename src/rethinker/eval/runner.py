@@ -2,8 +2,9 @@
 
 ``evaluate(engine, encoder, records)`` decodes every record (greedy by default) through
 the same ``RolloutEngine`` the trainer uses and grades the responses with
-``rethinker.judge``. Records whose inputs are bad (unreadable image ...) are counted as
-skipped, never a crash.
+``rethinker.judge`` (every sample when ``params.n > 1``; the counts use the first).
+Records whose inputs are bad (unreadable image ...) are counted as skipped, never a
+crash.
 """
 
 from __future__ import annotations
@@ -19,7 +20,21 @@ from ..rollout.inputs import PromptEncoder
 
 
 @dataclass
+class Sample:
+    """One of several sampled responses to a query (``params.n > 1``) and its verdict."""
+
+    response: str
+    extracted: str | None
+    correct: bool
+    reason: str
+    finished: bool
+
+
+@dataclass
 class Prediction:
+    """A judged query. With ``params.n > 1`` the top-level fields are the first sample's
+    and ``samples`` holds all of them."""
+
     id: str
     category: str | None
     response: str
@@ -27,6 +42,16 @@ class Prediction:
     correct: bool
     reason: str
     finished: bool
+    prompt: str = ""
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples) or 1
+
+    @property
+    def n_correct(self) -> int:
+        return sum(s.correct for s in self.samples) if self.samples else int(self.correct)
 
 
 @dataclass
@@ -74,12 +99,17 @@ def evaluate(
         if not pending:
             return
         groups = engine.generate([q for _, q in pending], params)
-        for (rec, _), group in zip(pending, groups):
-            comp = group[0]
-            verdict = grade(comp.text, rec.answer, choices=rec.choices, answer_type=rec.answer_type,
-                            precision=rec.precision, rules=EVAL_RULES)
-            pred = Prediction(rec.id, rec.category, comp.text, verdict.extracted, bool(verdict.correct),
-                              verdict.reason, comp.finished)
+        for (rec, q), group in zip(pending, groups):
+            samples = []
+            for comp in group:
+                verdict = grade(comp.text, rec.answer, choices=rec.choices, answer_type=rec.answer_type,
+                                precision=rec.precision, rules=EVAL_RULES)
+                samples.append(Sample(comp.text, verdict.extracted, bool(verdict.correct), verdict.reason,
+                                      comp.finished))
+            first = samples[0]
+            pred = Prediction(rec.id, rec.category, first.response, first.extracted, first.correct, first.reason,
+                              first.finished, prompt=getattr(q, "text", ""),
+                              samples=samples if len(samples) > 1 else [])
             result.n_items += 1
             result.n_correct += int(pred.correct)
             cat = per_cat[rec.category or "all"]

@@ -1,0 +1,379 @@
+"""``rethinker eval``: batched evaluation on benchmarks with the training judge.
+
+    rethinker eval [--model PATH] --benchmark NAME [--data PATH [--split S]]
+                   [--benchmark NAME2 --data PATH2 ...] --output-dir DIR [--limit N]
+                   [--samples K --temperature 0.6 --top-p 0.95]
+                   [--min-pixels P --max-pixels P] [--max-new-tokens T]
+
+Each ``--data`` / ``--split`` belongs to the ``--benchmark`` before it; ``toy`` needs no
+data (it generates ``--toy-items`` held-out puzzles) and ``records`` reads any file in
+the record schema. Without ``--model`` the packaged toy policy is used.
+
+Writes, in ``DIR``:
+
+- ``predictions.jsonl``: one line per judged item (``id``, ``benchmark``, ``prompt``,
+  ``response``, ``extracted``, ``correct``, ``reason``, ``category``, ``answer``,
+  ``finished``; with ``--samples K > 1`` also ``n_samples``, ``n_correct`` and every
+  sample). Each line is appended and flushed as soon as its item is judged, so a crash
+  loses no finished item; a re-run skips the items already there (resumable).
+- ``summary.json`` = ``{NAME: {"n_items", "n_skipped", "accuracy", "by_category", ...}}``
+  (see ``rethinker.eval.report``), ``summary.md`` and ``summary.csv``; the table is
+  printed too.
+- ``run.json``: the settings that shape the predictions; a re-run with other settings
+  is refused (``--restart`` discards the old predictions instead).
+
+Bad input (a missing or unreadable image, an item without answer, an unreadable file) is
+counted in ``n_skipped`` (or reported as the benchmark's ``error``), never a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..records import Record
+from .report import format_table, summarize, write_reports
+from .runner import Prediction, evaluate
+
+#: Benchmarks read without a publisher's schema.
+GENERIC = ("toy", "records")
+#: Per-item keys (from the record's meta) reported apart, besides the category.
+GROUP_KEYS: dict[str, tuple[str, ...]] = {
+    "mathverse": ("problem_version", "subject"),
+    "mathvision": ("level",),
+}
+#: The released evaluation's response limit, used when the model's generation config sets none.
+DEFAULT_MAX_NEW_TOKENS = 8192
+#: Toy puzzles evaluated when ``--benchmark toy`` has no ``--data``.
+DEFAULT_TOY_ITEMS = 200
+#: Settings that change the predictions: a resumed run must match them.
+RUN_KEYS = ("model", "samples", "greedy", "temperature", "top_p", "top_k", "max_new_tokens", "min_pixels",
+            "max_pixels")
+
+
+class EvalError(ValueError):
+    """A usage problem (unknown benchmark, missing --data, settings that differ from the
+    run being resumed): reported as one line, exit status 2."""
+
+
+def benchmark_names() -> list[str]:
+    from ..data.benchmarks import BENCHMARKS
+
+    return [*GENERIC, *BENCHMARKS]
+
+
+@dataclass
+class BenchSpec:
+    name: str
+    data: str | None = None
+    split: str | None = None
+
+
+# -- command line ----------------------------------------------------------------------
+
+class _SpecAction(argparse.Action):
+    """``--benchmark`` starts a spec; ``--data`` / ``--split`` fill in the last one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        specs = list(getattr(namespace, self.dest, None) or [])
+        if option_string == "--benchmark":
+            specs.append(BenchSpec(values))
+        else:
+            key = option_string.lstrip("-")
+            if not specs:
+                parser.error(f"{option_string} {values}: put it after the --benchmark it belongs to")
+            if getattr(specs[-1], key) is not None:
+                parser.error(f"{option_string} given twice for --benchmark {specs[-1].name}")
+            setattr(specs[-1], key, values)
+        setattr(namespace, self.dest, specs)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
+    parser.add_argument("--benchmark", dest="benchmarks", action=_SpecAction, metavar="NAME",
+                        help="a benchmark to run (repeat for several): " + ", ".join(benchmark_names()))
+    parser.add_argument("--data", dest="benchmarks", action=_SpecAction, metavar="PATH",
+                        help="the preceding benchmark's file or folder as its publisher distributes it")
+    parser.add_argument("--split", dest="benchmarks", action=_SpecAction, metavar="SPLIT",
+                        help="the preceding benchmark's split (default: the one the paper reports)")
+    parser.add_argument("--output-dir", required=True, help="where predictions and summaries go")
+    parser.add_argument("--limit", type=int, help="evaluate the first N items of each benchmark")
+    parser.add_argument("--samples", type=int, default=1, help="samples per item (K > 1: sampling, pass@k)")
+    parser.add_argument("--temperature", type=float,
+                        help="sampling temperature (default: greedy for 1 sample, 0.6 for K > 1)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="top-p when sampling (default 0.95)")
+    parser.add_argument("--top-k", type=int, default=0, help="top-k when sampling (default 0: off)")
+    parser.add_argument("--max-new-tokens", type=int,
+                        help=f"response limit (default: the model's generation config, else {DEFAULT_MAX_NEW_TOKENS})")
+    parser.add_argument("--min-pixels", type=int, help="image pixel floor (default: the model's processor)")
+    parser.add_argument("--max-pixels", type=int, help="image pixel ceiling (default: the model's processor)")
+    parser.add_argument("--batch-size", type=int, default=64, help="queries per generate call (default 64)")
+    parser.add_argument("--toy-items", type=int, default=DEFAULT_TOY_ITEMS,
+                        help=f"held-out toy puzzles when --benchmark toy has no --data (default {DEFAULT_TOY_ITEMS})")
+    parser.add_argument("--toy-seed", type=int, default=0, help="seed of the toy puzzles (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed for sampling (default 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default auto)")
+    parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
+    parser.add_argument("--restart", action="store_true", help="discard earlier predictions in --output-dir")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+# -- predictions file --------------------------------------------------------------------
+
+class PredictionLog:
+    """``predictions.jsonl``: earlier lines are read on open (a torn last line, left by a
+    crash mid-write, is cut off); each new line is appended and flushed at once."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.done: dict[tuple[str, str], dict[str, Any]] = {}
+        self.n_bad_lines = 0
+        if self.path.exists():
+            self._read()
+        self._fh = None
+
+    def _read(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):  # torn write: keep whole lines only
+            cut = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as fh:
+                fh.truncate(cut)
+            data = data[:cut]
+            self.n_bad_lines += 1
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                key = (str(row["benchmark"]), str(row["id"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                self.n_bad_lines += 1
+                continue
+            self.done[key] = row
+
+    def append(self, row: dict[str, Any]) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        self.done[(row["benchmark"], row["id"])] = row
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def prediction_row(benchmark: str, rec: Record, pred: Prediction) -> dict[str, Any]:
+    """The ``predictions.jsonl`` line of one judged item."""
+    row: dict[str, Any] = {
+        "id": rec.id, "benchmark": benchmark, "prompt": pred.prompt, "response": pred.response,
+        "extracted": pred.extracted, "correct": pred.correct, "reason": pred.reason, "category": rec.category,
+        "answer": rec.answer, "finished": pred.finished,
+    }
+    for key in GROUP_KEYS.get(benchmark, ()):
+        if rec.meta.get(key) is not None:
+            row[key] = rec.meta[key]
+    if pred.samples:
+        row["n_samples"] = pred.n_samples
+        row["n_correct"] = pred.n_correct
+        row["samples"] = [{"response": s.response, "extracted": s.extracted, "correct": s.correct,
+                           "reason": s.reason, "finished": s.finished} for s in pred.samples]
+    return row
+
+
+# -- loading ----------------------------------------------------------------------------
+
+def load_benchmark(spec: BenchSpec, *, toy_items: int = DEFAULT_TOY_ITEMS, toy_seed: int = 0):
+    """``(LoadResult, base_dir)`` for one spec; ``DataError`` when the file is unreadable,
+    ``EvalError`` on a usage problem."""
+    from ..data.benchmarks import BENCHMARKS
+    from ..data.io import LoadResult, read_records
+
+    if spec.name not in benchmark_names():
+        raise EvalError(f"unknown benchmark {spec.name!r}; known: {', '.join(benchmark_names())}")
+    if spec.data is None:
+        if spec.name != "toy":
+            raise EvalError(f"--benchmark {spec.name} needs --data PATH (the files its publisher distributes)")
+        from ..toyworld.puzzles import generate
+
+        return LoadResult(records=generate(toy_items, seed=toy_seed, split=spec.split or "test"),
+                          source="toyworld"), None
+    path = Path(spec.data)
+    base = str(path if path.is_dir() else path.parent)
+    if spec.name in GENERIC:
+        return read_records(path, split=spec.split), base
+    return BENCHMARKS[spec.name](path, split=spec.split), base
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def run_config(args: argparse.Namespace, model_path: str, max_new_tokens: int) -> dict[str, Any]:
+    greedy = args.samples == 1 and not args.temperature
+    temperature = None if greedy else (0.6 if args.temperature is None else args.temperature)
+    return {"model": model_path, "samples": args.samples, "greedy": greedy, "temperature": temperature,
+            "top_p": None if greedy else args.top_p, "top_k": None if greedy else args.top_k,
+            "max_new_tokens": max_new_tokens, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels,
+            "toy_seed": args.toy_seed}
+
+
+def check_resume(out_dir: Path, config: dict[str, Any], restart: bool) -> None:
+    """Refuse to mix predictions made with other settings; ``restart`` clears them."""
+    cfg_path = out_dir / "run.json"
+    if restart:
+        for name in ("predictions.jsonl", "summary.json", "summary.md", "summary.csv", "run.json"):
+            (out_dir / name).unlink(missing_ok=True)
+    elif cfg_path.exists() and (out_dir / "predictions.jsonl").exists():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        diff = [k for k in RUN_KEYS if old.get(k) != config.get(k)]
+        if diff:
+            raise EvalError(f"{out_dir} holds predictions made with other settings ("
+                            + ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
+                            + "); use another --output-dir or --restart")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cfg_path.with_name("run.json.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, cfg_path)
+
+
+def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: str | Path, *,
+                        params, limit: int | None = None, batch_queries: int = 64,
+                        min_pixels: int | None = None, max_pixels: int | None = None,
+                        toy_items: int = DEFAULT_TOY_ITEMS, toy_seed: int = 0,
+                        log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate each benchmark through ``engine`` (any ``RolloutEngine``), append every
+    judged item to ``out_dir/predictions.jsonl``, skip the items already there, and return
+    (and write) the summary of the items selected this time."""
+    from ..data.io import DataError
+    from ..rollout.inputs import PromptEncoder
+
+    out = Path(out_dir)
+    plog = PredictionLog(out / "predictions.jsonl")
+    if plog.n_bad_lines and log:
+        log(f"warning: {plog.n_bad_lines} torn or malformed line(s) in {plog.path} ignored (those items re-run)")
+    summary: dict[str, dict[str, Any]] = {}
+    try:
+        for spec in specs:
+            try:
+                loaded, base = load_benchmark(spec, toy_items=toy_items, toy_seed=toy_seed)
+            except DataError as exc:
+                if log:
+                    log(f"{spec.name}: cannot read {spec.data}: {exc}")
+                summary[spec.name] = {**summarize([], benchmark=spec.name), "error": str(exc)}
+                continue
+            records = loaded.records[:limit] if limit is not None else loaded.records
+            done = [plog.done.get((spec.name, r.id)) for r in records]
+            todo = [r for r, d in zip(records, done) if d is None]
+            new: dict[str, dict[str, Any]] = {}
+            t0, count = time.perf_counter(), [0]
+
+            def on_prediction(rec: Record, pred: Prediction, name: str = spec.name) -> None:
+                row = prediction_row(name, rec, pred)
+                plog.append(row)
+                new[rec.id] = row
+                count[0] += 1
+                if log and (count[0] % batch_queries == 0 or count[0] == len(todo)):
+                    rate = count[0] / max(time.perf_counter() - t0, 1e-9)
+                    log(f"{name}: {count[0]}/{len(todo)} judged ({rate:.1f} items/s)")
+
+            if log and len(todo) < len(records):
+                log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
+            encoder = PromptEncoder(processor, base_dir=base, min_pixels=min_pixels, max_pixels=max_pixels)
+            res = evaluate(engine, encoder, todo, max_new_tokens=params.max_new_tokens, batch_queries=batch_queries,
+                           params=params, on_prediction=on_prediction)
+            rows = [d if d is not None else new[r.id] for r, d in zip(records, done)
+                    if d is not None or r.id in new]
+            skipped = [(s.id, s.reason) for s in loaded.skipped] + [(rid, msg) for rid, msg in res.skipped]
+            summary[spec.name] = summarize(rows, skipped, benchmark=spec.name, n_excluded=len(loaded.excluded),
+                                           extra_groups=GROUP_KEYS.get(spec.name, ()))
+            if loaded.source:
+                summary[spec.name]["source"] = str(loaded.source)
+    finally:
+        plog.close()
+    write_reports(out, summary)
+    return summary
+
+
+def model_max_new_tokens(model_path: str) -> int | None:
+    """``max_new_tokens`` of the model's own generation config, when it sets one."""
+    cfg = Path(model_path) / "generation_config.json"
+    try:
+        value = json.loads(cfg.read_text()).get("max_new_tokens")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..rollout.base import SamplingParams
+    from ..rollout.hf import TransformersEngine
+    from ..train.model import load_policy, pick_device, pick_dtype, resolve_model_path
+
+    specs: list[BenchSpec] = args.benchmarks or []
+    try:
+        if not specs:
+            raise EvalError("name at least one --benchmark (" + ", ".join(benchmark_names()) + ")")
+        unknown = [s.name for s in specs if s.name not in benchmark_names()]
+        if unknown:
+            raise EvalError(f"unknown benchmark(s) {unknown}; known: {', '.join(benchmark_names())}")
+        missing = [s.name for s in specs if s.data is None and s.name != "toy"]
+        if missing:
+            raise EvalError(f"--benchmark {missing[0]} needs --data PATH")
+        if args.samples < 1 or (args.limit is not None and args.limit < 0):
+            raise EvalError("--samples must be >= 1 and --limit >= 0")
+        if args.samples > 1 and args.temperature is not None and args.temperature <= 0:
+            raise EvalError("--samples K > 1 needs a temperature > 0 (greedy samples would all be equal)")
+        model_path = resolve_model_path(args.model)
+    except (EvalError, FileNotFoundError) as exc:
+        print(f"rethinker eval: {exc}", file=sys.stderr)
+        return 2
+    max_new = args.max_new_tokens or model_max_new_tokens(model_path) or DEFAULT_MAX_NEW_TOKENS
+    config = run_config(args, model_path, int(max_new))
+    out_dir = Path(args.output_dir)
+    try:
+        check_resume(out_dir, config, args.restart)
+    except EvalError as exc:
+        print(f"rethinker eval: {exc}", file=sys.stderr)
+        return 2
+    device = pick_device(args.device)
+    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(args.dtype, device), trainable=False)
+    params = SamplingParams(max_new_tokens=config["max_new_tokens"], n=args.samples, greedy=config["greedy"],
+                            temperature=config["temperature"] or 1.0, top_p=config["top_p"] or 1.0,
+                            top_k=config["top_k"] or 0)
+    torch.manual_seed(args.seed)
+    engine = TransformersEngine(model, processor, max_batch_queries=args.batch_size)
+    summary = evaluate_benchmarks(specs, engine, processor, out_dir, params=params, limit=args.limit,
+                                  batch_queries=args.batch_size, min_pixels=args.min_pixels,
+                                  max_pixels=args.max_pixels, toy_items=args.toy_items, toy_seed=args.toy_seed,
+                                  log=None if args.quiet else _stderr)
+    print(format_table(summary))
+    print(f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
+          f"(also summary.md, summary.csv)")
+    return 1 if any("error" in s for s in summary.values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rethinker eval", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

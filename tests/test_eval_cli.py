@@ -1,0 +1,136 @@
+"""``rethinker eval`` end to end on the real toy policy: files, consistent numbers,
+resumability (counted generate calls of the real engine), bad input counted."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from rethinker.cli import main
+from rethinker.data.io import write_records
+from rethinker.eval.cli import PredictionLog
+from rethinker.records import ImageRef
+from rethinker.rollout.hf import TransformersEngine
+from rethinker.toyworld.puzzles import generate
+
+KEYS = {"id", "benchmark", "prompt", "response", "extracted", "correct", "reason", "category"}
+
+
+@pytest.fixture
+def generated(monkeypatch):
+    """Counts the queries the real engine is asked to generate for."""
+    seen: list[str] = []
+    real = TransformersEngine.generate
+
+    def counting(self, queries, params):
+        seen.extend(q.text for q in queries)
+        return real(self, queries, params)
+
+    monkeypatch.setattr(TransformersEngine, "generate", counting)
+    return seen
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def toy_eval(out: Path, limit: int, *extra: str) -> int:
+    return main(["eval", "--benchmark", "toy", "--limit", str(limit), "--output-dir", str(out),
+                 "--max-new-tokens", "12", "--batch-size", "4", "--quiet", *extra])
+
+
+def test_toy_eval_files_numbers_and_resume(tmp_path, generated, capsys):
+    out = tmp_path / "ev"
+    assert toy_eval(out, 4) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["benchmark", "items", "skipped"]
+    assert any(line.startswith("toy ") for line in printed.splitlines())
+    assert len(generated) == 4
+
+    preds = lines(out / "predictions.jsonl")
+    assert [p["id"] for p in preds] == [r.id for r in generate(4, seed=0, split="test")]
+    assert all(KEYS <= set(p) and p["benchmark"] == "toy" for p in preds)
+    assert all("Please reason step by step" in p["prompt"] for p in preds)
+    summary = json.loads((out / "summary.json").read_text())
+    toy = summary["toy"]
+    assert (toy["n_items"], toy["n_skipped"]) == (4, 0)
+    assert toy["accuracy"] == pytest.approx(sum(p["correct"] for p in preds) / 4)
+    cats: dict[str, list[bool]] = {}
+    for p in preds:
+        cats.setdefault(p["category"], []).append(p["correct"])
+    assert toy["by_category"] == {c: pytest.approx(sum(v) / len(v)) for c, v in cats.items()}
+    with open(out / "summary.csv") as fh:
+        overall = next(r for r in csv.DictReader(fh) if r["group"] == "overall")
+    assert (overall["benchmark"], int(overall["n"]), float(overall["accuracy"])) == ("toy", 4, toy["accuracy"])
+    assert "| toy | overall | 4 | 0 |" in (out / "summary.md").read_text()
+
+    # resume: the summary is lost, more items are asked for; the 4 judged ones are not re-run
+    (out / "summary.json").unlink()
+    assert toy_eval(out, 6) == 0
+    assert len(generated) == 6  # only the 2 new items went through the engine
+    preds2 = lines(out / "predictions.jsonl")
+    assert preds2[:4] == preds and len(preds2) == 6
+    toy2 = json.loads((out / "summary.json").read_text())["toy"]
+    assert toy2["n_items"] == 6
+    assert toy2["accuracy"] == pytest.approx(sum(p["correct"] for p in preds2) / 6)
+
+    # a smaller selection summarizes only its items, from the file, without generating
+    assert toy_eval(out, 3) == 0
+    assert len(generated) == 6
+    assert json.loads((out / "summary.json").read_text())["toy"]["n_items"] == 3
+
+    # other settings are refused rather than mixed into the same predictions
+    assert toy_eval(out, 6, "--max-new-tokens", "20") == 2
+    assert "other settings" in capsys.readouterr().err
+    assert len(lines(out / "predictions.jsonl")) == 6
+
+
+def test_bad_input_is_counted_and_unreadable_files_reported(tmp_path, capsys):
+    good = generate(2, seed=5, split="test")
+    bad_image = generate(1, seed=6, split="test")[0]
+    bad_image.id, bad_image.images = "bad-image", [ImageRef(bytes=b"\x89PNG not really")]
+    missing_file = generate(1, seed=7, split="test")[0]
+    missing_file.id, missing_file.images = "missing-file", [ImageRef(path="nowhere/img.png")]
+    path = tmp_path / "items.jsonl"
+    write_records(path, [*good, bad_image, missing_file])
+    no_answer = json.loads(path.read_text().splitlines()[0])
+    no_answer.update(id="no-answer", answer="")
+    with open(path, "a") as fh:
+        fh.write(json.dumps(no_answer) + "\n")
+        fh.write("{not json\n")
+    out = tmp_path / "ev"
+    rc = main(["eval", "--benchmark", "records", "--data", str(path), "--benchmark", "mathvista", "--data",
+               str(tmp_path / "no-such-dir"), "--output-dir", str(out), "--max-new-tokens", "8", "--quiet"])
+    assert rc == 1  # an unreadable benchmark is reported, the others still run
+    summary = json.loads((out / "summary.json").read_text())
+    rec = summary["records"]
+    assert (rec["n_items"], rec["n_skipped"]) == (2, 4)
+    assert rec["skipped_by_reason"] == {"malformed row": 1, "missing answer": 1, "missing image": 1,
+                                        "unreadable image": 1}
+    assert {i for i, _ in rec["skipped_items"]} == {"bad-image", "missing-file", "no-answer", None}
+    assert "no such file" in summary["mathvista"]["error"] and summary["mathvista"]["n_items"] == 0
+    assert len(lines(out / "predictions.jsonl")) == 2
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["eval", "--benchmark", "mathvista", "--output-dir", str(tmp_path)]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert main(["eval", "--benchmark", "nope", "--output-dir", str(tmp_path)]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--data", "x", "--output-dir", str(tmp_path)])  # --data before any --benchmark
+
+
+def test_torn_last_line_is_cut_and_its_item_rerun(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    rows = [{"id": str(i), "benchmark": "toy", "correct": True} for i in range(2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"id": "2", "bench')
+    log = PredictionLog(path)
+    assert set(log.done) == {("toy", "0"), ("toy", "1")} and log.n_bad_lines == 1
+    log.append({"id": "2", "benchmark": "toy", "correct": False})
+    log.close()
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["0", "1", "2"]
