@@ -10,6 +10,7 @@ Order of the comparison paths (the first that decides wins; cheap paths first):
 4. exact: equal after ``clean_latex`` with whitespace removed;
 5. numeric (``numeric``): both plain numbers -> exact/rounded comparison, with
    ``precision`` if given;
+5b. intervals, sets, tuples of plain numbers (``sets``): compared entry by entry;
 6. text: when either side is a word answer (``is_textual``: yes/no, names, colours) or
    ``answer_type == "text"``: case/whitespace/trailing-period-insensitive equality;
 7. symbolic (``symbolic``): math-verify on the cleaned LaTeX, screened and time-bounded
@@ -22,9 +23,8 @@ except timeouts; the parsed ground truths and predictions are cached separately.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from .choice import LETTERS, gold_letter, match_option, parse_letter
 from .extract import DEFAULT_RULES, extract
 from .normalize import MAX_ANSWER_CHARS, clean_latex, compact, is_textual, norm_text, unbox
 from .numeric import numbers_equal, parse_number
+from .sets import compare_structured
 
 #: Every reason a verdict can carry.
 REASONS = ("correct", "no_answer", "mismatch", "parse_error", "timeout")
@@ -48,7 +49,7 @@ class Verdict:
     ``extracted``: the answer text the rule ``rule`` found (None: nothing found);
     ``pred`` / ``gold``: the normalized prediction and ground truth that were compared;
     ``reason``: one of :data:`REASONS`; ``path``: the comparison that decided
-    (``choice``, ``exact``, ``numeric``, ``text``, ``symbolic``, or None);
+    (``choice``, ``exact``, ``numeric``, ``set``, ``text``, ``symbolic``, or None);
     ``detail``: a short human-readable note (why a parse was refused ...).
     """
 
@@ -100,11 +101,17 @@ class _LRU:
 _CACHE = _LRU(65536)
 
 
-def clear_caches() -> None:
-    """Forget cached verdicts and parses (benchmarks measure cold runs with it)."""
+def clear_caches(helpers: bool = True) -> None:
+    """Forget cached verdicts and parses, here and (``helpers``) in the running helper
+    processes. Benchmarks use it to time cold caches."""
     _CACHE.clear()
     symbolic._parse_gold.cache_clear()
     symbolic._parse_pred.cache_clear()
+    if helpers:
+        from .helper import running_helpers
+
+        for h in running_helpers():
+            h.request({"op": "clear"}, 30.0)
 
 
 def _ok(path: str, detail: str = "") -> _Outcome:
@@ -127,6 +134,9 @@ def _compare_values(
         if numbers_equal(p_num, g_num, precision, allow_percent):
             return _ok("numeric")
         return _no("numeric")
+    same = compare_structured(pred, gold)
+    if same is not None:
+        return _ok("set") if same else _no("set")
     textual = answer_type == "text" or is_textual(gold) or is_textual(pred)
     if textual:
         return _ok("text") if norm_text(pred) == norm_text(gold) else _no("text")
@@ -236,43 +246,36 @@ def _item_args(item: Any) -> dict[str, Any]:
         args = {k: item.get(k) for k in _ITEM_KEYS}
         if args["ground_truth"] is None and "answer" in item:
             args["ground_truth"] = item["answer"]
-        return args
-    if isinstance(item, Sequence) and not isinstance(item, str) and 2 <= len(item) <= 5:
-        return dict(zip(_ITEM_KEYS, item))
-    raise TypeError(
-        f"grade_many items are dicts with keys {_ITEM_KEYS} or tuples (response, ground_truth"
-        f"[, choices, answer_type, precision]); got {type(item).__name__}"
-    )
+    elif isinstance(item, Sequence) and not isinstance(item, str) and 2 <= len(item) <= 5:
+        args = dict(zip(_ITEM_KEYS, item))
+        for k in _ITEM_KEYS:
+            args.setdefault(k, None)
+    else:
+        raise TypeError(
+            f"grade_many items are dicts with keys {_ITEM_KEYS} or tuples (response, ground_truth"
+            f"[, choices, answer_type, precision]); got {type(item).__name__}"
+        )
+    # plain JSON-able values, so that chunks can travel to helper processes
+    args["response"] = None if args["response"] is None else str(args["response"])
+    args["ground_truth"] = None if args["ground_truth"] is None else str(args["ground_truth"])
+    args["choices"] = [str(c) for c in args["choices"]] if args["choices"] else None
+    args["answer_type"] = None if args["answer_type"] is None else str(args["answer_type"])
+    try:
+        args["precision"] = None if args["precision"] is None else int(args["precision"])
+    except (TypeError, ValueError):
+        args["precision"] = None
+    return args
 
 
 def _grade_chunk(chunk: list[dict[str, Any]], options: dict[str, Any]) -> list[Verdict]:
     return [grade(**args, **options) for args in chunk]
 
 
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    with _POOLS_LOCK:
-        pool = _POOLS.get(workers)
-        if pool is None:
-            import multiprocessing
-
-            # spawn: workers start from a clean interpreter (safe next to CUDA / torch
-            # threads in the trainer); the pool lives for the whole process.
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=symbolic.warm_up)
-            _POOLS[workers] = pool
-        return pool
-
-
 def shutdown_pools() -> None:
-    """Stop the worker processes ``grade_many`` started."""
-    with _POOLS_LOCK:
-        for pool in _POOLS.values():
-            pool.shutdown(wait=True, cancel_futures=True)
-        _POOLS.clear()
+    """Stop the helper processes ``grade_many`` (and off-main-thread grading) started."""
+    from .helper import close_all
+
+    close_all()
 
 
 def grade_many(
@@ -285,17 +288,53 @@ def grade_many(
     chunksize: int | None = None,
 ) -> list[Verdict]:
     """Grade many items, in order. ``workers=0`` grades here; ``workers=N`` spreads
-    chunks over N worker processes (kept alive between calls; each grades in its own
-    main thread, so its symbolic comparisons have a preemptive deadline)."""
+    chunks over N helper processes (:mod:`rethinker.judge.helper`, kept alive between
+    calls; each grades in its own main thread, so every symbolic comparison has a
+    preemptive deadline). A chunk whose helper stops answering is retried item by item;
+    an item that still gets no answer is a ``timeout`` verdict."""
     arg_list = [_item_args(item) for item in items]
     options = {"rules": tuple(rules), "timeout_s": timeout_s, "allow_percent": allow_percent}
     if workers <= 0 or len(arg_list) <= 1:
         return _grade_chunk(arg_list, options)
-    size = chunksize or max(1, min(256, len(arg_list) // (workers * 4) or 1))
-    chunks = [arg_list[i : i + size] for i in range(0, len(arg_list), size)]
-    pool = _pool(workers)
-    futures = [pool.submit(_grade_chunk, chunk, options) for chunk in chunks]
-    out: list[Verdict] = []
-    for fut in futures:
-        out.extend(fut.result())
-    return out
+    from .helper import helpers
+
+    size = chunksize or max(1, min(256, -(-len(arg_list) // (workers * 4))))
+    queue = deque((i, arg_list[i : i + size]) for i in range(0, len(arg_list), size))
+    results: list[Verdict | None] = [None] * len(arg_list)
+    lock = threading.Lock()
+    wire_options = {**options, "rules": list(options["rules"])}
+    per_item_s = 2 * (timeout_s or 10.0) + 0.5
+
+    def drain(helper) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                start, chunk = queue.popleft()
+            try:
+                answer = helper.request({"op": "grade", "items": chunk, "options": wire_options},
+                                        30.0 + per_item_s * len(chunk))
+            except Exception:  # the helper could not start
+                answer = None
+            verdicts = answer.get("verdicts") if isinstance(answer, dict) else None
+            if isinstance(verdicts, list) and len(verdicts) == len(chunk):
+                for j, v in enumerate(verdicts):
+                    results[start + j] = Verdict(**v)
+            elif len(chunk) > 1:
+                with lock:
+                    queue.extend((start + j, [item]) for j, item in enumerate(chunk))
+            else:
+                results[start] = _no_answer_in_time(chunk[0])
+
+    pool = helpers("grade", workers)
+    threads = [threading.Thread(target=drain, args=(h,), daemon=True) for h in pool]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [v if v is not None else _no_answer_in_time(arg_list[i]) for i, v in enumerate(results)]
+
+
+def _no_answer_in_time(args: dict[str, Any]) -> Verdict:
+    return Verdict(None, None, unbox(args["ground_truth"] or ""), False, "timeout", None, None,
+                   "helper process gave no answer in time")

@@ -1,19 +1,47 @@
 """The judge's helper process: ``python -m rethinker.judge.sandbox``.
 
-Reads one JSON request per line from stdin (``{"g": gold, "p": pred, "t": timeout}``),
-answers one JSON line (``{"r": verdict}``) on stdout. It runs each comparison in its own
-main thread under an interval timer, so math-verify is time-bounded even when the caller
-grades from a worker thread; the caller kills it if it ever stops answering.
+Reads one JSON request per line from stdin and answers one JSON line on stdout:
+
+- ``{"op": "compare", "g": gold, "p": pred, "t": timeout}`` -> ``{"r": outcome}``: one
+  symbolic comparison (for callers outside the main thread);
+- ``{"op": "grade", "items": [...], "options": {...}}`` -> ``{"verdicts": [...]}``: a
+  chunk of ``grade_many``.
+
+Everything runs in this process's main thread, so each comparison has a preemptive
+deadline; the caller kills the process if it ever stops answering.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
+
+
+def _serve(req: dict) -> dict:
+    from .grade import grade
+    from .symbolic import PARSE_ERROR, compare_here
+
+    op = req.get("op")
+    if op == "compare":
+        try:
+            return {"r": compare_here(str(req["g"]), str(req["p"]), req.get("t"))}
+        except Exception:
+            return {"r": PARSE_ERROR}
+    if op == "clear":
+        from .grade import clear_caches
+
+        clear_caches(helpers=False)
+        return {"ok": True}
+    if op == "grade":
+        options = dict(req.get("options") or {})
+        options["rules"] = tuple(options.get("rules") or ("box",))
+        return {"verdicts": [asdict(grade(**item, **options)) for item in req["items"]]}
+    return {"error": f"unknown op {op!r}"}
 
 
 def main() -> None:
-    from .symbolic import PARSE_ERROR, compare_here, warm_up
+    from .symbolic import warm_up
 
     warm_up()
     out = sys.stdout.buffer
@@ -21,11 +49,10 @@ def main() -> None:
     out.flush()
     for raw in sys.stdin.buffer:
         try:
-            req = json.loads(raw)
-            result = compare_here(str(req["g"]), str(req["p"]), req.get("t"))
-        except Exception:
-            result = PARSE_ERROR
-        out.write(json.dumps({"r": result}).encode() + b"\n")
+            answer = _serve(json.loads(raw))
+        except Exception as exc:  # a malformed request: answer, do not die
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(answer).encode() + b"\n")
         out.flush()
 
 

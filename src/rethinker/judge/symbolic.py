@@ -14,9 +14,9 @@ the time ourselves:
 2. In the main thread a real-time interval timer (``setitimer``, sub-second) raises
    :class:`JudgeTimeout` at the deadline -> ``timeout``.
 3. Off the main thread (``backend="auto"``) the comparison runs in a helper process
-   (``python -m rethinker.judge.sandbox``, started once, reused) that applies (2) in its
-   own main thread; if it does not answer by the deadline plus a margin it is killed
-   and restarted -> ``timeout``. ``backend="inline"`` instead runs in the calling thread
+   (:mod:`rethinker.judge.helper`, started once, reused) that applies (2) in its own
+   main thread; if it does not answer by the deadline plus a margin it is killed and
+   restarted -> ``timeout``. ``backend="inline"`` instead runs in the calling thread
    with no preemption (screen only).
 
 Only math-verify's LaTeX extraction is used (never its ``ExprExtractionConfig``, which
@@ -26,19 +26,13 @@ Parsed ground truths and predictions are kept in LRU caches keyed by their strin
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import select
 import signal
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterator
 
 from .normalize import MAX_ANSWER_CHARS
@@ -254,111 +248,21 @@ def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = 
     if backend not in ("auto", "inline", "sandbox"):
         raise ValueError(f"unknown symbolic backend {backend!r}")
     if backend == "sandbox" or (backend == "auto" and timeout_s and not signals_usable()):
-        return _sandbox().compare(gold, pred, timeout_s)
+        return _sandbox_compare(gold, pred, timeout_s)
     return compare_here(gold, pred, timeout_s)
 
 
-# -- the helper process -------------------------------------------------------------
-class Sandbox:
-    """A helper process that runs :func:`compare_here` in its own main thread, one
-    request at a time (JSON lines over pipes). Killed and restarted on a missed deadline."""
-
-    #: Extra seconds the parent waits beyond the comparison's own timeout.
-    MARGIN_S = 0.5
-    #: Seconds allowed for the helper to import sympy and math-verify.
-    STARTUP_S = 60.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._buf = b""
-        self.restarts = 0
-
-    def _start(self) -> None:
-        src_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = src_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "rethinker.judge.sandbox"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        self._buf = b""
-        line = self._readline(time.monotonic() + self.STARTUP_S)
-        if line != b"ready":
-            self._kill()
-            raise RuntimeError("the judge's sandbox process did not start")
-
-    def _readline(self, until: float) -> bytes | None:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = until - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None  # the process died
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.strip()
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-            self.restarts += 1
-
-    def compare(self, gold: str, pred: str, timeout_s: float | None) -> str:
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
-            assert self._proc is not None and self._proc.stdin is not None
-            request = json.dumps({"g": gold, "p": pred, "t": timeout_s}) + "\n"
-            try:
-                self._proc.stdin.write(request.encode())
-                self._proc.stdin.flush()
-            except BrokenPipeError:
-                self._kill()
-                return TIMEOUT
-            wait = (timeout_s or 3600.0) + self.MARGIN_S
-            line = self._readline(time.monotonic() + wait)
-            if line is None:
-                self._kill()
-                return TIMEOUT
-            try:
-                return json.loads(line)["r"]
-            except (ValueError, KeyError):
-                self._kill()
-                return PARSE_ERROR
-
-    def close(self) -> None:
-        with self._lock:
-            if self._proc is not None:
-                try:
-                    self._proc.stdin.close()  # type: ignore[union-attr]
-                    self._proc.wait(timeout=2)
-                except Exception:
-                    self._proc.kill()
-                self._proc = None
+# -- off the main thread: a helper process ------------------------------------------
+#: Extra seconds the caller waits for the helper beyond the comparison's own timeout.
+SANDBOX_MARGIN_S = 0.5
 
 
-_SANDBOX: Sandbox | None = None
-_SANDBOX_LOCK = threading.Lock()
+def _sandbox_compare(gold: str, pred: str, timeout_s: float | None) -> str:
+    from .helper import helpers
 
-
-def _sandbox() -> Sandbox:
-    global _SANDBOX
-    with _SANDBOX_LOCK:
-        if _SANDBOX is None:
-            import atexit
-
-            _SANDBOX = Sandbox()
-            atexit.register(_SANDBOX.close)
-        return _SANDBOX
+    helper = helpers("symbolic", 1)[0]
+    answer = helper.request({"op": "compare", "g": gold, "p": pred, "t": timeout_s},
+                            (timeout_s or 3600.0) + SANDBOX_MARGIN_S)
+    if not isinstance(answer, dict) or answer.get("r") not in (CORRECT, MISMATCH, PARSE_ERROR, TIMEOUT):
+        return TIMEOUT
+    return answer["r"]
