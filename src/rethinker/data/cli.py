@@ -9,8 +9,8 @@ ViRL39K's release parquet (recognized by its ``qid`` and ``PassRate_32BTrained``
 columns). ``--model-size 7B`` selects on the ``7B-base`` pass rate, ``32B`` on
 ``32B-trained``; any other value names a pass-rate column directly (e.g. one written by
 ``rethinker data annotate``). Queries without that annotation are left out of a
-pass-rate selection and counted. (``data annotate`` needs the rollout engine and lives
-with it.)
+pass-rate selection and counted. ``rethinker data annotate FILE --model PATH --samples K
+--output OUT [--name NAME]`` is ``rethinker.eval.annotate`` (it needs the rollout engine).
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sel.add_argument("--model-size", default="7B",
                      help="whose pass rate: 7B (7B-base), 32B (32B-trained), or a pass-rate name (default 7B)")
     sel.add_argument("--embed-images", action="store_true", help="copy image bytes into the output")
+    from ..eval.annotate import add_arguments as annotate_arguments
+
+    annotate_arguments(sub.add_parser("annotate", help="each query's pass rate for your model (K samples, the "
+                                                      "training judge): rethinker.eval.annotate"))
 
 
 def load_any(path: str | Path, mapping: dict[str, str] | None = None) -> LoadResult:
@@ -138,6 +142,10 @@ def select(records: list[Record], *, categories: list[str] | None = None, source
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "annotate":
+        from ..eval.annotate import run as annotate_run
+
+        return annotate_run(args)
     mapping = json.loads(args.mapping) if getattr(args, "mapping", None) else None
     result = load_any(args.file, mapping)
     if args.action == "stats":

@@ -1,0 +1,239 @@
+"""``rethinker data annotate``: each query's pass rate for the user's own model.
+
+    rethinker data annotate FILE [--model PATH] --samples K --output OUT [--name NAME]
+
+For every record, K responses are sampled through the same ``RolloutEngine`` and prompt
+encoding as training, and each is scored by the training reward
+(``rethinker.judge.reward``: final answer in ``\\boxed{}``, finished, at most five
+"wait"s, judged correct). The query's pass rate is
+
+    pass_rate = (number of the K responses whose reward rule is a correct one) / K
+
+and is written as ``pass_rates[NAME]`` (other pass-rate columns are kept), so that
+``rethinker data select --model-size NAME --pass-rate-range LO HI`` can pick the queries
+at the edge of that model's ability. (ViRL39K's authors did not say how their own
+annotations were made; this is one documented way.)
+
+Resumable: each finished query is appended (and flushed) to a sidecar JSONL
+(``OUT.annotate-NAME.jsonl`` unless ``--sidecar``) with its counts; a re-run reads it
+and samples only the queries not there yet. Records whose images cannot be read are
+kept without the annotation and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..records import Record, RecordError
+
+#: Reward rules that count as a pass (the judge says correct and the response is valid).
+PASS_RULES = frozenset({"correct", "reflection_bonus", "reflection_penalty"})
+#: Sampling defaults: the released training rollout (temperature 1.0, top-p 0.95, top-k 40).
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOP_K = 1.0, 0.95, 40
+
+
+@dataclass
+class AnnotateResult:
+    records: list[Record]  # every input record; annotated ones carry pass_rates[name]
+    name: str
+    n_annotated: int = 0  # queries with a pass rate (this run and resumed)
+    n_resumed: int = 0  # of which read from the sidecar
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason): not annotated
+
+
+def default_sidecar(output: str | Path, name: str) -> Path:
+    out = Path(output)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return out.with_name(f"{out.name}.annotate-{safe}.jsonl")
+
+
+def read_sidecar(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Finished queries of an earlier run: ``id -> {"n_correct", "n_samples", "pass_rate"}``.
+    Torn or malformed lines (a crash mid-write) are ignored; those queries run again."""
+    p = Path(path)
+    done: dict[str, dict[str, Any]] = {}
+    if not p.exists():
+        return done
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+            rid = str(row["id"])
+            n, c = int(row["n_samples"]), int(row["n_correct"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if n > 0 and 0 <= c <= n:
+            done[rid] = {"n_correct": c, "n_samples": n, "pass_rate": c / n}
+    return done
+
+
+def _open_sidecar(path: Path):
+    """Append mode, after cutting a torn last line (so the next line starts clean)."""
+    if path.exists():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a", encoding="utf-8")
+
+
+def annotate(records: Iterable[Record], model=None, processor=None, *, samples: int = 8, name: str = "model",
+             engine=None, sidecar: str | Path | None = None, max_new_tokens: int | None = None,
+             temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P, top_k: int = DEFAULT_TOP_K,
+             batch_queries: int = 16, base_dir: str | Path | None = None, min_pixels: int | None = None,
+             max_pixels: int | None = None, reward_config=None,
+             log: Callable[[str], None] | None = None) -> AnnotateResult:
+    """Pass rate of ``model`` on each record from ``samples`` sampled responses (see the
+    module docstring). ``engine``: any ``RolloutEngine`` (default: a ``TransformersEngine``
+    over ``model``); ``sidecar``: the resume file (None: no resume)."""
+    from ..judge import RewardConfig, reward
+    from ..rollout.base import SamplingParams
+    from ..rollout.hf import TransformersEngine
+    from ..rollout.inputs import PromptEncoder
+
+    if samples < 1:
+        raise ValueError("samples must be >= 1")
+    if processor is None:
+        raise ValueError("annotate needs the model's processor (to encode prompts)")
+    records = list(records)
+    if engine is None:
+        if model is None:
+            raise ValueError("annotate needs a model or an engine")
+        engine = TransformersEngine(model, processor, max_batch_queries=batch_queries)
+    if max_new_tokens is None:
+        gen_cfg = getattr(model, "generation_config", None)
+        max_new_tokens = getattr(gen_cfg, "max_new_tokens", None) or 2048
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                            n=samples, greedy=False)
+    cfg = reward_config or RewardConfig()
+    encoder = PromptEncoder(processor, base_dir=None if base_dir is None else str(base_dir),
+                            min_pixels=min_pixels, max_pixels=max_pixels)
+    done = read_sidecar(sidecar) if sidecar is not None else {}
+    result = AnnotateResult([], name)
+    counts: dict[str, dict[str, Any]] = {r.id: done[r.id] for r in records if r.id in done}
+    result.n_resumed = len(counts)
+    todo = [r for r in records if r.id not in done]
+    fh = _open_sidecar(Path(sidecar)) if sidecar is not None else None
+    t0, n_done = time.perf_counter(), 0
+    try:
+        for start in range(0, len(todo), batch_queries):
+            chunk, queries = [], []
+            for rec in todo[start:start + batch_queries]:
+                try:
+                    queries.append(encoder.encode(rec))
+                    chunk.append(rec)
+                except RecordError as exc:
+                    result.skipped.append((rec.id, str(exc)))
+            if not chunk:
+                continue
+            groups = engine.generate(queries, params)
+            for rec, group in zip(chunk, groups):
+                n_correct = sum(
+                    reward(c.text, rec.answer, choices=rec.choices, finished=c.finished, config=cfg,
+                           answer_type=rec.answer_type, precision=rec.precision).rule in PASS_RULES
+                    for c in group)
+                row = {"id": rec.id, "n_correct": n_correct, "n_samples": len(group),
+                       "pass_rate": n_correct / len(group)}
+                counts[rec.id] = row
+                if fh is not None:
+                    fh.write(json.dumps(row) + "\n")
+                    fh.flush()
+            n_done += len(chunk)
+            if log:
+                log(f"annotate: {n_done}/{len(todo)} queries ({n_done / max(time.perf_counter() - t0, 1e-9):.2f}/s)")
+    finally:
+        if fh is not None:
+            fh.close()
+    for rec in records:
+        row = counts.get(rec.id)
+        if row is None:
+            result.records.append(rec)
+            continue
+        rates = dict(rec.pass_rates or {})
+        rates[name] = row["pass_rate"]
+        result.records.append(replace(rec, pass_rates=rates))
+        result.n_annotated += 1
+    return result
+
+
+# -- command line ------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``rethinker data annotate`` (FILE first)."""
+    parser.add_argument("file", help="records: parquet / JSONL / JSON / datasets folder (or ViRL39K's parquet)")
+    parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
+    parser.add_argument("--samples", type=int, default=8, help="sampled responses per query (default 8)")
+    parser.add_argument("--output", required=True, help="output .parquet or .jsonl")
+    parser.add_argument("--name", help="pass-rate column name (default: the model folder's name)")
+    parser.add_argument("--mapping", help='column mapping of FILE as JSON, e.g. \'{"qid": "id"}\'')
+    parser.add_argument("--sidecar", help="resume file (default: OUT.annotate-NAME.jsonl)")
+    parser.add_argument("--max-new-tokens", type=int, help="response limit (default: the model's generation config)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
+    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    parser.add_argument("--batch-size", type=int, default=16, help="queries per generate call (default 16)")
+    parser.add_argument("--min-pixels", type=int)
+    parser.add_argument("--max-pixels", type=int)
+    parser.add_argument("--limit", type=int, help="annotate the first N records only (the rest are written as read)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--embed-images", action="store_true", help="copy image bytes into the output")
+
+
+def default_name(model_arg: str | None, model_path: str) -> str:
+    return "toy" if not model_arg else Path(model_path).resolve().name
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.io import DataError, reason_kind, write_records
+    from ..train.model import load_policy, pick_device, pick_dtype, resolve_model_path
+
+    try:
+        from ..data.cli import load_any
+
+        loaded = load_any(args.file, json.loads(args.mapping) if args.mapping else None)
+        model_path = resolve_model_path(args.model)
+    except (DataError, FileNotFoundError, json.JSONDecodeError) as exc:
+        print(f"rethinker data annotate: {exc}", file=sys.stderr)
+        return 2
+    if args.samples < 1:
+        print("rethinker data annotate: --samples must be >= 1", file=sys.stderr)
+        return 2
+    name = args.name or default_name(args.model, model_path)
+    device = pick_device(args.device)
+    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(args.dtype, device), trainable=False)
+    torch.manual_seed(args.seed)
+    src = Path(args.file)
+    base = src if src.is_dir() else src.parent
+    records: Sequence[Record] = loaded.records
+    head, rest = (records[:args.limit], records[args.limit:]) if args.limit is not None else (records, [])
+    sidecar = Path(args.sidecar) if args.sidecar else default_sidecar(args.output, name)
+    res = annotate(head, model, processor, samples=args.samples, name=name, sidecar=sidecar,
+                   max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                   top_k=args.top_k, batch_queries=args.batch_size, base_dir=base, min_pixels=args.min_pixels,
+                   max_pixels=args.max_pixels, log=lambda m: print(m, file=sys.stderr, flush=True))
+    write_records(args.output, [*res.records, *rest], base_dir=base, embed_images=args.embed_images)
+    rates = [r.pass_rates[name] for r in res.records if r.pass_rates and name in r.pass_rates]
+    mean = sum(rates) / len(rates) if rates else 0.0
+    msg = (f"annotated {res.n_annotated} of {len(records)} records with pass_rates[{name!r}] "
+           f"({args.samples} samples each; {res.n_resumed} resumed from {sidecar}; mean pass rate {mean:.3f}) "
+           f"-> {args.output}")
+    if res.skipped:
+        msg += f"; {len(res.skipped)} left unannotated (bad input): {res.skipped[:5]}"
+    if loaded.skipped:
+        kinds: dict[str, int] = {}
+        for s in loaded.skipped:
+            kinds[reason_kind(s.reason)] = kinds.get(reason_kind(s.reason), 0) + 1
+        msg += f"; {len(loaded.skipped)} malformed rows of {args.file} not written: {kinds}"
+    print(msg)
+    return 0

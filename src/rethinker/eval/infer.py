@@ -1,0 +1,152 @@
+"""``rethinker infer``: answer one question about an image, streaming the response.
+
+    rethinker infer [--model PATH] [--image FILE ...] "question"
+                    [--min-pixels P --max-pixels P] [--max-new-tokens T] [--temperature T]
+
+The question gets the method's prompt (images first, then the question and the
+recommended suffix ``Please reason step by step, and put your final answer within
+\\boxed{}``), built by the same ``PromptEncoder`` the trainer and ``rethinker eval`` use.
+The response is streamed as it is generated (``transformers.TextStreamer``), then the
+extracted final answer is printed on its own line (``answer: ...``). Pixel limits default
+to the model's own processor settings; Qwen2.5-VL checkpoints are meant to get
+``--min-pixels 200704 --max-pixels 1003520`` (256*28*28, 1280*28*28). Without
+``--model`` the packaged toy policy answers.
+
+Python: ``infer(question, image=..., model=..., processor=...)`` -> ``InferResult``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+from ..prompt import SUFFIX
+from ..records import ImageRef, Record, RecordError
+
+
+@dataclass
+class InferResult:
+    response: str
+    answer: str | None  # the extracted final answer (None: the response gives none)
+    finished: bool  # ended with an end-of-sequence token (not cut at the length limit)
+    prompt: str  # the chat text the model saw
+    n_image_tokens: int = 0  # visual tokens the images became (set by the pixel limits)
+
+
+def _streamer(tokenizer, out: IO[str] | None):
+    """A ``TextStreamer`` that skips the prompt and writes to ``out``."""
+    from transformers import TextStreamer
+
+    class _Streamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if out is None:
+                return
+            out.write(text + ("\n" if stream_end else ""))
+            out.flush()
+
+    return _Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes] | None = None, *,
+          model=None, processor=None, model_path: str | None = None, max_new_tokens: int | None = None,
+          temperature: float = 0.0, top_p: float = 1.0, min_pixels: int | None = None,
+          max_pixels: int | None = None, suffix: str = SUFFIX, stream: IO[str] | None = None,
+          device: str = "auto") -> InferResult:
+    """Answer ``question`` about ``image`` (a path, encoded bytes, or several of them).
+
+    ``model`` / ``processor``: an already loaded policy; else loaded from ``model_path``
+    (default: the packaged toy policy). Greedy unless ``temperature > 0``. The response
+    is streamed to ``stream`` (e.g. ``sys.stdout``) while it is generated. Raises
+    ``RecordError`` when an image is missing or unreadable."""
+    import torch
+
+    from ..judge import EVAL_RULES, extract_answer
+    from ..rollout.inputs import PromptEncoder, collate_prompts, vision_token_ids
+
+    if not question or not question.strip():
+        raise ValueError("the question is empty")
+    if model is None or processor is None:
+        from ..train.model import load_policy, pick_device, pick_dtype, resolve_model_path
+
+        dev = pick_device(device)
+        model, processor = load_policy(resolve_model_path(model_path), device=dev, dtype=pick_dtype("auto", dev),
+                                       trainable=False)
+    images = [] if image is None else list(image) if isinstance(image, (list, tuple)) else [image]
+    refs = [ImageRef(bytes=bytes(im)) if isinstance(im, (bytes, bytearray)) else ImageRef(path=str(im))
+            for im in images]
+    record = Record(id="infer", question=question, answer="", images=refs)
+    q = PromptEncoder(processor, suffix=suffix, min_pixels=min_pixels, max_pixels=max_pixels).encode(record)
+    tok = processor.tokenizer
+    gen_cfg = model.generation_config
+    eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else tok.eos_token_id
+    eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
+    if max_new_tokens is None:
+        max_new_tokens = getattr(gen_cfg, "max_new_tokens", None) or 8192
+    params_dev = next(model.parameters())
+    batch = collate_prompts([q], pad).to(params_dev.device, params_dev.dtype)
+    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad,
+                                  suppress_tokens=[t for t in vision_token_ids(processor) if t not in eos_ids] or None,
+                                  streamer=_streamer(tok, stream))
+    if temperature and temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            seqs = model.generate(**batch.model_kwargs(), **kwargs)
+    finally:
+        model.train(was_training)
+    new = seqs[0, batch.input_ids.shape[1]:].tolist()
+    cut = next((j for j, t in enumerate(new) if t in set(eos_ids)), None)
+    ids = new if cut is None else new[:cut + 1]
+    response = tok.decode(ids, skip_special_tokens=True)
+    n_image = int((q.mm_token_type_ids == 1).sum())
+    return InferResult(response, extract_answer(response, EVAL_RULES), cut is not None, q.text, n_image)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", help="the question (the method's reasoning suffix is appended)")
+    parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
+    parser.add_argument("--image", action="append", default=[], metavar="FILE",
+                        help="an image file (repeat for several, in order)")
+    parser.add_argument("--max-new-tokens", type=int,
+                        help="response limit (default: the model's generation config, else 8192)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="top-p when sampling (default 1.0)")
+    parser.add_argument("--min-pixels", type=int, help="image pixel floor (default: the model's processor)")
+    parser.add_argument("--max-pixels", type=int, help="image pixel ceiling (default: the model's processor)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda ... (default auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = [p for p in args.image if not Path(p).is_file()]
+    if missing:
+        print(f"rethinker infer: image file not found: {missing[0]}", file=sys.stderr)
+        return 2
+    try:
+        res = infer(args.question, args.image, model_path=args.model, max_new_tokens=args.max_new_tokens,
+                    temperature=args.temperature, top_p=args.top_p, min_pixels=args.min_pixels,
+                    max_pixels=args.max_pixels, stream=sys.stdout, device=args.device)
+    except (RecordError, FileNotFoundError, ValueError) as exc:
+        print(f"rethinker infer: {exc}", file=sys.stderr)
+        return 2
+    if not res.finished:
+        print(f"(stopped at the length limit of {args.max_new_tokens or 'the default'} tokens)", file=sys.stderr)
+    print(f"answer: {res.answer if res.answer is not None else '(none: no final answer in the response)'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rethinker infer", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
