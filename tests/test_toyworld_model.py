@@ -101,8 +101,9 @@ def test_save_load_round_trip_identical_logits(small, tmp_path):
     model, proc = small
     save_toy(model, proc, tmp_path / "toy")
     model2 = AutoModelForImageTextToText.from_pretrained(tmp_path / "toy").eval()
-    proc2 = AutoProcessor.from_pretrained(tmp_path / "toy")
+    _, proc2 = load_toy(path=tmp_path / "toy")  # PIL image backend, as built
     assert type(model2) is type(model) and type(proc2) is type(proc)
+    assert type(proc2.image_processor) is type(proc.image_processor)
     inputs = _inputs(proc)
     inputs2 = _inputs(proc2)
     assert torch.equal(inputs["input_ids"], inputs2["input_ids"])
@@ -112,6 +113,10 @@ def test_save_load_round_trip_identical_logits(small, tmp_path):
     assert a.shape[-1] == len(proc.tokenizer)
     assert torch.equal(a, b)
     assert not (tmp_path / "toy.tmp").exists()
+    # plain AutoProcessor (torchvision image backend) gives the same pixels to float precision
+    inputs3 = _inputs(AutoProcessor.from_pretrained(tmp_path / "toy"))
+    assert torch.equal(inputs["input_ids"], inputs3["input_ids"])
+    assert torch.allclose(inputs["pixel_values"], inputs3["pixel_values"], atol=1e-5)
 
 
 def test_same_seed_same_weights(small):

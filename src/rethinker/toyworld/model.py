@@ -75,8 +75,9 @@ CHAT_TEMPLATE = (
 MIN_PIXELS = 56 * 56
 MAX_PIXELS = 112 * 112
 
-#: Target BPE vocabulary size (special tokens + 256 bytes + merges).
-VOCAB_SIZE = 512
+#: Largest BPE vocabulary (special tokens + 256 bytes + merges); training stops earlier when
+#: no pair occurs twice.
+VOCAB_SIZE = 1024
 
 #: The tiny model's shape (see ``shared/toyworld-notes.md``: learnable on a CPU in minutes).
 TEXT_CONFIG = dict(
@@ -174,11 +175,13 @@ def _merges_of(backend) -> list[tuple[str, str]]:
 
 # -- processor -------------------------------------------------------------------------
 def build_processor(tokenizer):
-    """The standard ``Qwen2_5_VLProcessor`` around ``tokenizer``, with a
-    ``Qwen2VLImageProcessor`` limited to 56*56 .. 112*112 pixels."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    """The standard ``Qwen2_5_VLProcessor`` around ``tokenizer``, with Qwen2-VL's image
+    processor limited to 56*56 .. 112*112 pixels. Its PIL backend
+    (``Qwen2VLImageProcessorPil``) gives the same pixels as the torchvision one to 3e-7
+    and is ~30x faster on these small images on a CPU (0.04 s vs 1.5 s for 32 images)."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil, Qwen2VLVideoProcessor
 
-    image_processor = Qwen2VLImageProcessor(
+    image_processor = Qwen2VLImageProcessorPil(
         min_pixels=MIN_PIXELS,
         max_pixels=MAX_PIXELS,
         patch_size=VISION_CONFIG["patch_size"],
@@ -293,13 +296,23 @@ def toy_model_path() -> Path:
     return PACKAGE_POLICY_DIR
 
 
+def load_image_processor(path: str | Path):
+    """The saved image processor with the PIL backend (``AutoImageProcessor`` with
+    ``backend="pil"``); pass it to ``AutoProcessor.from_pretrained(path, image_processor=...)``."""
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(path, backend="pil")
+
+
 def load_toy(device: str = "cpu", path: str | Path | None = None):
     """Load ``(model, processor)`` from the packaged toy policy (or ``path``) with plain
-    ``transformers`` Auto classes; the model is in eval mode on ``device``."""
+    ``transformers`` Auto classes; the model is in eval mode on ``device``. The image
+    processor uses the PIL backend (``backend="pil"``): same pixels as the default
+    torchvision backend, far faster for small images on a CPU."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     path = Path(path) if path is not None else toy_model_path()
-    processor = AutoProcessor.from_pretrained(path)
+    processor = AutoProcessor.from_pretrained(path, image_processor=load_image_processor(path))
     model = AutoModelForImageTextToText.from_pretrained(path).to(device)
     model.eval()
     return model, processor

@@ -132,7 +132,7 @@ def _bar_max(rng: random.Random) -> Puzzle:
     return Puzzle(
         "bar_max", "chart", img,
         "Which bar is the tallest? Answer with its colour.", best, "text", COLORS,
-        f"The bars are {_and(colors)} from left to right.",
+        f"The bars are {_and(colors)}.",
         lambda a: f"The {a} bar is the tallest.",
         params={"colors": colors, "heights": heights},
     )
@@ -149,7 +149,7 @@ def _bar_compare(rng: random.Random) -> Puzzle:
         "bar_compare", "chart", img,
         f"Is the {a} bar taller than the {b} bar? Answer yes or no.", "yes" if taller else "no", "text",
         ["yes", "no"],
-        f"There are two bars, {colors[0]} and {colors[1]}.",
+        "I compare the two bars.",
         lambda ans: f"The {a} bar is {'taller' if ans == 'yes' else 'shorter'} than the {b} bar.",
         params={"colors": colors, "heights": heights, "asked": [a, b]},
     )
@@ -169,7 +169,7 @@ def _count(rng: random.Random) -> Puzzle:
     return Puzzle(
         "count", "counting", img,
         "How many circles are there in the image?", str(n), "integer", ["1", "2", "3", "4"],
-        f"I count the {color} circles one by one.",
+        "I count the circles.",
         lambda a: f"There {'is' if a == '1' else 'are'} {a} circle{'' if a == '1' else 's'}.",
         params={"n": n, "color": color},
     )
@@ -183,7 +183,7 @@ def _add(rng: random.Random) -> Puzzle:
         "add", "arithmetic", img,
         f"If {k} more circle{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} added, how many circles will there be?",
         str(total), "integer", [str(v) for v in range(2, 8)],
-        f"There are {n} circles in the image.",
+        f"There {'is' if n == 1 else 'are'} {n} circle{'' if n == 1 else 's'}.",
         lambda a: f"{n} + {k} = {a}.",
         params={"n": n, "k": k, "color": color},
     )
@@ -202,8 +202,8 @@ def _position(rng: random.Random) -> Puzzle:
     return Puzzle(
         "position", "spatial", img,
         f"Where is the {color} {shape}: left, right, top or bottom?", pos, "text", list(POSITIONS),
-        f"I look for the {color} {shape}.",
-        lambda a: f"It is in the {a} part of the image.",
+        f"I find the {color} {shape}.",
+        lambda a: f"It is at the {a}.",
         params={"pos": pos, "color": color, "shape": shape},
     )
 
@@ -223,8 +223,8 @@ def _relation(rng: random.Random) -> Puzzle:
         "relation", "spatial", img,
         f"Is the {a} {shape} to the left of the {b} {shape}? Answer yes or no.", "yes" if left else "no", "text",
         ["yes", "no"],
-        f"The {c1} {shape} is on the left and the {c2} {shape} is on the right.",
-        lambda ans: f"So the {a} {shape} is {'' if ans == 'yes' else 'not '}to the left of the {b} {shape}.",
+        f"The {c1} {shape} is on the left.",
+        lambda ans: f"So the answer is {ans}.",
         params={"colors": [c1, c2], "asked": [a, b], "shape": shape},
     )
 
@@ -242,7 +242,7 @@ def _size(rng: random.Random) -> Puzzle:
     return Puzzle(
         "size", "geometry", img,
         f"Which {shape} is larger, the {a} one or the {b} one?", larger, "text", [a, b],
-        f"I compare the {a} {shape} with the {b} {shape}.",
+        "I compare the sizes.",
         lambda ans: f"The {ans} {shape} is larger.",
         params={"colors": [c1, c2], "radii": [round(r1, 2), round(r2, 2)], "shape": shape},
     )
@@ -256,8 +256,8 @@ def _color(rng: random.Random) -> Puzzle:
     return Puzzle(
         "color", "attribute", img,
         f"What colour is the {shape}?", color, "text", COLORS,
-        f"There is one {shape} in the image.",
-        lambda a: f"The {shape} is {a}.",
+        f"I look at the {shape}.",
+        lambda a: f"It is {a}.",
         params={"color": color, "shape": shape},
     )
 

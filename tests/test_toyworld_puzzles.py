@@ -1,0 +1,136 @@
+"""Toy-world puzzles: determinism, split disjointness, verifiable answers, images."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from rethinker.prompt import question_text
+from rethinker.records import Record, load_image
+from rethinker.toyworld.puzzles import KINDS, LETTERS, PALETTE, SIZE, generate, make_record, solution_of
+from rethinker.toyworld.warmstart import boxed, exact_check
+
+N = 8 * len(KINDS)
+
+
+def _fingerprint(r: Record) -> str:
+    return hashlib.sha1(r.question.encode() + repr(r.choices).encode() + r.images[0].bytes).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def train():
+    return generate(N, seed=0, split="train")
+
+
+@pytest.fixture(scope="module")
+def test():
+    return generate(N, seed=0, split="test")
+
+
+def test_deterministic(train):
+    again = generate(N, seed=0, split="train")
+    assert [r.to_dict() for r in again] == [r.to_dict() for r in train]
+    other = generate(N, seed=1, split="train")
+    assert sum(a.images[0].bytes == b.images[0].bytes for a, b in zip(train, other)) < N // 4
+
+
+def test_prefix_stable(train):
+    """Item i does not depend on n: a longer list starts with the shorter one."""
+    assert [r.to_dict() for r in generate(len(KINDS), seed=0, split="train")] == [r.to_dict() for r in train[: len(KINDS)]]
+
+
+def test_splits_disjoint_by_content(train, test):
+    assert not {_fingerprint(r) for r in train} & {_fingerprint(r) for r in test}
+    assert not {r.id for r in train} & {r.id for r in test}
+    assert len({r.id for r in train}) == N
+
+
+def test_every_kind_round_robin(train):
+    assert [r.category for r in train[: len(KINDS)]] == list(KINDS)
+    assert {r.category for r in generate(6, 0, "test", kinds=["count", "size"])} == {"count", "size"}
+
+
+def test_records_are_valid_and_images_decode(train):
+    for r in train:
+        r.validate()
+        assert r.source == "toyworld" and r.category in KINDS
+        assert r.answer_type in {"text", "integer", "multiple_choice"}
+        img = load_image(r.images[0], record_id=r.id)
+        assert img.size == (SIZE, SIZE)
+        colours = {c for _, c in img.getcolors(maxcolors=SIZE * SIZE)}
+        assert any(c in colours for c in PALETTE.values())  # something is drawn
+        assert Record.from_dict(r.to_dict()).to_dict() == r.to_dict()  # on-disk round trip
+
+
+def test_worked_solution_boxes_the_ground_truth(train, test):
+    for r in train + test:
+        sol = solution_of(r)
+        assert boxed(sol) == r.answer
+        assert exact_check(sol, r)
+        assert len(sol.split()) < 45
+
+
+def test_multiple_choice_answers_are_letters(train):
+    mc = [r for r in train if r.category.endswith("_mc")]
+    assert mc
+    for r in mc:
+        assert r.answer_type == "multiple_choice" and r.choices and len(r.choices) == 4
+        assert r.answer in LETTERS
+        assert len(set(r.choices)) == 4
+        assert re.search(r"\nA\. .+\nB\. .+\nC\. .+\nD\. ", question_text(r))
+        # the letter points at the option the solution names
+        assert r.choices[LETTERS.index(r.answer)] in solution_of(r)
+
+
+def test_answers_follow_from_parameters(train):
+    for r in train:
+        p = r.meta["params"]
+        if r.category == "bar_max":
+            assert r.answer == p["colors"][p["heights"].index(max(p["heights"]))]
+        elif r.category == "count":
+            assert r.answer == str(p["n"])
+        elif r.category == "add":
+            assert r.answer == str(p["n"] + p["k"])
+        elif r.category == "bar_compare":
+            h = dict(zip(p["colors"], p["heights"]))
+            a, b = p["asked"]
+            assert r.answer == ("yes" if h[a] > h[b] else "no")
+
+
+def test_answer_classes_are_balanced():
+    recs = generate(40 * 3, seed=3, split="train", kinds=["bar_compare", "relation", "position"])
+    for kind in ("bar_compare", "relation"):
+        yes = sum(r.answer == "yes" for r in recs if r.category == kind)
+        assert 10 <= yes <= 30
+    assert len({r.answer for r in recs if r.category == "position"}) == 4
+
+
+def test_self_checks_are_a_small_share():
+    sols = [solution_of(r) for r in generate(400, seed=5, split="train")]
+    share = sum("Wait" in s for s in sols) / len(sols)
+    assert 0.04 <= share <= 0.18
+    assert any("Wait, there might be a mistake." in s for s in sols)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown toy puzzle kind"):
+        generate(2, kinds=["sudoku"])
+    with pytest.raises(ValueError, match="split"):
+        generate(2, split="validation")
+    with pytest.raises(ValueError):
+        generate(-1)
+    with pytest.raises(ValueError, match="worked solution"):
+        solution_of(Record(id="x", question="q", answer="a"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(list(KINDS)), seed=st.integers(0, 2**31), index=st.integers(0, 10**6),
+       split=st.sampled_from(["train", "test"]))
+def test_any_item_is_verifiable(kind, seed, index, split):
+    r = make_record(kind, seed, split, index)
+    assert boxed(solution_of(r)) == r.answer
+    assert r.meta["split"] == split
+    assert make_record(kind, seed, split, index).images[0].bytes == r.images[0].bytes
