@@ -143,13 +143,18 @@ def make_pairs(n: int, seed: int) -> list[dict]:
         p_right = rng.random()  # the query's difficulty
         for _ in range(GROUP):
             u = rng.random()
-            if u < 0.06:
+            kind = q["kind"]
+            if u < 0.05:
                 response = FILLER * rng.randint(1, 4) + "so the answer is probably"  # truncated, no box
                 pred = None
+            elif u < 0.08:  # the right answer, but not in a box: training requires the box
+                pred = None
+                kind = "no-box"
+                response = FILLER * rng.randint(1, 4) + f"So the answer is ${q['right'][0]}$."
             else:
                 pred = rng.choice(q["right"] if rng.random() < p_right else q["wrong"])
                 response = FILLER * rng.randint(1, 4) + f"Therefore the final answer is \\boxed{{{pred}}}."
-            pairs.append({"kind": q["kind"], "response": response, "ground_truth": gold, "choices": q["choices"],
+            pairs.append({"kind": kind, "response": response, "ground_truth": gold, "choices": q["choices"],
                           "answer_type": q["answer_type"], "precision": q["precision"], "pred": pred})
     return pairs[:n]
 
@@ -178,6 +183,8 @@ def plain_math_verify(pairs: list[dict]) -> list[bool]:
 
 # -- why verdicts differ (each a documented choice) -------------------------------------------
 EXPLAIN = {
+    ("no-box", False): "training rules: the answer must be in \\boxed{} (EVAL_RULES would accept "
+                       "'the answer is X'); math-verify takes any LaTeX/number it finds",
     ("choice", True): "option letters / option text: math-verify parses 'B' as a symbol and cannot map "
                       "'(B)', 'B. 5 cm', '\\text{B}' or the option's text to the letter",
     ("choice", False): "letter mismatch math-verify accepts (e.g. symbol products)",
@@ -191,8 +198,6 @@ EXPLAIN = {
     ("percent", False): "percent rules differ",
     ("units", True): "a number with a unit equals the number (math-verify keeps some units as symbols)",
     ("degrees", True): "'30 degrees' / '30^\\circ' equal 30",
-    ("integer", True): "'x=5' vs 5 and '1,234' forms accepted in our numeric path",
-    ("integer", False): "our numeric path rejects what math-verify accepts",
 }
 
 

@@ -183,6 +183,10 @@ CASES = [
     ("prec-integer-type", B("12"), "12", {"answer_type": "integer", "precision": None}, *OK),
     ("prec-float-type", B("0.30"), "0.3", {"answer_type": "float", "precision": 1}, *OK),
     ("prec-as-string", B("2.36"), "2.4", {"precision": "1"}, *OK),
+    ("prec-radical", B("\\sqrt{2}"), "1.41", {"precision": 2}, True, "correct"),
+    ("prec-pi", B("3\\pi"), "9.42", {"precision": 2}, True, "correct"),
+    ("prec-pi-wrong", B("3\\pi"), "9.43", {"precision": 2}, False, "mismatch"),
+    ("prec-symbol-not-number", B("x"), "1.41", {"precision": 2}, False, "mismatch"),
     # --- yes/no and short text -------------------------------------------------------------
     ("yes-case", B("Yes"), "yes", {}, True, "correct"),
     ("yes-period", B("Yes."), "Yes", {}, True, "correct"),

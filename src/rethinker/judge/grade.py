@@ -140,7 +140,7 @@ def _compare_values(
     textual = answer_type == "text" or is_textual(gold) or is_textual(pred)
     if textual:
         return _ok("text") if norm_text(pred) == norm_text(gold) else _no("text")
-    result = symbolic.compare(gold, pred, timeout_s, backend)
+    result = symbolic.compare(gold, pred, timeout_s, backend, precision if g_num is not None else None)
     if result == symbolic.CORRECT:
         return _ok("symbolic")
     if result == symbolic.MISMATCH:

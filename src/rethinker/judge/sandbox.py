@@ -2,7 +2,7 @@
 
 Reads one JSON request per line from stdin and answers one JSON line on stdout:
 
-- ``{"op": "compare", "g": gold, "p": pred, "t": timeout}`` -> ``{"r": outcome}``: one
+- ``{"op": "compare", "g": gold, "p": pred, "t": timeout, "n": precision}`` -> ``{"r": outcome}``: one
   symbolic comparison (for callers outside the main thread);
 - ``{"op": "grade", "items": [...], "options": {...}}`` -> ``{"verdicts": [...]}``: a
   chunk of ``grade_many``.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 
 
 def _serve(req: dict) -> dict:
@@ -25,7 +24,7 @@ def _serve(req: dict) -> dict:
     op = req.get("op")
     if op == "compare":
         try:
-            return {"r": compare_here(str(req["g"]), str(req["p"]), req.get("t"))}
+            return {"r": compare_here(str(req["g"]), str(req["p"]), req.get("t"), req.get("n"))}
         except Exception:
             return {"r": PARSE_ERROR}
     if op == "clear":
@@ -36,7 +35,7 @@ def _serve(req: dict) -> dict:
     if op == "grade":
         options = dict(req.get("options") or {})
         options["rules"] = tuple(options.get("rules") or ("box",))
-        return {"verdicts": [asdict(grade(**item, **options)) for item in req["items"]]}
+        return {"verdicts": [dict(vars(grade(**item, **options))) for item in req["items"]]}
     return {"error": f"unknown op {op!r}"}
 
 

@@ -192,9 +192,26 @@ _parse_gold = lru_cache(maxsize=8192)(_parse)
 _parse_pred = lru_cache(maxsize=8192)(_parse)
 
 
-def compare_unbounded(gold: str, pred: str) -> str:
+def _rounded_value(expr, precision: int) -> float | None:
+    """``round(float(expr), precision)`` for a real constant expression, else None."""
+    try:
+        if not getattr(expr, "is_number", False) or expr.free_symbols:
+            return None
+        value = complex(expr.evalf(30))
+    except Exception:
+        return None
+    if abs(value.imag) > 1e-12 * max(1.0, abs(value.real)):
+        return None
+    return round(value.real, precision)
+
+
+def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str:
     """math-verify verdict for two screened LaTeX strings, with no time bound of its own:
-    ``correct``, ``mismatch`` or ``parse_error`` (either side parsed to nothing)."""
+    ``correct``, ``mismatch`` or ``parse_error`` (either side parsed to nothing).
+
+    With ``precision`` (a benchmark's decimals), a prediction that is a real constant
+    (``\\sqrt{2}``, ``3\\pi``) is evaluated and rounded like a plain number would be:
+    ``round(value, precision) == round(gold, precision)``."""
     math_verify, _ = _mv()
     g = _parse_gold(gold)
     if not g:
@@ -202,6 +219,10 @@ def compare_unbounded(gold: str, pred: str) -> str:
     p = _parse_pred(pred)
     if not p:
         return PARSE_ERROR
+    if precision is not None:
+        gv, pv = _rounded_value(g[0], precision), _rounded_value(p[0], precision)
+        if gv is not None and pv is not None:
+            return CORRECT if gv == pv else MISMATCH
     return CORRECT if math_verify.verify(g, p, timeout_seconds=None) else MISMATCH
 
 
@@ -222,13 +243,13 @@ def warm_up() -> None:
         _WARM = True
 
 
-def compare_here(gold: str, pred: str, timeout_s: float | None) -> str:
+def compare_here(gold: str, pred: str, timeout_s: float | None, precision: int | None = None) -> str:
     """Compare in this thread: preemptive deadline in the main thread, none elsewhere."""
     warm_up()
     start = time.monotonic()
     try:
         with deadline(timeout_s):
-            result = compare_unbounded(gold, pred)
+            result = compare_unbounded(gold, pred, precision)
     except JudgeTimeout:
         return TIMEOUT
     except RecursionError:
@@ -238,7 +259,8 @@ def compare_here(gold: str, pred: str, timeout_s: float | None) -> str:
     return result
 
 
-def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = "auto") -> str:
+def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = "auto",
+            precision: int | None = None) -> str:
     """Screen both sides, then compare within ``timeout_s`` seconds. ``backend``:
     ``auto`` (main thread: here; other threads: the sandbox process), ``inline`` (here,
     whatever thread), ``sandbox`` (always the helper process)."""
@@ -248,8 +270,8 @@ def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = 
     if backend not in ("auto", "inline", "sandbox"):
         raise ValueError(f"unknown symbolic backend {backend!r}")
     if backend == "sandbox" or (backend == "auto" and timeout_s and not signals_usable()):
-        return _sandbox_compare(gold, pred, timeout_s)
-    return compare_here(gold, pred, timeout_s)
+        return _sandbox_compare(gold, pred, timeout_s, precision)
+    return compare_here(gold, pred, timeout_s, precision)
 
 
 # -- off the main thread: a helper process ------------------------------------------
@@ -257,11 +279,11 @@ def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = 
 SANDBOX_MARGIN_S = 0.5
 
 
-def _sandbox_compare(gold: str, pred: str, timeout_s: float | None) -> str:
+def _sandbox_compare(gold: str, pred: str, timeout_s: float | None, precision: int | None = None) -> str:
     from .helper import helpers
 
     helper = helpers("symbolic", 1)[0]
-    answer = helper.request({"op": "compare", "g": gold, "p": pred, "t": timeout_s},
+    answer = helper.request({"op": "compare", "g": gold, "p": pred, "t": timeout_s, "n": precision},
                             (timeout_s or 3600.0) + SANDBOX_MARGIN_S)
     if not isinstance(answer, dict) or answer.get("r") not in (CORRECT, MISMATCH, PARSE_ERROR, TIMEOUT):
         return TIMEOUT
