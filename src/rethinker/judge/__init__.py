@@ -2,12 +2,40 @@
 
 One judge serves training rewards and evaluation. Modules, in reading order:
 ``extract`` (find the answer), ``normalize`` (canonical strings), ``choice`` (option
-letters), ``numeric`` (plain numbers), ``symbolic`` (math-verify, time-bounded),
-``grade`` (the verdict), ``reward`` (the method's reward), ``selfcheck`` (counters).
+letters), ``numeric`` (plain numbers), ``sets`` (intervals/sets of numbers),
+``symbolic`` (math-verify, screened and time-bounded), ``grade`` (the verdict),
+``reward`` (the method's reward), ``selfcheck`` (counters), ``helper`` / ``sandbox``
+(helper processes for threads and ``grade_many``).
+
+Where the verdict deliberately differs from plain math-verify
+(``verify(parse(gold), parse(response))``, the released code's call); each is a test
+case in ``tests/test_judge_table.py`` and is counted by ``benchmarks/judge_speed.py``:
+
+- the answer is the content of the last complete ``\\boxed{}``/``\\fbox{}``; with the
+  training rules (the default) a response without one has no answer, where math-verify
+  takes any LaTeX or number it finds; an unclosed last box is no answer;
+- multiple choice: strict option letters (``B``, ``(B)``, ``B.``, ``B: text``), mapped
+  to and from option texts; math-verify reads letters as symbols and cannot map texts.
+  Also stricter than the released code, whose "starts with the letter" rule rewards
+  ``Area is 5`` for ``A``;
+- yes/no and word answers compare as words (case, spaces, trailing period ignored);
+  math-verify compares products of symbols, case-sensitively (``ab`` equals ``ba``);
+- a benchmark ``precision`` rounds both numbers to that many decimals (MathVista);
+  math-verify always rounds to 6;
+- ``X%`` equals ``X`` and ``X/100`` for every number (math-verify: for integers only;
+  ``allow_percent=False`` makes ``X%`` mean ``X/100`` only);
+- a number followed by unit words equals the number (``51\\text{ cm^2}``, ``16 km/h``);
+- answers that would make sympy run for minutes (over 1000 characters, brackets nested
+  deeper than 12, power towers, huge exponents or factorials) are ``parse_error``
+  without parsing, and every symbolic comparison is bounded (``timeout_s``, 1 s by
+  default, in any thread); math-verify may hang on them;
+- math-verify's ``ExprExtractionConfig`` (sympy ``parse_expr``, i.e. ``eval``) is never
+  used: model output is never evaluated as code.
 """
 
 from .extract import ALL_RULES, DEFAULT_RULES, EVAL_RULES, TRAIN_RULES, Extraction, extract, extract_answer, has_box
 from .grade import DEFAULT_TIMEOUT_S, REASONS, Verdict, clear_caches, grade, grade_many, is_correct, shutdown_pools
+from .reward import RULES as REWARD_RULES
 from .reward import RewardConfig, RewardResult, reward
 from .selfcheck import count_self_checks, count_wait_words
 
@@ -17,6 +45,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "EVAL_RULES",
     "REASONS",
+    "REWARD_RULES",
     "TRAIN_RULES",
     "Extraction",
     "RewardConfig",
