@@ -134,3 +134,19 @@ def test_torn_last_line_is_cut_and_its_item_rerun(tmp_path):
     log.append({"id": "2", "benchmark": "toy", "correct": False})
     log.close()
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["0", "1", "2"]
+
+
+def test_limit_counts_only_the_bad_rows_before_the_cut():
+    from rethinker.data.io import LoadResult, Skip
+    from rethinker.eval.cli import skips_before_cut
+
+    recs = generate(3, seed=1, split="test")  # kept at rows 0, 2, 5
+    loaded = LoadResult(records=recs, skipped=[Skip(1, "a", "missing answer"), Skip(4, "b", "no image")],
+                        excluded=[Skip(3, "c", "out of scope")])
+    assert [s.row for s in skips_before_cut(loaded, 1)] == []
+    assert [s.row for s in skips_before_cut(loaded, 2)] == [1]
+    assert [s.row for s in skips_before_cut(loaded, 2, excluded=True)] == []
+    assert [s.row for s in skips_before_cut(loaded, 3)] == [1, 4]
+    assert [s.row for s in skips_before_cut(loaded, 3, excluded=True)] == [3]
+    assert [s.row for s in skips_before_cut(loaded, None)] == [1, 4]
+    assert skips_before_cut(loaded, 0) == []

@@ -214,6 +214,26 @@ def load_benchmark(spec: BenchSpec, *, toy_items: int = DEFAULT_TOY_ITEMS, toy_s
     return BENCHMARKS[spec.name](path, split=spec.split), base
 
 
+def skips_before_cut(loaded, limit: int | None, *, excluded: bool = False) -> list:
+    """The load-time skips (or exclusions) among the rows read up to the ``limit``-th kept
+    record: with ``--limit N`` the bad rows after the N-th good one are not counted."""
+    items = loaded.excluded if excluded else loaded.skipped
+    if limit is None or limit >= len(loaded.records):
+        return list(items)
+    if limit == 0:
+        return []
+    left_out = sorted({s.row for s in loaded.skipped} | {s.row for s in loaded.excluded})
+    row, kept, k = -1, 0, 0
+    while kept < limit:  # rows are kept unless left out: find the row of the limit-th record
+        row += 1
+        while k < len(left_out) and left_out[k] < row:
+            k += 1
+        if k < len(left_out) and left_out[k] == row:
+            continue
+        kept += 1
+    return [s for s in items if s.row <= row]
+
+
 # -- the run ------------------------------------------------------------------------------
 
 def run_config(args: argparse.Namespace, model_path: str, max_new_tokens: int) -> dict[str, Any]:
@@ -273,6 +293,7 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
                 summary[spec.name] = {**summarize([], benchmark=spec.name), "error": str(exc)}
                 continue
             records = loaded.records[:limit] if limit is not None else loaded.records
+            load_skips = skips_before_cut(loaded, limit)
             done = [plog.done.get((spec.name, r.id)) for r in records]
             todo = [r for r, d in zip(records, done) if d is None]
             new: dict[str, dict[str, Any]] = {}
@@ -294,8 +315,9 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
                            params=params, on_prediction=on_prediction)
             rows = [d if d is not None else new[r.id] for r, d in zip(records, done)
                     if d is not None or r.id in new]
-            skipped = [(s.id, s.reason) for s in loaded.skipped] + [(rid, msg) for rid, msg in res.skipped]
-            summary[spec.name] = summarize(rows, skipped, benchmark=spec.name, n_excluded=len(loaded.excluded),
+            skipped = [(s.id, s.reason) for s in load_skips] + [(rid, msg) for rid, msg in res.skipped]
+            n_excluded = len(skips_before_cut(loaded, limit, excluded=True))
+            summary[spec.name] = summarize(rows, skipped, benchmark=spec.name, n_excluded=n_excluded,
                                            extra_groups=GROUP_KEYS.get(spec.name, ()))
             if loaded.source:
                 summary[spec.name]["source"] = str(loaded.source)
