@@ -269,7 +269,7 @@ def main() -> None:
     for (kind, o), ps in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         why = EXPLAIN.get((kind, o), "UNEXPLAINED")
         for p in ps[: args.examples]:
-            shown = "no box" if p["pred"] is None else p["pred"]
+            shown = ("..." + p["response"][-28:]) if p["pred"] is None else p["pred"]
             extra = f" choices={p['choices']}" if p["choices"] else ""
             extra += f" precision={p['precision']}" if p["precision"] is not None else ""
             print(f"| {kind:<10} | {str(o):<5} | {str(not o):<5} | {len(ps):>5} | "

@@ -27,6 +27,7 @@ Parsed ground truths and predictions are kept in LRU caches keyed by their strin
 from __future__ import annotations
 
 import logging
+import math
 import re
 import signal
 import threading
@@ -205,6 +206,38 @@ def _rounded_value(expr, precision: int) -> float | None:
     return round(value.real, precision)
 
 
+#: Points at which ``_clearly_different`` evaluates both sides (one value per symbol).
+_PROBE_POINTS = ((0.5321, 1.2707, -0.8113), (-1.9043, 0.3371, 2.4419))
+
+
+def _clearly_different(a, b) -> bool:
+    """True when two sympy expressions (not relations, sets, tuples or matrices; no bare
+    symbol; the same free symbols, at most three) take values farther apart than 1e-5
+    (relative) at one of two fixed points. Equal expressions agree at every point where
+    both are finite, and math-verify calls nothing equal that differs that much (its
+    float rounding is 1e-6), so a True here is math-verify's ``False``, reached without
+    ``simplify``. Any doubt (singular point, complex error, odd symbol) returns False."""
+    from sympy import Expr, Symbol
+
+    try:
+        if not (isinstance(a, Expr) and isinstance(b, Expr)) or isinstance(a, Symbol) or isinstance(b, Symbol):
+            return False
+        syms = a.free_symbols
+        if syms != b.free_symbols or len(syms) > 3 or not all(isinstance(s, Symbol) for s in syms):
+            return False
+        ordered_syms = sorted(syms, key=str)
+        for point in _PROBE_POINTS:
+            subs = {s: point[i] for i, s in enumerate(ordered_syms)}
+            va, vb = complex(a.evalf(30, subs=subs)), complex(b.evalf(30, subs=subs))
+            if not all(math.isfinite(x) for x in (va.real, va.imag, vb.real, vb.imag)):
+                continue
+            if abs(va - vb) > 1e-5 * max(1.0, abs(va), abs(vb)):
+                return True
+    except Exception:
+        return False
+    return False
+
+
 def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str:
     """math-verify verdict for two screened LaTeX strings, with no time bound of its own:
     ``correct``, ``mismatch`` or ``parse_error`` (either side parsed to nothing).
@@ -223,6 +256,8 @@ def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str
         gv, pv = _rounded_value(g[0], precision), _rounded_value(p[0], precision)
         if gv is not None and pv is not None:
             return CORRECT if gv == pv else MISMATCH
+    if len(g) == 1 and len(p) == 1 and "%" not in gold and "%" not in pred and _clearly_different(g[0], p[0]):
+        return MISMATCH  # fast: no simplify for answers that are numerically different
     return CORRECT if math_verify.verify(g, p, timeout_seconds=None) else MISMATCH
 
 
