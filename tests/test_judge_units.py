@@ -164,3 +164,16 @@ def test_helper_missing_its_deadline_is_killed_and_restarted() -> None:
     assert helper.restarts == restarts + 1 and not helper.running
     assert helper.request({"op": "compare", "g": "2", "p": "1", "t": 5}, 60.0) == {"r": "mismatch"}
     assert helper.request({"op": "nonsense"}, 60.0) == {"error": "unknown op 'nonsense'"}
+
+
+@pytest.mark.parametrize(
+    "a,b,different",
+    [("4\\sqrt{7}", "\\sqrt{28}", True), ("(x+3)^2", "x^2+3x+9", True), ("(x+3)^2", "x^2+6x+9", False),
+     ("\\pi", "3.14159", False),  # closer than the tolerance: left to math-verify
+     ("\\frac{1}{x}", "\\frac{2}{2x}", False), ("x+1", "y+1", False),  # other symbols: left to math-verify
+     ("x", "2x", False)],  # a bare symbol: left to math-verify (it matches words to symbol products)
+)
+def test_numeric_probe(a: str, b: str, different: bool) -> None:
+    from rethinker.judge.symbolic import _clearly_different, _parse
+
+    assert _clearly_different(_parse(a)[0], _parse(b)[0]) is different
