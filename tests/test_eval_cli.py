@@ -4,10 +4,12 @@ resumability (counted generate calls of the real engine), bad input counted."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from rethinker.cli import main
 from rethinker.data.io import write_records
@@ -94,8 +96,12 @@ def test_bad_input_is_counted_and_unreadable_files_reported(tmp_path, capsys):
     bad_image.id, bad_image.images = "bad-image", [ImageRef(bytes=b"\x89PNG not really")]
     missing_file = generate(1, seed=7, split="test")[0]
     missing_file.id, missing_file.images = "missing-file", [ImageRef(path="nowhere/img.png")]
+    sliver = generate(1, seed=8, split="test")[0]  # decodable, but 500:1 is more than the processor takes
+    buf = io.BytesIO()
+    Image.new("RGB", (1000, 2), (255, 0, 0)).save(buf, format="PNG")
+    sliver.id, sliver.images = "sliver", [ImageRef(bytes=buf.getvalue())]
     path = tmp_path / "items.jsonl"
-    write_records(path, [*good, bad_image, missing_file])
+    write_records(path, [*good, bad_image, missing_file, sliver])
     no_answer = json.loads(path.read_text().splitlines()[0])
     no_answer.update(id="no-answer", answer="")
     with open(path, "a") as fh:
@@ -107,10 +113,11 @@ def test_bad_input_is_counted_and_unreadable_files_reported(tmp_path, capsys):
     assert rc == 1  # an unreadable benchmark is reported, the others still run
     summary = json.loads((out / "summary.json").read_text())
     rec = summary["records"]
-    assert (rec["n_items"], rec["n_skipped"]) == (2, 4)
+    assert (rec["n_items"], rec["n_skipped"]) == (2, 5)
     assert rec["skipped_by_reason"] == {"malformed row": 1, "missing answer": 1, "missing image": 1,
-                                        "unreadable image": 1}
-    assert {i for i, _ in rec["skipped_items"]} == {"bad-image", "missing-file", "no-answer", None}
+                                        "unreadable image": 2}
+    assert {i for i, _ in rec["skipped_items"]} == {"bad-image", "missing-file", "no-answer", "sliver", None}
+    assert "aspect ratio" in dict((i, r) for i, r in rec["skipped_items"] if i)["sliver"]
     assert "no such file" in summary["mathvista"]["error"] and summary["mathvista"]["n_items"] == 0
     assert len(lines(out / "predictions.jsonl")) == 2
     assert "skipped" in capsys.readouterr().out

@@ -131,6 +131,8 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
                     chunk.append(rec)
                 except RecordError as exc:
                     result.skipped.append((rec.id, str(exc)))
+                except ValueError as exc:  # the processor refuses the image (e.g. aspect ratio > 200)
+                    result.skipped.append((rec.id, f"record {rec.id!r}: image refused by the processor ({exc})"))
             if not chunk:
                 continue
             groups = engine.generate(queries, params)

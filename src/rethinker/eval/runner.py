@@ -126,6 +126,9 @@ def evaluate(
         except RecordError as exc:
             result.skipped.append((rec.id, str(exc)))
             continue
+        except ValueError as exc:  # the processor refuses a decodable image (e.g. aspect ratio > 200)
+            result.skipped.append((rec.id, f"record {rec.id!r}: image refused by the processor ({exc})"))
+            continue
         if len(pending) >= batch_queries:
             flush()
     flush()
