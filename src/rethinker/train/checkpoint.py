@@ -44,17 +44,22 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model, processor, state: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``checkpoint-STEP`` atomically and keep only the newest ``keep``."""
+def save_checkpoint(run_dir: str | Path, step: int, model, processor, state: dict[str, Any], keep: int = 2,
+                    model_state: dict[str, Any] | None = None) -> Path:
+    """Write ``checkpoint-STEP`` atomically and keep only the newest ``keep``.
+    ``model_state``: a full state dict to write instead of the model's own (sharded runs)."""
     run_dir = Path(run_dir)
     final = run_dir / f"checkpoint-{step}"
     tmp = run_dir / f".tmp-checkpoint-{step}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    if model_state is not None:
+        model.save_pretrained(tmp, state_dict=model_state)
+    else:
+        model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE)
+    torch.save({"rng": rng_state(), **state, "step": step}, tmp / STATE_FILE)
     _fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)

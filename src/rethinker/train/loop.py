@@ -34,6 +34,8 @@ from ..rollout.inputs import PromptEncoder
 from . import checkpoint as ckpt
 from .config import TrainConfig, save as save_config
 from .data import QuerySampler, load_datasets
+from .distributed import (full_model_state, full_optimizer_state, gathered, init_distributed, load_optimizer_state,
+                          merge_metrics, shard_model)
 from .experience import collect, encode_batch
 from .metrics import MetricsLogger, console_line
 from .model import load_policy, pick_device, pick_dtype, resolve_model_path
@@ -67,15 +69,20 @@ def _scheduler(optimizer, cfg: TrainConfig, total_updates: int):
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    ctx = init_distributed()
     run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed + ctx.rank)  # ranks sample differently; data order is shared
+    np.random.seed(cfg.seed + ctx.rank)
+    torch.manual_seed(cfg.seed + ctx.rank)
     device = pick_device(cfg.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
     dtype = pick_dtype(cfg.model.dtype, device)
+    progress = progress and ctx.is_main
 
     last = ckpt.latest_checkpoint(run_dir) if resume else None
     model_path = str(last) if last else resolve_model_path(cfg.model.path)
@@ -83,6 +90,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                                    attn_implementation=cfg.model.attn_implementation,
                                    gradient_checkpointing=cfg.model.gradient_checkpointing,
                                    freeze_vision=cfg.model.freeze_vision)
+    if ctx.enabled:
+        shard_model(model, ctx, device)
     ref_model = None
     if cfg.algo.kl_coef > 0:
         ref_model, _ = load_policy(resolve_model_path(cfg.model.path), device=device, dtype=dtype,
@@ -115,36 +124,54 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     start = 0
     if last is not None:
         state = ckpt.load_state(last)
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(model, optimizer, state["optimizer"], ctx)
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
         selector.load_state_dict(state["selector"])
         rethink_rng.bit_generator.state = state["rethink_rng"]
-        ckpt.set_rng_state(state["rng"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if len(rngs) == ctx.world:
+            ckpt.set_rng_state(rngs[ctx.rank])
+        else:  # another world size: exact continuation is impossible, reseed per rank
+            print(f"warning: checkpoint from {len(rngs)} process(es), running {ctx.world}: sampling reseeded",
+                  file=sys.stderr)
+            torch.manual_seed(cfg.seed + ctx.rank + 7919 * int(state["step"]))
         start = int(state["step"])
         print(f"resumed from {last} at step {start}", file=sys.stderr)
-    save_config(cfg, run_dir / "config.yaml")
-    logger = MetricsLogger(run_dir, cfg.report_to, resume_step=start if last else None)
+    if ctx.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        logger = MetricsLogger(run_dir, cfg.report_to, resume_step=start if last else None)
+    else:
+        logger = _NullLogger()
 
     def run_eval(step: int) -> dict[str, Any]:
         if not data.eval:
             return {}
         t = time.perf_counter()
-        res = evaluate(engine, eval_encoder, data.eval, max_new_tokens=eval_tokens,
-                       batch_queries=cfg.rollout.max_batch_queries)
+        with gathered(model, ctx):
+            res = evaluate(engine, eval_encoder, data.eval[ctx.rank::ctx.world], max_new_tokens=eval_tokens,
+                           batch_queries=cfg.rollout.max_batch_queries)
+        res = _merge_eval(ctx.gather_objects(res))
         lo, hi = res.confidence_interval()
         row = {"step": step, "eval/accuracy": res.accuracy, "eval/ci_low": lo, "eval/ci_high": hi,
                "eval/n": res.n_items, "eval/skipped": len(res.skipped), "time/eval_s": time.perf_counter() - t}
         row.update({f"eval/accuracy/{k}": v for k, v in res.by_category.items()})
         logger.log(row)
-        print(f"step {step}: eval accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}", file=sys.stderr)
+        if ctx.is_main:
+            print(f"step {step}: eval accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}", file=sys.stderr)
         return row
 
     def save(step: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "sampler": sampler.state_dict(), "selector": selector.state_dict(),
-                 "rethink_rng": rethink_rng.bit_generator.state}
-        ckpt.save_checkpoint(run_dir, step, model, processor, state, keep=cfg.keep_checkpoints)
+        model_state = full_model_state(model, ctx)  # collectives: every rank takes part
+        optim_state = full_optimizer_state(model, optimizer, ctx)
+        rngs = ctx.gather_objects(ckpt.rng_state())
+        if ctx.is_main:
+            state = {"optimizer": optim_state, "scheduler": scheduler.state_dict(),
+                     "sampler": sampler.state_dict(), "selector": selector.state_dict(),
+                     "rethink_rng": rethink_rng.bit_generator.state, "rng": rngs, "world_size": ctx.world}
+            ckpt.save_checkpoint(run_dir, step, model, processor, state, keep=cfg.keep_checkpoints,
+                                 model_state=model_state)
+        ctx.barrier()
 
     if start == 0:
         logger.log({"step": 0, "data/train_records": len(data.train), "data/eval_records": len(data.eval),
@@ -159,37 +186,47 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     for step in range(start + 1, cfg.max_steps + 1):
         t0 = time.perf_counter()
         # 1. queries (bad records are skipped, named and counted)
-        records, queries, bad = encode_batch(encoder, sampler.next(cfg.rollout.queries_per_step))
-        if not queries:
-            logger.log({"step": step, "data/skipped_bad": len(bad), "update/skipped": 1})
-            continue
+        # (with several processes each rank takes its share; groups stay whole on one rank)
+        global_batch = sampler.next(cfg.rollout.queries_per_step)
+        records, queries, bad = encode_batch(encoder, global_batch[ctx.rank::ctx.world])
         # 2-3. rollouts, rewards, Forced Rethinking
-        exp = collect(engine, processor.tokenizer, records, queries, params=params, reward_cfg=reward_cfg,
-                      rethink_cfg=rethink_cfg, rng=rethink_rng, step=step)
+        with gathered(model, ctx):
+            exp = collect(engine, processor.tokenizer, records, queries, params=params, reward_cfg=reward_cfg,
+                          rethink_cfg=rethink_cfg, rng=rethink_rng, step=step)
         # 4. group advantages
         rewards = torch.tensor([s.reward for s in exp.samples], dtype=torch.float64)
         adv = group_advantages(rewards, cfg.rollout.group_size, cfg.algo.advantage_scale, cfg.algo.advantage_eps)
         for s, a in zip(exp.samples, adv.tolist()):
             s.advantage = a
-        gstats = group_stats(rewards, cfg.rollout.group_size, correct_threshold=cfg.reward.correct)
-        # 5. Selective Sample Replay (released mode replays across steps: store behaviour log-probs)
+        # 5. Selective Sample Replay over the global pool (released mode replays across
+        #    steps, so it stores each sample's behaviour log-probs now)
         if cfg.ssr.mode == "released":
-            behaviour_logprobs(model, [s for s in exp.samples if s.advantage != 0], pad_id,
-                               cfg.optim.micro_batch_size, device, dtype)
-        selection = selector.select(exp.samples)
+            with gathered(model, ctx):
+                behaviour_logprobs(model, [s for s in exp.samples if s.advantage != 0], pad_id,
+                                   cfg.optim.micro_batch_size, device, dtype)
+        parts = ctx.gather_objects((exp.samples, exp.metrics, len(bad)))
+        samples = [s for p in parts for s in p[0]]
+        metrics = merge_metrics([p[1] for p in parts], [len(p[0]) for p in parts])
+        n_bad = sum(p[2] for p in parts)
+        if not samples:
+            logger.log({"step": step, "data/skipped_bad": n_bad, "update/skipped": 1})
+            continue
+        all_rewards = torch.tensor([s.reward for s in samples], dtype=torch.float64)
+        gstats = group_stats(all_rewards, cfg.rollout.group_size, correct_threshold=cfg.reward.correct)
+        selection = selector.select(samples)
         # 6. policy update
         upd: dict[str, Any] = {"update/skipped": 1}
         if not selection.skipped_update:
             upd = policy_update(model, optimizer, scheduler, selection.samples, cfg.algo, cfg.optim, pad_id=pad_id,
-                                ref_model=ref_model, max_new_tokens=cfg.rollout.max_new_tokens)
+                                ref_model=ref_model, max_new_tokens=cfg.rollout.max_new_tokens, ctx=ctx)
             upd["update/skipped"] = 0
         # 7. metrics, evaluation, checkpoint
-        row: dict[str, Any] = {"step": step, **exp.metrics, **upd}
+        row: dict[str, Any] = {"step": step, **metrics, **upd}
         row.update({k: v for k, v in selection.stats.items() if k.startswith("effective_ratio")})
         row.update({"ssr/n_selected": selection.stats["n_selected"], "ssr/n_unique": selection.stats["n_unique"],
                     "ssr/n_replayed": selection.stats["n_replayed_from_buffer"],
                     "groups/all_correct": gstats["all_correct_share"], "groups/all_wrong": gstats["all_wrong_share"],
-                    "groups/zero_advantage": gstats["zero_adv_share"], "data/skipped_bad": len(bad),
+                    "groups/zero_advantage": gstats["zero_adv_share"], "data/skipped_bad": n_bad,
                     "lr": scheduler.get_last_lr()[0], "time/step_s": time.perf_counter() - t0})
         if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             last_eval = run_eval(step)
@@ -198,21 +235,54 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(console_line(row), refresh=False)
-        elif step % cfg.log_every == 0:
+        elif ctx.is_main and step % cfg.log_every == 0:
             print(f"step {step}: {console_line(row)}", file=sys.stderr)
         if cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps):
             save(step)
     if bar is not None:
         bar.close()
     logger.close()
-    try:
-        from .plot import plot_run
+    if ctx.is_main:
+        try:
+            from .plot import plot_run
 
-        plot_run(run_dir)
-    except Exception as exc:  # a plot must never fail a finished run
-        print(f"warning: could not plot curves: {exc}", file=sys.stderr)
+            plot_run(run_dir)
+        except Exception as exc:  # a plot must never fail a finished run
+            print(f"warning: could not plot curves: {exc}", file=sys.stderr)
+    ctx.barrier()
     return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
             "steps": cfg.max_steps, "run_dir": str(run_dir)}
+
+
+class _NullLogger:
+    """Ranks other than the main one log nothing."""
+
+    def log(self, row: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _merge_eval(parts: list):
+    """One EvalResult from the ranks' shares."""
+    from collections import defaultdict
+
+    from ..eval.runner import EvalResult
+
+    if len(parts) == 1:
+        return parts[0]
+    out = EvalResult(sum(p.n_items for p in parts), sum(p.n_correct for p in parts))
+    per_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for p in parts:
+        out.skipped += p.skipped
+        out.predictions += p.predictions
+        for pred in p.predictions:
+            c = per_cat[pred.category or "all"]
+            c[0] += int(pred.correct)
+            c[1] += 1
+    out.by_category = {k: c / n for k, (c, n) in sorted(per_cat.items())}
+    return out
 
 
 def resumed_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

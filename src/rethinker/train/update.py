@@ -31,6 +31,7 @@ class Chunk:
     samples: list[Sample]
     queries: list[QueryInputs]
     query_index: list[int]
+    weight: float = 1.0  # 0.0: a lockstep filler in multi-process runs (runs, learns nothing)
 
 
 def _chunks(samples: Sequence[Sample], size: int, by_length: bool) -> list[Chunk]:
@@ -91,9 +92,21 @@ def behaviour_logprobs(model, samples: Sequence[Sample], pad_id: int, micro_batc
         model.train(was_training)
 
 
+def _local_share(items: Sequence[Sample], rank: int, world: int) -> list[Sample]:
+    return list(items[rank::world])
+
+
 def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, optim, *, pad_id: int,
-                  ref_model=None, max_new_tokens: int | None = None) -> dict[str, Any]:
-    """One rollout step's update: one or more optimizer steps over ``samples``."""
+                  ref_model=None, max_new_tokens: int | None = None, ctx=None) -> dict[str, Any]:
+    """One rollout step's update: one or more optimizer steps over ``samples``.
+
+    With several processes (``ctx``, see ``train/distributed.py``) every rank passes the
+    same global ``samples``; rank r trains on ``mini_batch[r::world]`` of each mini-batch,
+    and all ranks run the same number of micro-batches (a rank short of samples runs a
+    zero-weight one) because each FSDP forward/backward is a collective."""
+    from .distributed import DistContext, gathered
+
+    ctx = ctx or DistContext()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     t0 = time.perf_counter()
@@ -101,7 +114,9 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
     mini = optim.mini_batch_size or len(samples)
     minis = [samples[i:i + mini] for i in range(0, len(samples), mini)]
     if len(minis) > 1:
-        behaviour_logprobs(model, samples, pad_id, optim.micro_batch_size, device, dtype)
+        with gathered(model, ctx):
+            local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
+            behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
 
     totals: dict[str, float] = {}
     tok_weighted = ("clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean")
@@ -113,11 +128,17 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
     for mb in minis:
         masks = [torch.as_tensor(s.completion_mask, dtype=torch.float32) for s in mb]
         n_tok = float(sum(m.sum() for m in masks))
-        norm = n_tok if algo.aggregation == "token-mean" else float(len(mb))
-        sft_tokens = float(sum(m.sum() for s, m in zip(mb, masks) if s.reward >= 1.0 and s.advantage > 0))
+        # FSDP averages gradients over ranks: scale each rank's denominator by 1/world
+        norm = (n_tok if algo.aggregation == "token-mean" else float(len(mb))) / ctx.world
+        sft_tokens = float(sum(m.sum() for s, m in zip(mb, masks) if s.reward >= 1.0 and s.advantage > 0)) / ctx.world
+        local = _local_share(mb, ctx.rank, ctx.world)
+        chunks = _chunks(local, optim.micro_batch_size, optim.bucket_by_length)
+        n_chunks = max(math.ceil(len(mb[r::ctx.world]) / optim.micro_batch_size) for r in range(ctx.world))
+        while len(chunks) < n_chunks:  # lockstep filler: a real sample with zero weight
+            chunks.append(Chunk([mb[0]], [mb[0].prompt], [0], weight=0.0))
         optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
-        for chunk in _chunks(mb, optim.micro_batch_size, optim.bucket_by_length):
+        for chunk in chunks:
             batch, scores = _forward(model, chunk, pad_id, device, dtype, with_entropy=True,
                                      entropy_grad=algo.entropy_coef > 0)
             tm = batch.target_mask
@@ -133,6 +154,9 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
             adv = torch.tensor([float(s.advantage) for s in chunk.samples], device=device)
             loss, st = policy_loss(lp, old, adv, mask, algo.clip_low, algo.clip_high, algo.aggregation,
                                    max_tokens=max_new_tokens, normalizer=norm)
+            if chunk.weight == 0.0:
+                (loss * 0.0).backward()
+                continue
             n = st["n_tokens"]
             n_tokens_all += int(n)
             for k in tok_weighted:
@@ -144,13 +168,13 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
                 with torch.no_grad():
                     _, ref_scores = _forward(ref_model, chunk, pad_id, device, dtype)
                 kl = kl_penalty(lp, ref_scores.logprobs, algo.kl_kind)
-                kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(n_tok, 1.0)
+                kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(n_tok / ctx.world, 1.0)
                 loss = loss + algo.kl_coef * kl_loss
                 totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl_loss)
             ent_tokens = torch.where(mask, scores.entropy, torch.zeros_like(scores.entropy)).sum()
             ent_sum += float(ent_tokens)
             if algo.entropy_coef > 0:  # bonus: token-mean entropy over the mini-batch
-                loss = loss - algo.entropy_coef * ent_tokens / max(n_tok, 1.0)
+                loss = loss - algo.entropy_coef * ent_tokens / max(n_tok / ctx.world, 1.0)
             if algo.sft_coef > 0 and sft_tokens > 0:
                 rewards = torch.tensor([float(s.reward) for s in chunk.samples], device=device)
                 sft, _ = sft_aux_loss(lp, mask, rewards, adv, normalizer=sft_tokens)
@@ -158,11 +182,13 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
                 totals["loss/sft"] = totals.get("loss/sft", 0.0) + float(sft)
             loss_total += float(loss)
             loss.backward()
-        if not math.isfinite(loss_total):
+        # every rank must take the same decision: skip when any rank saw a non-finite loss
+        if not math.isfinite(ctx.sum_float(loss_total if math.isfinite(loss_total) else math.inf)):
             optimizer.zero_grad(set_to_none=True)
             skipped += 1
             continue
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip if optim.grad_clip > 0 else float("inf"))
+        gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
         if not torch.isfinite(gn):
             optimizer.zero_grad(set_to_none=True)
             skipped += 1
@@ -173,6 +199,14 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
             scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     elapsed = time.perf_counter() - t0
+    for k in list(totals):
+        totals[k] = ctx.sum_float(totals[k])
+        if k.startswith("loss/"):  # each rank's loss carries the factor world (see norm above)
+            totals[k] /= ctx.world
+    n_tokens_all = int(ctx.sum_float(n_tokens_all))
+    ent_sum = ctx.sum_float(ent_sum)
+    ratio_min = -ctx.max_float(-ratio_min)
+    ratio_max = ctx.max_float(ratio_max)
     out: dict[str, Any] = {
         "update/optimizer_steps": len(minis) - skipped,
         "update/skipped_nonfinite": skipped,
@@ -191,3 +225,4 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
         if k in totals:
             out[k] = totals[k] / len(minis)
     return out
+

@@ -1,0 +1,199 @@
+"""Multi-process training on PyTorch's own stack: ``torchrun`` + FSDP2 (``fully_shard``).
+
+    torchrun --nproc_per_node N -m rethinker train ...          # one machine
+    torchrun --nnodes M --node_rank R --nproc_per_node N \\
+             --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m rethinker train ...
+
+How the loop uses it (``train/loop.py``):
+- every rank draws the same global query batch and generates for its share
+  (``records[rank::world]``); each GRPO group stays whole on one rank;
+- rollouts and evaluation run with the parameters gathered (``gathered``), so ranks
+  generate different lengths without collectives;
+- samples are gathered to every rank and SSR draws from the global pool with the same
+  seed everywhere (identical selection); each rank trains on its share of every
+  mini-batch, in lockstep (the same number of forward/backward passes on every rank);
+- the loss denominator is the global token count divided by the world size, because
+  FSDP averages gradients over ranks: the update equals the single-process one;
+- checkpoints hold full (unsharded) weights and optimizer state, so a run resumes at
+  any world size.
+On CPU the backend is gloo, on GPU nccl.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- collectives (no-ops in one process) ----------------------------------------
+    def gather_objects(self, obj: Any) -> list[Any]:
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def max_int(self, value: int) -> int:
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.long)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def max_float(self, value: float) -> float:
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def sum_float(self, value: float) -> float:
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item())
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def init_distributed() -> DistContext:
+    """Join the process group that ``torchrun`` describes (WORLD_SIZE > 1), else one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistContext(rank=rank, world=world, local_rank=local_rank)
+
+
+def shard_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
+    """FSDP2: each decoder layer, the vision tower (its blocks, then the tower) and the
+    root are sharding units. The root is initialised at once so that the vision tower can
+    be called on its own (pre-computed image features)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (ctx.world,))
+    inner = getattr(model, "model", model)
+    visual = getattr(inner, "visual", None)
+    lm = getattr(inner, "language_model", inner)
+    if visual is not None:
+        for block in getattr(visual, "blocks", []):
+            fully_shard(block, mesh=mesh)
+        fully_shard(visual, mesh=mesh)
+    for layer in getattr(lm, "layers", []):
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    model._get_fsdp_state()._lazy_init()
+    return model
+
+
+def _fsdp_modules(model: torch.nn.Module) -> list:
+    return [m for m in model.modules() if hasattr(m, "unshard") and hasattr(m, "set_reshard_after_forward")]
+
+
+@contextmanager
+def gathered(model: torch.nn.Module, ctx: DistContext) -> Iterator[None]:
+    """Hold every FSDP unit's full parameters for the duration (inference only): forwards
+    then need no collectives, so ranks may run different numbers of them (generation)."""
+    mods = _fsdp_modules(model) if ctx.enabled else []
+    if not mods:
+        yield
+        return
+    for m in mods:
+        m.unshard()
+        m.set_reshard_after_forward(False)
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.reshard()
+            m.set_reshard_after_forward(True)
+
+
+def full_model_state(model: torch.nn.Module, ctx: DistContext) -> dict[str, torch.Tensor] | None:
+    """The full (unsharded) state dict on CPU, on the main rank (None elsewhere)."""
+    if not ctx.enabled:
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return sd if ctx.is_main else None
+
+
+def full_optimizer_state(model, optimizer, ctx: DistContext) -> dict | None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    if not ctx.enabled:
+        return get_optimizer_state_dict(model, optimizer)
+    sd = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return sd if ctx.is_main else None
+
+
+def load_optimizer_state(model, optimizer, state: dict, ctx: DistContext) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    opts = StateDictOptions(full_state_dict=True) if ctx.enabled else None
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=opts)
+
+
+_SUMMED = ("rollout/tokens", "rethink/attempts", "rethink/accepted", "rethink/fixed_wrong", "rethink/rejected_")
+
+
+def merge_metrics(rows: list[dict[str, Any]], weights: list[float]) -> dict[str, Any]:
+    """Combine per-rank metric dicts: counts are summed, times and maxima take the
+    maximum, rates are recomputed, everything else is a mean weighted by ``weights``."""
+    if len(rows) == 1:
+        return dict(rows[0])
+    out: dict[str, Any] = {}
+    keys = {k for r in rows for k in r}
+    total_w = sum(weights) or 1.0
+    for k in keys:
+        vals = [(r[k], w) for r, w in zip(rows, weights) if r.get(k) is not None]
+        if not vals:
+            continue
+        if k.startswith(_SUMMED):
+            out[k] = sum(v for v, _ in vals)
+        elif k.startswith("time/") or k.endswith("/max"):
+            out[k] = max(v for v, _ in vals)
+        else:
+            out[k] = sum(v * w for v, w in vals) / (sum(w for _, w in vals) or total_w)
+    if "rollout/tokens" in out and out.get("time/rollout_s"):
+        out["rollout/tokens_per_s"] = out["rollout/tokens"] / out["time/rollout_s"]
+    if out.get("rethink/attempts"):
+        out["rethink/acceptance_rate"] = out.get("rethink/accepted", 0) / out["rethink/attempts"]
+    return out

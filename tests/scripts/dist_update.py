@@ -1,0 +1,55 @@
+"""One policy update on fixed rollouts, in one process or under torchrun (FSDP2, gloo).
+
+    python dist_update.py OUT.pt            # reference
+    torchrun --nproc_per_node 2 dist_update.py OUT.pt
+
+Writes the loss statistics and the full weights after the update (rank 0)."""
+
+import sys
+from types import SimpleNamespace
+
+import torch
+
+from rethinker.algo.advantages import group_advantages
+from rethinker.algo.ssr import Sample
+from rethinker.rollout.inputs import PromptEncoder
+from rethinker.toyworld.model import load_toy
+from rethinker.toyworld.puzzles import generate
+from rethinker.train.distributed import full_model_state, init_distributed, shard_model
+from rethinker.train.update import policy_update
+
+torch.set_num_threads(1)
+ctx = init_distributed()
+model, processor = load_toy("cpu")
+model.train()
+enc = PromptEncoder(processor)
+records = generate(3, seed=11, split="train")
+queries = [enc.encode(r) for r in records]
+gen = torch.Generator().manual_seed(0)
+G = 4
+samples = []
+rewards = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, -0.1, 1.0]
+for qi, q in enumerate(queries):
+    for j in range(G):
+        n = int(torch.randint(3, 12, (1,), generator=gen))
+        ids = torch.randint(30, 300, (n,), generator=gen).tolist()
+        samples.append(Sample(advantage=0.0, reward=rewards[qi * G + j], group=qi, prompt=q,
+                              completion_ids=ids, completion_mask=[1] * n))
+adv = group_advantages(torch.tensor(rewards), G)
+for s, a in zip(samples, adv.tolist()):
+    s.advantage = a
+# an SSR-like selection: the non-zero samples, one of them twice (13: uneven over 2 ranks)
+chosen = [s for s in samples if s.advantage != 0]
+chosen = chosen + chosen[:1]
+if ctx.enabled:
+    shard_model(model, ctx, torch.device("cpu"))
+opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+algo = SimpleNamespace(clip_low=0.2, clip_high=0.35, aggregation="token-mean", kl_coef=0.0, kl_kind="k3",
+                       entropy_coef=0.0, sft_coef=0.0)
+optim = SimpleNamespace(mini_batch_size=None, micro_batch_size=2, bucket_by_length=True, grad_clip=0.0)
+out = policy_update(model, opt, None, chosen, algo, optim, pad_id=enc.pad_token_id, ctx=ctx)
+state = full_model_state(model, ctx) if ctx.enabled else {k: v.detach().clone() for k, v in model.state_dict().items()}
+if ctx.is_main:
+    torch.save({"stats": out, "weights": state, "n": len(chosen)}, sys.argv[1])
+if ctx.enabled:
+    torch.distributed.destroy_process_group()
