@@ -30,6 +30,10 @@ class ModelConfig:
     attn_implementation: str = "sdpa"
     gradient_checkpointing: bool = True
     freeze_vision: bool = False
+    lora_rank: int = 0  # > 0: train LoRA adapters (PEFT) on the language model instead of all weights
+    lora_alpha: int | None = None  # None -> 2 * rank
+    lora_dropout: float = 0.0
+    lora_targets: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 
 
 @dataclass
@@ -168,6 +172,9 @@ SHORTCUTS = {
     "data": "data.train",
     "eval-data": "data.eval",
     "lr": "optim.lr",
+    "lora-rank": "model.lora_rank",
+    "freeze-vision": "model.freeze_vision",
+    "gradient-checkpointing": "model.gradient_checkpointing",
 }
 
 
@@ -321,6 +328,8 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("queries_per_step", "max_new_tokens"):
         if getattr(cfg.rollout, name) < 1:
             raise ConfigError(f"rollout.{name} must be >= 1")
+    if cfg.model.lora_rank < 0:
+        raise ConfigError("model.lora_rank must be >= 0")
     if cfg.optim.micro_batch_size < 1:
         raise ConfigError("optim.micro_batch_size must be >= 1")
 

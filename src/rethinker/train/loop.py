@@ -86,11 +86,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     last = ckpt.latest_checkpoint(run_dir) if resume else None
     model_path = str(last) if last else resolve_model_path(cfg.model.path)
+    lora = None
+    if cfg.model.lora_rank > 0:
+        lora = {"rank": cfg.model.lora_rank, "alpha": cfg.model.lora_alpha, "dropout": cfg.model.lora_dropout,
+                "targets": cfg.model.lora_targets, "base": resolve_model_path(cfg.model.path)}
     model, processor = load_policy(model_path, device=device, dtype=dtype,
                                    attn_implementation=cfg.model.attn_implementation,
                                    gradient_checkpointing=cfg.model.gradient_checkpointing,
-                                   freeze_vision=cfg.model.freeze_vision)
+                                   freeze_vision=cfg.model.freeze_vision, lora=lora)
     if ctx.enabled:
+        if lora:
+            raise ValueError("LoRA with several processes is not supported yet: run LoRA in one process")
         shard_model(model, ctx, device)
     ref_model = None
     if cfg.algo.kl_coef > 0:
@@ -242,6 +248,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if bar is not None:
         bar.close()
     logger.close()
+    if lora and ctx.is_main:  # adapters merged into full weights: loadable without PEFT
+        merged = model.merge_and_unload()
+        merged.save_pretrained(run_dir / "merged")
+        processor.save_pretrained(run_dir / "merged")
     if ctx.is_main:
         try:
             from .plot import plot_run

@@ -42,13 +42,43 @@ def vision_module(model) -> torch.nn.Module | None:
     return None
 
 
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def add_lora(model, rank: int, alpha: int | None, dropout: float, targets: str, adapter_dir: str | None = None):
+    """Wrap ``model`` with PEFT LoRA adapters on the language model's linear layers (the
+    vision tower and the LM head stay frozen); ``adapter_dir`` resumes saved adapters."""
+    try:
+        from peft import LoraConfig, PeftModel, get_peft_model
+    except ImportError:
+        raise ImportError("LoRA needs PEFT: pip install 'rethinker[peft]'") from None
+    if adapter_dir is not None:
+        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets,
+                     bias="none")
+    peft_model = get_peft_model(model, cfg)
+    if not any(p.requires_grad for p in peft_model.parameters()):
+        raise ValueError(f"LoRA: no module of this model matches {targets!r}")
+    return peft_model
+
+
 def load_policy(path: str, *, device: torch.device, dtype: torch.dtype, attn_implementation: str = "sdpa",
-                gradient_checkpointing: bool = False, freeze_vision: bool = False, trainable: bool = True):
-    """Model and processor from a local directory (``AutoModelForImageTextToText``)."""
+                gradient_checkpointing: bool = False, freeze_vision: bool = False, trainable: bool = True,
+                lora: dict | None = None):
+    """Model and processor from a local directory (``AutoModelForImageTextToText``).
+    ``lora``: ``add_lora`` keyword arguments; when ``path`` holds saved adapters (a LoRA
+    checkpoint), the base model comes from ``lora["base"]``."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(path)
+    adapter_dir = None
+    if lora and is_adapter_dir(path):
+        adapter_dir, path = path, lora["base"]
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+    if lora and trainable:
+        model = add_lora(model, lora["rank"], lora.get("alpha"), lora.get("dropout", 0.0), lora["targets"],
+                         adapter_dir=adapter_dir)
     model.to(device)
     if not trainable:
         model.eval().requires_grad_(False)
