@@ -60,7 +60,7 @@ class TransformersEngine(RolloutEngine):
         was_training = self.model.training
         self.model.eval()
         try:
-            seqs = self.model.generate(**batch.model_kwargs(), **kwargs)
+            seqs = self.model.generate(**batch.model_kwargs(self.model), **kwargs)
         finally:
             self.model.train(was_training)
         new = seqs[:, batch.input_ids.shape[1]:].tolist()

@@ -56,15 +56,16 @@ class ModelBatch:
     target_mask: torch.Tensor | None = None
     query_index: list[int] = field(default_factory=list)
 
-    def model_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "input_ids": self.input_ids,
-            "attention_mask": self.attention_mask,
-            "mm_token_type_ids": self.mm_token_type_ids,
-        }
+    def model_kwargs(self, model=None) -> dict[str, Any]:
+        """Forward arguments. With ``model``, the modality-type ids are passed only to a
+        model whose forward names them (Qwen-VL's M-RoPE needs them; others may not take them)."""
+        kw: dict[str, Any] = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        if model is None or "mm_token_type_ids" in forward_params(model):
+            kw["mm_token_type_ids"] = self.mm_token_type_ids
         if self.pixel_values is not None:
             kw["pixel_values"] = self.pixel_values
-            kw["image_grid_thw"] = self.image_grid_thw
+            if self.image_grid_thw is not None:
+                kw["image_grid_thw"] = self.image_grid_thw
         return kw
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ModelBatch":
@@ -79,6 +80,14 @@ class ModelBatch:
             image_grid_thw=mv(self.image_grid_thw),
             target_mask=mv(self.target_mask), query_index=self.query_index,
         )
+
+
+def forward_params(model) -> set[str]:
+    """Names of the model's forward arguments, looking through PEFT wrappers."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
 
 
 def special_ids(processor) -> dict[str, int]:
@@ -122,8 +131,9 @@ class PromptEncoder:
             self.images_kwargs["max_pixels"] = max_pixels
         tok = processor.tokenizer
         vocab = tok.get_vocab()
-        self.image_token_id = vocab.get("<|image_pad|>")
-        self.video_token_id = vocab.get("<|video_pad|>")
+        # the processor names its placeholder tokens (Qwen: <|image_pad|>, LLaVA-style: <image>)
+        self.image_token_id = vocab.get(getattr(processor, "image_token", None) or "<|image_pad|>")
+        self.video_token_id = vocab.get(getattr(processor, "video_token", None) or "<|video_pad|>")
         self.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._cache: dict[tuple[str, str], tuple[Record, QueryInputs]] = {}
         self._cache_size = cache_size

@@ -26,8 +26,11 @@ class Scores:
 
 
 def supports_shared_vision(model) -> bool:
+    """The model takes pre-computed vision features (and is not wrapped by PEFT, whose
+    forward would not pass them on by name)."""
     fwd = getattr(model, "forward", None)
-    return fwd is not None and "mm_encoder_outputs" in inspect.signature(fwd).parameters
+    return (fwd is not None and not hasattr(model, "get_base_model")
+            and "mm_encoder_outputs" in inspect.signature(fwd).parameters)
 
 
 def _shared_vision_kwargs(model, queries: list[QueryInputs], batch: ModelBatch) -> dict | None:
@@ -70,7 +73,7 @@ def score(model, queries: list[QueryInputs], batch: ModelBatch, *, temperature: 
     entropy (``with_entropy``) carries gradients only with ``entropy_grad`` (a bonus)."""
     if batch.target_mask is None:
         raise ValueError("score() needs a prompt+completion batch (collate_sequences)")
-    kwargs = batch.model_kwargs()
+    kwargs = batch.model_kwargs(model)
     if share_vision is None:
         share_vision = supports_shared_vision(model)
     if share_vision and batch.pixel_values is not None:
