@@ -36,11 +36,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..records import Record
 from .report import format_table, summarize, write_reports
-from .runner import Prediction, evaluate
+
+if TYPE_CHECKING:  # the runner imports torch: only when a run starts (``--help`` stays fast)
+    from .runner import Prediction
 
 #: Benchmarks read without a publisher's schema.
 GENERIC = ("toy", "records")
@@ -277,6 +279,7 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
     (and write) the summary of the items selected this time."""
     from ..data.io import DataError
     from ..rollout.inputs import PromptEncoder
+    from .runner import evaluate
 
     out = Path(out_dir)
     plog = PredictionLog(out / "predictions.jsonl")

@@ -116,7 +116,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], skipped: Sequence[tuple[str | N
         "accuracy": accuracy,
         "by_category": {c: sum(v) / len(v) for c, v in sorted(cats.items())},
         "category_counts": {c: len(v) for c, v in sorted(cats.items())},
-        "n_correct": sum(per_item),
+        "n_correct": sum(c for c, _ in scores),  # correct samples (= correct items with one sample each)
         "ci95": [lo, hi],
     }
     for key in extra_groups:
