@@ -144,3 +144,13 @@ def test_generation_runs_and_never_emits_vision_tokens(packaged):
 def test_packaged_policy_is_small():
     total = sum(f.stat().st_size for f in toy_model_path().rglob("*") if f.is_file())
     assert total < 20 * 1024 * 1024
+
+
+def test_loaded_policy_can_be_saved_again(packaged, tmp_path):
+    """A loaded toy policy re-saves (as checkpoints do) and reloads to the same weights."""
+    model, proc = packaged
+    save_toy(model, proc, tmp_path / "again")
+    model2, proc2 = load_toy(path=tmp_path / "again")
+    assert type(proc2.image_processor) is type(proc.image_processor)
+    w = "model.language_model.embed_tokens.weight"
+    assert torch.equal(model.state_dict()[w], model2.state_dict()[w])

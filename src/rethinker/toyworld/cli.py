@@ -1,6 +1,6 @@
 """``rethinker toy``: the built-in toy world.
 
-    rethinker toy build [--output-dir DIR] [--seed S] [--steps N] [--eval-n N]
+    rethinker toy build [--output-dir DIR] [--seed S] [--steps N] [--stop-after N] [--eval-n N]
     rethinker toy model --output-dir DIR
     rethinker toy data --split train|test --n N [--seed S] [--kinds K ...] --output FILE.parquet
     rethinker toy eval [--model DIR] [--n N] [--seed S]
@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="rebuild tokenizer, model and warm start (deterministic)")
     b.add_argument("--output-dir", help="where to save (default: the packaged policy)")
     b.add_argument("--seed", type=int, default=d.seed)
-    b.add_argument("--steps", type=int, default=d.steps, help=f"supervised steps (default {d.steps})")
+    b.add_argument("--steps", type=int, default=d.steps, help=f"learning-rate schedule length (default {d.steps})")
+    b.add_argument("--stop-after", type=int, default=d.stop_after,
+                   help=f"supervised steps actually run (default {d.stop_after})")
     b.add_argument("--lr", type=float, default=d.lr)
     b.add_argument("--batch-size", type=int, default=d.batch_size)
     b.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out puzzles for the accuracy report")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "build":
         from .warmstart import WarmStartConfig, build
 
-        cfg = WarmStartConfig(seed=args.seed, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+        cfg = WarmStartConfig(seed=args.seed, steps=args.steps, stop_after=args.stop_after, lr=args.lr, batch_size=args.batch_size,
                               eval_n=args.eval_n, eval_every=args.eval_every, threads=args.threads)
         build(args.output_dir, cfg)
         return 0

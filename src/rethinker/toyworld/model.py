@@ -298,7 +298,8 @@ def toy_model_path() -> Path:
 
 def load_image_processor(path: str | Path):
     """The saved image processor with the PIL backend (``AutoImageProcessor`` with
-    ``backend="pil"``); pass it to ``AutoProcessor.from_pretrained(path, image_processor=...)``."""
+    ``backend="pil"``); swap it in with ``processor.image_processor = load_image_processor(path)``
+    (passing it to ``AutoProcessor.from_pretrained`` makes the processor unsaveable)."""
     from transformers import AutoImageProcessor
 
     return AutoImageProcessor.from_pretrained(path, backend="pil")
@@ -312,7 +313,8 @@ def load_toy(device: str = "cpu", path: str | Path | None = None):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     path = Path(path) if path is not None else toy_model_path()
-    processor = AutoProcessor.from_pretrained(path, image_processor=load_image_processor(path))
+    processor = AutoProcessor.from_pretrained(path)
+    processor.image_processor = load_image_processor(path)
     model = AutoModelForImageTextToText.from_pretrained(path).to(device)
     model.eval()
     return model, processor

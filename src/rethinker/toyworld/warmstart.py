@@ -7,8 +7,9 @@
 3. supervised fine-tuning on worked solutions: prompts built exactly as the trainer
    builds them (``rethinker.prompt.build_messages`` + the processor's chat template), the
    assistant turn = worked solution + ``<|im_end|>``, cross-entropy on the assistant
-   tokens only. Stopped after a fixed number of steps chosen so that greedy accuracy on
-   the held-out split is well above chance and far from perfect (RL headroom).
+   tokens only. Stopped after a fixed number of steps (``stop_after`` of a ``steps``-long
+   schedule) chosen so that greedy accuracy on the held-out split is above chance and far
+   from perfect: some kinds learned, some half-learned, some not yet (RL headroom).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class WarmStartConfig:
     seed: int = 0
     threads: int = 2
     corpus_size: int = 4000  # train puzzles the tokenizer is trained on
-    steps: int = 600  # supervised steps
+    steps: int = 600  # length of the learning-rate schedule (warm-up + cosine)
+    stop_after: int | None = 300  # stop early (at the edge of ability); None -> run all steps
     batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 30
@@ -249,7 +251,7 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
     rows: list[dict] = []
     t0 = time.time()
     kinds = list(cfg.kinds) if cfg.kinds else list(KINDS)
-    for step in range(cfg.steps):
+    for step in range(min(cfg.steps, cfg.stop_after or cfg.steps)):
         records = generate_batch(cfg.seed, step, cfg.batch_size, kinds)
         batch = sft_batch(processor, records)
         for g in opt.param_groups:
