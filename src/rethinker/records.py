@@ -155,29 +155,54 @@ class Record:
             raise RecordError(f"record {self.id!r}: choices must be strings")
 
 
+def _open_checked(ref: ImageRef, base_dir: str | Path | None, max_pixels: int):
+    """Open an image lazily (header only) and check its size; raises ``ValueError`` with
+    the reason, or whatever PIL raises for unreadable data."""
+    from PIL import Image
+
+    if ref.bytes is not None:
+        src: Any = io.BytesIO(ref.bytes)
+    else:
+        path = Path(ref.path)  # type: ignore[arg-type]
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        if not path.is_file():
+            raise ValueError(f"image file not found: {ref.path}")
+        src = path
+    img = Image.open(src)
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise ValueError(f"image of {w}x{h} pixels exceeds the limit of {max_pixels}")
+    if w == 0 or h == 0:
+        img.close()
+        raise ValueError("empty image")
+    return img
+
+
+def image_problem(ref: ImageRef, base_dir: str | Path | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS,
+                  decode: bool = False) -> str | None:
+    """Why an image cannot be used (missing file, unreadable, too large, empty), or None.
+    Without ``decode`` only the header and chunk checksums are read (PIL ``verify``)."""
+    try:
+        with _open_checked(ref, base_dir, max_pixels) as img:
+            img.load() if decode else img.verify()
+    except ValueError as exc:
+        return str(exc)
+    except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, DecompressionBombError ...)
+        return f"unreadable image ({type(exc).__name__}: {exc})"
+    return None
+
+
 def load_image(ref: ImageRef, base_dir: str | Path | None = None, *, record_id: str = "?",
                max_pixels: int = MAX_IMAGE_PIXELS):
     """Decode one image to RGB. Raises RecordError (naming the record) when the bytes or
     file are unreadable, the decoder refuses them, or the image exceeds ``max_pixels``
     (checked from the header, before the pixels are decoded)."""
-    from PIL import Image
-
     try:
-        if ref.bytes is not None:
-            src: Any = io.BytesIO(ref.bytes)
-        else:
-            path = Path(ref.path)  # type: ignore[arg-type]
-            if base_dir is not None and not path.is_absolute():
-                path = Path(base_dir) / path
-            src = path
-        with Image.open(src) as img:
-            w, h = img.size
-            if w * h > max_pixels:
-                raise RecordError(f"record {record_id!r}: image of {w}x{h} pixels exceeds the limit of {max_pixels}")
-            if w == 0 or h == 0:
-                raise RecordError(f"record {record_id!r}: empty image")
+        with _open_checked(ref, base_dir, max_pixels) as img:
             return img.convert("RGB")
-    except RecordError:
-        raise
+    except ValueError as exc:
+        raise RecordError(f"record {record_id!r}: {exc}") from None
     except Exception as exc:  # PIL raises many types (UnidentifiedImageError, OSError, DecompressionBombError ...)
         raise RecordError(f"record {record_id!r}: unreadable image ({type(exc).__name__}: {exc})") from None

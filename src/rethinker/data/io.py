@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..records import MAX_IMAGE_PIXELS, ImageRef, Record, RecordError
+from ..records import MAX_IMAGE_PIXELS, ImageRef, Record, RecordError, image_problem
 
 #: The record's canonical field names (the columns ``write_records`` writes).
 FIELDS = ("id", "question", "answer", "images", "choices", "answer_type", "precision",
@@ -120,28 +120,7 @@ def check_image(ref: ImageRef, base_dir: str | Path | None = None, *, max_pixels
     """Cheap readability check of one image: the file exists, PIL recognizes the format,
     the size is within ``max_pixels`` and non-empty, and ``verify()`` passes (chunk
     checksums, no full decode). Returns a reason on failure, ``None`` when fine."""
-    from PIL import Image
-
-    if ref.bytes is not None:
-        src: Any = io.BytesIO(ref.bytes)
-    else:
-        p = Path(ref.path)  # type: ignore[arg-type]
-        if base_dir is not None and not p.is_absolute():
-            p = Path(base_dir) / p
-        if not p.is_file():
-            return f"image file not found: {ref.path}"
-        src = p
-    try:
-        with Image.open(src) as img:
-            w, h = img.size
-            if w * h > max_pixels:
-                return f"image of {w}x{h} pixels exceeds the limit of {max_pixels}"
-            if w == 0 or h == 0:
-                return "empty image"
-            img.verify()
-    except Exception as exc:  # PIL raises many types
-        return f"unreadable image ({type(exc).__name__}: {exc})"
-    return None
+    return image_problem(ref, base_dir, max_pixels=max_pixels)
 
 
 def _strip_record_prefix(msg: str) -> str:
