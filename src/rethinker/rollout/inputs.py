@@ -35,6 +35,9 @@ class QueryInputs:
     pixel_values: torch.Tensor | None = None  # [patches, dim]
     image_grid_thw: torch.Tensor | None = None  # [n_images, 3]
     text: str = ""
+    #: the decoded images (PIL, before the processor's resize), kept only when the encoder
+    #: was built with ``keep_images=True`` (engines such as vLLM run their own processor)
+    images: list | None = None
 
     @property
     def length(self) -> int:
@@ -120,8 +123,10 @@ class PromptEncoder:
     for its G samples, and once per step it is re-drawn)."""
 
     def __init__(self, processor, *, suffix: str = SUFFIX, base_dir: str | None = None,
-                 min_pixels: int | None = None, max_pixels: int | None = None, cache_size: int = 4096):
+                 min_pixels: int | None = None, max_pixels: int | None = None, cache_size: int = 4096,
+                 keep_images: bool = False):
         self.processor = processor
+        self.keep_images = keep_images
         self.suffix = suffix
         self.base_dir = base_dir
         self.images_kwargs: dict[str, Any] = {}
@@ -164,6 +169,7 @@ class PromptEncoder:
             pixel_values=out.get("pixel_values") if images else None,
             image_grid_thw=out.get("image_grid_thw") if images else None,
             text=text,
+            images=list(images) if self.keep_images else None,
         )
         if len(self._cache) >= self._cache_size:
             self._cache.pop(next(iter(self._cache)))
