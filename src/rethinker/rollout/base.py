@@ -62,4 +62,5 @@ def extend_query(q: QueryInputs, extra_ids: Sequence[int]) -> QueryInputs:
         pixel_values=q.pixel_values,
         image_grid_thw=q.image_grid_thw,
         text=q.text,
+        images=q.images,
     )

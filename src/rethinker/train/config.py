@@ -55,6 +55,9 @@ class RolloutConfig:
     top_p: float = 0.95
     top_k: int = 40
     max_batch_queries: int = 64  # generation chunk (queries); each expands to G rows
+    engine: str = "transformers"  # transformers | vllm (extra: pip install rethinker[vllm]; experimental)
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_sleep_level: int = 1
     eval_max_new_tokens: int | None = None  # None -> max_new_tokens
 
 
@@ -319,6 +322,8 @@ def resolve(yaml_path: str | None = None, overrides: dict[str, Any] | None = Non
 def validate(cfg: TrainConfig) -> None:
     if cfg.ssr.mode not in ("paper", "released", "filter", "off"):
         raise ConfigError(f"ssr.mode must be paper|released|filter|off, not {cfg.ssr.mode!r}")
+    if cfg.rollout.engine not in ("transformers", "vllm"):
+        raise ConfigError("rollout.engine must be transformers|vllm")
     if cfg.algo.advantage_scale not in ("std", "none"):
         raise ConfigError("algo.advantage_scale must be std|none")
     if cfg.algo.aggregation not in ("token-mean", "sequence-mean", "sequence-sum-norm"):

@@ -103,11 +103,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         ref_model, _ = load_policy(resolve_model_path(cfg.model.path), device=device, dtype=dtype,
                                    attn_implementation=cfg.model.attn_implementation, trainable=False)
     data = load_datasets(cfg.data, cfg.seed)
+    use_vllm = cfg.rollout.engine == "vllm"
     encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=data.base_dir,
-                            min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
+                            min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels, keep_images=use_vllm)
     eval_encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=data.eval_base_dir,
-                                 min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
-    engine = TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
+                                 min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
+                                 keep_images=use_vllm)
+    if use_vllm:  # colocated; the policy's weights are pushed into it after every update
+        from ..rollout.vllm import VLLMEngine
+
+        engine = VLLMEngine(resolve_model_path(cfg.model.path), processor, policy=model,
+                            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+                            sleep_level=cfg.rollout.vllm_sleep_level, dtype=str(dtype).removeprefix("torch."),
+                            min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels, seed=cfg.seed)
+    else:
+        engine = TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
     sampler = QuerySampler(data.train, cfg.seed, cfg.data.shuffle)
     selector = SampleSelector(cfg.ssr.mode, cfg.ssr.alpha, cfg.ssr.batch_size, seed=cfg.seed,
                               refill_factor=int(cfg.ssr.refill_factor), positive_share=cfg.ssr.positive_share)
@@ -226,6 +236,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             upd = policy_update(model, optimizer, scheduler, selection.samples, cfg.algo, cfg.optim, pad_id=pad_id,
                                 ref_model=ref_model, max_new_tokens=cfg.rollout.max_new_tokens, ctx=ctx)
             upd["update/skipped"] = 0
+            engine.sync_weights(model)  # no-op for the transformers engine (it samples from `model`)
         # 7. metrics, evaluation, checkpoint
         row: dict[str, Any] = {"step": step, **metrics, **upd}
         row.update({k: v for k, v in selection.stats.items() if k.startswith("effective_ratio")})
