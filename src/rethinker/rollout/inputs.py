@@ -85,6 +85,23 @@ class ModelBatch:
         )
 
 
+def load_processor(path):
+    """``AutoProcessor.from_pretrained(path)`` with the image processor's PIL backend
+    where this transformers has one: the same pixels as the default torchvision backend
+    (to ~3e-7) and far faster on a CPU for small batches (0.04 s vs 1.5 s for 32 toy
+    images). The image processor is swapped in afterwards: passing ``image_processor=``
+    to ``AutoProcessor`` leaves a processor that cannot be saved again."""
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(path)
+    if getattr(processor, "image_processor", None) is not None:
+        try:
+            processor.image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
+        except (TypeError, ValueError, ImportError):  # an older transformers, or no PIL backend for this model
+            pass
+    return processor
+
+
 def forward_params(model) -> set[str]:
     """Names of the model's forward arguments, looking through PEFT wrappers."""
     import inspect

@@ -296,25 +296,17 @@ def toy_model_path() -> Path:
     return PACKAGE_POLICY_DIR
 
 
-def load_image_processor(path: str | Path):
-    """The saved image processor with the PIL backend (``AutoImageProcessor`` with
-    ``backend="pil"``); swap it in with ``processor.image_processor = load_image_processor(path)``
-    (passing it to ``AutoProcessor.from_pretrained`` makes the processor unsaveable)."""
-    from transformers import AutoImageProcessor
-
-    return AutoImageProcessor.from_pretrained(path, backend="pil")
-
-
 def load_toy(device: str = "cpu", path: str | Path | None = None):
     """Load ``(model, processor)`` from the packaged toy policy (or ``path``) with plain
     ``transformers`` Auto classes; the model is in eval mode on ``device``. The image
     processor uses the PIL backend (``backend="pil"``): same pixels as the default
     torchvision backend, far faster for small images on a CPU."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from ..rollout.inputs import load_processor
 
     path = Path(path) if path is not None else toy_model_path()
-    processor = AutoProcessor.from_pretrained(path)
-    processor.image_processor = load_image_processor(path)
+    processor = load_processor(path)
     model = AutoModelForImageTextToText.from_pretrained(path).to(device)
     model.eval()
     return model, processor

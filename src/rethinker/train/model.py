@@ -69,9 +69,11 @@ def load_policy(path: str, *, device: torch.device, dtype: torch.dtype, attn_imp
     """Model and processor from a local directory (``AutoModelForImageTextToText``).
     ``lora``: ``add_lora`` keyword arguments; when ``path`` holds saved adapters (a LoRA
     checkpoint), the base model comes from ``lora["base"]``."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    processor = AutoProcessor.from_pretrained(path)
+    from ..rollout.inputs import load_processor
+
+    processor = load_processor(path)
     adapter_dir = None
     if lora and is_adapter_dir(path):
         adapter_dir, path = path, lora["base"]
