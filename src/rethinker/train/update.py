@@ -163,14 +163,14 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
                 totals[k] = totals.get(k, 0.0) + st[k] * n
             if n:
                 ratio_min, ratio_max = min(ratio_min, st["ratio_min"]), max(ratio_max, st["ratio_max"])
-            totals["loss/policy"] = totals.get("loss/policy", 0.0) + float(loss)
+            totals["loss/policy"] = totals.get("loss/policy", 0.0) + float(loss.detach())
             if algo.kl_coef > 0 and ref_model is not None:
                 with torch.no_grad():
                     _, ref_scores = _forward(ref_model, chunk, pad_id, device, dtype)
                 kl = kl_penalty(lp, ref_scores.logprobs, algo.kl_kind)
                 kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(n_tok / ctx.world, 1.0)
                 loss = loss + algo.kl_coef * kl_loss
-                totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl_loss)
+                totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl_loss.detach())
             ent_tokens = torch.where(mask, scores.entropy, torch.zeros_like(scores.entropy)).sum()
             ent_sum += float(ent_tokens)
             if algo.entropy_coef > 0:  # bonus: token-mean entropy over the mini-batch
@@ -179,8 +179,8 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
                 rewards = torch.tensor([float(s.reward) for s in chunk.samples], device=device)
                 sft, _ = sft_aux_loss(lp, mask, rewards, adv, normalizer=sft_tokens)
                 loss = loss + algo.sft_coef * sft
-                totals["loss/sft"] = totals.get("loss/sft", 0.0) + float(sft)
-            loss_total += float(loss)
+                totals["loss/sft"] = totals.get("loss/sft", 0.0) + float(sft.detach())
+            loss_total += float(loss.detach())
             loss.backward()
         # every rank must take the same decision: skip when any rank saw a non-finite loss
         if not math.isfinite(ctx.sum_float(loss_total if math.isfinite(loss_total) else math.inf)):
