@@ -2,7 +2,7 @@
 
     rethinker toy build [--output-dir DIR] [--seed S] [--steps N] [--stop-after N] [--eval-n N]
     rethinker toy model --output-dir DIR
-    rethinker toy data --split train|test --n N [--seed S] [--kinds K ...] --output FILE.parquet
+    rethinker toy data --split train|test [--n N] [--seed S] [--kinds K ...] --output FILE.parquet
     rethinker toy eval [--model DIR] [--n N] [--seed S]
 
 ``build`` rebuilds tokenizer, model and warm start deterministically (by default into the
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--output-dir", required=True)
     t = sub.add_parser("data", help="write toy puzzles as records (.parquet or .jsonl)")
     t.add_argument("--split", choices=["train", "test"], default="train")
-    t.add_argument("--n", type=int, required=True)
+    t.add_argument("--n", type=int, default=500, help="number of puzzles (default 500)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--kinds", nargs="+", choices=list(KINDS), help="puzzle kinds (default: all)")
     t.add_argument("--output", required=True)
