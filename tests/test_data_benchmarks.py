@@ -9,6 +9,7 @@ at hand, or the row exercises bad input). Images are drawn locally with PIL.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -292,17 +293,31 @@ def test_option_lists_are_parsed_not_evaluated():
 
 TEN = [f"{v} units" for v in (10, 12, 14, 16, 18, 20, 22, 24, 26, 28)]
 
+# VERIFIED: MMMU-Pro `standard (4 options)` item test_Accounting_42 (id, question, options, answer, explanation,
+# img_type, topic_difficulty, subject) as shown in the "Sample Example" of evalscope's MMMU-Pro page
+# (github.com/modelscope/evalscope docs/en/benchmarks/mmmu_pro.md, https://evalscope.readthedocs.io/en/v1.6.0/
+# benchmarks/mmmu_pro.html), which loads that config; the page splits the question at `<image 1>`. This item has
+# three options in that config. Image drawn locally.
+PRO_ACC_Q = ("Prices of zero-coupon bonds reveal the following pattern of forward rates: <image 1> In addition to the "
+             "zero-coupon bond, investors also may purchase a 3-year bond making annual payments of $60 with par value "
+             "$1,000. Under the expectations hypothesis, what is the expected realized compound yield of the coupon "
+             "bond?")
+PRO_ACC_42 = {"id": "test_Accounting_42", "question": PRO_ACC_Q, "options": "['6.66%', '6.79%', '6.91%']",
+              "explanation": "?", "image_1": png(), **{f"image_{k}": None for k in range(2, 8)},
+              "img_type": "['Tables']", "answer": "A", "topic_difficulty": "Hard", "subject": "Accounting"}
+
 
 @pytest.fixture
 def mmmu_pro_dir(tmp_path):
     root = tmp_path / "MMMU_Pro"
-    # SCHEMA rows: MMMU-Pro columns (standard adds `subject`, has no `question_type`)
+    # SCHEMA rows (no verbatim `standard (10 options)` or `vision` row was found): MMMU-Pro columns (standard adds
+    # `subject`, has no `question_type`)
     std = [mmmu_row("test_Physics_1", "What is the length in <image 1>?", repr(TEN), "C", subject="Physics"),
            mmmu_row("test_Physics_2", "What is the length in <image 1>?", repr(TEN), "K", subject="Physics")]
     for r in std:
         del r["question_type"]
     write(root / "standard (10 options)" / "test-00000-of-00001.parquet", std)
-    write(root / "standard (4 options)" / "test-00000-of-00001.parquet", std[:1])
+    write(root / "standard (4 options)" / "test-00000-of-00001.parquet", [PRO_ACC_42])
     vision = [{"id": "test_Physics_1", "image": png(), "options": repr(TEN), "answer": "C", "subject": "Physics"},
               {"id": "test_Physics_3", "image": None, "options": repr(TEN), "answer": "C", "subject": "Physics"}]
     write(root / "vision" / "test-00000-of-00001.parquet", vision)
@@ -324,6 +339,17 @@ def test_mmmu_pro_standard_and_vision(mmmu_pro_dir):
                                 "correct option." + SUFFIX)
 
 
+def test_mmmu_pro_published_item_from_a_config_folder(mmmu_pro_dir):
+    # the reader takes a config folder too; the 4-options config holds the published item
+    res = BENCHMARKS["mmmu_pro_standard"](mmmu_pro_dir / "standard (4 options)")
+    assert res.skipped == [] and [r.id for r in res.records] == ["test_Accounting_42"]
+    acc = res.records[0]
+    assert (acc.answer, acc.answer_type, acc.choices) == ("A", "multiple_choice", ["6.66%", "6.79%", "6.91%"])
+    assert (acc.category, acc.meta["topic_difficulty"], acc.meta["img_type"]) == ("Accounting", "Hard", "['Tables']")
+    assert question_text(acc) == (PRO_ACC_Q.replace(" <image 1>", "") + "\nA. 6.66%\nB. 6.79%\nC. 6.91%" + SUFFIX)
+    assert len(acc.images) == 1
+
+
 # ---------------------------------------------------------------------------- EMMA
 
 def emma_row(pid, subject, question, options, answer, *, images=1, context=None, category="Pattern Inference",
@@ -334,41 +360,233 @@ def emma_row(pid, subject, question, options, answer, *, images=1, context=None,
             "type": "Multiple Choice" if options else "Open-ended", "context": context}
 
 
-# Physics phy_30 and Coding coding_524: PARTLY VERIFIED against a copy of the dataset viewer, which truncates long
-# text — pid, options (phy_30), answer, subject, category, source, type and the visible start of question and
-# context are as published; the truncated tails are cut here. The other EMMA rows are SCHEMA rows.
-RAMPS_Q = ("A small toy car rolls down three ramps with the same height and horizontal length, but different shapes, "
-           "starting from rest. The car stays in contact with the ramp at all times and no energy is lost. Order the "
-           "ramps from the fastest to slowest time it takes for the toy car to drop the full $1 \\mathrm{~m}$.")
-RAMPS_CONTEXT = ("- Proton mass, $m_{p}=1.67 \\cdot 10^{-27} \\mathrm{~kg}$\n- Neutron mass, $m_{n}=1.67 \\cdot "
-                 "10^{-27} \\mathrm{~kg}$")
-PLOT_Q = ("<image_1>\n<image_2>\nOur goal is to reproduce the visualization in the first image shown. The code "
-          "snippet below currently does not accurately generate the target visualization. It instead generates the "
-          "visualization in the second image.")
+def emma_published(item, images):
+    """A published EMMA item (all text columns verbatim) with `images` locally drawn images."""
+    return {**item, **{f"image_{k}": (png((20 * k, 0, 0)) if k <= images else None) for k in range(1, 6)}}
+
+
+# VERIFIED EMMA items: every text column (pid, question, options, answer, solution, subject, task, category,
+# source, type, context) copied verbatim from the benchmark authors' published outputs in
+# github.com/hychaochao/EMMA (commit 838b6de): results/random_choice.json (Math_1, phy_30, chem_107, coding_524)
+# and results/gemini-2.0-flash-thinking-exp-1219_Math_CoT.json (Math_824, an EMMA-mini open-ended item).
+# Those files store each item's dataset fields plus the model's response (dropped here). Only images are drawn.
+EMMA_MATH_1 = {
+    'pid': 'Math_1',
+    'question': 'Which of the figures shown bellow cannot be cut out of the figure illustrated nearby?\n<image_1>',
+    'options': ['A', 'B', 'C', 'D', 'E'],
+    'answer': 'E',
+    'solution': None,
+    'subject': 'Math',
+    'task': '',
+    'category': '2D Transformation',
+    'source': 'MathVision',
+    'type': 'Multiple Choice',
+    'context': '',
+}
+EMMA_MATH_824 = {
+    'pid': 'Math_824',
+    'question': '<image_1>\nWhich number is missing?',
+    'options': None,
+    'answer': '15',
+    'solution': '',
+    'subject': 'Math',
+    'task': '',
+    'category': 'Pattern Inference',
+    'source': 'MathVista',
+    'type': 'Open-ended',
+    'context': '',
+}
+EMMA_PHY_30 = {
+    'pid': 'phy_30',
+    'question': ('A small toy car rolls down three ramps with the same height and horizontal length, but'
+                 ' different shapes, starting from rest. The car stays in contact with the ramp at all t'
+                 'imes and no energy is lost. Order the ramps from the fastest to slowest time it takes '
+                 'for the toy car to drop the full $1 \\mathrm{~m}$. For example, if ramp 1 is the faste'
+                 'st and ramp 3 is the slowest, then enter 123 as your answer choice.\n'
+                 '\nFigure 1\n\n<image_1>\n\nFigure 2\n\n<image_2>\n'
+                 '\nFigure 3\n\n<image_3>'),
+    'options': ['231', '123', '213', '321'],
+    'answer': 'C',
+    'solution': ("['One can solve this by finding the time it takes for each ramp. For ramp 1:\\n$$\\n\\"
+                 '\\begin{aligned}\\n\\\\sqrt{2} & =\\\\frac{1}{2} g \\\\sin \\\\left(45^{\\\\circ}\\\\r'
+                 'ight) t^{2} \\\\\\\\\\n\\\\Longrightarrow t & =0.639 \\\\mathrm{~s}\\n\\\\end{aligned}'
+                 '\\n$$\\n\\nFor ramps 2, let the length of the dashed region be $x$. Then:\\n\\n$$\\nx+'
+                 'x / \\\\tan \\\\left(30^{\\\\circ}\\\\right)=1 \\\\Longrightarrow x=0.366 \\\\mathrm{~'
+                 'm}\\n\\\\tag{1}\\n$$\\n\\nDue to symmetry, both the steep and shallow regions of both '
+                 'ramps 2 and 3 have a length of $x / \\\\cos \\\\left(60^{\\\\circ}\\\\right)=0.732 \\\\'
+                 'mathrm{~m}$. This results in a time for ramp 2 as:\\n\\n$$\\n\\\\begin{aligned}\\n& 0.'
+                 '732=\\\\frac{1}{2} g \\\\sin \\\\left(60^{\\\\circ}\\\\right) t_{1}^{2} \\\\Longrighta'
+                 'rrow t_{1}=0.415 \\\\mathrm{~s} \\\\\\\\\\n& 0.732=\\\\sqrt{2 g(1-x)} t_{2}+\\\\frac{1'
+                 '}{2} g \\\\sin \\\\left(30^{\\\\circ}\\\\right) t_{2}^{2} \\\\Longrightarrow t_{2}=0.1'
+                 '84 \\\\mathrm{~s}\\n\\\\end{aligned}\\n$$\\n\\nfor a total time of $t_{1}+t_{2}=0.599 '
+                 '\\\\mathrm{~s}$. For ramp 3 ,\\n\\n$$\\n\\\\begin{aligned}\\n& 0.732=\\\\frac{1}{2} g '
+                 '\\\\sin \\\\left(30^{\\\\circ}\\\\right) t_{1}^{2} \\\\Longrightarrow t_{1}=0.546 \\\\'
+                 'mathrm{~s} \\\\\\\\\\n& 0.732=\\\\sqrt{2 g(1-x)} t_{2}+\\\\frac{1}{2} g \\\\sin \\\\le'
+                 'ft(60^{\\\\circ}\\\\right) t_{2}^{2} \\\\Longrightarrow t_{2}=0.206 \\\\mathrm{~s}\\n\\'
+                 '\\end{aligned}\\n$$\\n\\nwhich gives a total time of $t_{1}+t_{2}=0.752 \\\\mathrm{~s}'
+                 '$. From fastest to slowest, the answer becomes 213 . Note that this answer is easily g'
+                 "uessable via intuition.']"),
+    'subject': 'Physics',
+    'task': '',
+    'category': 'Multi-hop Visual Reasoning',
+    'source': 'OlympiadBench',
+    'type': 'Multiple Choice',
+    'context': ('- Proton mass, $m_{p}=1.67 \\cdot 10^{-27} \\mathrm{~kg}$\n'
+                '- Neutron mass, $m_{n}=1.67 \\cdot 10^{-27} \\mathrm{~kg}$\n'
+                '- Electron mass, $m_{e}=9.11 \\cdot 10^{-31} \\mathrm{~kg}$\n'
+                "- Avogadro's constant, $N_{0}=6.02 \\cdot 10^{23} \\mathrm{~mol}^{-1}$\n"
+                '- Universal gas constant, $R=8.31 \\mathrm{~J} /(\\mathrm{mol} \\cdot \\mathrm{K})$\n'
+                "- Boltzmann's constant, $k_{B}=1.38 \\cdot 10^{-23} \\mathrm{~J} / \\mathrm{K}$\n"
+                '- Electron charge magnitude, $e=1.60 \\cdot 10^{-19} \\mathrm{C}$\n'
+                '- 1 electron volt, $1 \\mathrm{eV}=1.60 \\cdot 10^{-19} \\mathrm{~J}$\n'
+                '- Speed of light, $c=3.00 \\cdot 10^{8} \\mathrm{~m} / \\mathrm{s}$\n'
+                '- Universal Gravitational constant,\n\n$$\nG=6.67 \\cdot 10^{-11}\\left(\\mathrm{~N} \\'
+                'cdot \\mathrm{m}^{2}\\right) / \\mathrm{kg}^{2}\n'
+                '$$\n\n- Solar Mass\n\n$$\nM_{\\odot}=1.988 \\cdot 10^{30} \\mathrm{~kg}\n'
+                '$$\n\n- Acceleration due to gravity, $g=9.8 \\mathrm{~m} / \\mathrm{s}^{2}$\n'
+                '- 1 unified atomic mass unit,\n\n$$\n1 \\mathrm{u}=1.66 \\cdot 10^{-27} \\mathrm{~kg}='
+                "931 \\mathrm{MeV} / \\mathrm{c}^{2}\n$$\n\n- Planck's constant,\n"
+                '\n$$\nh=6.63 \\cdot 10^{-34} \\mathrm{~J} \\cdot \\mathrm{s}=4.41 \\cdot 10^{-15} \\ma'
+                'thrm{eV} \\cdot \\mathrm{s}\n$$\n\n- Permittivity of free space,\n'
+                '\n$$\n\\epsilon_{0}=8.85 \\cdot 10^{-12} \\mathrm{C}^{2} /\\left(\\mathrm{N} \\cdot \\'
+                "mathrm{m}^{2}\\right)\n$$\n\n- Coulomb's law constant,\n"
+                '\n$$\nk=\\frac{1}{4 \\pi \\epsilon_{0}}=8.99 \\cdot 10^{9}\\left(\\mathrm{~N} \\cdot \\'
+                'mathrm{m}^{2}\\right) / \\mathrm{C}^{2}\n$$\n'
+                '\n- Permeability of free space,\n\n$$\n\\mu_{0}=4 \\pi \\cdot 10^{-7} \\mathrm{~T} \\c'
+                'dot \\mathrm{m} / \\mathrm{A}\n$$\n\n- Magnetic constant,\n'
+                '\n$$\n\\frac{\\mu_{0}}{4 \\pi}=1 \\cdot 10^{-7}(\\mathrm{~T} \\cdot \\mathrm{m}) / \\m'
+                'athrm{A}\n$$\n\n- 1 atmospheric pressure,\n\n$$\n'
+                '1 \\mathrm{~atm}=1.01 \\cdot 10^{5} \\mathrm{~N} / \\mathrm{m}^{2}=1.01 \\cdot 10^{5} '
+                "\\mathrm{~Pa}\n$$\n\n- Wien's displacement constant, $b=2.9$. $10^{-3} \\mathrm{~m} \\"
+                'cdot \\mathrm{K}$\n- Stefan-Boltzmann constant,\n'
+                '\n$$\n\\sigma=5.67 \\cdot 10^{-8} \\mathrm{~W} / \\mathrm{m}^{2} / \\mathrm{K}^{4}\n'
+                '$$'),
+}
+EMMA_CHEM_107 = {
+    'pid': 'chem_107',
+    'question': 'The structure of the intermediate I is <image_1>',
+    'options': ['A', 'B', 'C', 'D'],
+    'answer': 'B',
+    'solution': '',
+    'subject': 'Chemistry',
+    'task': '',
+    'category': 'Structure Recognition',
+    'source': 'EXAMS-V',
+    'type': 'Multiple choice',
+    'context': '',
+}
+EMMA_CODING_524 = {
+    'pid': 'coding_524',
+    'question': ('<image_1>\n<image_2>\n\nOur goal is to reproduce the visualization in the first image '
+                 'shown. The code snippet below currently does not accurately generate the target visual'
+                 'ization. It instead generates the visualization in the second image.\n'
+                 '\n1\timport matplotlib.pyplot as plt\n2\timport numpy as np\n'
+                 '3\tfig, ax = plt.subplots()\n4\tax.set_xlim(0, 10)\n'
+                 '5\tax.set_ylim(0, 10)\n6\tax.set_xticks(np.arange(0, 11, 1))\n'
+                 '7\tax.set_yticks(np.arange(0, 11, 1))\n8\tax.grid(True, color="blue", linewidth=2)\n'
+                 "9\tmain_diag = np.linspace(0, 10, 100)\n10\tax.plot(main_diag, main_diag, color='light"
+                 "gray', zorder=1)\n11\tax.fill_betweenx(main_diag, main_diag - 1, main_diag + 1, color="
+                 "'lightblue', alpha=0.5, zorder=0)\n12\tsolution_x = np.linspace(0, 10, 100)\n"
+                 '13\tsolution_y = main_diag + 0.5 * np.sin(2 * np.pi * solution_x / 3)\n'
+                 "14\tax.plot(solution_x, solution_y, color='red', linewidth=2, label='Solution')\n"
+                 "15\tax.set_xlabel('Query', fontsize=12)\n16\tax.set_ylabel('Reference', fontsize=12)\n"
+                 "17\tax.text(5, 7, 'Main diagonal', fontsize=10, rotation=45, color='gray')\n"
+                 "18\tax.text(7.5, 5, 'Solution Space', fontsize=10, rotation=0, color='black')\n"
+                 "19\tax.text(8, 3, 'Solution', fontsize=10, rotation=0, color='red')\n"
+                 '20\tplt.show()\n\nWe are using Python version 3.11.0, matplotlib version 3.6.3, and se'
+                 'aborn version 0.12.2 (if applicable). What change should we apply to the original code'
+                 ' in order to generate the target visualization?'),
+    'options': [
+        ('Replace lines 6-19 with:\nmain_diag = np.linspace(0, 10, 100)\n'
+         'solution_x = np.linspace(0, 10, 100)\nsolution_y = main_diag + 0.7 * np.sin(2 * np.pi '
+         "* solution_x / 2.8)\nax.plot(solution_x, solution_y, color='red', linewidth=3, label='"
+         "Solution')\nmajor_ticks = np.arange(0, 11, 2)\n"
+         'ax.set_xticks(major_ticks)\nax.set_yticks(major_ticks)\n'
+         "ax.tick_params(axis='both', which='both', length=0)\n"
+         "ax.vlines(major_ticks, ymin=0, ymax=10, colors='red', linewidth=1, zorder=0)\n"
+         "ax.hlines(major_ticks, xmin=0, xmax=10, colors='red', linewidth=1, zorder=0)\n"
+         "minor_ticks = np.arange(2, 10, 1)\nax.vlines(minor_ticks, ymin=2, ymax=9, colors='blue"
+         "', linewidth=1, zorder=0)\nax.hlines(minor_ticks, xmin=2, xmax=9, colors='blue', linew"
+         'idth=1, zorder=0)\nmain_diag = np.linspace(0, 10, 100)\n'
+         "ax.plot(main_diag, main_diag, color='lightgray', linewidth=2, zorder=1)\n"
+         "ax.fill_betweenx(main_diag, main_diag - 2, main_diag + 2, color='lightblue', alpha=0.9"
+         ", zorder=-1)\nax.set_xlabel('Query', fontsize=12)\n"
+         "ax.set_ylabel('Reference', fontsize=12)\nax.text(4, 6, 'Main diagonal', fontsize=10, r"
+         "otation=45, color='gray')\nax.text(7, 3.5, 'Solution Space', fontsize=10, rotation=0, "
+         "color='black')\nax.text(8.5, 1.5, 'Solution', fontsize=10, rotation=0, color='red')"),
+        ('Replace lines 6-19 with:\nax.set_xticks(np.arange(0, 11, 2))\n'
+         "ax.set_yticks(np.arange(0, 11, 2))\nax.grid(True, which='major', color='blue', linewid"
+         'th=2)\nax.set_xticks(np.arange(2, 9, 1))\nax.set_yticks(np.arange(2, 9, 1))\n'
+         "ax.grid(True, which='minor', color='red', linewidth=2)\n"
+         "main_diag = np.linspace(0, 10, 100)\nax.plot(main_diag, main_diag, color='lightgray', "
+         'linewidth=2, zorder=1)\nax.fill_betweenx(main_diag, main_diag - 2, main_diag + 2, colo'
+         "r='lightblue', alpha=0.9, zorder=0)\nsolution_x = np.linspace(0, 10, 100)\n"
+         'solution_y = main_diag + 0.7 * np.sin(2 * np.pi * solution_x / 2.8)\n'
+         "ax.plot(solution_x, solution_y, color='red', linewidth=3, label='Solution')\n"
+         "ax.set_xlabel('Query', fontsize=12)\nax.set_ylabel('Reference', fontsize=12)\n"
+         "ax.text(4, 6, 'Main diagonal', fontsize=10, rotation=45, color='gray')\n"
+         "ax.text(7, 3.5, 'Solution Space', fontsize=10, rotation=0, color='black')\n"
+         "ax.text(8.5, 1.5, 'Solution', fontsize=10, rotation=0, color='red')"),
+        ('Replace lines 6-19 with:\nmain_diag = np.linspace(0, 10, 100)\n'
+         'solution_x = np.linspace(0, 10, 100)\nsolution_y = main_diag + 0.7 * np.sin(2 * np.pi '
+         "* solution_x / 2.8)\nax.plot(solution_x, solution_y, color='red', linewidth=3, label='"
+         "Solution')\nmajor_ticks = np.arange(0, 11, 2)\n"
+         'ax.set_xticks(major_ticks)\nax.set_yticks(major_ticks)\n'
+         "ax.tick_params(axis='both', which='both', length=0)\n"
+         "ax.vlines(major_ticks, ymin=0, ymax=10, colors='red', linewidth=2, zorder=0)\n"
+         "ax.hlines(major_ticks, xmin=0, xmax=10, colors='red', linewidth=2, zorder=0)\n"
+         "minor_ticks = np.arange(2, 10, 1)\nax.vlines(minor_ticks, ymin=2, ymax=9, colors='blue"
+         "', linewidth=2, zorder=0)\nax.hlines(minor_ticks, xmin=2, xmax=9, colors='blue', linew"
+         'idth=2, zorder=0)\nmain_diag = np.linspace(0, 10, 100)\n'
+         "ax.plot(main_diag, main_diag, color='lightgray', linewidth=2, zorder=1)\n"
+         "ax.fill_betweenx(main_diag, main_diag - 2, main_diag + 2, color='lightblue', alpha=0.9"
+         ", zorder=0)\nax.set_xlabel('Query', fontsize=12)\n"
+         "ax.set_ylabel('Reference', fontsize=12)\nax.text(4, 6, 'Main diagonal', fontsize=10, r"
+         "otation=45, color='gray')\nax.text(7, 3.5, 'Solution Space', fontsize=10, rotation=0, "
+         "color='black')\nax.text(8.5, 1.5, 'Solution', fontsize=10, rotation=0, color='red')"),
+        ('Replace lines 6-19 with:\nax.set_xticks(np.arange(0, 11, 2))\n'
+         "ax.set_yticks(np.arange(0, 11, 2))\nax.grid(True, which='major', color='red', linewidt"
+         'h=2)\nax.set_xticks(np.arange(2, 9, 1))\nax.set_yticks(np.arange(2, 9, 1))\n'
+         "ax.grid(True, which='minor', color='blue', linewidth=2)\n"
+         "main_diag = np.linspace(0, 10, 100)\nax.plot(main_diag, main_diag, color='lightgray', "
+         'linewidth=2, zorder=1)\nax.fill_betweenx(main_diag, main_diag - 2, main_diag + 2, colo'
+         "r='lightblue', alpha=0.9, zorder=0)\nsolution_x = np.linspace(0, 10, 100)\n"
+         'solution_y = main_diag + 0.7 * np.sin(2 * np.pi * solution_x / 2.8)\n'
+         "ax.plot(solution_x, solution_y, color='red', linewidth=3, label='Solution')\n"
+         "ax.set_xlabel('Query', fontsize=12)\nax.set_ylabel('Reference', fontsize=12)\n"
+         "ax.text(4, 6, 'Main diagonal', fontsize=10, rotation=45, color='gray')\n"
+         "ax.text(7, 3.5, 'Solution Space', fontsize=10, rotation=0, color='black')\n"
+         "ax.text(8.5, 1.5, 'Solution', fontsize=10, rotation=0, color='red')"),
+    ],
+    'answer': 'D',
+    'solution': '',
+    'subject': 'Coding',
+    'task': 'Modify With Image',
+    'category': 'Gridline;Color & Texture',
+    'source': 'new_annotated',
+    'type': 'Multiple Choice',
+    'context': '',
+}
+
+
+def image_n(text):
+    return re.sub(r"<image_(\d+)>", r"<image \1>", text)
 
 
 @pytest.fixture
 def emma_dir(tmp_path):
     root = tmp_path / "EMMA"
     write(root / "Math" / "test-00000-of-00001.parquet", [
-        emma_row("math_1", "Math", "Which shape comes next?\n<image_1>", ["A", "B", "C", "D"], "B"),
-        emma_row("math_2", "Math", "How many squares are there in <image_1>?", None, "14",
-                 category="Multi-hop Visual Object Counting"),
-        emma_row("math_3", "Math", "Which one?\n<image_1>", ["A", "B"], "", category="Pattern Inference"),
+        emma_published(EMMA_MATH_1, 1),  # VERIFIED
+        emma_published(EMMA_MATH_824, 1),  # VERIFIED (open-ended)
+        emma_row("math_3", "Math", "Which one?\n<image_1>", ["A", "B"], "", category="Pattern Inference"),  # SCHEMA: no answer
     ])
-    write(root / "Physics" / "test-00000-of-00001.parquet", [
-        emma_row("phy_30", "Physics", RAMPS_Q, ["231", "123", "213", "321"], "C", images=2, context=RAMPS_CONTEXT,
-                 category="Multi-hop Visual Reasoning", source="OlympiadBench"),
-    ])
-    write(root / "Chemistry" / "test-00000-of-00001.parquet", [
-        emma_row("chem_1", "Chemistry", "Which product forms?\n<image_1>", ["X", "Y", "Z"], "C",
-                 category="Reaction Simulation"),
-    ])
+    write(root / "Physics" / "test-00000-of-00001.parquet", [emma_published(EMMA_PHY_30, 3)])  # VERIFIED
+    write(root / "Chemistry" / "test-00000-of-00001.parquet", [emma_published(EMMA_CHEM_107, 1)])  # VERIFIED
     write(root / "Coding" / "test-00000-of-00001.parquet", [
-        emma_row("coding_524", "Coding", PLOT_Q, ["Replace line 6 with: ax.grid(True)", "Delete line 7"], "B",
-                 images=2, category="Gridline", task="Modify With Image"),
+        emma_published(EMMA_CODING_524, 2),  # VERIFIED
         emma_row("coding_1", "Coding", "Which code draws <image_1>?", ["a", "b", "c", "d"], "A", images=0,
-                 category="Legend"),
+                 category="Legend"),  # SCHEMA: image missing
     ])
     return root
 
@@ -376,21 +594,37 @@ def emma_dir(tmp_path):
 def test_emma(emma_dir):
     res = BENCHMARKS["emma"](emma_dir)
     recs = by_id(res)
-    assert sorted(recs) == ["chem_1", "coding_524", "math_1", "math_2", "phy_30"]
+    assert sorted(recs) == ["Math_1", "Math_824", "chem_107", "coding_524", "phy_30"]
     assert kinds(res) == {"math_3": "missing answer", "coding_1": "missing image"}
     assert {r.category for r in recs.values()} == {"Math", "Physics", "Chemistry", "Coding"}
     phys = recs["phy_30"]
     assert (phys.answer, phys.answer_type, phys.choices) == ("C", "multiple_choice", ["231", "123", "213", "321"])
-    assert phys.question == RAMPS_CONTEXT + "\n" + RAMPS_Q
-    assert question_text(phys) == RAMPS_CONTEXT + "\n" + RAMPS_Q + "\nA. 231\nB. 123\nC. 213\nD. 321" + SUFFIX
+    assert len(phys.images) == 3
+    # context first, then the question, with <image_N> written <image N>
+    assert phys.question == EMMA_PHY_30["context"] + "\n" + image_n(EMMA_PHY_30["question"])
+    assert "<image 3>" in phys.question and "<image_3>" not in phys.question
+    text = question_text(phys)
+    assert text.startswith("- Proton mass, $m_{p}=1.67 \\cdot 10^{-27} \\mathrm{~kg}$\n")
+    assert text.endswith("Figure 2\n\n\n\nFigure 3\nA. 231\nB. 123\nC. 213\nD. 321" + SUFFIX)
     assert phys.meta["category"] == "Multi-hop Visual Reasoning" and phys.meta["source"] == "OlympiadBench"
     plot = recs["coding_524"]
-    assert plot.question.startswith("<image 1>\n<image 2>\nOur goal") and len(plot.images) == 2
+    assert plot.question.startswith("<image 1>\n<image 2>\n\nOur goal") and len(plot.images) == 2
     assert question_text(plot).startswith("Our goal is to reproduce the visualization in the first image shown.")
-    assert plot.meta["task"] == "Modify With Image"
-    assert (recs["math_2"].answer, recs["math_2"].answer_type, recs["math_2"].choices) == ("14", "integer", None)
+    assert (plot.answer, len(plot.choices), plot.meta["task"]) == ("D", 4, "Modify With Image")
+    assert plot.choices[3].startswith("Replace lines 6-19 with:\nax.set_xticks(np.arange(0, 11, 2))")
+    assert question_text(plot).endswith("\nD. " + EMMA_CODING_524["options"][3] + SUFFIX)
+    shape = recs["Math_1"]
+    assert (shape.answer, shape.choices, shape.meta["source"]) == ("E", ["A", "B", "C", "D", "E"], "MathVision")
+    assert question_text(shape) == ("Which of the figures shown bellow cannot be cut out of the figure illustrated "
+                                    "nearby?\nA. A\nB. B\nC. C\nD. D\nE. E" + SUFFIX)
+    missing = recs["Math_824"]
+    assert (missing.answer, missing.answer_type, missing.choices) == ("15", "integer", None)
+    assert question_text(missing) == "Which number is missing?" + SUFFIX
+    chem = recs["chem_107"]
+    assert (chem.answer, chem.choices, chem.meta["type"]) == ("B", ["A", "B", "C", "D"], "Multiple choice")
+    assert question_text(chem) == "The structure of the intermediate I is\nA. A\nB. B\nC. C\nD. D" + SUFFIX
     only_math = BENCHMARKS["emma"](emma_dir / "Math")
-    assert sorted(r.id for r in only_math.records) == ["math_1", "math_2"]
+    assert sorted(r.id for r in only_math.records) == ["Math_1", "Math_824"]
 
 
 # ---------------------------------------------------------------------------- MEGA-Bench
