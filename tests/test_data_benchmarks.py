@@ -139,6 +139,8 @@ MVERSE_Q1 = ("As shown in the figure, in triangle ABC, it is known that angle A 
 MVERSE_Q2 = ("As shown in the figure, it is known that angle A = 80.0, angle B = 60.0, DE parallel BC, then the size of "
              "angle CED is ()\nChoices:\nA:40°\nB:60°\nC:120°\nD:140°")
 MVERSE_WO = "Please directly answer the question and provide the correct option letter, e.g., A, B, C, D.\nQuestion: "
+# the multiple-choice Vision Only instruction (rebuilt from the free-form one of sample 3425 below, not copied from
+# a published row); tests/test_eval_benchmarks.py uses it
 MVERSE_VO_COT = ("According to the question shown in the image, please first conduct reasoning, and then answer the "
                  "question and provide the correct option letter, e.g., A, B, C, D, at the end.")
 
@@ -150,38 +152,80 @@ def mathverse_row(sid, pidx, version, question, answer, qtype="multi-choice", im
             "query_wo": MVERSE_WO + question, "query_cot": cot or question, "question_for_eval": question}
 
 
+# VERIFIED MathVerse items copied from the benchmark authors' repository github.com/ZrrSkywalker/MathVerse:
+# samples 3422 (Text Lite, free-form) and 3425 (Vision Only: empty question, the instruction in query_wo/query_cot)
+# from output_templates/output_testmini.json (every dataset field verbatim; that copy has no question_for_eval, so
+# the column is left empty here), and Text Only sample 592 from data/testmini_text_only.json. Images drawn locally.
+MVERSE_META_685 = {"split": "testmini", "source": "Geo3D_collected", "subject": "Solid Geometry", "subfield": "Length"}
+MVERSE_3422 = {"sample_index": "3422", "problem_index": "685", "problem_version": "Text Lite",
+               "question": "The radius is 3 cm. Find L.\n\nGive your answer rounded down to the nearest cm.",
+               "image": png(), "answer": "14", "question_type": "free-form", "metadata": MVERSE_META_685,
+               "query_wo": ("Please directly answer the question and provide the final value, e.g., 1, 2.5, 300.\n"
+                            "Question: The radius is 3 cm. Find L.\n\nGive your answer rounded down to the nearest "
+                            "cm."),
+               "query_cot": ("Please first conduct reasoning, and then answer the question and provide the final "
+                             "value, e.g., 1, 2.5, 300, at the end.\nQuestion: The radius is 3 cm. Find L.\n\nGive "
+                             "your answer rounded down to the nearest cm."),
+               "question_for_eval": None}
+MVERSE_VO_FF_COT = ("According to the question shown in the image, please first conduct reasoning, and then answer the "
+                    "question and provide the final value, e.g., 1, 2.5, 300, at the end.")
+MVERSE_3425 = {"sample_index": "3425", "problem_index": "685", "problem_version": "Vision Only", "question": "",
+               "image": png(), "answer": "14", "question_type": "free-form", "metadata": MVERSE_META_685,
+               "query_wo": ("According to the question shown in the image, please directly answer the question and "
+                            "provide the final value, e.g., 1, 2.5, 300."),
+               "query_cot": MVERSE_VO_FF_COT, "question_for_eval": None}
+MVERSE_TO_592_Q = "The line passes (3,4) and (-1,-3). What is the slope of the line?\n"
+MVERSE_TO_592 = {"sample_index": "592", "problem_index": "592", "problem_version": "Text Only",
+                 "question": MVERSE_TO_592_Q, "image": None, "answer": "=\\frac{7}{4}", "question_type": "free-form",
+                 "metadata": {"split": "testmini", "source": "Functions_collected", "subject": "Functions",
+                              "subfield": "Property"},
+                 "query_wo": ("Please directly answer the question and provide the final value, e.g., 1, 2.5, 300.\n"
+                              "Question: " + MVERSE_TO_592_Q),
+                 "query_cot": ("Please first conduct reasoning, and then answer the question and provide the final "
+                               "value, e.g., 1, 2.5, 300, at the end.\nQuestion: " + MVERSE_TO_592_Q),
+                 "question_for_eval": None}  # image "" in that JSON (no image)
+
+
 @pytest.fixture
 def mathverse_dir(tmp_path):
     rows = [
         mathverse_row("1", "1", "Text Dominant", MVERSE_Q1, "D"),  # VERIFIED
         mathverse_row("2", "1", "Text Lite", MVERSE_Q2, "D"),  # VERIFIED
-        mathverse_row("5", "1", "Vision Only", "", "D", cot=MVERSE_VO_COT),  # SCHEMA (question drawn in the image)
-        mathverse_row("6", "2", "Text Lite", "Find the length of AB.", "5\\sqrt{3}", qtype="free-form"),  # SCHEMA
+        MVERSE_3425,  # VERIFIED (Vision Only)
+        MVERSE_3422,  # VERIFIED (free-form)
         mathverse_row("7", "3", "Vision Dominant", MVERSE_Q2, "D", image=None),  # SCHEMA: image missing
         mathverse_row("8", "3", "Text Lite", MVERSE_Q2, "E"),  # SCHEMA: answer outside A-D
     ]
     write(tmp_path / "MathVerse" / "testmini.parquet", rows)
-    write(tmp_path / "MathVerse" / "testmini_text_only.parquet",
-          [mathverse_row("9", "2", "Text Only", "In triangle ABC, AB = 5 and angle C = 90°. Find BC.", "4",
-                         qtype="free-form", image=None)])  # SCHEMA
+    write(tmp_path / "MathVerse" / "testmini_text_only.parquet", [MVERSE_TO_592])  # VERIFIED
     return tmp_path / "MathVerse"
 
 
 def test_mathverse_records_and_versions(mathverse_dir):
     res = BENCHMARKS["mathverse"](mathverse_dir)
     recs = by_id(res)
-    assert sorted(recs) == ["1", "2", "5", "6"]
+    assert sorted(recs) == ["1", "2", "3422", "3425"]
     assert kinds(res) == {"7": "missing image", "8": "bad answer"}
     r1 = recs["1"]
     assert (r1.answer, r1.answer_type, r1.choices) == ("D", "multiple_choice", ["40°", "60°", "120°", "140°"])
-    assert [recs[k].category for k in ("1", "2", "5", "6")] == ["Text Dominant", "Text Lite", "Vision Only", "Text Lite"]
+    assert [recs[k].category for k in ("1", "2", "3425", "3422")] == ["Text Dominant", "Text Lite", "Vision Only",
+                                                                      "Text Lite"]
     assert r1.meta["problem_version"] == "Text Dominant" and r1.meta["subfield"] == "Angle"
-    assert (recs["6"].answer, recs["6"].answer_type) == ("5\\sqrt{3}", "expression")
+    lite = recs["3422"]
+    assert (lite.answer, lite.answer_type, lite.choices, lite.meta["subject"]) == ("14", "integer", None,
+                                                                                   "Solid Geometry")
+    assert question_text(lite) == MVERSE_3422["question"] + SUFFIX
     # the question lists its options already: the prompt keeps them as published, once
     assert question_text(r1) == MVERSE_Q1 + SUFFIX
-    assert question_text(recs["5"]) == MVERSE_VO_COT + SUFFIX
+    # a Vision Only item's question is in the image: the published instruction stands in for it
+    only = recs["3425"]
+    assert (only.question, only.answer, only.meta["problem_index"]) == (MVERSE_VO_FF_COT, "14", "685")
+    assert question_text(only) == MVERSE_VO_FF_COT + SUFFIX
     text_only = BENCHMARKS["mathverse"](mathverse_dir, split="testmini_text_only")
-    assert [(r.id, r.images, r.category) for r in text_only.records] == [("9", [], "Text Only")]
+    assert [(r.id, r.images, r.category) for r in text_only.records] == [("592", [], "Text Only")]
+    slope = text_only.records[0]
+    assert (slope.answer, slope.answer_type) == ("=\\frac{7}{4}", "expression")
+    assert question_text(slope) == "The line passes (3,4) and (-1,-3). What is the slope of the line?" + SUFFIX
 
 
 def test_parse_choices():
