@@ -52,7 +52,7 @@ class Extraction:
     rule: str | None
 
 
-def _balanced_from(text: str, start: int) -> str | None:
+def balanced_from(text: str, start: int) -> str | None:
     """``text[start]`` is ``{``: return the content up to its matching ``}`` (escaped
     ``\\{``/``\\}`` do not count), or None when it never closes. O(len(text))."""
     depth = 0
@@ -95,7 +95,7 @@ def last_boxed(text: str) -> str | None:
         i += 1
     if i >= len(text) or text[i] != "{":
         return None
-    return _balanced_from(text, i)
+    return balanced_from(text, i)
 
 
 def has_box(text: str) -> bool:

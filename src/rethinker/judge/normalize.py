@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .extract import last_boxed
+from .extract import balanced_from, last_boxed
 
 #: Longest answer (or ground truth) the grader normalizes or parses; longer is refused.
 MAX_ANSWER_CHARS = 1000
@@ -49,26 +49,11 @@ def unwrap_text_commands(s: str) -> str:
         if m is None:
             out.append(s[pos:])
             return "".join(out)
-        # find the matching brace of the wrapper's argument
-        depth = 0
-        i = m.end() - 1
-        end = -1
-        while i < len(s):
-            c = s[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    end = i
-                    break
-            i += 1
-        if end < 0:
+        inner = balanced_from(s, m.end() - 1)  # the wrapper's argument, braces balanced
+        if inner is None:
             out.append(s[pos:])
             return "".join(out)
+        end = m.end() - 1 + len(inner) + 1
         out.append(s[pos : m.start()])
         out.append(s[m.end() : end])
         pos = end + 1
