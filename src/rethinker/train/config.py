@@ -40,7 +40,7 @@ class ModelConfig:
 class DataConfig:
     train: str | None = None  # parquet / JSONL / HF dataset dir in the record schema; None -> toy
     eval: str | None = None  # held-out set; None -> toy test split (toy) or no evaluation
-    toy_train_size: int = 20000
+    toy_train_size: int = 4000  # 240 steps x 8 queries = 1920: no query repeats in a default run
     toy_eval_size: int = 500
     shuffle: bool = True
     prompt_suffix: str = "\n\nPlease reason step by step, and put your final answer within \\boxed{}"
