@@ -351,34 +351,65 @@ PRO_ACC_42 = {"id": "test_Accounting_42", "question": PRO_ACC_Q, "options": "['6
               "img_type": "['Tables']", "answer": "A", "topic_difficulty": "Hard", "subject": "Accounting"}
 
 
+# VERIFIED: the `standard (10 options)` items test_History_1 and test_Accounting_42 (id, question, options, explanation,
+# img_type, answer, topic_difficulty, subject) as the MMMU authors publish them with their GPT-4o outputs:
+# github.com/MMMU-Benchmark/MMMU mmmu-pro/output/gpt-4o_standard(10 options)_direct.jsonl (dataset columns
+# verbatim; the response columns dropped). The `vision` item test_History_1 (options, answer, subject) is in
+# mmmu-pro/output/gpt-4o_vision_direct.jsonl. test_Accounting_42 has nine options in this config.
+PRO_HISTORY_Q = "Which of the following best explains the overall trend shown in the <image 1>?"
+PRO_HISTORY_OPTIONS = ("['Political instability leading to population decline', 'The spread of pathogens across the "
+                       "Silk Road', 'Development of new trade routes', 'Climate change affecting the Silk Road', "
+                       "'Migrations to areas of Central Asia for resettlement', 'Technological advancements in "
+                       "transportation', 'Invasions by Mongol tribes', 'Large-scale famine due to crop failures', "
+                       "'Economic prosperity and population growth', 'Rise of religious conflicts along the Silk Road']")
+PRO10_HISTORY_1 = {"id": "test_History_1", "question": PRO_HISTORY_Q, "options": PRO_HISTORY_OPTIONS,
+                   "explanation": "?", "image_1": png(), **{f"image_{k}": None for k in range(2, 8)},
+                   "img_type": "['Diagrams']", "answer": "B", "topic_difficulty": "Medium", "subject": "History"}
+PRO10_ACC_42 = {**PRO_ACC_42, "options": "['6.91%', '7.15%', '6.56%', '6.98%', '7.02%', '6.45%', '6.66%', '6.79%', "
+                                         "'6.85%']", "answer": "G"}
+
+
 @pytest.fixture
 def mmmu_pro_dir(tmp_path):
     root = tmp_path / "MMMU_Pro"
-    # SCHEMA rows (no verbatim `standard (10 options)` or `vision` row was found): MMMU-Pro columns (standard adds
-    # `subject`, has no `question_type`)
-    std = [mmmu_row("test_Physics_1", "What is the length in <image 1>?", repr(TEN), "C", subject="Physics"),
-           mmmu_row("test_Physics_2", "What is the length in <image 1>?", repr(TEN), "K", subject="Physics")]
-    for r in std:
-        del r["question_type"]
-    write(root / "standard (10 options)" / "test-00000-of-00001.parquet", std)
+    bad = mmmu_row("test_Physics_2", "What is the length in <image 1>?", repr(TEN), "K", subject="Physics")
+    del bad["question_type"]  # SCHEMA: answer letter outside the ten options
+    write(root / "standard (10 options)" / "test-00000-of-00001.parquet", [PRO10_HISTORY_1, PRO10_ACC_42, bad])
     write(root / "standard (4 options)" / "test-00000-of-00001.parquet", [PRO_ACC_42])
-    vision = [{"id": "test_Physics_1", "image": png(), "options": repr(TEN), "answer": "C", "subject": "Physics"},
-              {"id": "test_Physics_3", "image": None, "options": repr(TEN), "answer": "C", "subject": "Physics"}]
+    vision = [{"id": "test_History_1", "image": png(), "options": PRO_HISTORY_OPTIONS, "answer": "B",
+               "subject": "History"},  # VERIFIED (screenshot drawn locally)
+              {"id": "test_Physics_3", "image": None, "options": repr(TEN), "answer": "C",
+               "subject": "Physics"}]  # SCHEMA: screenshot missing
     write(root / "vision" / "test-00000-of-00001.parquet", vision)
     return root
 
 
 def test_mmmu_pro_standard_and_vision(mmmu_pro_dir):
     std = BENCHMARKS["mmmu_pro_standard"](mmmu_pro_dir)
-    assert [r.id for r in std.records] == ["test_Physics_1"] and kinds(std) == {"test_Physics_2": "bad answer"}
-    r = std.records[0]
-    assert (len(r.choices), r.answer, r.answer_type, r.category, r.source) == (10, "C", "multiple_choice", "Physics",
+    assert [r.id for r in std.records] == ["test_History_1", "test_Accounting_42"]
+    assert kinds(std) == {"test_Physics_2": "bad answer"}
+    r, acc = std.records
+    assert (len(r.choices), r.answer, r.answer_type, r.category, r.source) == (10, "B", "multiple_choice", "History",
                                                                               "MMMU/MMMU_Pro")
-    assert question_text(r).endswith("\nI. 26 units\nJ. 28 units" + SUFFIX)
+    assert r.choices[1] == "The spread of pathogens across the Silk Road"
+    assert (r.meta["topic_difficulty"], r.meta["img_type"]) == ("Medium", "['Diagrams']")
+    assert question_text(r) == ("Which of the following best explains the overall trend shown in the?\n"
+                                "A. Political instability leading to population decline\n"
+                                "B. The spread of pathogens across the Silk Road\n"
+                                "C. Development of new trade routes\n"
+                                "D. Climate change affecting the Silk Road\n"
+                                "E. Migrations to areas of Central Asia for resettlement\n"
+                                "F. Technological advancements in transportation\n"
+                                "G. Invasions by Mongol tribes\n"
+                                "H. Large-scale famine due to crop failures\n"
+                                "I. Economic prosperity and population growth\n"
+                                "J. Rise of religious conflicts along the Silk Road" + SUFFIX)
+    # the same item keeps its correct option text across configs: G of nine here, A of three in the 4-options config
+    assert (len(acc.choices), acc.answer, acc.choices[6]) == (9, "G", "6.66%")
     vis = BENCHMARKS["mmmu_pro_vision"](mmmu_pro_dir / "vision")
-    assert [v.id for v in vis.records] == ["test_Physics_1"] and kinds(vis) == {"test_Physics_3": "missing image"}
+    assert [v.id for v in vis.records] == ["test_History_1"] and kinds(vis) == {"test_Physics_3": "missing image"}
     v = vis.records[0]
-    assert (v.choices, v.answer, v.meta["n_options"]) == (None, "C", 10)
+    assert (v.choices, v.answer, v.meta["n_options"], v.category) == (None, "B", 10, "History")
     assert question_text(v) == ("Answer the multiple-choice question shown in the image with the letter of the "
                                 "correct option." + SUFFIX)
 
