@@ -236,42 +236,53 @@ def test_parse_choices():
 
 # ---------------------------------------------------------------------------- MathVision
 
+# VERIFIED MathVision items: id, question, options, answer, solution, level, subject and image path copied from the
+# authors' data files in github.com/mathllm/MATH-V (data/test.jsonl: ids 1, 3, 2431; data/testmini.jsonl: id 4).
+# The hub parquet adds the embedded `decoded_image`, drawn locally here.
+MATHV_2431_Q = ("A circle with center $ O$ is tangent to the coordinate axes and to the hypotenuse of the $ 30^\\circ$-$ "
+                "60^\\circ$-$ 90^\\circ$ triangle $ ABC$ as shown, where $ AB = 1$. To the nearest hundredth, what is "
+                "the radius of the circle?\n<image1>")
+
+
+def mathvision_row(rid, question, options, answer, level, subject, image="png"):
+    return {"id": rid, "question": question, "options": options, "image": f"images/{rid}.jpg",
+            "decoded_image": png() if image == "png" else image, "answer": answer, "solution": None, "level": level,
+            "subject": subject}
+
+
 @pytest.fixture
 def mathvision_dir(tmp_path):
     rows = [
-        # VERIFIED question/options/answer (test id 1); level/subject values are placeholders
-        {"id": "1", "question": "Which number should be written in place of the question mark?\n<image1>",
-         "options": [], "image": "images/1.jpg", "decoded_image": png(), "answer": "60", "solution": None,
-         "level": 1, "subject": "arithmetic"},
-        # SCHEMA: options drawn in the image, letters as options
-        {"id": "3", "question": "Which kite has the longest string?\n<image1>", "options": ["A", "B", "C", "D", "E"],
-         "image": "images/3.jpg", "decoded_image": png(), "answer": "C", "solution": None, "level": 1,
-         "subject": "metric geometry - length"},
-        {"id": "4", "question": "What is the area?\n<image1>", "options": [], "image": "images/4.jpg",
-         "decoded_image": png(), "answer": "2.25", "solution": None, "level": 3, "subject": "metric geometry - area"},
-        {"id": "5", "question": "Pick one.\n<image1>", "options": ["A", "B"], "image": "images/5.jpg",
-         "decoded_image": png(), "answer": "D", "solution": None, "level": 2, "subject": "logic"},  # bad letter
-        {"id": "6", "question": "Pick one.\n<image1>", "options": [], "image": "images/missing.jpg",
-         "decoded_image": None, "answer": "7", "solution": None, "level": 2, "subject": "logic"},  # file missing
+        mathvision_row("1", "Which number should be written in place of the question mark?\n<image1>", [], "60", 2,
+                       "arithmetic"),  # VERIFIED
+        mathvision_row("3", "Which kite has the longest string?\n<image1>", ["A", "B", "C", "D", "E"], "C", 1,
+                       "metric geometry - length"),  # VERIFIED: options drawn in the image, letters as options
+        mathvision_row("2431", MATHV_2431_Q, [], "2.37", 5, "metric geometry - length"),  # VERIFIED
+        mathvision_row("9001", "Pick one.\n<image1>", ["A", "B"], "D", 2, "logic"),  # SCHEMA: letter outside options
+        {**mathvision_row("9002", "Pick one.\n<image1>", [], "7", 2, "logic", image=None),
+         "image": "images/missing.jpg"},  # SCHEMA: image file missing
     ]
     write(tmp_path / "MathVision" / "data" / "test-00000-of-00001-3532b8d3f1b4047a.parquet", rows)
-    write(tmp_path / "MathVision" / "data" / "testmini-00000-of-00001-f8ff70fcb2f29b1d.parquet", rows[:1])
+    write(tmp_path / "MathVision" / "data" / "testmini-00000-of-00001-f8ff70fcb2f29b1d.parquet",
+          [mathvision_row("4", "How many different digits can you find in this picture?\n<image1>", [], "6", 1,
+                          "counting")])  # VERIFIED (testmini)
     return tmp_path / "MathVision"
 
 
 def test_mathvision(mathvision_dir):
     res = BENCHMARKS["mathvision"](mathvision_dir)
     recs = by_id(res)
-    assert sorted(recs) == ["1", "3", "4"]
-    assert kinds(res) == {"5": "bad answer", "6": "missing image"}
-    one, kite, area = recs["1"], recs["3"], recs["4"]
+    assert sorted(recs) == ["1", "2431", "3"]
+    assert kinds(res) == {"9001": "bad answer", "9002": "missing image"}  # ids past the real 3,040
+    one, kite, radius = recs["1"], recs["3"], recs["2431"]
     assert (one.answer, one.answer_type, one.choices, one.category) == ("60", "integer", None, "arithmetic")
     assert one.question == "Which number should be written in place of the question mark?\n<image 1>"
     assert question_text(one) == "Which number should be written in place of the question mark?" + SUFFIX
     assert (kite.answer, kite.answer_type, kite.choices) == ("C", "multiple_choice", ["A", "B", "C", "D", "E"])
     assert question_text(kite) == "Which kite has the longest string?\nA. A\nB. B\nC. C\nD. D\nE. E" + SUFFIX
-    assert (area.answer_type, area.precision, area.meta["level"]) == ("float", 2, 3)
-    assert [r.id for r in BENCHMARKS["mathvision"](mathvision_dir, split="testmini").records] == ["1"]
+    assert (radius.answer_type, radius.precision, radius.meta["level"]) == ("float", 2, 5)
+    assert question_text(radius).endswith("To the nearest hundredth, what is the radius of the circle?" + SUFFIX)
+    assert [r.id for r in BENCHMARKS["mathvision"](mathvision_dir, split="testmini").records] == ["4"]
 
 
 # ---------------------------------------------------------------------------- MMMU / MMMU-Pro
