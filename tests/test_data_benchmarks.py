@@ -299,6 +299,16 @@ def mmmu_row(rid, question, options, answer, *, images=(png(),), qtype="multiple
 MMMU_ACC_Q = "Each of the following situations relates to a different company. <image 1> For company B, find the missing amounts."
 
 
+# VERIFIED: validation_Accounting_1 (question, options, answer, question_type, subfield, explanation, img_type,
+# topic_difficulty) as shown in the "Sample Example" of evalscope's MMMU page (github.com/modelscope/evalscope
+# docs/en/benchmarks/mmmu.md), which splits the question at `<image 1>`. Image drawn locally.
+MMMU_VAL_ACC_Q = ("<image 1> Baxter Company has a relevant range of production between 15,000 and 30,000 units. The "
+                  "following cost data represents average variable costs per unit for 25,000 units of production. If "
+                  "30,000 units are produced, what are the per unit manufacturing overhead costs incurred?")
+MMMU_VAL_ACC_1 = mmmu_row("validation_Accounting_1", MMMU_VAL_ACC_Q, "['$6', '$7', '$8', '$9']", "B",
+                          topic_difficulty="Medium", subfield="Managerial Accounting")
+
+
 @pytest.fixture
 def mmmu_dir(tmp_path):
     red, green = png((255, 0, 0)), png((0, 255, 0))
@@ -314,7 +324,7 @@ def mmmu_dir(tmp_path):
         mmmu_row("dev_Accounting_7", "Which?", "[1, 2]", "A"),  # non-string choices
     ]
     write(tmp_path / "MMMU" / "Accounting" / "dev-00000-of-00001.parquet", acc)
-    write(tmp_path / "MMMU" / "Accounting" / "validation-00000-of-00001.parquet", acc[1:2])
+    write(tmp_path / "MMMU" / "Accounting" / "validation-00000-of-00001.parquet", [MMMU_VAL_ACC_1])
     return tmp_path / "MMMU"
 
 
@@ -335,7 +345,10 @@ def test_mmmu(mmmu_dir):
     assert two.choices == ["<image 2>", "neither"]
     opened = recs["dev_Accounting_3"]
     assert (opened.answer, opened.answer_type, opened.choices) == ("0.25", "float", None)
-    assert [r.id for r in BENCHMARKS["mmmu"](mmmu_dir).records] == ["dev_Accounting_2"]  # default split validation
+    val = BENCHMARKS["mmmu"](mmmu_dir).records  # default split: validation
+    assert [(r.id, r.answer, r.choices, r.meta["subfield"]) for r in val] == [
+        ("validation_Accounting_1", "B", ["$6", "$7", "$8", "$9"], "Managerial Accounting")]
+    assert question_text(val[0]) == MMMU_VAL_ACC_Q.replace("<image 1> ", "") + "\nA. $6\nB. $7\nC. $8\nD. $9" + SUFFIX
 
 
 def test_option_lists_are_parsed_not_evaluated():
