@@ -139,10 +139,6 @@ MVERSE_Q1 = ("As shown in the figure, in triangle ABC, it is known that angle A 
 MVERSE_Q2 = ("As shown in the figure, it is known that angle A = 80.0, angle B = 60.0, DE parallel BC, then the size of "
              "angle CED is ()\nChoices:\nA:40°\nB:60°\nC:120°\nD:140°")
 MVERSE_WO = "Please directly answer the question and provide the correct option letter, e.g., A, B, C, D.\nQuestion: "
-# the multiple-choice Vision Only instruction (rebuilt from the free-form one of sample 3425 below, not copied from
-# a published row); tests/test_eval_benchmarks.py uses it
-MVERSE_VO_COT = ("According to the question shown in the image, please first conduct reasoning, and then answer the "
-                 "question and provide the correct option letter, e.g., A, B, C, D, at the end.")
 
 
 def mathverse_row(sid, pidx, version, question, answer, qtype="multi-choice", image="png", cot=""):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_data_benchmarks import (HINT_FLOAT1, HINT_INT, HINT_MC, MV_SPRING, MVERSE_Q1, MVERSE_Q2, MVERSE_VO_COT,
-                                  mathverse_row, mathvista_row, png, write)
+from test_data_benchmarks import (HINT_FLOAT1, HINT_INT, HINT_MC, MV_SPRING, MVERSE_3422, MVERSE_3425, MVERSE_Q1,
+                                  MVERSE_Q2, mathverse_row, mathvista_row, png, write)
 
 from rethinker.eval.cli import BenchSpec, evaluate_benchmarks
 from rethinker.eval.report import format_table, pass_at_k, to_csv, to_markdown, wilson_interval
@@ -75,8 +75,8 @@ def mathverse(tmp_path):
     rows = [
         mathverse_row("1", "1", "Text Dominant", MVERSE_Q1, "D"),
         mathverse_row("2", "1", "Text Lite", MVERSE_Q2, "D"),
-        mathverse_row("5", "1", "Vision Only", "", "D", cot=MVERSE_VO_COT),
-        mathverse_row("6", "2", "Text Lite", "Find the length of AB.", "5\\sqrt{3}", qtype="free-form"),
+        MVERSE_3425,  # published row (Vision Only, free-form)
+        MVERSE_3422,  # published row (Text Lite, free-form)
         mathverse_row("7", "3", "Vision Dominant", MVERSE_Q2, "D", image=None),  # image missing
     ]
     write(tmp_path / "MathVerse" / "testmini.parquet", rows)
@@ -91,8 +91,8 @@ MATHVISTA_SCRIPT = {
 MATHVERSE_SCRIPT = {
     "in triangle ABC, it is known": ["\\boxed{D}"],  # item 1: right
     "As shown in the figure, it is known": ["\\boxed{B}"],  # item 2: wrong
-    "According to the question shown in the image": ["So the answer is D."],  # item 5: no box, eval fallback: right
-    "Find the length of AB": ["AB = \\boxed{5\\sqrt{3}}"],  # item 6: right
+    "According to the question shown in the image": ["So the answer is 14."],  # 3425: no box, eval fallback: right
+    "The radius is 3 cm": ["L is about 14.1, rounded down \\boxed{14}"],  # 3422: right
 }
 
 
@@ -112,15 +112,16 @@ def test_mathvista_and_mathverse_numbers_are_exact(tmp_path, mathvista, mathvers
     assert (verse["n_items"], verse["n_skipped"], verse["accuracy"]) == (4, 1, 0.75)
     assert verse["by_category"] == {"Text Dominant": 1.0, "Text Lite": 0.5, "Vision Only": 1.0}
     assert verse["by_problem_version"] == verse["by_category"]
-    assert verse["by_subject"] == {"Plane Geometry": 0.75}
+    assert verse["by_subject"] == {"Plane Geometry": 0.5, "Solid Geometry": 1.0}
     assert verse["skipped_by_reason"] == {"missing image": 1} and verse["reference"]["accuracy"] == 61.8
     # the written files say the same
     assert json.loads((out / "summary.json").read_text()) == summary
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert [(p["benchmark"], p["id"], p["correct"]) for p in preds] == [
         ("mathvista", "1", True), ("mathvista", "2", False), ("mathvista", "5", True),
-        ("mathverse", "1", True), ("mathverse", "2", False), ("mathverse", "5", True), ("mathverse", "6", True)]
-    assert preds[2]["extracted"] == "97" and preds[5]["extracted"] == "D"
+        ("mathverse", "1", True), ("mathverse", "2", False), ("mathverse", "3425", True),
+        ("mathverse", "3422", True)]
+    assert preds[2]["extracted"] == "97" and preds[5]["extracted"] == "14"
     assert preds[3]["problem_version"] == "Text Dominant"
     assert "A. 97\nB. 102" in preds[2]["prompt"]  # options rendered as the paper does
     table = format_table(summary)
@@ -144,8 +145,8 @@ def test_samples_give_mean_accuracy_and_pass_at_k(tmp_path, mathverse, processor
     engine = ScriptedEngine({
         "in triangle ABC, it is known": ["\\boxed{D}", "\\boxed{B}", "\\boxed{D}", "\\boxed{D}"],  # 3 of 4
         "As shown in the figure, it is known": ["\\boxed{A}"],  # 0 of 4
-        "According to the question shown in the image": ["\\boxed{C}", "\\boxed{D}"],  # 2 of 4
-        "Find the length of AB": ["\\boxed{5\\sqrt{3}}"],  # 4 of 4
+        "According to the question shown in the image": ["\\boxed{13}", "\\boxed{14}"],  # 2 of 4
+        "The radius is 3 cm": ["\\boxed{14}"],  # 4 of 4
     })
     params = SamplingParams(max_new_tokens=32, n=4, temperature=0.6, top_p=0.95)
     s = evaluate_benchmarks([BenchSpec("mathverse", str(mathverse))], engine, processor, tmp_path, params=params)
