@@ -72,7 +72,7 @@ def fmt(xs: list[float], pct: bool = True) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=240)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("extra", nargs="*", help="extra `rethinker train` flags (after --)")
     args = ap.parse_args()
