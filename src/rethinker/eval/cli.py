@@ -392,13 +392,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
           f"(also summary.md, summary.csv)")
     return 1 if any("error" in s for s in summary.values()) else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rethinker eval", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -140,13 +140,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"(stopped at the length limit of {args.max_new_tokens or 'the default'} tokens)", file=sys.stderr)
     print(f"answer: {res.answer if res.answer is not None else '(none: no final answer in the response)'}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rethinker infer", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
