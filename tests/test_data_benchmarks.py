@@ -76,10 +76,10 @@ def mathvista_row(pid, question, answer, *, choices=None, unit=None, precision=N
             "query": query}
 
 
-@pytest.fixture
-def mathvista_dir(tmp_path):
-    rows = [
-        # VERIFIED (pid, question, answer, types, precision, query hint); metadata values are placeholders
+def mathvista_verified_rows() -> list[dict]:
+    """VERIFIED MathVista testmini pids 1, 2, 5 (pid, question, answer, types, precision,
+    query hint); metadata values are placeholders."""
+    return [
         mathvista_row("1", MV_SPRING, "1.2", precision=1.0, qtype="free_form", atype="float",
                       task="textbook question answering", query=f"{HINT_FLOAT1}\nQuestion: {MV_SPRING}"),
         mathvista_row("2", "what is the total volume of the measuring cup?", "1000", unit="g", qtype="free_form",
@@ -88,6 +88,13 @@ def mathvista_dir(tmp_path):
         mathvista_row("5", "Find $m\\angle H$", "97", choices=["97", "102", "107", "122"], qtype="multi_choice",
                       atype="text", task="geometry problem solving",
                       query=f"{HINT_MC}\nQuestion: Find $m\\angle H$\nChoices:\n(A) 97\n(B) 102\n(C) 107\n(D) 122"),
+    ]
+
+
+@pytest.fixture
+def mathvista_dir(tmp_path):
+    rows = [
+        *mathvista_verified_rows(),
         # SCHEMA: bad input
         mathvista_row("900", "How many?", "", qtype="free_form", atype="integer", task="figure question answering",
                       query=""),  # test-split style item without answer

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_data_benchmarks import (HINT_FLOAT1, HINT_INT, HINT_MC, MV_SPRING, MVERSE_3422, MVERSE_3425, MVERSE_Q1,
-                                  MVERSE_Q2, mathverse_row, mathvista_row, png, write)
+from test_data_benchmarks import (MVERSE_3422, MVERSE_3425, MVERSE_Q1, MVERSE_Q2, mathverse_row, mathvista_row,
+                                  mathvista_verified_rows, png, write)
 
 from rethinker.eval.cli import BenchSpec, evaluate_benchmarks
 from rethinker.eval.report import format_table, pass_at_k, to_csv, to_markdown, wilson_interval
@@ -53,14 +53,7 @@ def processor():
 @pytest.fixture
 def mathvista(tmp_path):
     rows = [
-        mathvista_row("1", MV_SPRING, "1.2", precision=1.0, qtype="free_form", atype="float",
-                      task="textbook question answering", query=f"{HINT_FLOAT1}\nQuestion: {MV_SPRING}"),
-        mathvista_row("2", "what is the total volume of the measuring cup?", "1000", unit="g", qtype="free_form",
-                      atype="integer", task="visual question answering",
-                      query=f"{HINT_INT}\nQuestion: what is the total volume of the measuring cup? (Unit: g)"),
-        mathvista_row("5", "Find $m\\angle H$", "97", choices=["97", "102", "107", "122"], qtype="multi_choice",
-                      atype="text", task="geometry problem solving",
-                      query=f"{HINT_MC}\nQuestion: Find $m\\angle H$\nChoices:\n(A) 97\n(B) 102\n(C) 107\n(D) 122"),
+        *mathvista_verified_rows(),
         mathvista_row("900", "How many?", "", qtype="free_form", atype="integer", task="figure question answering",
                       query=""),  # no answer
         mathvista_row("902", "How many dots?", "3", qtype="free_form", atype="integer",
