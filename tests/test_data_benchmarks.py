@@ -731,6 +731,22 @@ def test_emma(emma_dir):
 
 # ---------------------------------------------------------------------------- MEGA-Bench
 
+# Task-level fields copied from MEGA-Bench's task_examples READMEs (github.com/TIGER-AI-Lab/MEGA-Bench,
+# task_examples/<taxonomy>/<task_name>/README.md): task description, 1-shot example text, metric_info, taxonomy path,
+# application, input / output format, example image file name. The example image is written as <image> where the
+# README shows it. Media paths use the published layout ./data/<taxonomy>/<task_name>/<file> (as in MEGA-Bench's
+# megabench/results/SI_results/Grok-2-vision-1212/data_with_scores_open.json); task_name is the folder name.
+EXAMPLE_TAIL = ("Answer the new question below. The last part of your response should be of the following format: "
+                "\"Answer: <YOUR ANSWER>\" (without angle brackets) where YOUR ANSWER is your answer, following the "
+                "same task logic and output format of the demonstration example(s). For your answer, do not output "
+                "additional contents that violate the specified format. Think step by step before answering.")
+
+
+def mega_example(answer: str) -> str:
+    return ("Demonstration example(s) of the task:\nExample 1:\n<image>\nExample Response:\n"
+            "[PLEASE OUTPUT YOUR REASONING]\nAnswer: " + answer + "\n" + EXAMPLE_TAIL)
+
+
 MAXFLOW_DESC = ("You are given a weighted directed graph and two query nodes. (one source node in red and one sink node "
                 "in blue). The source node is the\nnode where the flow starts and the sink node is the node where the "
                 "flow ends.\nYOUR TASK is to solve the maxflow problem given the weighted directed graph. Definition of "
@@ -739,45 +755,58 @@ MAXFLOW_DESC = ("You are given a weighted directed graph and two query nodes. (o
                 "amount of flow that can be sent through it.\nThe goal is to find the maximum amount of flow that can "
                 "be sent from s to t, while respecting the capacity constraints on the\nedges.\nPlease compute the "
                 "maximum flow from the red source node to the blue sink node.")
-MAXFLOW_EXAMPLE = ("Demonstration example(s) of the task:\nExample 1:\n<image>\nExample Response:\n[PLEASE OUTPUT YOUR "
-                   "REASONING]\nAnswer: 11\nAnswer the new question below. The last part of your response should be "
-                   "of the following format: \"Answer: <YOUR ANSWER>\" (without angle brackets) where YOUR ANSWER is "
-                   "your answer, following the same task logic and output format of the demonstration example(s). For "
-                   "your answer, do not output additional contents that violate the specified format. Think step by "
-                   "step before answering.")
+MAXFLOW_DIR = "./data/Mathematics/Graph_Theory/graph_maxflow/"
+MAXFLOW = {"task_name": "graph_maxflow", "task_description": MAXFLOW_DESC, "example_text": mega_example("11"),
+           "example_media": f"['{MAXFLOW_DIR}maxflow_1.png']", "taxonomy_tree_path": "Mathematics;Graph_Theory",
+           "application": "Mathematics", "input_format": "Diagrams and Data Visualizations",
+           "output_format": "numerical_data", "field": "answer"}
+
+PLATE_DESC = "Please extract the license plate name from the image, ignore the punctuations."
+PLATE_DIR = "./data/Perception/Visual_Recognition/license_plate_recognition/"
+PLATE = {"task_name": "license_plate_recognition", "task_description": PLATE_DESC,
+         "example_text": mega_example("渝A999U9"), "example_media": f"['{PLATE_DIR}0.png']",
+         "taxonomy_tree_path": "Perception;Visual_Recognition", "application": "Perception",
+         "input_format": "Photographs", "output_format": "exact_text", "field": "Answer"}
 
 
-def mega_row(rid, task, answer, metric, *, query_media="['./data/Graph_maxflow/maxflow_2.png']",
-             output_format="numerical_data", field="answer"):
-    return {"id": rid, "task_name": task, "task_description": MAXFLOW_DESC, "global_media": "[]",
-            "example_text": MAXFLOW_EXAMPLE, "example_media": "['./data/Graph_maxflow/maxflow_1.png']",
+def mega_row(rid, task, answer, metric, *, query_media=None, output_format=None, field=None):
+    field = field or task["field"]
+    return {"id": rid, "task_name": task["task_name"], "task_description": task["task_description"],
+            "global_media": "[]", "example_text": task["example_text"], "example_media": task["example_media"],
             "query_text": "<image>", "query_media": query_media, "answer": answer,
             "metric_info": ("{'field_score_function': {'" + field + "': '" + metric + "'}, 'aggregation': "
                             "{'function': 'mean', 'field_weights': {'" + field + "': 1}}, "
                             "'response_parse_function': 'answer_string'}"),
-            "eval_context": "{}", "taxonomy_tree_path": "Mathematics;Graph_Theory", "application": "Mathematics",
-            "input_format": "Diagrams and Data Visualizations", "output_format": output_format}
+            "eval_context": "{}", "taxonomy_tree_path": task["taxonomy_tree_path"], "application": task["application"],
+            "input_format": task["input_format"], "output_format": output_format or task["output_format"]}
 
 
 @pytest.fixture
 def megabench_dir(tmp_path):
     root = tmp_path / "MEGA-Bench"
-    for name in ("maxflow_1.png", "maxflow_2.png"):
-        (root / "data" / "Graph_maxflow").mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (16, 16), (0, 0, 200)).save(root / "data" / "Graph_maxflow" / name)
+    for folder, names in ((MAXFLOW_DIR, ("maxflow_1.png", "maxflow_2.png")), (PLATE_DIR, ("0.png", "query.png"))):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            Image.new("RGB", (16, 16), (0, 0, 200)).save(root / folder / name)
+    maxflow_query = f"['{MAXFLOW_DIR}maxflow_2.png']"
     rows = [
-        # task description / example text / metric_info as MEGA-Bench's task_examples show them (VERIFIED text);
-        # the query's own answer is a placeholder
-        mega_row("334", "Graph_maxflow", "{'answer': '9'}", "exact_str_match"),
-        mega_row("335", "Graph_maxflow", "{'answer': '7.5'}", "general_numerical_match"),
+        # VERIFIED query: the license_plate_recognition query shown with its correct answer (and the query image) in
+        # MEGA-Bench's behavior-inspection figure (project page tiger-ai-lab.github.io/MEGA-Bench, file
+        # static/images/inspection/13.png on the repository's gh-pages branch); task fields from
+        # task_examples/Perception/Visual_Recognition/license_plate_recognition/README.md. Its id and query image
+        # file name are not published: "plate-fig13" and query.png are this test's.
+        mega_row("plate-fig13", PLATE, "{'Answer': '京NHINIO'}", "exact_str_match_case_insensitive",
+                 query_media=f"['{PLATE_DIR}query.png']"),
+        # SCHEMA: graph_maxflow task fields (VERIFIED, task_examples/Mathematics/Graph_Theory/graph_maxflow/README.md)
+        # with a made-up query answer; the metric is switched to the numeric match to exercise it
+        mega_row("335", MAXFLOW, "{'answer': '7.5'}", "general_numerical_match", query_media=maxflow_query),
         # SCHEMA: out of scope (excluded) and bad input (skipped)
-        mega_row("336", "Graph_maxflow", "{'answer': 'x'}", "gpt_4o_as_judge"),
-        mega_row("337", "Graph_maxflow", "{'answer': '1'}", "exact_str_match", query_media="['./data/v/clip.mp4']"),
-        mega_row("338", "Graph_maxflow", "{'answer': '1'}", "exact_str_match",
-                 query_media="['./data/Graph_maxflow/missing.png']"),
-        mega_row("339", "Graph_maxflow", "{'other': '1'}", "exact_str_match"),
-        mega_row("340", "Graph_maxflow", "{'Answer': 'D'}", "exact_str_match", output_format="multiple_choice",
-                 field="Answer"),
+        mega_row("336", MAXFLOW, "{'answer': 'x'}", "gpt_4o_as_judge", query_media=maxflow_query),
+        mega_row("337", MAXFLOW, "{'answer': '1'}", "exact_str_match", query_media="['./data/v/clip.mp4']"),
+        mega_row("338", MAXFLOW, "{'answer': '1'}", "exact_str_match", query_media=f"['{MAXFLOW_DIR}missing.png']"),
+        mega_row("339", MAXFLOW, "{'other': '1'}", "exact_str_match", query_media=maxflow_query),
+        mega_row("340", MAXFLOW, "{'Answer': 'D'}", "exact_str_match", query_media=maxflow_query,
+                 output_format="multiple_choice", field="Answer"),
     ]
     write(root / "core" / "test-00000-of-00002.parquet", rows[:4])
     write(root / "core" / "test-00001-of-00002.parquet", rows[4:])
@@ -787,17 +816,22 @@ def megabench_dir(tmp_path):
 def test_megabench_scope_and_coverage(megabench_dir):
     res = BENCHMARKS["megabench"](megabench_dir)
     recs = by_id(res)
-    assert sorted(recs) == ["334", "335", "340"]
+    assert sorted(recs) == ["335", "340", "plate-fig13"]
     assert {e.id: e.reason for e in res.excluded} == {"336": "metric gpt_4o_as_judge is not rule-scorable here",
                                                       "337": "video input"}
     assert kinds(res) == {"338": "missing image", "339": "malformed row"}
     assert res.coverage() == pytest.approx(3 / 5)
-    exact, num, mc = recs["334"], recs["335"], recs["340"]
-    assert (exact.answer, exact.answer_type, exact.meta["metric"]) == ("9", "text", "exact_str_match")
+    exact, num, mc = recs["plate-fig13"], recs["335"], recs["340"]
+    assert (exact.answer, exact.answer_type) == ("京NHINIO", "text")
+    assert (exact.meta["metric"], exact.meta["answer_field"]) == ("exact_str_match_case_insensitive", "Answer")
+    assert (exact.meta["task_name"], exact.meta["output_format"]) == ("license_plate_recognition", "exact_text")
     assert (num.answer, num.answer_type) == ("7.5", "float")
     assert (mc.answer, mc.answer_type) == ("D", "multiple_choice")
-    assert exact.category == "Mathematics" and len(exact.images) == 2
-    assert question_text(exact) == (MAXFLOW_DESC + "\n" + MAXFLOW_EXAMPLE.replace("<image>\n", "\n") + SUFFIX)
+    assert exact.category == "Perception" and len(exact.images) == 2
+    assert [load_image(im, megabench_dir).size for im in exact.images] == [(16, 16), (16, 16)]
+    assert question_text(exact) == (PLATE_DESC + "\n" + mega_example("渝A999U9").replace("<image>\n", "\n")
+                                    + SUFFIX)
+    assert question_text(num).startswith(MAXFLOW_DESC + "\nDemonstration example(s) of the task:\nExample 1:\n")
 
 
 # ---------------------------------------------------------------------------- registry and whole-file errors
