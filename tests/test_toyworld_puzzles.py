@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from rethinker.prompt import question_text
 from rethinker.records import Record, load_image
-from rethinker.toyworld.puzzles import KINDS, LETTERS, PALETTE, SIZE, generate, make_record, solution_of
+from rethinker.toyworld.puzzles import DEFAULT_KINDS, KINDS, LETTERS, PALETTE, SIZE, generate, make_record, solution_of
 from rethinker.toyworld.warmstart import boxed, exact_check
 
 N = 8 * len(KINDS)
@@ -98,6 +98,54 @@ def test_answers_follow_from_parameters(train):
             h = dict(zip(p["colors"], p["heights"]))
             a, b = p["asked"]
             assert r.answer == ("yes" if h[a] > h[b] else "no")
+        elif r.category == "bar_min":
+            assert r.answer == p["colors"][p["heights"].index(min(p["heights"]))]
+        elif r.category == "count_color":
+            assert r.answer == str(p["n"]) and p["target"] in r.question and p["target"] != p["other"]
+        elif r.category == "more_color":
+            assert p["counts"][r.answer] > max(v for c, v in p["counts"].items() if c != r.answer)
+        elif r.category == "sub":
+            assert r.answer == str(p["n"] - p["k"]) and int(r.answer) >= 1
+
+
+def _blobs(img, rgb) -> int:
+    """Connected regions of exactly ``rgb`` (4-neighbour flood fill)."""
+    w, h = img.size
+    px = img.load()
+    seen, n = set(), 0
+    for y in range(h):
+        for x in range(w):
+            if px[x, y] == rgb and (x, y) not in seen:
+                n += 1
+                stack = [(x, y)]
+                seen.add((x, y))
+                while stack:
+                    cx, cy = stack.pop()
+                    for nx, ny in ((cx + 1, cy), (cx - 1, cy), (cx, cy + 1), (cx, cy - 1)):
+                        if 0 <= nx < w and 0 <= ny < h and (nx, ny) not in seen and px[nx, ny] == rgb:
+                            seen.add((nx, ny))
+                            stack.append((nx, ny))
+    return n
+
+
+def test_counting_images_show_the_counted_circles():
+    recs = generate(4 * 6, seed=2, split="train", kinds=["count", "count_color", "more_color", "sub"])
+    for r in recs:
+        img = load_image(r.images[0], record_id=r.id).convert("RGB")
+        p = r.meta["params"]
+        if r.category == "count":
+            assert _blobs(img, PALETTE[p["color"]]) == p["n"]
+        elif r.category == "count_color":
+            assert _blobs(img, PALETTE[p["target"]]) == p["n"] and _blobs(img, PALETTE[p["other"]]) == p["m"]
+        elif r.category == "more_color":
+            assert all(_blobs(img, PALETTE[c]) == k for c, k in p["counts"].items())
+        else:
+            assert _blobs(img, PALETTE[p["color"]]) == p["n"]
+
+
+def test_default_mix_is_a_subset_of_the_kinds():
+    assert set(DEFAULT_KINDS) <= set(KINDS)
+    assert [r.category for r in generate(len(DEFAULT_KINDS), kinds=DEFAULT_KINDS)] == list(DEFAULT_KINDS)
 
 
 def test_answer_classes_are_balanced():

@@ -205,9 +205,9 @@ def load_benchmark(spec: BenchSpec, *, toy_items: int = DEFAULT_TOY_ITEMS, toy_s
     if spec.data is None:
         if spec.name != "toy":
             raise EvalError(f"--benchmark {spec.name} needs --data PATH (the files its publisher distributes)")
-        from ..toyworld.puzzles import generate
+        from ..toyworld.puzzles import DEFAULT_KINDS, generate
 
-        return LoadResult(records=generate(toy_items, seed=toy_seed, split=spec.split or "test"),
+        return LoadResult(records=generate(toy_items, seed=toy_seed, split=spec.split or "test", kinds=DEFAULT_KINDS),
                           source="toyworld"), None
     path = Path(spec.data)
     base = str(path if path.is_dir() else path.parent)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .puzzles import KINDS
+    from .puzzles import DEFAULT_KINDS, KINDS
     from .warmstart import WarmStartConfig
 
     d = WarmStartConfig()
@@ -41,13 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--split", choices=["train", "test"], default="train")
     t.add_argument("--n", type=int, default=500, help="number of puzzles (default 500)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--kinds", nargs="+", choices=list(KINDS), help="puzzle kinds (default: all)")
+    t.add_argument("--kinds", nargs="+", choices=list(KINDS),
+                   help=f"puzzle kinds (default: the default mix, {' '.join(DEFAULT_KINDS)})")
     t.add_argument("--output", required=True)
     e = sub.add_parser("eval", help="greedy accuracy per kind on held-out puzzles")
     e.add_argument("--model", help="a save_pretrained directory (default: the packaged policy)")
     e.add_argument("--n", type=int, default=550)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--kinds", nargs="+", choices=list(KINDS), help="puzzle kinds (default: the default mix)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,21 +72,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "data":
         from ..data.io import write_records
-        from .puzzles import generate
+        from .puzzles import DEFAULT_KINDS, generate
 
-        n = write_records(args.output, generate(args.n, seed=args.seed, split=args.split, kinds=args.kinds))
+        kinds = args.kinds or DEFAULT_KINDS
+        n = write_records(args.output, generate(args.n, seed=args.seed, split=args.split, kinds=kinds))
         print(f"wrote {n} {args.split} puzzles to {args.output}")
         return 0
     if args.action == "eval":
         import torch
 
         from .model import load_toy
-        from .puzzles import generate
+        from .puzzles import DEFAULT_KINDS, generate
         from .warmstart import evaluate
 
         torch.set_num_threads(args.threads)
         model, processor = load_toy(path=args.model)
-        acc = evaluate(model, processor, generate(args.n, seed=args.seed, split="test"))
+        acc = evaluate(model, processor, generate(args.n, seed=args.seed, split="test", kinds=args.kinds or DEFAULT_KINDS))
         print(acc.table())
         return 0
     raise AssertionError(args.action)  # pragma: no cover

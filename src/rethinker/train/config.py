@@ -42,6 +42,7 @@ class DataConfig:
     eval: str | None = None  # held-out set; None -> toy test split (toy) or no evaluation
     toy_train_size: int = 4000  # 200 steps x 8 queries = 1600: no query repeats in a default run
     toy_eval_size: int = 500
+    toy_kinds: list[str] | None = None  # toy puzzle kinds for training and evaluation; None -> the default mix
     shuffle: bool = True
     prompt_suffix: str = "\n\nPlease reason step by step, and put your final answer within \\boxed{}"
 

@@ -40,6 +40,12 @@ def _read(path: str) -> tuple[list[Record], list, str | None]:
     return list(result.records), list(result.skipped), base
 
 
+def _toy_kinds(data_cfg) -> tuple[str, ...]:
+    from ..toyworld.puzzles import DEFAULT_KINDS
+
+    return tuple(data_cfg.toy_kinds) if data_cfg.toy_kinds else DEFAULT_KINDS
+
+
 def load_datasets(data_cfg, seed: int) -> Datasets:
     skipped: list = []
     train_base = eval_base = None
@@ -49,14 +55,14 @@ def load_datasets(data_cfg, seed: int) -> Datasets:
     else:
         from ..toyworld.puzzles import generate
 
-        train = generate(data_cfg.toy_train_size, seed=seed, split="train")
+        train = generate(data_cfg.toy_train_size, seed=seed, split="train", kinds=_toy_kinds(data_cfg))
     if data_cfg.eval:
         evals, sk, eval_base = _read(data_cfg.eval)
         skipped += sk
     elif not data_cfg.train:
         from ..toyworld.puzzles import generate
 
-        evals = generate(data_cfg.toy_eval_size, seed=0, split="test")
+        evals = generate(data_cfg.toy_eval_size, seed=0, split="test", kinds=_toy_kinds(data_cfg))
     else:
         evals = []
     if not train:
