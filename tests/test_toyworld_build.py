@@ -8,7 +8,7 @@ import torch
 from rethinker.cli import main
 from rethinker.records import Record
 from rethinker.toyworld.model import load_toy, toy_model_path
-from rethinker.toyworld.puzzles import KINDS, generate, solution_of
+from rethinker.toyworld.puzzles import DEFAULT_KINDS, KINDS, generate, solution_of
 from rethinker.toyworld.warmstart import (
     WarmStartConfig,
     boxed,
@@ -89,5 +89,5 @@ def test_cli_model_and_data(tmp_path, capsys):
     assert main(["toy", "data", "--split", "test", "--n", "12", "--seed", "4", "--output", str(out)]) == 0
     loaded = read_records(out)
     recs = loaded.records if hasattr(loaded, "records") else list(loaded)
-    expected = generate(12, seed=4, split="test")
+    expected = generate(12, seed=4, split="test", kinds=DEFAULT_KINDS)  # the default mix
     assert [r.to_dict() for r in recs] == [r.to_dict() for r in expected]

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from rethinker.prompt import question_text
 from rethinker.records import Record, load_image
-from rethinker.toyworld.puzzles import DEFAULT_KINDS, KINDS, LETTERS, PALETTE, SIZE, generate, make_record, solution_of
+from rethinker.toyworld.puzzles import DEFAULT_KINDS, KINDS, LETTERS, TEACHER_CONFUSIONS, PALETTE, SIZE, generate, make_record, solution_of
 from rethinker.toyworld.warmstart import boxed, exact_check
 
 N = 8 * len(KINDS)
@@ -182,3 +182,39 @@ def test_any_item_is_verifiable(kind, seed, index, split):
     assert boxed(solution_of(r)) == r.answer
     assert r.meta["split"] == split
     assert make_record(kind, seed, split, index).images[0].bytes == r.images[0].bytes
+
+
+def test_the_teacher_errs_systematically_and_only_where_documented():
+    recs = generate(60 * len(DEFAULT_KINDS), seed=4, split="train", kinds=DEFAULT_KINDS)
+    with_error = [r for r in recs if "teacher_solution" in r.meta]
+    assert 0.3 < len(with_error) / len(recs) < 0.55
+    for r in recs:
+        wrong = r.meta.get("teacher_solution")
+        if r.answer_type == "integer":
+            assert (wrong is not None) == (int(r.answer) >= 4)  # undercounts 4 and more
+            if wrong is not None:
+                assert boxed(wrong) == str(int(r.answer) - 1)
+        elif r.answer in TEACHER_CONFUSIONS:
+            assert wrong is not None and boxed(wrong) != r.answer
+            if r.category in ("size", "more_color"):  # two options: the other one
+                assert boxed(wrong) in r.meta["params"].get("asked", r.meta["params"].get("colors"))
+            else:
+                assert boxed(wrong) == TEACHER_CONFUSIONS[r.answer]
+        else:
+            assert wrong is None
+        if wrong is not None:
+            assert not exact_check(wrong, r)
+    mc = generate(12, seed=4, kinds=["count_mc", "bar_max_mc"])
+    assert not any("teacher_solution" in r.meta for r in mc)
+
+
+def test_warm_start_imitates_the_teacher_at_its_error_rate():
+    from rethinker.toyworld.warmstart import teacher_solutions
+
+    recs = [r for r in generate(400, seed=6, kinds=DEFAULT_KINDS) if "teacher_solution" in r.meta]
+    assert teacher_solutions(recs, 0.0, 0, 1) == [solution_of(r) for r in recs]
+    assert teacher_solutions(recs, 1.0, 0, 1) == [r.meta["teacher_solution"] for r in recs]
+    sols = teacher_solutions(recs, 0.6, 0, 1)
+    share = sum(s == r.meta["teacher_solution"] for s, r in zip(sols, recs)) / len(recs)
+    assert 0.5 < share < 0.7
+    assert sols == teacher_solutions(recs, 0.6, 0, 1)  # deterministic per (seed, step)

@@ -18,7 +18,19 @@ size           geometry-like comparison    which of two shapes is larger (colour
 color          attribute recognition       colour of the single shape (colour)
 add            arithmetic read from image  circles shown + k more (integer)
 *_mc           multiple choice             bar_max / count / position with A-D
+bar_min        chart reading               which of 3 bars is shortest (colour)
+count_color    counting                    how many circles of one colour, 1-4
+more_color     counting / comparison       which colour has more circles (colour)
+sub            arithmetic read from image  circles shown - k taken away (integer)
 =============  ==========================  =========================================
+
+``DEFAULT_KINDS`` (training and held-out evaluation by default) are the kinds the tiny
+model learns; the spatial ones, ``bar_compare`` and the ``*_mc`` variants stay at chance
+after 1000 supervised steps and are available on request. Each record may also carry
+``meta["teacher_solution"]``: the worked solution of an imperfect teacher (it undercounts
+answers of 4 and more, and confuses purple with blue, yellow with green), which the warm
+start imitates part of the time, as instruct models imitate imperfect demonstrations; RL
+against the verifiable reward has those habits to unlearn.
 
 Generation is deterministic from ``(seed, split, index)``. The splits never share a
 puzzle: every candidate is hashed (question + image bytes) and kept only by the split
@@ -398,6 +410,27 @@ def worked_solution(p: Puzzle, rng: random.Random) -> str:
     return f"{p.context} {right} {box}"
 
 
+#: The warm start's teacher is imperfect in systematic ways, as the demonstrations real
+#: instruct models imitate are: it undercounts (an integer answer of 4 or more comes out
+#: one less) and confuses purple with blue and yellow with green (in two-option questions
+#: it then names the other option). ``teacher_answer`` is its answer where it errs.
+TEACHER_CONFUSIONS = {"purple": "blue", "yellow": "green"}
+
+
+def teacher_answer(p: Puzzle) -> str | None:
+    """The imperfect teacher's wrong answer for ``p``, or None where it is right."""
+    if p.choices:
+        return None
+    if p.answer_type == "integer":
+        wrong = str(int(p.answer) - 1) if int(p.answer) >= 4 else None
+    elif p.answer in TEACHER_CONFUSIONS:
+        wrong = ([o for o in p.options if o != p.answer][0] if len(p.options) == 2
+                 else TEACHER_CONFUSIONS[p.answer])
+    else:
+        wrong = None
+    return wrong if wrong in p.options and wrong != p.answer else None
+
+
 def _answer_space(p: Puzzle) -> list[str]:
     return list(LETTERS) if p.choices else p.options
 
@@ -444,8 +477,16 @@ def make_record(kind: str, seed: int, split: str, index: int) -> Record:
         answer_type=p.answer_type,
         category=p.kind,
         source="toyworld",
-        meta={"family": p.family, "split": split, "solution": worked_solution(p, rng), "params": p.params or {}},
+        meta=_meta(p, split, rng),
     )
+
+
+def _meta(p: Puzzle, split: str, rng: random.Random) -> dict:
+    meta = {"family": p.family, "split": split, "solution": worked_solution(p, rng), "params": p.params or {}}
+    wrong = teacher_answer(p)
+    if wrong is not None:  # the imperfect teacher's worked solution (warm start only)
+        meta["teacher_solution"] = f"{p.context} {p.claim(wrong)} \\boxed{{{wrong}}}"
+    return meta
 
 
 def generate(n: int, seed: int = 0, split: str = "train", kinds: Sequence[str] | None = None) -> list[Record]:

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 from ..prompt import build_messages, question_text
 from ..records import Record, load_image
 from .model import build_model, build_processor, build_tokenizer, save_toy
-from .puzzles import CONFIRM_TRIGGERS, FIX_TRIGGER, KINDS, generate, solution_of
+from .puzzles import CONFIRM_TRIGGERS, DEFAULT_KINDS, FIX_TRIGGER, KINDS, generate, solution_of
 
 #: Rethinking triggers of the method, so that they tokenize compactly.
 TRIGGERS = ("\n\nWait", "\n\nWait, does it seem right?", "\n\nWait, let's double check",
@@ -40,7 +40,7 @@ class WarmStartConfig:
     threads: int = 2
     corpus_size: int = 4000  # train puzzles the tokenizer is trained on
     steps: int = 600  # length of the learning-rate schedule (warm-up + cosine)
-    stop_after: int | None = 300  # stop early (at the edge of ability); None -> run all steps
+    stop_after: int | None = 500  # stop early (at the edge of ability); None -> run all steps
     batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 30
@@ -49,7 +49,11 @@ class WarmStartConfig:
     eval_n: int = 550  # held-out puzzles (test split) for the accuracy report
     eval_every: int = 0  # 0: evaluate only at the end
     max_new_tokens: int = 48
-    kinds: Sequence[str] | None = None
+    kinds: Sequence[str] | None = DEFAULT_KINDS
+    # share of the teacher's worked solutions that carry its systematic error where it has
+    # one (``puzzles.teacher_answer``): the warm start imitates an imperfect teacher and RL
+    # against the verifiable reward has that to correct, besides what is half-learned
+    teacher_error_rate: float = 0.6
     text_overrides: dict = field(default_factory=dict)
 
 
@@ -253,7 +257,7 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
     kinds = list(cfg.kinds) if cfg.kinds else list(KINDS)
     for step in range(min(cfg.steps, cfg.stop_after or cfg.steps)):
         records = generate_batch(cfg.seed, step, cfg.batch_size, kinds)
-        batch = sft_batch(processor, records)
+        batch = sft_batch(processor, records, teacher_solutions(records, cfg.teacher_error_rate, cfg.seed, step))
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = sft_loss(model, batch)
@@ -278,6 +282,17 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
         rows.append(row)
     model.eval()
     return rows
+
+
+def teacher_solutions(records: Sequence[Record], error_rate: float, seed: int, step: int) -> list[str]:
+    """The worked solutions the warm start imitates: the correct one, or with probability
+    ``error_rate`` the teacher's wrong one where it has one (deterministic per step)."""
+    rng = random.Random(f"teacher:{seed}:{step}")
+    out = []
+    for r in records:
+        wrong = r.meta.get("teacher_solution")
+        out.append(wrong if wrong is not None and rng.random() < error_rate else solution_of(r))
+    return out
 
 
 def generate_batch(seed: int, step: int, batch_size: int, kinds: Sequence[str]) -> list[Record]:
