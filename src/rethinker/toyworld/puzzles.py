@@ -138,14 +138,19 @@ def _bar_max(rng: random.Random) -> Puzzle:
     colors = rng.sample(COLORS, 3)
     heights = sorted(rng.sample(range(25, 96, 7), 3))
     rng.shuffle(heights)
+    return _bar_extreme("bar_max", colors, heights, max, "tallest")
+
+
+def _bar_extreme(kind: str, colors: list[str], heights: list[int], pick: Callable, word: str) -> Puzzle:
+    """A bar chart asking for the bar whose height ``pick`` (max/min) selects."""
     img, draw = _canvas()
     _bars(draw, colors, heights)
-    best = colors[heights.index(max(heights))]
+    answer = colors[heights.index(pick(heights))]
     return Puzzle(
-        "bar_max", "chart", img,
-        "Which bar is the tallest? Answer with its colour.", best, "text", COLORS,
+        kind, "chart", img,
+        f"Which bar is the {word}? Answer with its colour.", answer, "text", COLORS,
         f"The bars are {_and(colors)}.",
-        lambda a: f"The {a} bar is the tallest.",
+        lambda a: f"The {a} bar is the {word}.",
         params={"colors": colors, "heights": heights},
     )
 
@@ -277,16 +282,7 @@ def _color(rng: random.Random) -> Puzzle:
 def _bar_min(rng: random.Random) -> Puzzle:
     colors = rng.sample(COLORS, 3)
     heights = rng.sample(range(25, 96, 7), 3)
-    img, draw = _canvas()
-    _bars(draw, colors, heights)
-    worst = colors[heights.index(min(heights))]
-    return Puzzle(
-        "bar_min", "chart", img,
-        "Which bar is the shortest? Answer with its colour.", worst, "text", COLORS,
-        f"The bars are {_and(colors)}.",
-        lambda a: f"The {a} bar is the shortest.",
-        params={"colors": colors, "heights": heights},
-    )
+    return _bar_extreme("bar_min", colors, heights, min, "shortest")
 
 
 def _count_color(rng: random.Random) -> Puzzle:
