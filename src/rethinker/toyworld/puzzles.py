@@ -172,11 +172,12 @@ def _bar_compare(rng: random.Random) -> Puzzle:
     )
 
 
-def _count_image(rng: random.Random, n: int) -> tuple[Image.Image, str]:
+def _count_image(rng: random.Random, n: int, r: float = 11) -> tuple[Image.Image, str]:
+    """n circles of one random colour, radius r, spread apart."""
     color = rng.choice(COLORS)
     img, draw = _canvas()
-    for cx, cy in _spread_points(rng, n, 11):
-        _shape(draw, "circle", cx, cy, 11, color)
+    for cx, cy in _spread_points(rng, n, r):
+        _shape(draw, "circle", cx, cy, r, color)
     return img, color
 
 
@@ -325,10 +326,7 @@ def _more_color(rng: random.Random) -> Puzzle:
 def _sub(rng: random.Random) -> Puzzle:
     n = rng.randint(2, 5)
     k = rng.randint(1, n - 1)
-    color = rng.choice(COLORS)
-    img, draw = _canvas()
-    for cx, cy in _spread_points(rng, n, 10):
-        _shape(draw, "circle", cx, cy, 10, color)
+    img, color = _count_image(rng, n, r=10)
     left = n - k
     return Puzzle(
         "sub", "arithmetic", img,
