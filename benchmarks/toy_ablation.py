@@ -1,9 +1,11 @@
 """The paper's ablation on the toy world: vanilla GRPO vs +SSR vs +SSR+Forced Rethinking.
 
-    python benchmarks/toy_ablation.py [--seeds N] [--steps S] [--out DIR] [-- extra train flags]
+    python benchmarks/toy_ablation.py [--seeds N] [--steps S] [--jobs J] [--out DIR] [-- extra train flags]
 
 Each variant runs ``rethinker train`` with the same budget (steps, queries, G, lengths)
-and the same seeds, one after another. Prints a table (final held-out accuracy, steps to
+and the same seeds; ``--jobs J`` runs J of them at once (each then gets
+``--threads`` cores / J torch threads, so every run sees the same thread count and the
+results do not depend on J). Finished runs are reused, so an interrupted ablation resumes. Prints a table (final held-out accuracy, steps to
 reach vanilla's final accuracy, mean effective-sample ratio over the last half of the
 run, reflection rate over the last half; mean and spread over seeds) and saves a plot.
 """
@@ -16,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 VARIANTS = {
@@ -25,17 +28,26 @@ VARIANTS = {
 }
 
 
-def run_variant(name: str, flags: list[str], seed: int, steps: int, out: Path, extra: list[str]) -> Path:
+def finished(run_dir: Path, steps: int) -> bool:
+    metrics = run_dir / "metrics.jsonl"
+    return metrics.exists() and any(
+        (row := json.loads(line)).get("step") == steps and "eval/accuracy" in row
+        for line in metrics.read_text().splitlines()
+    )
+
+
+def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int, out: Path,
+                extra: list[str]) -> Path:
     run_dir = out / f"{name}-seed{seed}"
-    if (run_dir / "metrics.jsonl").exists() and any(
-        json.loads(line).get("step") == steps and "eval/accuracy" in json.loads(line)
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-    ):
+    if finished(run_dir, steps):
         return run_dir  # finished earlier: reuse
     cmd = [sys.executable, "-m", "rethinker", "train", "--output-dir", str(run_dir), "--seed", str(seed),
-           "--max-steps", str(steps), "--save-every", "0", *flags, *extra]
+           "--max-steps", str(steps), "--save-every", "0", "--threads", str(threads), *flags, *extra]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=dict(os.environ, TQDM_DISABLE="1"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}-seed{seed}.log", "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TQDM_DISABLE="1"))
+    print(f"done: {run_dir}", flush=True)
     return run_dir
 
 
@@ -73,19 +85,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores shared by the runs")
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("extra", nargs="*", help="extra `rethinker train` flags (after --)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {name: [] for name in VARIANTS}
-    for seed in range(args.seeds):
-        for name, flags in VARIANTS.items():
-            results[name].append(summarize(run_variant(name, flags, seed, args.steps, out, args.extra)))
+    threads = max(1, args.threads // max(1, args.jobs))
+    todo = [(name, flags, seed) for seed in range(args.seeds) for name, flags in VARIANTS.items()]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {(name, seed): pool.submit(run_variant, name, flags, seed, args.steps, threads, out, args.extra)
+                   for name, flags, seed in todo}
+        results = {name: [summarize(futures[name, seed].result()) for seed in range(args.seeds)]
+                   for name in VARIANTS}
 
     vanilla_final = {i: r["final"] for i, r in enumerate(results["GRPO"])}
     lines = [
-        f"toy ablation: {args.seeds} seed(s), {args.steps} rollout steps each (held-out accuracy, greedy)",
+        f"toy ablation: {args.seeds} seed(s), {args.steps} rollout steps each, {threads} thread(s) per run, "
+        f"{args.jobs} run(s) at once (held-out accuracy, greedy)",
         "",
         "| variant | base acc % | final acc % | steps to vanilla's final | eff. ratio (last half) | reflection rate (last half) | s/step |",
         "|---|---|---|---|---|---|---|",
