@@ -6,6 +6,11 @@ with ``batch.target_mask``. When the model accepts pre-computed vision features
 (``mm_encoder_outputs``, transformers >= 5.2x), each distinct query's images go through
 the vision tower once per micro-batch, however many of its G samples the batch holds;
 otherwise the pixels of every sample are passed (the older API).
+
+``score_grouped(model, queries, completions, query_index)`` gives the same numbers with
+the prompt run once per distinct query (``prefix.py``): a prompt forward with a cache,
+the cache rows repeated for the samples, then one forward of the completions. The update
+then processes ~U*P + N*C tokens instead of N*(P+C) (toy world: ~4x fewer).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from ..algo.losses import entropy_from_logits
-from .inputs import ModelBatch, QueryInputs, _cat_images
+from . import prefix
+from .inputs import ModelBatch, QueryInputs, _cat_images, collate_prompts
 
 
 @dataclass
@@ -84,9 +90,12 @@ def score(model, queries: list[QueryInputs], batch: ModelBatch, *, temperature: 
     elif batch.pixel_values is not None:
         kwargs["pixel_values"] = batch.pixel_values.to(next(model.parameters()).dtype)
     out = model(**kwargs, use_cache=False)
-    logits = out.logits[:, :-1]
-    targets = batch.input_ids[:, 1:]
-    mask = batch.target_mask
+    return _read(out.logits[:, :-1], batch.input_ids[:, 1:], batch.target_mask, temperature, with_entropy,
+                 entropy_grad)
+
+
+def _read(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
+          with_entropy: bool, entropy_grad: bool) -> Scores:
     lp = token_logprobs(logits, targets, temperature)
     lp = torch.where(mask, lp, torch.zeros_like(lp))
     ent = None
@@ -95,3 +104,37 @@ def score(model, queries: list[QueryInputs], batch: ModelBatch, *, temperature: 
             src = logits if entropy_grad else logits.detach()
             ent = torch.where(mask, entropy_from_logits(src.float() / temperature), torch.zeros_like(lp))
     return Scores(lp, ent)
+
+
+@dataclass
+class GroupedBatch:
+    """The layout ``score_grouped`` reads into: row i holds sample i's completion tokens,
+    left-aligned; ``target_mask[i, j]`` is True for its j-th completion token."""
+
+    completion_ids: torch.Tensor  # [N, C]
+    target_mask: torch.Tensor  # [N, C] bool
+
+
+def score_grouped(model, queries: list[QueryInputs], completions: list[list[int]], query_index: list[int],
+                  pad_id: int, *, temperature: float = 1.0, with_entropy: bool = False,
+                  entropy_grad: bool = False) -> tuple[GroupedBatch, Scores]:
+    """``score`` with each distinct query's prompt run once (see the module docstring).
+    Always two forwards (prompt, then completions), so ranks of a sharded model stay in
+    lockstep. Needs ``prefix.supported(model)``."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    prompts = collate_prompts(queries, pad_id).to(device, dtype)  # one row (and one image pass) per query
+    pre = prefix.prefill(model, prompts)
+    pre = prefix.select_rows(pre, torch.as_tensor(query_index, dtype=torch.long))
+    n, width = len(completions), max(len(c) for c in completions)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.bool)
+    for i, c in enumerate(completions):
+        ids[i, :len(c)] = torch.as_tensor(list(c), dtype=torch.long)
+        mask[i, :len(c)] = True
+    ids, mask = ids.to(device), mask.to(device)
+    attn = torch.cat([pre.attention_mask, mask.long()], dim=1)
+    out = prefix.continue_forward(model, pre.cache, ids, attn, pre.next_pos)
+    # token j is predicted by the prompt's last position (j = 0) or by completion token j-1
+    logits = torch.cat([pre.last_logits[:, None], out.logits[:, :-1]], dim=1)
+    return GroupedBatch(ids, mask), _read(logits, ids, mask, temperature, with_entropy, entropy_grad)

@@ -5,7 +5,9 @@ Old log-probabilities are those of the policy that generated the tokens:
   before the first of several optimizer steps) uses them;
 - a sample of the current step updated by ONE optimizer step uses the current log-probs,
   detached (they are equal; this skips a whole no-grad forward, as TRL does).
-Micro-batches are bucketed by length (samples sorted by length before chunking), so
+Each micro-batch runs every distinct prompt once and its samples' completions on top of
+its key/value cache (``rollout.scoring.score_grouped``) where the model allows; otherwise
+one full prompt+completion forward. Micro-batches are bucketed by length (samples sorted by length before chunking), so
 padding is small; losses are summed over micro-batches with the mini-batch's total token
 (or sequence) count as denominator, so accumulation gives exactly the full-batch loss.
 """
@@ -22,8 +24,9 @@ import torch
 from ..algo.kl import kl_penalty
 from ..algo.losses import policy_loss, sft_aux_loss
 from ..algo.ssr import Sample
+from ..rollout import prefix
 from ..rollout.inputs import QueryInputs, collate_sequences
-from ..rollout.scoring import score
+from ..rollout.scoring import score, score_grouped
 
 
 @dataclass
@@ -64,6 +67,11 @@ def _dense(values: Sequence[Sequence[float] | torch.Tensor], target: torch.Tenso
 
 def _forward(model, chunk: Chunk, pad_id: int, device, dtype, *, with_entropy: bool = False,
              entropy_grad: bool = False):
+    """Score a chunk: returns (a batch whose ``target_mask`` locates the completion tokens,
+    ``Scores`` in that layout)."""
+    if prefix.supported(model):
+        return score_grouped(model, chunk.queries, [s.completion_ids for s in chunk.samples], chunk.query_index,
+                             pad_id, with_entropy=with_entropy, entropy_grad=entropy_grad)
     batch = collate_sequences(chunk.queries, [s.completion_ids for s in chunk.samples], chunk.query_index, pad_id)
     batch = batch.to(device, dtype)
     scores = score(model, chunk.queries, batch, with_entropy=with_entropy, entropy_grad=entropy_grad)
