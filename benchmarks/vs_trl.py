@@ -23,6 +23,9 @@ events (rethinker: the metrics row of a step; TRL: ``on_step_end``), after ``--w
 untimed steps. Rollout tokens/s is generated tokens (EOS included) over the time spent in
 generation (rethinker: ``time/rollout_s``; TRL: its ``_generate_single_turn``).
 
+The GPU variant (a Qwen2.5-VL-3B-shaped model, update MFU and rollout tokens/s against
+plain ``generate``) is ``benchmarks/gpu_step.py``.
+
 TRL is not a dependency of rethinker: ``pip install trl`` (measured with trl 1.16.0,
 transformers 5.24, torch 2.14) into the same environment to run this.
 """
