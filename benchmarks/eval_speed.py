@@ -3,8 +3,10 @@
 Runs ``rethinker.eval.runner.evaluate`` (the path ``rethinker eval`` takes: prompt
 encoding, the ``TransformersEngine``, the judge) greedily over the same held-out toy
 puzzles, once with one query per ``generate`` call and once per batch size asked for, and
-prints items/s, generated tokens/s and the speed-up over one-by-one. Both runs see the
-same items and, being greedy, should give the same accuracy (printed as a check).
+prints items/s, generated tokens/s and the speed-up over one-by-one; the largest batch
+runs a second time through plain ``model.generate`` (``own_decode=False``) for
+comparison. All runs see the same items and, being greedy, should give the same accuracy
+(printed as a check).
 
     python benchmarks/eval_speed.py [--items 32] [--batch 32 8] [--max-new-tokens 48] [--threads 2]
 """
@@ -43,20 +45,22 @@ def main() -> None:
              max_new_tokens=args.max_new_tokens, batch_queries=2)
 
     rows = []
-    for batch in [1, *args.batch]:
-        engine = TransformersEngine(model, processor, max_batch_queries=batch)
+    runs = [(b, None) for b in (1, *args.batch)] + [(max(args.batch), False)]
+    for batch, own in runs:
+        engine = TransformersEngine(model, processor, max_batch_queries=batch, own_decode=own)
         encoder = PromptEncoder(processor)
         t0 = time.perf_counter()
         res = evaluate(engine, encoder, records, max_new_tokens=args.max_new_tokens, batch_queries=batch)
         dt = time.perf_counter() - t0
-        rows.append((batch, dt, res.n_items / dt, engine.stats.tokens / dt, res.accuracy))
+        label = str(batch) if own is None else f"{batch} (generate)"
+        rows.append((label, dt, res.n_items / dt, engine.stats.tokens / dt, res.accuracy))
 
     base = rows[0][2]
     print(f"toy policy, {args.items} held-out puzzles, greedy, up to {args.max_new_tokens} new tokens, "
           f"{args.threads} threads, device {device}")
-    print(f"{'batch':>5}  {'seconds':>8}  {'items/s':>8}  {'tokens/s':>9}  {'speed-up':>8}  {'accuracy':>8}")
+    print(f"{'batch':>14}  {'seconds':>8}  {'items/s':>8}  {'tokens/s':>9}  {'speed-up':>8}  {'accuracy':>8}")
     for batch, dt, ips, tps, acc in rows:
-        print(f"{batch:>5}  {dt:>8.2f}  {ips:>8.2f}  {tps:>9.0f}  {ips / base:>7.2f}x  {acc:>8.3f}")
+        print(f"{batch:>14}  {dt:>8.2f}  {ips:>8.2f}  {tps:>9.0f}  {ips / base:>7.2f}x  {acc:>8.3f}")
 
 
 if __name__ == "__main__":
