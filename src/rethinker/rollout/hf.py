@@ -114,6 +114,7 @@ class TransformersEngine(RolloutEngine):
         if n > 1:
             pre = prefix.select_rows(pre, torch.arange(batch.input_ids.shape[0], device=device).repeat_interleave(n))
         logits, cache, pos, attn = pre.last_logits, pre.cache, pre.next_pos, pre.attention_mask
+        cache_name = prefix.cache_kwarg(model)
         total = logits.shape[0]
         out: list[list[int]] = [[] for _ in range(total)]
         alive = list(range(total))  # original row of each active row
@@ -135,7 +136,7 @@ class TransformersEngine(RolloutEngine):
                 alive = [alive[i] for i in keep.tolist()]
                 tok, attn, pos, done = tok[keep], attn[keep], pos[..., keep, :], done[keep]
             attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
-            res = prefix.continue_forward(model, cache, tok[:, None], attn, pos)
+            res = prefix.continue_forward(model, cache, tok[:, None], attn, pos, cache_name)
             logits = res.logits[:, -1]
             pos = pos + 1
         return out
