@@ -105,15 +105,13 @@ def _cache_of(out) -> Any:
     raise RuntimeError("the model returned no key/value cache (use_cache=True)")
 
 
-def prefill(model, batch: ModelBatch, extra: dict | None = None) -> Prefill:
-    """Run left-padded prompts once with a cache. ``extra`` overrides forward arguments
-    (e.g. pre-computed vision features in place of ``pixel_values``)."""
+def prefill(model, batch: ModelBatch) -> Prefill:
+    """Run left-padded prompts once with a cache."""
     if batch.attention_mask.shape[1] and not bool(batch.attention_mask[:, -1].all()):
         raise ValueError("prefill needs left-padded prompts (every row's last position real)")
     kw = batch.model_kwargs(model)
     if batch.pixel_values is not None:
         kw["pixel_values"] = batch.pixel_values.to(next(model.parameters()).dtype)
-    kw.update(extra or {})
     pos = prompt_positions(model, batch)
     if "logits_to_keep" in forward_params(model):
         kw["logits_to_keep"] = 1

@@ -111,7 +111,6 @@ class GroupedBatch:
     """The layout ``score_grouped`` reads into: row i holds sample i's completion tokens,
     left-aligned; ``target_mask[i, j]`` is True for its j-th completion token."""
 
-    completion_ids: torch.Tensor  # [N, C]
     target_mask: torch.Tensor  # [N, C] bool
 
 
@@ -137,4 +136,4 @@ def score_grouped(model, queries: list[QueryInputs], completions: list[list[int]
     out = prefix.continue_forward(model, pre.cache, ids, attn, pre.next_pos)
     # token j is predicted by the prompt's last position (j = 0) or by completion token j-1
     logits = torch.cat([pre.last_logits[:, None], out.logits[:, :-1]], dim=1)
-    return GroupedBatch(ids, mask), _read(logits, ids, mask, temperature, with_entropy, entropy_grad)
+    return GroupedBatch(mask), _read(logits, ids, mask, temperature, with_entropy, entropy_grad)

@@ -7,8 +7,8 @@ Old log-probabilities are those of the policy that generated the tokens:
   detached (they are equal; this skips a whole no-grad forward, as TRL does).
 Each micro-batch runs every distinct prompt once and its samples' completions on top of
 its key/value cache (``rollout.scoring.score_grouped``) where the model allows; otherwise
-one full prompt+completion forward. Micro-batches are bucketed by length (samples sorted by length before chunking), so
-padding is small; losses are summed over micro-batches with the mini-batch's total token
+one full prompt+completion forward. Micro-batches are bucketed by length (samples sorted
+by length before chunking), so padding is small; losses are summed over micro-batches with the mini-batch's total token
 (or sequence) count as denominator, so accumulation gives exactly the full-batch loss.
 """
 
