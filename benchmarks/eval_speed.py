@@ -1,6 +1,6 @@
 """Evaluation throughput of the toy policy: batched vs one-by-one.
 
-Runs ``rethinker.eval.runner.evaluate`` (the path ``rethinker eval`` takes: prompt
+Runs ``rethinker.rollout.evaluate.evaluate`` (the path ``rethinker eval`` takes: prompt
 encoding, the ``TransformersEngine``, the judge) greedily over the same held-out toy
 puzzles, once with one query per ``generate`` call and once per batch size asked for, and
 prints items/s, generated tokens/s and the speed-up over one-by-one; the largest batch
@@ -30,11 +30,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from rethinker.eval.runner import evaluate
+    from rethinker.rollout.evaluate import evaluate
     from rethinker.rollout.hf import TransformersEngine
     from rethinker.rollout.inputs import PromptEncoder
     from rethinker.toyworld.puzzles import generate
-    from rethinker.train.model import load_policy, pick_device, pick_dtype, resolve_model_path
+    from rethinker.model.load import load_policy, pick_device, pick_dtype
+    from rethinker.toyworld.model import resolve_model_path
 
     device = pick_device(args.device)
     model, processor = load_policy(resolve_model_path(args.model), device=device, dtype=pick_dtype("auto", device),

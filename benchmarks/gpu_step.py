@@ -50,7 +50,7 @@ SHAPES = {
 def build(shape: str, device: str, dtype: torch.dtype):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from rethinker.rollout.inputs import load_processor
+    from rethinker.model.load import load_processor
     from rethinker.toyworld.model import toy_model_path
 
     processor = load_processor(toy_model_path())

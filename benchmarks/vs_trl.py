@@ -60,12 +60,9 @@ def _records(n: int, seed: int):
 
 def _reward_config():
     """The reward settings of ``rethinker train`` (its resolved defaults), as a judge config."""
-    from rethinker.judge import RewardConfig
     from rethinker.train.config import resolve
 
-    r = resolve(None, {}).reward
-    return RewardConfig(correct=r.correct, wrong=r.wrong, invalid=r.invalid, max_waits=r.max_waits,
-                        require_box=r.require_box, reflection_shaping=r.reflection_shaping)
+    return resolve(None, {}).reward
 
 
 class StepClock:
@@ -90,6 +87,7 @@ class StepClock:
 # -- workers (one framework per process) -------------------------------------------------
 def run_rethinker(args: argparse.Namespace, out_dir: Path) -> dict:
     import rethinker.train.loop as loop
+    import rethinker.train.run as run
     from rethinker.train.config import resolve
     from rethinker.train.metrics import read_metrics
 
@@ -107,7 +105,7 @@ def run_rethinker(args: argparse.Namespace, out_dir: Path) -> dict:
     })
     clock = StepClock()
 
-    class ClockedLogger(loop.MetricsLogger):  # a step ends when its metrics row is written
+    class ClockedLogger(run.MetricsLogger):  # a step ends when its metrics row is written
         def log(self, row):  # noqa: ANN001
             super().log(row)
             if "time/step_s" in row:
@@ -115,7 +113,7 @@ def run_rethinker(args: argparse.Namespace, out_dir: Path) -> dict:
             elif row.get("step") == 0:
                 clock.start()
 
-    loop.MetricsLogger = ClockedLogger
+    run.MetricsLogger = ClockedLogger
     loop.train(cfg, progress=False)
     rows = [r for r in read_metrics(out_dir) if "time/step_s" in r][args.warmup:]
     return {

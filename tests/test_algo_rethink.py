@@ -15,7 +15,6 @@ from rethinker.algo.rethink import (
     join_tokens,
     plan_rethinks,
     reflection_rate,
-    replace_in_groups,
 )
 
 CFG = RethinkConfig()
@@ -105,9 +104,9 @@ def test_eligibility_boundary():
 def test_scaled_thresholds():
     assert CFG.scaled(2048) == CFG
     s = CFG.scaled(256)
-    assert (s.max_response_tokens, s.headroom_tokens, s.min_cont, s.max_cont) == (256, 128, 4, 128)
+    assert (s.max_response_tokens, s.headroom_tokens, s.min_continuation, s.max_continuation) == (256, 128, 4, 128)
     tiny = CFG.scaled(8)
-    assert tiny.min_cont >= 1 and tiny.max_cont > tiny.min_cont and tiny.headroom_tokens >= 1
+    assert tiny.min_continuation >= 1 and tiny.max_continuation > tiny.min_continuation and tiny.headroom_tokens >= 1
     with pytest.raises(ValueError):
         CFG.scaled(0)
 
@@ -228,14 +227,6 @@ def test_join_tokens_masks_line_up(first, trigger, cont, train_on_trigger):
 def test_join_tokens_accepts_tensors():
     ids, mask = join_tokens(torch.tensor([1, 2]), torch.tensor([3]), torch.tensor([4, 5]), train_on_trigger=False)
     assert ids.tolist() == [1, 2, 3, 4, 5] and mask.tolist() == [True, True, False, True, True]
-
-
-def test_replace_in_groups_keeps_positions():
-    items = ["a0", "a1", "b0", "b1"]
-    out = replace_in_groups(items, {1: "A1", 2: "B0"})
-    assert out == ["a0", "A1", "B0", "b1"] and items == ["a0", "a1", "b0", "b1"]
-    with pytest.raises(IndexError):
-        replace_in_groups(items, {4: "x"})
 
 
 def test_count_self_checks_is_the_judges_single_definition():

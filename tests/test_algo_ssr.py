@@ -10,7 +10,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from rethinker.algo.ssr import SSR_MODES, Sample, SampleSelector, ssr_probabilities
+from rethinker.algo.sample import Sample
+from rethinker.algo.ssr import SSR_MODES, SampleSelector, ssr_probabilities
 
 
 def make(advs, rewards=None, step=0):

@@ -14,7 +14,8 @@ from rethinker.records import ImageRef
 from rethinker.rollout.base import Completion, RolloutEngine, RolloutStats
 from rethinker.rollout.hf import TransformersEngine
 from rethinker.toyworld.puzzles import generate
-from rethinker.train.model import load_policy, resolve_model_path
+from rethinker.model.load import load_policy
+from rethinker.toyworld.model import resolve_model_path
 
 
 @pytest.fixture(scope="module")

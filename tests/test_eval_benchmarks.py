@@ -14,7 +14,8 @@ from test_data_benchmarks import (MVERSE_3422, MVERSE_3425, MVERSE_Q1, MVERSE_Q2
 from rethinker.eval.cli import BenchSpec, evaluate_benchmarks
 from rethinker.eval.report import format_table, pass_at_k, to_csv, to_markdown, wilson_interval
 from rethinker.rollout.base import Completion, RolloutEngine, RolloutStats, SamplingParams
-from rethinker.train.model import load_policy, resolve_model_path
+from rethinker.model.load import load_policy
+from rethinker.toyworld.model import resolve_model_path
 
 BROKEN = {"bytes": b"\x89PNG but not really", "path": None}
 

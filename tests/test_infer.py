@@ -10,7 +10,8 @@ from rethinker.cli import main
 from rethinker.eval.infer import infer
 from rethinker.prompt import SUFFIX
 from rethinker.toyworld.puzzles import generate
-from rethinker.train.model import load_policy, resolve_model_path
+from rethinker.model.load import load_policy
+from rethinker.toyworld.model import resolve_model_path
 
 
 @pytest.fixture(scope="module")

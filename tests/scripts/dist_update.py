@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import torch
 
 from rethinker.algo.advantages import group_advantages
-from rethinker.algo.ssr import Sample
+from rethinker.algo.sample import Sample
 from rethinker.rollout.inputs import PromptEncoder
 from rethinker.toyworld.model import load_toy
 from rethinker.toyworld.puzzles import generate

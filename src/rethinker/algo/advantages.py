@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 AdvantageScale = Literal["std", "none"]
+ADVANTAGE_SCALES: tuple[str, ...] = ("std", "none")
 
 
 def _grouped(rewards: Tensor, group_size: int) -> Tensor:
@@ -53,8 +54,8 @@ def group_advantages(
     are identical give exactly 0.0. Computed in float64, returned in the rewards' floating
     dtype (float32 for integer input).
     """
-    if scale not in ("std", "none"):
-        raise ValueError(f"scale must be 'std' or 'none', got {scale!r}")
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"scale must be one of {ADVANTAGE_SCALES}, got {scale!r}")
     out_dtype = rewards.dtype if torch.is_tensor(rewards) and rewards.is_floating_point() else torch.float32
     device = rewards.device if torch.is_tensor(rewards) else None
     r = _grouped(rewards, group_size)

@@ -13,16 +13,16 @@ After the first rollout is graded, for a batch laid out group by group (G respon
    "\\n\\nWait, let's double check" if the first answer was right, "\\n\\nWait, there might
    be a mistake" if it was wrong.
 4. The policy continues from first pass + trigger (temperature 0.9).
-5. ``accept``: a continuation is kept only if min_cont < its length < max_cont tokens
+5. ``accept``: a continuation is kept only if min_continuation < its length < max_continuation tokens
    (released: 30 < n < 1024, strict), the joined response's final answer is correct, it
    holds at most ``max_self_checks`` self-checks counting the trigger as one (released:
    1 + count(continuation) <= 4), and its query has fewer than ``max_per_query`` (2) kept
-   rethinkings. A kept one replaces the original response in its group
-   (``replace_in_groups``); all of it, trigger included, is trained on by default
+   rethinkings. A kept one replaces the original response in its group (same slot, so
+   groups keep their size and order); all of it, trigger included, is trained on by default
    (``join_tokens``).
 
 The length thresholds fit 2048-token responses; ``RethinkConfig.scaled(n)`` rescales them
-for a response limit of n tokens. Texts given to this module are response texts only
+for a response limit of n tokens (``for_responses(n)``: scaled or not, as configured). Texts given to this module are response texts only
 (no prompt) without the EOS token.
 
 Deliberate difference from the released code: there, a continuation that passes the
@@ -33,8 +33,8 @@ as method.md states the rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Mapping, Sequence, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -45,23 +45,27 @@ from rethinker.judge.selfcheck import count_self_checks
 
 __all__ = [
     "Acceptance", "RethinkConfig", "RethinkPlan", "accept", "choose_trigger", "count_self_checks",
-    "cut_before_final_answer", "eligible", "join_tokens", "plan_rethinks", "reflection_rate", "replace_in_groups",
+    "cut_before_final_answer", "eligible", "join_tokens", "plan_rethinks", "reflection_rate",
 ]
 
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class RethinkConfig:
-    """Forced Rethinking settings; defaults are the released code's (2048-token responses)."""
+    """Forced Rethinking settings; defaults are the released code's (2048-token responses).
 
+    It is also the ``rethink`` section of the training config: every field but
+    ``max_response_tokens`` (the rollout's response limit, set by ``for_responses``) is
+    a ``--rethink.FIELD`` flag."""
+
+    enabled: bool = True
     skip_prob: float = 0.35
     high_acc_threshold: float = 0.7
     cut_prob: float = 0.5
-    max_response_tokens: int = 2048
+    max_response_tokens: int = field(default=2048, metadata={"derived_from": "rollout.max_new_tokens"})
     headroom_tokens: int = 1024
-    min_cont: int = 30
-    max_cont: int = 1024
+    min_continuation: int = 30
+    max_continuation: int = 1024
     max_self_checks: int = 4
     max_per_query: int = 2
     generic_prob: float = 0.5
@@ -71,6 +75,8 @@ class RethinkConfig:
     wrong_trigger: str = "\n\nWait, there might be a mistake"
     train_on_trigger: bool = True
     temperature: float = 0.9
+    #: scale the token thresholds (set for 2048-token responses) to the response limit
+    scale_to_response_limit: bool = True
 
     def __post_init__(self) -> None:
         for name in ("skip_prob", "cut_prob", "generic_prob"):
@@ -81,26 +87,35 @@ class RethinkConfig:
             raise ValueError("generic_triggers and generic_weights must be non-empty and of equal length")
         if any(w < 0 for w in self.generic_weights) or sum(self.generic_weights) <= 0:
             raise ValueError("generic_weights must be >= 0 with a positive sum")
-        if self.min_cont < 0 or self.max_cont <= self.min_cont:
-            raise ValueError(f"need 0 <= min_cont < max_cont, got {self.min_cont}, {self.max_cont}")
+        if self.min_continuation < 0 or self.max_continuation <= self.min_continuation:
+            raise ValueError("need 0 <= min_continuation < max_continuation, got "
+                             f"{self.min_continuation}, {self.max_continuation}")
         if self.max_response_tokens < 1 or self.headroom_tokens < 0:
             raise ValueError("max_response_tokens must be >= 1 and headroom_tokens >= 0")
 
     def scaled(self, max_response_tokens: int, reference_tokens: int = 2048) -> "RethinkConfig":
-        """Same config for a response limit of ``max_response_tokens``: headroom, min_cont and
-        max_cont scaled by max_response_tokens / reference_tokens (rounded; at least 1,
-        max_cont at least min_cont + 1)."""
+        """Same config for a response limit of ``max_response_tokens``: headroom,
+        min_continuation and max_continuation scaled by max_response_tokens /
+        reference_tokens (rounded; at least 1, max_continuation at least
+        min_continuation + 1)."""
         if max_response_tokens < 1:
             raise ValueError(f"max_response_tokens must be >= 1, got {max_response_tokens}")
         f = max_response_tokens / reference_tokens
-        min_cont = max(1, round(self.min_cont * f))
+        min_cont = max(1, round(self.min_continuation * f))
         return replace(
             self,
             max_response_tokens=max_response_tokens,
             headroom_tokens=max(1, round(self.headroom_tokens * f)),
-            min_cont=min_cont,
-            max_cont=max(min_cont + 1, round(self.max_cont * f)),
+            min_continuation=min_cont,
+            max_continuation=max(min_cont + 1, round(self.max_continuation * f)),
         )
+
+    def for_responses(self, max_response_tokens: int) -> "RethinkConfig":
+        """This config for responses of up to ``max_response_tokens`` tokens: thresholds
+        scaled (``scaled``) when ``scale_to_response_limit``, else only the limit set."""
+        if self.scale_to_response_limit:
+            return self.scaled(max_response_tokens)
+        return replace(self, max_response_tokens=max_response_tokens)
 
 
 @dataclass(frozen=True)
@@ -222,7 +237,7 @@ def accept(
     kept_per_group: dict[int, int] = {}
     kept, reasons = [], []
     for plan, text, length, ok in zip(plans, continuation_texts, continuation_lengths, final_correct):
-        if not config.min_cont < length < config.max_cont:
+        if not config.min_continuation < length < config.max_continuation:
             reason = "length"
         elif not ok:
             reason = "incorrect"
@@ -259,18 +274,6 @@ def join_tokens(
         start = parts[0].shape[0]
         mask[start : start + parts[1].shape[0]] = False
     return ids, mask
-
-
-def replace_in_groups(items: Sequence[T], replacements: Mapping[int, T]) -> list[T]:
-    """A copy of ``items`` (flat batch, group by group) with ``items[i]`` replaced by
-    ``replacements[i]``: a kept rethinking takes its original's place in its group, so
-    group sizes and order are unchanged."""
-    out = list(items)
-    for i, new in replacements.items():
-        if not 0 <= i < len(out):
-            raise IndexError(f"replacement index {i} outside a batch of {len(out)}")
-        out[i] = new
-    return out
 
 
 def reflection_rate(texts: Sequence[str]) -> float:

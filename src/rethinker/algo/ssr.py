@@ -43,44 +43,31 @@ Determinism: the selector owns a ``numpy.random.Generator`` (PCG64) seeded by ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import numpy as np
+
+from .sample import Sample
 
 SSRMode = Literal["paper", "released", "filter", "off"]
 SSR_MODES: tuple[str, ...] = ("paper", "released", "filter", "off")
 
 
-@dataclass
-class Sample:
-    """One response with what its update needs; the selector reads advantage and reward.
+@dataclass(frozen=True)
+class SSRConfig:
+    """The ``ssr`` section of the training config: ``SampleSelector``'s settings."""
 
-    ``prompt``: the prompt inputs or a self-contained reference to them (opaque to SSR).
-    ``completion_ids`` / ``completion_mask``: response token ids [T] and loss mask [T].
-    ``behaviour_logprobs``: log-probs [T] of the response under the policy that sampled it.
-    ``group``: query/group id; ``step``: rollout step that generated it.
-    """
+    mode: str = "paper"  # paper | released | filter | off
+    alpha: float = 1.0
+    batch_size: int | None = None  # samples per update; None -> the step's sample count
+    positive_share: float = 0.1  # released mode
+    refill_factor: int = 2  # released mode
 
-    advantage: float
-    reward: float
-    group: Any = None
-    step: int = 0
-    prompt: Any = None
-    completion_ids: Any = None
-    completion_mask: Any = None
-    behaviour_logprobs: Any = None
-    correct: bool | None = None
-    meta: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Shallow dict of the fields (tensors kept as tensors; torch.save / pickle safe)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Sample":
-        return cls(**d)
+    def __post_init__(self) -> None:
+        if self.mode not in SSR_MODES:
+            raise ValueError(f"mode must be one of {'|'.join(SSR_MODES)}, not {self.mode!r}")
 
 
 @dataclass
@@ -89,6 +76,7 @@ class Selection:
 
     ``indices[k]``: position of ``samples[k]`` in this step's input list, -1 when it is a
     sample of an earlier step. ``from_buffer[k]``: drawn in the buffer (replay) phase.
+    ``draw_counts`` says how often each of this step's samples was drawn.
     """
 
     samples: list[Sample]
@@ -96,6 +84,15 @@ class Selection:
     from_buffer: list[bool]
     stats: dict[str, float]
     skipped_update: bool
+
+    def draw_counts(self, n: int) -> list[int]:
+        """Times each of this step's ``n`` input samples was drawn (replays of earlier
+        steps' samples are not counted)."""
+        counts = [0] * n
+        for i in self.indices:
+            if i >= 0:
+                counts[i] += 1
+        return counts
 
 
 def ssr_probabilities(advantages: Sequence[float] | np.ndarray, alpha: float = 1.0) -> np.ndarray:
@@ -161,6 +158,11 @@ class SampleSelector:
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.buffer: deque[Sample] = deque(maxlen=buffer_capacity)
 
+    @classmethod
+    def from_config(cls, config: SSRConfig, seed: int = 0) -> "SampleSelector":
+        return cls(config.mode, config.alpha, config.batch_size, seed, refill_factor=config.refill_factor,
+                   positive_share=config.positive_share)
+
     # ------------------------------------------------------------------ selection
     def select(self, samples: Sequence[Sample]) -> Selection:
         """Choose this step's training samples (with repetition) from ``samples``."""
@@ -192,13 +194,8 @@ class SampleSelector:
         }
         skipped = len(chosen) == 0
         stats["skipped_update"] = float(skipped)
-        return Selection(
-            samples=chosen,
-            indices=[p[1] for p in picked],
-            from_buffer=[p[2] for p in picked],
-            stats=stats,
-            skipped_update=skipped,
-        )
+        return Selection(samples=chosen, indices=[p[1] for p in picked], from_buffer=[p[2] for p in picked],
+                         stats=stats, skipped_update=skipped)
 
     def _paper(self, samples: list[Sample], advs: list[float]) -> list[tuple[Sample, int, bool]]:
         nonzero = [i for i, a in enumerate(advs) if a != 0]

@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data.io import DataError, reason_kind, write_records
-    from ..train.model import load_policy, pick_device, pick_dtype, resolve_model_path
+    from ..model.load import load_policy, pick_device, pick_dtype
+    from ..toyworld.model import resolve_model_path
 
     try:
         from ..data.cli import load_any

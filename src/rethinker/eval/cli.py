@@ -42,7 +42,7 @@ from ..records import Record
 from .report import format_table, summarize, write_reports
 
 if TYPE_CHECKING:  # the runner imports torch: only when a run starts (``--help`` stays fast)
-    from .runner import Prediction
+    from ..rollout.evaluate import Prediction
 
 #: Benchmarks read without a publisher's schema.
 GENERIC = ("toy", "records")
@@ -279,7 +279,7 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
     (and write) the summary of the items selected this time."""
     from ..data.io import DataError
     from ..rollout.inputs import PromptEncoder
-    from .runner import evaluate
+    from ..rollout.evaluate import evaluate
 
     out = Path(out_dir)
     plog = PredictionLog(out / "predictions.jsonl")
@@ -349,7 +349,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..rollout.base import SamplingParams
     from ..rollout.hf import TransformersEngine
-    from ..train.model import load_policy, pick_device, pick_dtype, resolve_model_path
+    from ..model.load import load_policy, pick_device, pick_dtype
+    from ..toyworld.model import resolve_model_path
 
     specs: list[BenchSpec] = args.benchmarks or []
     try:

@@ -69,7 +69,8 @@ def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes
     if not question or not question.strip():
         raise ValueError("the question is empty")
     if model is None or processor is None:
-        from ..train.model import load_policy, pick_device, pick_dtype, resolve_model_path
+        from ..model.load import load_policy, pick_device, pick_dtype
+        from ..toyworld.model import resolve_model_path
 
         dev = pick_device(device)
         model, processor = load_policy(resolve_model_path(model_path), device=dev, dtype=pick_dtype("auto", dev),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 import torch
@@ -12,16 +12,30 @@ from .inputs import QueryInputs
 
 
 @dataclass
-class SamplingParams:
-    """How to sample. ``top_k=0`` and ``top_p=1.0`` sample from softmax(logits / T)
-    exactly (what the importance ratio of an on-policy update assumes)."""
+class Sampling:
+    """How tokens are drawn. ``top_k=0`` and ``top_p=1.0`` sample from softmax(logits / T)
+    exactly (what the importance ratio of an on-policy update assumes). The training
+    config's ``rollout`` section extends this class, so these knobs are declared once."""
 
     max_new_tokens: int = 2048
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+
+
+@dataclass
+class SamplingParams(Sampling):
+    """One generation request: ``Sampling`` plus ``n`` completions per query, or greedy."""
+
     n: int = 1
     greedy: bool = False
+
+    @classmethod
+    def from_sampling(cls, sampling: Sampling, **changes) -> "SamplingParams":
+        """The request for ``sampling``'s knobs (any object with ``Sampling``'s fields),
+        with ``changes`` (e.g. ``n``) on top."""
+        values = {f.name: getattr(sampling, f.name) for f in fields(Sampling)}
+        return cls(**{**values, **changes})
 
 
 @dataclass

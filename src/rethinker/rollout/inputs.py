@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..model.introspect import forward_params
 from ..prompt import SUFFIX, build_messages
 from ..records import Record, load_image
 
@@ -83,31 +84,6 @@ class ModelBatch:
             image_grid_thw=mv(self.image_grid_thw),
             target_mask=mv(self.target_mask), query_index=self.query_index,
         )
-
-
-def load_processor(path):
-    """``AutoProcessor.from_pretrained(path)`` with the image processor's PIL backend
-    where this transformers has one: the same pixels as the default torchvision backend
-    (to ~3e-7) and far faster on a CPU for small batches (0.04 s vs 1.5 s for 32 toy
-    images). The image processor is swapped in afterwards: passing ``image_processor=``
-    to ``AutoProcessor`` leaves a processor that cannot be saved again."""
-    from transformers import AutoImageProcessor, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(path)
-    if getattr(processor, "image_processor", None) is not None:
-        try:
-            processor.image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
-        except (TypeError, ValueError, ImportError):  # an older transformers, or no PIL backend for this model
-            pass
-    return processor
-
-
-def forward_params(model) -> set[str]:
-    """Names of the model's forward arguments, looking through PEFT wrappers."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
 
 
 def special_ids(processor) -> dict[str, int]:
@@ -194,7 +170,8 @@ class PromptEncoder:
         return q
 
 
-def _cat_images(queries: Sequence[QueryInputs]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def concat_images(queries: Sequence[QueryInputs]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The queries' pixels and image grids, stacked in query order (None, None: no images)."""
     pv = [q.pixel_values for q in queries if q.pixel_values is not None]
     grid = [q.image_grid_thw for q in queries if q.image_grid_thw is not None]
     if not pv:
@@ -213,7 +190,7 @@ def collate_prompts(queries: Sequence[QueryInputs], pad_token_id: int) -> ModelB
         input_ids[i, width - q.length:] = q.input_ids
         attention_mask[i, width - q.length:] = 1
         types[i, width - q.length:] = q.mm_token_type_ids
-    pv, grid = _cat_images(queries)
+    pv, grid = concat_images(queries)
     return ModelBatch(input_ids, attention_mask, types, pv, grid, query_index=list(range(n)))
 
 
@@ -247,5 +224,5 @@ def collate_sequences(
         attention_mask[i, start:end] = 1
         types[i, start:p_end] = q.mm_token_type_ids
         target[i, p_end - 1:end - 1] = True
-    pv, grid = _cat_images([queries[qi] for qi in query_index])
+    pv, grid = concat_images([queries[qi] for qi in query_index])
     return ModelBatch(input_ids, attention_mask, types, pv, grid, target, list(query_index))

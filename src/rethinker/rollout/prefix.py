@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from .inputs import ModelBatch, forward_params
+from ..model.introspect import forward_params
+from .inputs import ModelBatch
 
 
 def _base(model):

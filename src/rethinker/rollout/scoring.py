@@ -22,21 +22,14 @@ import torch
 
 from ..algo.losses import entropy_from_logits
 from . import prefix
-from .inputs import ModelBatch, QueryInputs, _cat_images, collate_prompts
+from ..model.introspect import supports_shared_vision
+from .inputs import ModelBatch, QueryInputs, collate_prompts, concat_images
 
 
 @dataclass
 class Scores:
     logprobs: torch.Tensor  # [B, L-1], 0 outside target_mask
     entropy: torch.Tensor | None  # [B, L-1] or None
-
-
-def supports_shared_vision(model) -> bool:
-    """The model takes pre-computed vision features (and is not wrapped by PEFT, whose
-    forward would not pass them on by name)."""
-    fwd = getattr(model, "forward", None)
-    return (fwd is not None and not hasattr(model, "get_base_model")
-            and "mm_encoder_outputs" in inspect.signature(fwd).parameters)
 
 
 def _shared_vision_kwargs(model, queries: list[QueryInputs], batch: ModelBatch) -> dict | None:
@@ -47,7 +40,7 @@ def _shared_vision_kwargs(model, queries: list[QueryInputs], batch: ModelBatch) 
     with_images = [qi for qi in uniq if queries[qi].pixel_values is not None]
     if not with_images:
         return None
-    pv, grid = _cat_images([queries[qi] for qi in with_images])
+    pv, grid = concat_images([queries[qi] for qi in with_images])
     device = batch.input_ids.device
     dtype = next(model.parameters()).dtype
     feats = model.get_image_features(pv.to(device=device, dtype=dtype), grid.to(device))

@@ -296,6 +296,15 @@ def toy_model_path() -> Path:
     return PACKAGE_POLICY_DIR
 
 
+def resolve_model_path(path: str | None) -> str:
+    """``path`` (a local model directory) or, when none is given, the built-in toy policy."""
+    if path:
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"--model {path}: not a local model directory (no downloads here)")
+        return str(path)
+    return str(toy_model_path())
+
+
 def load_toy(device: str = "cpu", path: str | Path | None = None):
     """Load ``(model, processor)`` from the packaged toy policy (or ``path``) with plain
     ``transformers`` Auto classes; the model is in eval mode on ``device``. The image
@@ -303,7 +312,7 @@ def load_toy(device: str = "cpu", path: str | Path | None = None):
     torchvision backend, far faster for small images on a CPU."""
     from transformers import AutoModelForImageTextToText
 
-    from ..rollout.inputs import load_processor
+    from ..model.load import load_processor
 
     path = Path(path) if path is not None else toy_model_path()
     processor = load_processor(path)

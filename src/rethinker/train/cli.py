@@ -21,13 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, parse_overrides, resolve, to_dict
+    from .config import ConfigError, parse_overrides, resolve, resumed_config, to_dict
 
     try:
         overrides = parse_overrides(args.overrides)
         if args.resume:
-            from .loop import resumed_config
-
             cfg = resumed_config(args.resume, overrides)
         else:
             cfg = resolve(args.config, overrides)

@@ -1,8 +1,14 @@
 """The training configuration: dataclasses, YAML, command-line overrides, presets.
 
-Defaults are the paper's / released run's values for real models (``shared/method.md``).
+Defaults are the paper's / released run's values for real models (``docs/method.md``).
 With no ``--model`` the ``toy`` preset applies (the built-in tiny policy and puzzles,
 sized for a 2-core CPU). Precedence: defaults < preset < YAML file < command line.
+
+Each algorithm's settings are declared once, where the algorithm lives, and used here as
+config sections: ``rethink`` is ``algo.rethink.RethinkConfig``, ``ssr`` is
+``algo.ssr.SSRConfig``, ``reward`` is ``judge.RewardConfig``, and ``rollout`` extends
+``rollout.base.Sampling``. A field marked ``derived_from`` in its metadata is set by the
+trainer from another section and is not a config key.
 
 Overrides: ``--field value`` for top-level fields, ``--section.field value`` for nested
 ones (dashes and underscores are interchangeable), plus the shortcuts ``--ssr MODE``,
@@ -19,6 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..algo.advantages import ADVANTAGE_SCALES
+from ..algo.losses import AGGREGATIONS
+from ..algo.rethink import RethinkConfig
+from ..algo.ssr import SSRConfig
+from ..judge import RewardConfig
+from ..rollout.base import Sampling, SamplingParams
+
+ENGINES: tuple[str, ...] = ("transformers", "vllm")
 
 
 @dataclass
@@ -48,18 +63,23 @@ class DataConfig:
 
 
 @dataclass
-class RolloutConfig:
-    queries_per_step: int = 512
-    group_size: int = 8  # G samples per query
-    max_new_tokens: int = 2048
-    temperature: float = 1.0
+class RolloutConfig(Sampling):
+    """``Sampling``'s knobs (max_new_tokens, temperature, top_p, top_k) with the paper's
+    training values, and how rollouts are batched."""
+
     top_p: float = 0.95
     top_k: int = 40
+    queries_per_step: int = 512
+    group_size: int = 8  # G samples per query
     max_batch_queries: int = 64  # generation chunk (queries); each expands to G rows
     engine: str = "transformers"  # transformers | vllm (extra: pip install rethinker[vllm]; experimental)
     vllm_gpu_memory_utilization: float = 0.3
     vllm_sleep_level: int = 1
     eval_max_new_tokens: int | None = None  # None -> max_new_tokens
+
+    def sampling(self) -> SamplingParams:
+        """The request for one training rollout: G samples per query."""
+        return SamplingParams.from_sampling(self, n=self.group_size)
 
 
 @dataclass
@@ -73,41 +93,6 @@ class AlgoConfig:
     kl_kind: str = "k3"
     entropy_coef: float = 0.0
     sft_coef: float = 0.0  # the released script's group_sft uses 0.05
-
-
-@dataclass
-class SSRConfig:
-    mode: str = "paper"  # paper | released | filter | off
-    alpha: float = 1.0
-    batch_size: int | None = None  # samples per update; None -> the step's sample count
-    positive_share: float = 0.1  # released mode
-    refill_factor: float = 2.0  # released mode
-
-
-@dataclass
-class RethinkSection:
-    enabled: bool = True
-    skip_prob: float = 0.35
-    high_acc_threshold: float = 0.7
-    cut_prob: float = 0.5
-    temperature: float = 0.9
-    headroom_tokens: int = 1024
-    min_continuation: int = 30
-    max_continuation: int = 1024
-    max_self_checks: int = 4
-    max_per_query: int = 2
-    train_on_trigger: bool = True
-    scale_to_response_limit: bool = True  # scale the token thresholds (set for 2048) to max_new_tokens
-
-
-@dataclass
-class RewardSection:
-    correct: float = 1.0
-    wrong: float = 0.0
-    invalid: float = -0.1
-    max_waits: int = 5
-    require_box: bool = True
-    reflection_shaping: bool = False
 
 
 @dataclass
@@ -141,9 +126,15 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     ssr: SSRConfig = field(default_factory=SSRConfig)
-    rethink: RethinkSection = field(default_factory=RethinkSection)
-    reward: RewardSection = field(default_factory=RewardSection)
+    rethink: RethinkConfig = field(default_factory=RethinkConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def rethink_for_rollout(self) -> RethinkConfig | None:
+        """Forced Rethinking's settings for this run's response limit, or None when off."""
+        if not self.rethink.enabled:
+            return None
+        return self.rethink.for_responses(self.rollout.max_new_tokens)
 
 
 #: The built-in default: the tiny toy policy on generated puzzles, on a 2-core CPU.
@@ -188,9 +179,10 @@ class ConfigError(ValueError):
     pass
 
 
-def _field_types(obj: Any) -> dict[str, Any]:
+def _keys(obj: Any) -> dict[str, Any]:
+    """The config keys of a section: field name -> declared type (derived fields left out)."""
     hints = typing.get_type_hints(type(obj))
-    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj) if "derived_from" not in f.metadata}
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -237,39 +229,47 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def set_value(cfg: TrainConfig, dotted: str, value: Any) -> None:
-    """Set ``section.field`` (dashes allowed) with type conversion; unknown keys raise."""
-    dotted = SHORTCUTS.get(dotted, dotted)
-    parts = [p.replace("-", "_") for p in dotted.split(".")]
-    obj: Any = cfg
-    for p in parts[:-1]:
-        if not dataclasses.is_dataclass(obj) or p not in _field_types(obj):
-            raise ConfigError(f"unknown config section {dotted!r}")
-        obj = getattr(obj, p)
-    name = parts[-1]
-    types_ = _field_types(obj) if dataclasses.is_dataclass(obj) else {}
-    if name not in types_:
-        raise ConfigError(f"unknown config key {dotted!r}")
-    if dataclasses.is_dataclass(getattr(obj, name)):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{dotted} is a section; give a mapping")
-        for k, v in value.items():
-            set_value(cfg, f"{dotted}.{k}", v)
-        return
-    if name == "enabled" and parts[0] == "rethink" and isinstance(value, str) and value.lower() in ("on", "off"):
-        value = value.lower() == "on"
-    setattr(obj, name, _convert(value, types_[name], dotted))
+def _normalize(key: str) -> str:
+    return SHORTCUTS.get(key, key).replace("-", "_")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and key.split(".")[0] in {f.name for f in dataclasses.fields(TrainConfig)} and key not in ("report_to",):
-            out.update(_flatten(v, key + "."))
+def _updated(obj: Any, values: dict[str, Any], where: str = "") -> Any:
+    """A copy of the section ``obj`` with ``values`` (``field`` or ``section.field`` keys,
+    already normalized) converted to the declared types. Each section is rebuilt once with
+    all its changes, so its own checks (``__post_init__``) see the final values."""
+    keys = _keys(obj)
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for dotted, value in values.items():
+        name, _, rest = dotted.partition(".")
+        full = where + dotted
+        if name not in keys:
+            kind = "section" if rest else "key"
+            raise ConfigError(f"unknown config {kind} {full!r}")
+        if dataclasses.is_dataclass(getattr(obj, name)):
+            if rest:
+                nested.setdefault(name, {})[rest] = value
+            elif isinstance(value, dict):
+                nested.setdefault(name, {}).update({str(k).replace("-", "_"): v for k, v in value.items()})
+            else:
+                raise ConfigError(f"{full} is a section; give a mapping")
+        elif rest:
+            raise ConfigError(f"unknown config key {full!r}")
         else:
-            out[key] = v
-    return out
+            direct[name] = _convert(value, keys[name], full)
+    for name, sub in nested.items():
+        direct[name] = _updated(getattr(obj, name), sub, f"{where}{name}.")
+    try:
+        return dataclasses.replace(obj, **direct)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where.rstrip('.') or 'config'}: {exc}") from None
+
+
+def updated(cfg: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """``cfg`` with ``values`` (``--key`` style: ``section.field`` or shortcuts, dashes
+    allowed, nested mappings accepted) applied; unknown keys and bad values raise
+    ``ConfigError``."""
+    return _updated(cfg, {_normalize(k): v for k, v in values.items()})
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
@@ -293,44 +293,52 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     return out
 
 
+def _flatten(d: dict[str, Any], obj: Any = None, prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}`` for mappings that are config
+    sections; top-level shortcuts (``ssr: paper``) normalized."""
+    obj = TrainConfig() if obj is None else obj
+    keys = _keys(obj)
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = str(k).replace("-", "_")
+        if isinstance(v, dict) and name in keys and dataclasses.is_dataclass(getattr(obj, name)):
+            out.update(_flatten(v, getattr(obj, name), f"{prefix}{name}."))
+        else:
+            out[_normalize(str(k)) if not prefix else prefix + name] = v
+    return out
+
+
 def resolve(yaml_path: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """defaults < preset < YAML < overrides. The toy preset applies when no model is
     given (or ``preset: toy`` is asked for)."""
-    file_values: dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     if yaml_path:
         loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{yaml_path}: expected a mapping at the top level")
-        file_values = _flatten(loaded)
-    overrides = dict(overrides or {})
-    norm = lambda k: SHORTCUTS.get(k, k).replace("-", "_")  # noqa: E731
-    merged = {norm(k): v for k, v in file_values.items()}
-    merged.update({norm(k): v for k, v in overrides.items()})
-    cfg = TrainConfig()
-    preset = merged.get("preset")
+        merged = _flatten(loaded)
+    merged.update({_normalize(k): v for k, v in (overrides or {}).items()})
+    preset = merged.pop("preset", None)
     if preset is None and merged.get("model.path") in (None, "", "none", "None"):
         preset = "toy"
+    cfg = TrainConfig()
     if preset not in (None, "none", "None"):
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-        for k, v in PRESETS[preset].items():
-            set_value(cfg, k, v)
-        cfg.preset = preset
-    for k, v in merged.items():
-        set_value(cfg, k, v)
+        cfg = updated(cfg, {**PRESETS[preset], "preset": preset})
+    cfg = updated(cfg, merged)
     validate(cfg)
     return cfg
 
 
 def validate(cfg: TrainConfig) -> None:
-    if cfg.ssr.mode not in ("paper", "released", "filter", "off"):
-        raise ConfigError(f"ssr.mode must be paper|released|filter|off, not {cfg.ssr.mode!r}")
-    if cfg.rollout.engine not in ("transformers", "vllm"):
-        raise ConfigError("rollout.engine must be transformers|vllm")
-    if cfg.algo.advantage_scale not in ("std", "none"):
-        raise ConfigError("algo.advantage_scale must be std|none")
-    if cfg.algo.aggregation not in ("token-mean", "sequence-mean", "sequence-sum-norm"):
-        raise ConfigError("algo.aggregation must be token-mean|sequence-mean|sequence-sum-norm")
+    """Checks across fields; each algorithm's section checks itself when it is built."""
+    if cfg.rollout.engine not in ENGINES:
+        raise ConfigError(f"rollout.engine must be {'|'.join(ENGINES)}, not {cfg.rollout.engine!r}")
+    if cfg.algo.advantage_scale not in ADVANTAGE_SCALES:
+        raise ConfigError(f"algo.advantage_scale must be {'|'.join(ADVANTAGE_SCALES)}")
+    if cfg.algo.aggregation not in AGGREGATIONS:
+        raise ConfigError(f"algo.aggregation must be {'|'.join(AGGREGATIONS)}")
     if cfg.rollout.group_size < 2:
         raise ConfigError("rollout.group_size must be >= 2 (GRPO compares samples within a group)")
     for name in ("queries_per_step", "max_new_tokens"):
@@ -342,18 +350,32 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("optim.micro_batch_size must be >= 1")
 
 
-def to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg)
-    d["optim"]["betas"] = list(cfg.optim.betas)
-    return d
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain YAML-safe values (tuples as lists), config keys only."""
+    out: dict[str, Any] = {}
+    for name in _keys(cfg):
+        v = getattr(cfg, name)
+        if dataclasses.is_dataclass(v):
+            v = to_dict(v)
+        elif isinstance(v, (list, tuple)):
+            v = list(v)
+        out[name] = v
+    return out
 
 
 def save(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def from_dict(d: dict[str, Any]) -> TrainConfig:
-    cfg = TrainConfig()
-    for k, v in _flatten(d).items():
-        set_value(cfg, k, v)
-    return cfg
+def from_dict(d: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A saved config (``config.yaml`` of any earlier version: its keys are still keys),
+    with ``overrides`` on top."""
+    values = _flatten(d)
+    values.update({_normalize(k): v for k, v in (overrides or {}).items()})
+    return updated(TrainConfig(), values)
+
+
+def resumed_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config saved in a run directory, with overrides (e.g. a larger max_steps)."""
+    saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    return from_dict({**saved, "output_dir": str(run_dir)}, overrides)

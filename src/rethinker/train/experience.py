@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..algo.rethink import RethinkConfig, accept, join_tokens, plan_rethinks, reflection_rate
-from ..algo.ssr import Sample
+from ..algo.sample import Sample
 from ..judge import RewardConfig, reward
 from ..records import Record, RecordError
 from ..rollout.base import Completion, RolloutEngine, SamplingParams, extend_query
@@ -24,7 +24,6 @@ from ..rollout.inputs import PromptEncoder, QueryInputs
 @dataclass
 class Experience:
     samples: list[Sample]
-    records: list[Record]
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,7 +94,7 @@ def collect(
         m["time/rethink_s"] = time.perf_counter() - t1
     m["reward/mean"] = float(np.mean([s.reward for s in samples])) if samples else 0.0
     m["accuracy/after_rethink"] = float(np.mean([bool(s.correct) for s in samples])) if samples else 0.0
-    return Experience(samples, records, m)
+    return Experience(samples, m)
 
 
 def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results, params, reward_cfg,
@@ -117,8 +116,8 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
         trig_ids = tokenizer.encode(p.trigger, add_special_tokens=False)
         prefixes.append((first_ids, trig_ids))
         cont_queries.append(extend_query(queries[owner[p.index]], first_ids + trig_ids))
-    cont_params = SamplingParams(max_new_tokens=min(cfg.max_cont, params.max_new_tokens), temperature=cfg.temperature,
-                                 top_p=params.top_p, top_k=params.top_k, n=1)
+    cont_params = SamplingParams.from_sampling(params, max_new_tokens=min(cfg.max_continuation, params.max_new_tokens),
+                                               temperature=cfg.temperature, n=1)
     conts = [g[0] for g in engine.generate(cont_queries, cont_params)]
     joined_texts = [p.first_text + p.trigger + c.text for p, c in zip(plans, conts)]
     joined_results = [_score(t, records[owner[p.index]], c.finished, reward_cfg)

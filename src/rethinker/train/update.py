@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
 from ..algo.kl import kl_penalty
 from ..algo.losses import policy_loss, sft_aux_loss
-from ..algo.ssr import Sample
+from ..algo.sample import Sample
 from ..rollout import prefix
 from ..rollout.inputs import QueryInputs, collate_sequences
 from ..rollout.scoring import score, score_grouped
+from .distributed import DistContext, gathered
 
 
 @dataclass
@@ -104,6 +105,121 @@ def _local_share(items: Sequence[Sample], rank: int, world: int) -> list[Sample]
     return list(items[rank::world])
 
 
+@dataclass
+class Denominators:
+    """A mini-batch's loss denominators, global over ranks and divided by the world size
+    (FSDP averages gradients over ranks, so the update equals the single-process one)."""
+
+    policy: float  # tokens (token-mean) or sequences
+    tokens: float  # completion tokens: KL and entropy bonus are token means
+    sft: float  # tokens of the correct, positive-advantage samples (auxiliary SFT loss)
+
+    @classmethod
+    def of(cls, mini_batch: Sequence[Sample], aggregation: str, world: int) -> "Denominators":
+        masks = [torch.as_tensor(s.completion_mask, dtype=torch.float32) for s in mini_batch]
+        n_tok = float(sum(m.sum() for m in masks))
+        sft = float(sum(m.sum() for s, m in zip(mini_batch, masks) if s.reward >= 1.0 and s.advantage > 0))
+        policy = n_tok if aggregation == "token-mean" else float(len(mini_batch))
+        return cls(policy / world, n_tok / world, sft / world)
+
+
+@dataclass
+class UpdateStats:
+    """Running statistics of one rollout step's update, reduced over ranks in ``summary``."""
+
+    tok_weighted: dict[str, float] = field(default_factory=dict)  # token-weighted sums
+    losses: dict[str, float] = field(default_factory=dict)  # summed over micro-batches
+    n_tokens: int = 0
+    entropy_sum: float = 0.0
+    ratio_min: float = math.inf
+    ratio_max: float = -math.inf
+    grad_norms: list[float] = field(default_factory=list)
+    skipped: int = 0
+
+    TOKEN_WEIGHTED = ("clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean")
+    LOSSES = ("loss/policy", "loss/kl", "loss/sft")
+
+    def add_chunk(self, st: dict[str, Any], losses: dict[str, float], entropy_sum: float) -> None:
+        n = st["n_tokens"]
+        self.n_tokens += int(n)
+        for k in self.TOKEN_WEIGHTED:
+            self.tok_weighted[k] = self.tok_weighted.get(k, 0.0) + st[k] * n
+        if n:
+            self.ratio_min, self.ratio_max = min(self.ratio_min, st["ratio_min"]), max(self.ratio_max, st["ratio_max"])
+        for k, v in losses.items():
+            self.losses[k] = self.losses.get(k, 0.0) + v
+        self.entropy_sum += entropy_sum
+
+    def summary(self, ctx, n_minis: int, elapsed: float) -> dict[str, Any]:
+        # the same reductions, in the same order, on every rank (a rank may have run only fillers)
+        tok_weighted = {k: ctx.sum_float(self.tok_weighted.get(k, 0.0)) for k in self.TOKEN_WEIGHTED}
+        losses = {}
+        for k in self.LOSSES:
+            if ctx.max_float(float(k in self.losses)):  # each rank's loss carries the factor world
+                losses[k] = ctx.sum_float(self.losses.get(k, 0.0)) / ctx.world
+        n_tokens = int(ctx.sum_float(self.n_tokens))
+        entropy_sum = ctx.sum_float(self.entropy_sum)
+        ratio_min = -ctx.max_float(-self.ratio_min)
+        ratio_max = ctx.max_float(self.ratio_max)
+        out: dict[str, Any] = {
+            "update/optimizer_steps": n_minis - self.skipped,
+            "update/skipped_nonfinite": self.skipped,
+            "update/tokens": n_tokens,
+            "update/tokens_per_s": n_tokens / elapsed if elapsed > 0 else 0.0,
+            "time/update_s": elapsed,
+            "grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
+            "entropy": entropy_sum / n_tokens if n_tokens else None,
+        }
+        denom = max(n_tokens, 1)
+        for k in self.TOKEN_WEIGHTED:
+            out[f"loss/{k}"] = tok_weighted[k] / denom
+        out["loss/ratio_min"] = ratio_min if math.isfinite(ratio_min) else None
+        out["loss/ratio_max"] = ratio_max if math.isfinite(ratio_max) else None
+        out.update({k: v / n_minis for k, v in losses.items()})
+        return out
+
+
+def chunk_loss(model, chunk: Chunk, algo, denom: Denominators, *, pad_id: int, device, dtype, ref_model=None,
+               max_new_tokens: int | None = None) -> tuple[torch.Tensor, dict[str, Any], dict[str, float], float]:
+    """One micro-batch's loss (its share of the mini-batch's mean: policy + KL - entropy
+    bonus + SFT), the policy-loss statistics, the loss terms as floats, and the summed
+    token entropy. A lockstep filler (weight 0) returns its policy loss times zero."""
+    batch, scores = _forward(model, chunk, pad_id, device, dtype, with_entropy=True,
+                             entropy_grad=algo.entropy_coef > 0)
+    tm = batch.target_mask
+    mask = _dense([s.completion_mask for s in chunk.samples], tm) > 0
+    lp = scores.logprobs
+    if all(s.behaviour_logprobs is not None for s in chunk.samples):
+        old = _dense([s.behaviour_logprobs for s in chunk.samples], tm)
+    else:
+        old = lp.detach().clone()
+        for i, s in enumerate(chunk.samples):
+            if s.behaviour_logprobs is not None:
+                old[i][tm[i]] = torch.as_tensor(s.behaviour_logprobs, dtype=old.dtype, device=old.device)
+    adv = torch.tensor([float(s.advantage) for s in chunk.samples], device=device)
+    loss, st = policy_loss(lp, old, adv, mask, algo.clip_low, algo.clip_high, algo.aggregation,
+                           max_tokens=max_new_tokens, normalizer=denom.policy)
+    if chunk.weight == 0.0:
+        return loss * 0.0, st, {}, 0.0
+    terms = {"loss/policy": float(loss.detach())}
+    if algo.kl_coef > 0 and ref_model is not None:
+        with torch.no_grad():
+            _, ref_scores = _forward(ref_model, chunk, pad_id, device, dtype)
+        kl = kl_penalty(lp, ref_scores.logprobs, algo.kl_kind)
+        kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(denom.tokens, 1.0)
+        loss = loss + algo.kl_coef * kl_loss
+        terms["loss/kl"] = float(kl_loss.detach())
+    ent_tokens = torch.where(mask, scores.entropy, torch.zeros_like(scores.entropy)).sum()
+    if algo.entropy_coef > 0:  # bonus: token-mean entropy over the mini-batch
+        loss = loss - algo.entropy_coef * ent_tokens / max(denom.tokens, 1.0)
+    if algo.sft_coef > 0 and denom.sft > 0:
+        rewards = torch.tensor([float(s.reward) for s in chunk.samples], device=device)
+        sft, _ = sft_aux_loss(lp, mask, rewards, adv, normalizer=denom.sft)
+        loss = loss + algo.sft_coef * sft
+        terms["loss/sft"] = float(sft.detach())
+    return loss, st, terms, float(ent_tokens)
+
+
 def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, optim, *, pad_id: int,
                   ref_model=None, max_new_tokens: int | None = None, ctx=None) -> dict[str, Any]:
     """One rollout step's update: one or more optimizer steps over ``samples``.
@@ -112,8 +228,6 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
     same global ``samples``; rank r trains on ``mini_batch[r::world]`` of each mini-batch,
     and all ranks run the same number of micro-batches (a rank short of samples runs a
     zero-weight one) because each FSDP forward/backward is a collective."""
-    from .distributed import DistContext, gathered
-
     ctx = ctx or DistContext()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -125,112 +239,38 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
         with gathered(model, ctx):
             local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
             behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
-
-    totals: dict[str, float] = {}
-    tok_weighted = ("clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean")
-    n_tokens_all = 0
-    ratio_min, ratio_max = math.inf, -math.inf
-    grad_norms: list[float] = []
-    skipped = 0
-    ent_sum = 0.0
+    stats = UpdateStats()
     for mb in minis:
-        masks = [torch.as_tensor(s.completion_mask, dtype=torch.float32) for s in mb]
-        n_tok = float(sum(m.sum() for m in masks))
-        # FSDP averages gradients over ranks: scale each rank's denominator by 1/world
-        norm = (n_tok if algo.aggregation == "token-mean" else float(len(mb))) / ctx.world
-        sft_tokens = float(sum(m.sum() for s, m in zip(mb, masks) if s.reward >= 1.0 and s.advantage > 0)) / ctx.world
-        local = _local_share(mb, ctx.rank, ctx.world)
-        chunks = _chunks(local, optim.micro_batch_size, optim.bucket_by_length)
+        denom = Denominators.of(mb, algo.aggregation, ctx.world)
+        chunks = _chunks(_local_share(mb, ctx.rank, ctx.world), optim.micro_batch_size, optim.bucket_by_length)
         n_chunks = max(math.ceil(len(mb[r::ctx.world]) / optim.micro_batch_size) for r in range(ctx.world))
         while len(chunks) < n_chunks:  # lockstep filler: a real sample with zero weight
             chunks.append(Chunk([mb[0]], [mb[0].prompt], [0], weight=0.0))
         optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
         for chunk in chunks:
-            batch, scores = _forward(model, chunk, pad_id, device, dtype, with_entropy=True,
-                                     entropy_grad=algo.entropy_coef > 0)
-            tm = batch.target_mask
-            mask = _dense([s.completion_mask for s in chunk.samples], tm) > 0
-            lp = scores.logprobs
-            if all(s.behaviour_logprobs is not None for s in chunk.samples):
-                old = _dense([s.behaviour_logprobs for s in chunk.samples], tm)
-            else:
-                old = lp.detach().clone()
-                for i, s in enumerate(chunk.samples):
-                    if s.behaviour_logprobs is not None:
-                        old[i][tm[i]] = torch.as_tensor(s.behaviour_logprobs, dtype=old.dtype, device=old.device)
-            adv = torch.tensor([float(s.advantage) for s in chunk.samples], device=device)
-            loss, st = policy_loss(lp, old, adv, mask, algo.clip_low, algo.clip_high, algo.aggregation,
-                                   max_tokens=max_new_tokens, normalizer=norm)
+            loss, st, terms, ent = chunk_loss(model, chunk, algo, denom, pad_id=pad_id, device=device, dtype=dtype,
+                                              ref_model=ref_model, max_new_tokens=max_new_tokens)
             if chunk.weight == 0.0:
-                (loss * 0.0).backward()
+                loss.backward()
                 continue
-            n = st["n_tokens"]
-            n_tokens_all += int(n)
-            for k in tok_weighted:
-                totals[k] = totals.get(k, 0.0) + st[k] * n
-            if n:
-                ratio_min, ratio_max = min(ratio_min, st["ratio_min"]), max(ratio_max, st["ratio_max"])
-            totals["loss/policy"] = totals.get("loss/policy", 0.0) + float(loss.detach())
-            if algo.kl_coef > 0 and ref_model is not None:
-                with torch.no_grad():
-                    _, ref_scores = _forward(ref_model, chunk, pad_id, device, dtype)
-                kl = kl_penalty(lp, ref_scores.logprobs, algo.kl_kind)
-                kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(n_tok / ctx.world, 1.0)
-                loss = loss + algo.kl_coef * kl_loss
-                totals["loss/kl"] = totals.get("loss/kl", 0.0) + float(kl_loss.detach())
-            ent_tokens = torch.where(mask, scores.entropy, torch.zeros_like(scores.entropy)).sum()
-            ent_sum += float(ent_tokens)
-            if algo.entropy_coef > 0:  # bonus: token-mean entropy over the mini-batch
-                loss = loss - algo.entropy_coef * ent_tokens / max(n_tok / ctx.world, 1.0)
-            if algo.sft_coef > 0 and sft_tokens > 0:
-                rewards = torch.tensor([float(s.reward) for s in chunk.samples], device=device)
-                sft, _ = sft_aux_loss(lp, mask, rewards, adv, normalizer=sft_tokens)
-                loss = loss + algo.sft_coef * sft
-                totals["loss/sft"] = totals.get("loss/sft", 0.0) + float(sft.detach())
+            stats.add_chunk(st, terms, ent)
             loss_total += float(loss.detach())
             loss.backward()
         # every rank must take the same decision: skip when any rank saw a non-finite loss
         if not math.isfinite(ctx.sum_float(loss_total if math.isfinite(loss_total) else math.inf)):
             optimizer.zero_grad(set_to_none=True)
-            skipped += 1
+            stats.skipped += 1
             continue
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip if optim.grad_clip > 0 else float("inf"))
         gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
         if not torch.isfinite(gn):
             optimizer.zero_grad(set_to_none=True)
-            skipped += 1
+            stats.skipped += 1
             continue
-        grad_norms.append(float(gn))
+        stats.grad_norms.append(float(gn))
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    elapsed = time.perf_counter() - t0
-    for k in list(totals):
-        totals[k] = ctx.sum_float(totals[k])
-        if k.startswith("loss/"):  # each rank's loss carries the factor world (see norm above)
-            totals[k] /= ctx.world
-    n_tokens_all = int(ctx.sum_float(n_tokens_all))
-    ent_sum = ctx.sum_float(ent_sum)
-    ratio_min = -ctx.max_float(-ratio_min)
-    ratio_max = ctx.max_float(ratio_max)
-    out: dict[str, Any] = {
-        "update/optimizer_steps": len(minis) - skipped,
-        "update/skipped_nonfinite": skipped,
-        "update/tokens": n_tokens_all,
-        "update/tokens_per_s": n_tokens_all / elapsed if elapsed > 0 else 0.0,
-        "time/update_s": elapsed,
-        "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
-        "entropy": ent_sum / n_tokens_all if n_tokens_all else None,
-    }
-    denom = max(n_tokens_all, 1)
-    for k in tok_weighted:
-        out[f"loss/{k}"] = totals.get(k, 0.0) / denom
-    out["loss/ratio_min"] = ratio_min if math.isfinite(ratio_min) else None
-    out["loss/ratio_max"] = ratio_max if math.isfinite(ratio_max) else None
-    for k in ("loss/policy", "loss/kl", "loss/sft"):
-        if k in totals:
-            out[k] = totals[k] / len(minis)
-    return out
-
+    return stats.summary(ctx, len(minis), time.perf_counter() - t0)

@@ -1,10 +1,13 @@
-"""Loading the policy (and a frozen reference) with ``transformers``."""
+"""Loading a policy (and a frozen reference) and its processor with ``transformers``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
+
+from .introspect import vision_module
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -23,23 +26,19 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"unknown dtype {name!r} (float32, bfloat16, float16, auto)") from None
 
 
-def resolve_model_path(path: str | None) -> str:
-    if path:
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"--model {path}: not a local model directory (no downloads here)")
-        return str(path)
-    from ..toyworld.model import toy_model_path
-
-    return str(toy_model_path())
-
-
-def vision_module(model) -> torch.nn.Module | None:
-    inner = getattr(model, "model", model)
-    for name in ("visual", "vision_tower", "vision_model"):
-        mod = getattr(inner, name, None) or getattr(model, name, None)
-        if mod is not None:
-            return mod
-    return None
+def load_processor(path):
+    """``AutoProcessor.from_pretrained(path)`` with the image processor's PIL backend
+    where this transformers has one: the same pixels as the default torchvision backend
+    (to ~3e-7) and far faster on a CPU for small batches (0.04 s vs 1.5 s for 32 toy
+    images). The image processor is swapped in afterwards: passing ``image_processor=``
+    to ``AutoProcessor`` leaves a processor that cannot be saved again."""
+    processor = AutoProcessor.from_pretrained(path)
+    if getattr(processor, "image_processor", None) is not None:
+        try:
+            processor.image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
+        except (TypeError, ValueError, ImportError):  # an older transformers, or no PIL backend for this model
+            pass
+    return processor
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -69,10 +68,6 @@ def load_policy(path: str, *, device: torch.device, dtype: torch.dtype, attn_imp
     """Model and processor from a local directory (``AutoModelForImageTextToText``).
     ``lora``: ``add_lora`` keyword arguments; when ``path`` holds saved adapters (a LoRA
     checkpoint), the base model comes from ``lora["base"]``."""
-    from transformers import AutoModelForImageTextToText
-
-    from ..rollout.inputs import load_processor
-
     processor = load_processor(path)
     adapter_dir = None
     if lora and is_adapter_dir(path):

@@ -1,4 +1,5 @@
-"""Batched evaluation with the training judge (train/test aligned).
+"""Batched evaluation with the training judge (train/test aligned), shared by the
+trainer's held-out evaluation and ``rethinker eval``.
 
 ``evaluate(engine, encoder, records)`` decodes every record (greedy by default) through
 the same ``RolloutEngine`` the trainer uses and grades the responses with
@@ -14,13 +15,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from ..judge import EVAL_RULES, grade
 from ..records import Record, RecordError
-from ..rollout.base import RolloutEngine, SamplingParams
-from ..rollout.inputs import PromptEncoder
+from .base import RolloutEngine, SamplingParams
+from .inputs import PromptEncoder
 
 
 @dataclass
-class Sample:
+class JudgedSample:
     """One of several sampled responses to a query (``params.n > 1``) and its verdict."""
 
     response: str
@@ -43,7 +45,7 @@ class Prediction:
     reason: str
     finished: bool
     prompt: str = ""
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[JudgedSample] = field(default_factory=list)
 
     @property
     def n_samples(self) -> int:
@@ -77,6 +79,23 @@ class EvalResult:
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
         return (centre - half, centre + half)
 
+    @classmethod
+    def merged(cls, parts: list["EvalResult"]) -> "EvalResult":
+        """One result from the shares of several processes."""
+        if len(parts) == 1:
+            return parts[0]
+        out = cls(sum(p.n_items for p in parts), sum(p.n_correct for p in parts))
+        per_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for p in parts:
+            out.skipped += p.skipped
+            out.predictions += p.predictions
+            for pred in p.predictions:
+                c = per_cat[pred.category or "all"]
+                c[0] += int(pred.correct)
+                c[1] += 1
+        out.by_category = {k: c / n for k, (c, n) in sorted(per_cat.items())}
+        return out
+
 
 def evaluate(
     engine: RolloutEngine,
@@ -88,8 +107,6 @@ def evaluate(
     params: SamplingParams | None = None,
     on_prediction: Callable[[Record, Prediction], None] | None = None,
 ) -> EvalResult:
-    from ..judge import EVAL_RULES, grade
-
     params = params or SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
     result = EvalResult(0, 0)
     per_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -104,7 +121,7 @@ def evaluate(
             for comp in group:
                 verdict = grade(comp.text, rec.answer, choices=rec.choices, answer_type=rec.answer_type,
                                 precision=rec.precision, rules=EVAL_RULES)
-                samples.append(Sample(comp.text, verdict.extracted, bool(verdict.correct), verdict.reason,
+                samples.append(JudgedSample(comp.text, verdict.extracted, bool(verdict.correct), verdict.reason,
                                       comp.finished))
             first = samples[0]
             pred = Prediction(rec.id, rec.category, first.response, first.extracted, first.correct, first.reason,

@@ -1,0 +1,216 @@
+"""One training run's state, and the steps around the RL loop (``loop.py``): set up or
+restore from a checkpoint, evaluate on the held-out split, save, finish."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..algo.ssr import SampleSelector
+from ..model.load import load_policy, pick_device, pick_dtype
+from ..rollout.base import RolloutEngine
+from ..rollout.evaluate import EvalResult, evaluate
+from ..rollout.hf import TransformersEngine
+from ..rollout.inputs import PromptEncoder
+from ..toyworld.model import resolve_model_path
+from . import checkpoint as ckpt
+from .config import TrainConfig, save as save_config
+from .data import Datasets, QuerySampler, load_datasets
+from .distributed import (DistContext, full_model_state, full_optimizer_state, gathered, init_distributed,
+                          load_optimizer_state, shard_model)
+from .metrics import MetricsLogger
+from .optim import make_optimizer, make_scheduler
+
+
+class NullLogger:
+    """Ranks other than the main one log nothing."""
+
+    def log(self, row: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    ctx: DistContext
+    run_dir: Path
+    device: torch.device
+    dtype: torch.dtype
+    model: Any
+    processor: Any
+    ref_model: Any
+    data: Datasets
+    encoder: PromptEncoder
+    eval_encoder: PromptEncoder
+    engine: RolloutEngine
+    sampler: QuerySampler
+    selector: SampleSelector
+    rethink_rng: np.random.Generator
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    logger: MetricsLogger | NullLogger
+    start_step: int = 0
+
+    @property
+    def pad_id(self) -> int:
+        return self.engine.pad_id
+
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """Greedy accuracy on the held-out split (each rank scores its share), logged."""
+        if not self.data.eval:
+            return {}
+        cfg, ctx = self.cfg, self.ctx
+        t = time.perf_counter()
+        with gathered(self.model, ctx):
+            res = evaluate(self.engine, self.eval_encoder, self.data.eval[ctx.rank::ctx.world],
+                           max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
+                           batch_queries=cfg.rollout.max_batch_queries)
+        res = EvalResult.merged(ctx.gather_objects(res))
+        lo, hi = res.confidence_interval()
+        row = {"step": step, "eval/accuracy": res.accuracy, "eval/ci_low": lo, "eval/ci_high": hi,
+               "eval/n": res.n_items, "eval/skipped": len(res.skipped), "time/eval_s": time.perf_counter() - t}
+        row.update({f"eval/accuracy/{k}": v for k, v in res.by_category.items()})
+        self.logger.log(row)
+        if ctx.is_main:
+            print(f"step {step}: eval accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}",
+                  file=sys.stderr)
+        return row
+
+    def save(self, step: int) -> None:
+        """An atomic checkpoint: full weights, optimizer, scheduler, RNGs, data position, SSR state."""
+        ctx = self.ctx
+        model_state = full_model_state(self.model, ctx)  # collectives: every rank takes part
+        optim_state = full_optimizer_state(self.model, self.optimizer, ctx)
+        rngs = ctx.gather_objects(ckpt.rng_state())
+        if ctx.is_main:
+            state = {"optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
+                     "sampler": self.sampler.state_dict(), "selector": self.selector.state_dict(),
+                     "rethink_rng": self.rethink_rng.bit_generator.state, "rng": rngs, "world_size": ctx.world}
+            ckpt.save_checkpoint(self.run_dir, step, self.model, self.processor, state,
+                                 keep=self.cfg.keep_checkpoints, model_state=model_state)
+        ctx.barrier()
+
+    def finish(self, first_eval: dict[str, Any], last_eval: dict[str, Any]) -> dict[str, Any]:
+        """Close the logs; merge LoRA adapters into full weights (``merged/``); plot."""
+        self.logger.close()
+        if self.cfg.model.lora_rank > 0 and self.ctx.is_main:  # loadable without PEFT
+            merged = self.model.merge_and_unload()
+            merged.save_pretrained(self.run_dir / "merged")
+            self.processor.save_pretrained(self.run_dir / "merged")
+        if self.ctx.is_main:
+            try:
+                from .plot import plot_run  # matplotlib: only when a run ends
+
+                plot_run(self.run_dir)
+            except Exception as exc:  # a plot must never fail a finished run
+                print(f"warning: could not plot curves: {exc}", file=sys.stderr)
+        self.ctx.barrier()
+        return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
+                "steps": self.cfg.max_steps, "run_dir": str(self.run_dir)}
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_models(cfg: TrainConfig, ctx: DistContext, device: torch.device, dtype: torch.dtype,
+                 last: Path | None) -> tuple[Any, Any, Any]:
+    """The policy (from the latest checkpoint when resuming; sharded with several
+    processes), its processor, and the frozen reference when a KL term needs one."""
+    base = resolve_model_path(cfg.model.path)
+    lora = None
+    if cfg.model.lora_rank > 0:
+        if ctx.enabled:
+            raise ValueError("LoRA with several processes is not supported yet: run LoRA in one process")
+        lora = {"rank": cfg.model.lora_rank, "alpha": cfg.model.lora_alpha, "dropout": cfg.model.lora_dropout,
+                "targets": cfg.model.lora_targets, "base": base}
+    model, processor = load_policy(str(last) if last else base, device=device, dtype=dtype,
+                                   attn_implementation=cfg.model.attn_implementation,
+                                   gradient_checkpointing=cfg.model.gradient_checkpointing,
+                                   freeze_vision=cfg.model.freeze_vision, lora=lora)
+    if ctx.enabled:
+        shard_model(model, ctx, device)
+    ref_model = None
+    if cfg.algo.kl_coef > 0:
+        ref_model, _ = load_policy(base, device=device, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
+                                   trainable=False)
+    return model, processor, ref_model
+
+
+def _engine(cfg: TrainConfig, model, processor, dtype: torch.dtype) -> RolloutEngine:
+    if cfg.rollout.engine == "vllm":  # colocated; the policy's weights are pushed into it after every update
+        from ..rollout.vllm import VLLMEngine  # optional extra
+
+        return VLLMEngine(resolve_model_path(cfg.model.path), processor, policy=model,
+                          gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+                          sleep_level=cfg.rollout.vllm_sleep_level, dtype=str(dtype).removeprefix("torch."),
+                          min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels, seed=cfg.seed)
+    return TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
+
+
+def setup(cfg: TrainConfig, resume: bool = False) -> Run:
+    """Everything a run needs, fresh or restored from its latest checkpoint."""
+    ctx = init_distributed()
+    run_dir = Path(cfg.output_dir)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    _seed(cfg.seed + ctx.rank)  # ranks sample differently; data order is shared
+    device = pick_device(cfg.device)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    dtype = pick_dtype(cfg.model.dtype, device)
+    last = ckpt.latest_checkpoint(run_dir) if resume else None
+    model, processor, ref_model = _load_models(cfg, ctx, device, dtype, last)
+    data = load_datasets(cfg.data, cfg.seed)
+    keep_images = cfg.rollout.engine == "vllm"  # vLLM runs its own processor on the decoded images
+    encoders = [PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=base, min_pixels=cfg.model.min_pixels,
+                              max_pixels=cfg.model.max_pixels, keep_images=keep_images)
+                for base in (data.base_dir, data.eval_base_dir)]
+    optimizer = make_optimizer(model, cfg, sharded=ctx.enabled)
+    run = Run(cfg=cfg, ctx=ctx, run_dir=run_dir, device=device, dtype=dtype, model=model, processor=processor,
+              ref_model=ref_model, data=data, encoder=encoders[0], eval_encoder=encoders[1],
+              engine=_engine(cfg, model, processor, dtype),
+              sampler=QuerySampler(data.train, cfg.seed, cfg.data.shuffle),
+              selector=SampleSelector.from_config(cfg.ssr, seed=cfg.seed),
+              rethink_rng=np.random.Generator(np.random.PCG64([cfg.seed, 1])),
+              optimizer=optimizer, scheduler=make_scheduler(optimizer, cfg), logger=NullLogger())
+    if last is not None:
+        _restore(run, last)
+    if ctx.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        run.logger = MetricsLogger(run_dir, cfg.report_to, resume_step=run.start_step if last else None)
+    return run
+
+
+def _restore(run: Run, last: Path) -> None:
+    """Optimizer, scheduler, data position, SSR state and RNGs from checkpoint ``last``."""
+    ctx = run.ctx
+    state = ckpt.load_state(last)
+    load_optimizer_state(run.model, run.optimizer, state["optimizer"], ctx)
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.sampler.load_state_dict(state["sampler"])
+    run.selector.load_state_dict(state["selector"])
+    run.rethink_rng.bit_generator.state = state["rethink_rng"]
+    rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+    if len(rngs) == ctx.world:
+        ckpt.set_rng_state(rngs[ctx.rank])
+    else:  # another world size: exact continuation is impossible, reseed per rank
+        print(f"warning: checkpoint from {len(rngs)} process(es), running {ctx.world}: sampling reseeded",
+              file=sys.stderr)
+        torch.manual_seed(run.cfg.seed + ctx.rank + 7919 * int(state["step"]))
+    run.start_step = int(state["step"])
+    print(f"resumed from {last} at step {run.start_step}", file=sys.stderr)
