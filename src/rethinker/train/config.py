@@ -1,6 +1,6 @@
 """The training configuration: dataclasses, YAML, command-line overrides, presets.
 
-Defaults are the paper's / released run's values for real models (``shared/method.md``).
+Defaults are the paper's / released run's values for real models (``docs/method.md``).
 With no ``--model`` the ``toy`` preset applies (the built-in tiny policy and puzzles,
 sized for a 2-core CPU). Precedence: defaults < preset < YAML file < command line.
 
