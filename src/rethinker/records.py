@@ -1,6 +1,6 @@
 """The one record schema every reader produces and every stage takes.
 
-See ``shared/records.md``: a record is a verifiable query (question, ground-truth answer,
+See ``docs/records.md``: a record is a verifiable query (question, ground-truth answer,
 images, optional choices) plus the metadata that selection and reports need. Readers map
 their own spellings onto these names; everything downstream takes only ``Record``.
 """

@@ -5,7 +5,7 @@ KL divergence"). Tokens are sampled from the policy pi; with log r = logp_ref - 
     k2 = (log r)^2 / 2                                  (biased, low variance, >= 0)
     k3 = exp(log r) - log r - 1                          (unbiased, >= 0 since e^x >= 1 + x)
 
-The method trains without a KL term (method.md); the estimators are here for the option
+The method trains without a KL term (docs/method.md); the estimators are here for the option
 and for monitoring. With ``ref_logprobs=None`` (no reference model) the penalty is 0.
 """
 

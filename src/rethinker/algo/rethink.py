@@ -28,7 +28,7 @@ for a response limit of n tokens (``for_responses(n)``: scaled or not, as config
 Deliberate difference from the released code: there, a continuation that passes the
 length and correctness checks takes one of its query's two slots even when the
 self-check filter then drops it; here only kept continuations count toward the cap,
-as method.md states the rule.
+as docs/method.md states the rule.
 """
 
 from __future__ import annotations

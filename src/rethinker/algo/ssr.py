@@ -2,7 +2,7 @@
 
 When every response of a query gets the same reward, the whole group has advantage 0 and
 gives no gradient. SSR resamples the informative (A != 0) samples, preferring large |A|.
-One entry point, ``SampleSelector(mode=...)``, with the four modes of method.md:
+One entry point, ``SampleSelector(mode=...)``, with the four modes of docs/method.md:
 
 ``paper`` (default), the paper's pseudocode::
 

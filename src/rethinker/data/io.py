@@ -1,6 +1,6 @@
 """Reading and writing records: parquet, JSONL/JSON and ``datasets`` saved directories.
 
-``read_records`` turns any such file into ``Record`` objects (``shared/records.md``). A
+``read_records`` turns any such file into ``Record`` objects (``docs/records.md``). A
 malformed row never crashes the load and is never dropped silently: it lands in
 ``LoadResult.skipped`` as ``(row_index, id, reason)``. Duplicate ids are a counted error
 (the first occurrence is kept). A file that cannot be read at all raises ``DataError``.

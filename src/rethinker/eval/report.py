@@ -43,7 +43,7 @@ class Reference:
     source: str
 
 
-_README = "VL-Rethinker authors' README (VL-Rethinker, arXiv 2504.08837), as recorded in shared/method.md"
+_README = "VL-Rethinker authors' README (github.com/TIGER-AI-Lab/VL-Rethinker) and paper (arXiv 2504.08837)"
 
 #: Published numbers shown beside ours (never used as test targets).
 REFERENCES: dict[str, Reference] = {

@@ -79,7 +79,7 @@ MAX_PIXELS = 112 * 112
 #: no pair occurs twice.
 VOCAB_SIZE = 1024
 
-#: The tiny model's shape (see ``shared/toyworld-notes.md``: learnable on a CPU in minutes).
+#: The tiny model's shape (see ``docs/toyworld.md``: learnable on a CPU in minutes).
 TEXT_CONFIG = dict(
     hidden_size=192,
     num_hidden_layers=4,

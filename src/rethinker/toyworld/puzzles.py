@@ -65,7 +65,7 @@ SHAPES = ("circle", "square", "triangle")
 POSITIONS = ("left", "right", "top", "bottom")
 LETTERS = "ABCD"
 SPLITS = ("train", "test")
-#: Rethinking triggers of the method (``shared/method.md``, Forced Rethinking step 3).
+#: Rethinking triggers of the method (``docs/method.md``, Forced Rethinking step 4).
 CONFIRM_TRIGGERS = ("Wait, let's double check.", "Wait, does it seem right?", "Wait, let me double check.")
 FIX_TRIGGER = "Wait, there might be a mistake."
 SELF_CHECK_RATE = 0.07

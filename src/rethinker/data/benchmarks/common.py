@@ -95,7 +95,7 @@ def decimals(answer: str) -> int | None:
 
 
 def normalize_placeholders(text: str, pattern: str) -> str:
-    """Rewrite a benchmark's own image placeholder spelling as records.md's ``<image N>``.
+    """Rewrite a benchmark's own image placeholder spelling as docs/records.md's ``<image N>``.
     ``pattern`` is a regex with one group capturing N (``<image_(\\d+)>`` for EMMA)."""
     return re.sub(pattern, lambda m: f"<image {int(m.group(1))}>", text)
 
