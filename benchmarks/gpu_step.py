@@ -10,13 +10,13 @@ processor. Prints one table:
 
 - **bf16 matmul peak** of this device (8192^3 matmuls), the yardstick for MFU;
 - **policy update**: forward+backward of 8 sequences x 1024 tokens, one 448x448 image each
-  (the baseline shape of ``../shared/method.md``: plain transformers 0.93 s, 20% MFU on
+  (the baseline shape in ``docs/method.md``, "GPU baseline": plain transformers 0.93 s, 20% MFU on
   one H100), through rethinker's scoring (``score``: distinct prompts) and, for GRPO
   groups (2 queries x G=4 of the same total length), ``score_grouped`` (prompt once per
   query). MFU = model FLOPs (``model_flops``) / time / peak;
 - **rollout**: 8 queries x G=8 samples x ``--new-tokens`` new tokens, rethinker's engine
   (prefill once per query, finished rows leave the batch) against plain
-  ``model.generate(num_return_sequences=8)`` (the method.md baseline: 921 tokens/s).
+  ``model.generate(num_return_sequences=8)`` (the docs/method.md baseline: 921 tokens/s).
 
 ``--shape tiny --device cpu`` runs the same code on a small random model in seconds (the
 test suite does, so this script cannot rot between GPU sessions).
@@ -152,7 +152,7 @@ def bench_update(model, queries, pad_id: int, seq: int, device: str, repeats: in
     g = torch.Generator().manual_seed(0)
     vocab = min(model.config.text_config.vocab_size, 500)
     out = {}
-    # distinct prompts: 8 sequences, one image each (the method.md baseline shape)
+    # distinct prompts: 8 sequences, one image each (the docs/method.md baseline shape)
     comps = [torch.randint(20, vocab, (seq - q.length,), generator=g).tolist() for q in queries]
     batch = collate_sequences(queries, comps, list(range(len(queries))), pad_id).to(device, torch.bfloat16)
 
@@ -241,7 +241,7 @@ def main() -> int:
     print("| measurement | rethinker | reference | ratio |")
     print("|---|---|---|---|")
     print(f"| update fwd+bwd, {args.queries} x {args.seq} tokens, distinct prompts | {d['s']:.3f} s, "
-          f"{100 * mfu:.1f}% MFU | 0.93 s, 20% MFU (method.md, H100) | - |")
+          f"{100 * mfu:.1f}% MFU | 0.93 s, 20% MFU (docs/method.md, H100) | - |")
     gp = upd["grouped"]
     print(f"| update fwd+bwd, {gp['queries']} queries x G={gp['group']}, grouped vs full forward | "
           f"{gp['s']:.3f} s | {gp['full_s']:.3f} s | {gp['s'] / gp['full_s']:.2f} |")
