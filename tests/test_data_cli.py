@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from rethinker.cli import main
-from rethinker.data.cli import histogram
+from rethinker.data.curate import histogram
 from rethinker.data.io import read_records, write_records
 from rethinker.records import ImageRef, Record
 

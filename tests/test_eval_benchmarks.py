@@ -11,7 +11,7 @@ import pytest
 from test_data_benchmarks import (MVERSE_3422, MVERSE_3425, MVERSE_Q1, MVERSE_Q2, mathverse_row, mathvista_row,
                                   mathvista_verified_rows, png, write)
 
-from rethinker.eval.cli import BenchSpec, evaluate_benchmarks
+from rethinker.eval.suite import BenchSpec, evaluate_benchmarks
 from rethinker.eval.report import format_table, pass_at_k, to_csv, to_markdown, wilson_interval
 from rethinker.rollout.base import Completion, RolloutEngine, RolloutStats, SamplingParams
 from rethinker.model.load import load_policy

@@ -13,7 +13,7 @@ from PIL import Image
 
 from rethinker.cli import main
 from rethinker.data.io import write_records
-from rethinker.eval.cli import PredictionLog
+from rethinker.eval.suite import PredictionLog
 from rethinker.records import ImageRef
 from rethinker.rollout.hf import TransformersEngine
 from rethinker.toyworld.puzzles import generate
@@ -145,7 +145,7 @@ def test_torn_last_line_is_cut_and_its_item_rerun(tmp_path):
 
 def test_limit_counts_only_the_bad_rows_before_the_cut():
     from rethinker.data.io import LoadResult, Skip
-    from rethinker.eval.cli import skips_before_cut
+    from rethinker.eval.suite import skips_before_cut
 
     recs = generate(3, seed=1, split="test")  # kept at rows 0, 2, 5
     loaded = LoadResult(records=recs, skipped=[Skip(1, "a", "missing answer"), Skip(4, "b", "no image")],

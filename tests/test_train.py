@@ -167,3 +167,45 @@ def test_config_precedence_and_errors(tmp_path):
 def test_cli_reports_config_errors():
     res = _run(["--rollout.group-size", "many"])
     assert res.returncode == 2 and "group_size" in res.stderr
+
+
+def test_config_yaml_of_an_earlier_version_still_loads(tmp_path):
+    """A config.yaml written before the sections became the algorithms' own configs (the
+    fixture, from commit 32b9283) loads with every value, and resumes into the same run."""
+    import yaml
+
+    from rethinker.train.config import from_dict, resumed_config, save, to_dict
+
+    old = Path(__file__).parent / "data" / "config_before_sections_merged.yaml"
+    cfg = from_dict(yaml.safe_load(old.read_text()))
+    assert (cfg.ssr.mode, cfg.ssr.refill_factor, cfg.rollout.max_new_tokens) == ("released", 2, 48)
+    assert (cfg.rethink.min_continuation, cfg.rethink.max_continuation, cfg.reward.max_waits) == (30, 1024, 5)
+    assert cfg.rollout.sampling().n == 8 and cfg.rethink_for_rollout().max_response_tokens == 48
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(old.read_text())
+    again = resumed_config(run, {"max_steps": "6"})
+    assert again.output_dir == str(run) and again.max_steps == 6 and again.ssr == cfg.ssr
+    save(again, run / "config.yaml")  # the new layout round-trips
+    assert to_dict(resumed_config(run)) == to_dict(again)
+
+
+def test_config_sections_are_the_algorithms_own():
+    from rethinker.algo.rethink import RethinkConfig
+    from rethinker.algo.ssr import SSRConfig
+    from rethinker.judge import RewardConfig
+    from rethinker.train.config import to_dict
+
+    cfg = resolve(None, parse_overrides(["--rethink.min-continuation", "5", "--reward.penalize-truncated", "off",
+                                         "--ssr.refill-factor", "3"]))
+    assert isinstance(cfg.rethink, RethinkConfig) and isinstance(cfg.ssr, SSRConfig)
+    assert isinstance(cfg.reward, RewardConfig) and cfg.reward.penalize_truncated is False
+    assert cfg.rethink.min_continuation == 5 and cfg.ssr.refill_factor == 3
+    assert "max_response_tokens" not in to_dict(cfg)["rethink"]  # derived from rollout.max_new_tokens
+    for bad in (["--rethink.max-response-tokens", "9"], ["--ssr.refill-factor", "2.5"],
+                ["--rethink.min-continuation", "2000"]):
+        with pytest.raises(ConfigError):
+            resolve(None, parse_overrides(bad))
+    # a section checks itself once, with all its values: raising both bounds together is fine
+    both = resolve(None, parse_overrides(["--rethink.min-continuation", "2000", "--rethink.max-continuation", "3000"]))
+    assert (both.rethink.min_continuation, both.rethink.max_continuation) == (2000, 3000)

@@ -4,7 +4,7 @@
   folders, column mappings), ``LoadResult`` with counted skips.
 - ``rethinker.data.virl39k``: ``load_virl39k`` (the method's training set).
 - ``rethinker.data.benchmarks``: ``BENCHMARKS[name](path, split=None)``.
-- ``rethinker.data.cli``: ``rethinker data stats`` / ``select``.
+- ``rethinker.data.curate``: statistics and selection (``rethinker data stats`` / ``select``).
 """
 
 from .io import DataError, LoadResult, Skip, read_records, write_records

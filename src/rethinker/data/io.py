@@ -17,7 +17,6 @@ are kept in ``meta`` (when JSON-serializable), so nothing is lost.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import os

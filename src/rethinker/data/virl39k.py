@@ -19,8 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from .benchmarks.common import number_bare_placeholders
-from .io import DataError, LoadResult, apply_mapping, build_records, iter_rows, parse_pass_rates
+from .io import DataError, LoadResult, apply_mapping, build_records, iter_rows, parse_pass_rates, read_records
 
 SOURCE = "TIGER-Lab/ViRL39K"
 
@@ -105,3 +107,13 @@ def load_virl39k(path: str | Path, split: str | None = None, *, image_dir: str |
         extract_images(archive, base)
     return build_records(iter_rows(parquet), convert, base_dir=base, check_images=check_images,
                          id_field="qid", source=str(parquet))
+
+
+def load_any(path: str | Path, mapping: dict[str, str] | None = None) -> LoadResult:
+    """ViRL39K's release parquet through its reader; anything else through read_records."""
+    p = Path(path)
+    if mapping is None and p.suffix == ".parquet" and p.is_file():
+        names = set(pq.read_schema(p).names)
+        if {"qid", "PassRate_32BTrained"} <= names:
+            return load_virl39k(p)
+    return read_records(p, mapping)

@@ -22,11 +22,9 @@ kept without the annotation and counted.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -165,78 +163,5 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
     return result
 
 
-# -- command line ------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``rethinker data annotate`` (FILE first)."""
-    parser.add_argument("file", help="records: parquet / JSONL / JSON / datasets folder (or ViRL39K's parquet)")
-    parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
-    parser.add_argument("--samples", type=int, default=8, help="sampled responses per query (default 8)")
-    parser.add_argument("--output", required=True, help="output .parquet or .jsonl")
-    parser.add_argument("--name", help="pass-rate column name (default: the model folder's name)")
-    parser.add_argument("--mapping", help='column mapping of FILE as JSON, e.g. \'{"qid": "id"}\'')
-    parser.add_argument("--sidecar", help="resume file (default: OUT.annotate-NAME.jsonl)")
-    parser.add_argument("--max-new-tokens", type=int, help="response limit (default: the model's generation config)")
-    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
-    parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
-    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
-    parser.add_argument("--batch-size", type=int, default=16, help="queries per generate call (default 16)")
-    parser.add_argument("--min-pixels", type=int)
-    parser.add_argument("--max-pixels", type=int)
-    parser.add_argument("--limit", type=int, help="annotate the first N records only (the rest are written as read)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--embed-images", action="store_true", help="copy image bytes into the output")
-
-
 def default_name(model_arg: str | None, model_path: str) -> str:
     return "toy" if not model_arg else Path(model_path).resolve().name
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..data.io import DataError, reason_kind, write_records
-    from ..model.load import load_policy, pick_device, pick_dtype
-    from ..toyworld.model import resolve_model_path
-
-    try:
-        from ..data.cli import load_any
-
-        loaded = load_any(args.file, json.loads(args.mapping) if args.mapping else None)
-        model_path = resolve_model_path(args.model)
-    except (DataError, FileNotFoundError, json.JSONDecodeError) as exc:
-        print(f"rethinker data annotate: {exc}", file=sys.stderr)
-        return 2
-    if args.samples < 1:
-        print("rethinker data annotate: --samples must be >= 1", file=sys.stderr)
-        return 2
-    name = args.name or default_name(args.model, model_path)
-    device = pick_device(args.device)
-    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(args.dtype, device), trainable=False)
-    torch.manual_seed(args.seed)
-    src = Path(args.file)
-    base = src if src.is_dir() else src.parent
-    records: Sequence[Record] = loaded.records
-    head, rest = (records[:args.limit], records[args.limit:]) if args.limit is not None else (records, [])
-    sidecar = Path(args.sidecar) if args.sidecar else default_sidecar(args.output, name)
-    res = annotate(head, model, processor, samples=args.samples, name=name, sidecar=sidecar,
-                   max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                   top_k=args.top_k, batch_queries=args.batch_size, base_dir=base, min_pixels=args.min_pixels,
-                   max_pixels=args.max_pixels, log=lambda m: print(m, file=sys.stderr, flush=True))
-    write_records(args.output, [*res.records, *rest], base_dir=base, embed_images=args.embed_images)
-    rates = [r.pass_rates[name] for r in res.records if r.pass_rates and name in r.pass_rates]
-    mean = sum(rates) / len(rates) if rates else 0.0
-    msg = (f"annotated {res.n_annotated} of {len(records)} records with pass_rates[{name!r}] "
-           f"({args.samples} samples each; {res.n_resumed} resumed from {sidecar}; mean pass rate {mean:.3f}) "
-           f"-> {args.output}")
-    if res.skipped:
-        msg += f"; {len(res.skipped)} left unannotated (bad input): {res.skipped[:5]}"
-    if loaded.skipped:
-        kinds: dict[str, int] = {}
-        for s in loaded.skipped:
-            kinds[reason_kind(s.reason)] = kinds.get(reason_kind(s.reason), 0) + 1
-        msg += f"; {len(loaded.skipped)} malformed rows of {args.file} not written: {kinds}"
-    print(msg)
-    return 0

@@ -17,14 +17,19 @@ Python: ``infer(question, image=..., model=..., processor=...)`` -> ``InferResul
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+import torch
+from transformers import TextStreamer
+
+from ..judge import EVAL_RULES, extract_answer
+from ..model.load import load_policy, pick_device, pick_dtype
 from ..prompt import SUFFIX
-from ..records import ImageRef, Record, RecordError
+from ..records import ImageRef, Record
+from ..rollout.inputs import PromptEncoder, collate_prompts, vision_token_ids
+from ..toyworld.model import resolve_model_path
 
 
 @dataclass
@@ -38,8 +43,6 @@ class InferResult:
 
 def _streamer(tokenizer, out: IO[str] | None):
     """A ``TextStreamer`` that skips the prompt and writes to ``out``."""
-    from transformers import TextStreamer
-
     class _Streamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if out is None:
@@ -61,17 +64,9 @@ def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes
     (default: the packaged toy policy). Greedy unless ``temperature > 0``. The response
     is streamed to ``stream`` (e.g. ``sys.stdout``) while it is generated. Raises
     ``RecordError`` when an image is missing or unreadable."""
-    import torch
-
-    from ..judge import EVAL_RULES, extract_answer
-    from ..rollout.inputs import PromptEncoder, collate_prompts, vision_token_ids
-
     if not question or not question.strip():
         raise ValueError("the question is empty")
     if model is None or processor is None:
-        from ..model.load import load_policy, pick_device, pick_dtype
-        from ..toyworld.model import resolve_model_path
-
         dev = pick_device(device)
         model, processor = load_policy(resolve_model_path(model_path), device=dev, dtype=pick_dtype("auto", dev),
                                        trainable=False)
@@ -109,35 +104,3 @@ def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes
     response = tok.decode(ids, skip_special_tokens=True)
     n_image = int((q.mm_token_type_ids == 1).sum())
     return InferResult(response, extract_answer(response, EVAL_RULES), cut is not None, q.text, n_image)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("question", help="the question (the method's reasoning suffix is appended)")
-    parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
-    parser.add_argument("--image", action="append", default=[], metavar="FILE",
-                        help="an image file (repeat for several, in order)")
-    parser.add_argument("--max-new-tokens", type=int,
-                        help="response limit (default: the model's generation config, else 8192)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="top-p when sampling (default 1.0)")
-    parser.add_argument("--min-pixels", type=int, help="image pixel floor (default: the model's processor)")
-    parser.add_argument("--max-pixels", type=int, help="image pixel ceiling (default: the model's processor)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda ... (default auto)")
-
-
-def run(args: argparse.Namespace) -> int:
-    missing = [p for p in args.image if not Path(p).is_file()]
-    if missing:
-        print(f"rethinker infer: image file not found: {missing[0]}", file=sys.stderr)
-        return 2
-    try:
-        res = infer(args.question, args.image, model_path=args.model, max_new_tokens=args.max_new_tokens,
-                    temperature=args.temperature, top_p=args.top_p, min_pixels=args.min_pixels,
-                    max_pixels=args.max_pixels, stream=sys.stdout, device=args.device)
-    except (RecordError, FileNotFoundError, ValueError) as exc:
-        print(f"rethinker infer: {exc}", file=sys.stderr)
-        return 2
-    if not res.finished:
-        print(f"(stopped at the length limit of {args.max_new_tokens or 'the default'} tokens)", file=sys.stderr)
-    print(f"answer: {res.answer if res.answer is not None else '(none: no final answer in the response)'}")
-    return 0

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.io import reason_kind
+
 #: Category name for items whose record carries none.
 NO_CATEGORY = "uncategorized"
 #: How many skipped items are listed by id in the summary (all are counted).
@@ -100,8 +102,6 @@ def summarize(rows: Sequence[Mapping[str, Any]], skipped: Sequence[tuple[str | N
     well-formed items outside the reader's scope (MEGA-Bench tasks no rule-based judge
     can score), reported as coverage; ``extra_groups``: per-item keys (e.g.
     ``problem_version``) to report accuracy by, besides the category."""
-    from ..data.io import reason_kind
-
     n = len(rows)
     scores = [item_score(r) for r in rows]
     per_item = [c / k for c, k in scores]

@@ -15,14 +15,14 @@ then processes ~U*P + N*C tokens instead of N*(P+C) (toy world: ~4x fewer).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..algo.losses import entropy_from_logits
-from . import prefix
 from ..model.introspect import supports_shared_vision
+from . import prefix
 from .inputs import ModelBatch, QueryInputs, collate_prompts, concat_images
 
 
@@ -34,8 +34,6 @@ class Scores:
 
 def _shared_vision_kwargs(model, queries: list[QueryInputs], batch: ModelBatch) -> dict | None:
     """``mm_encoder_outputs`` for the batch, encoding each distinct query's images once."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
     uniq = sorted(set(batch.query_index))
     with_images = [qi for qi in uniq if queries[qi].pixel_values is not None]
     if not with_images:

@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import torch
+import torch.nn.functional as F
+
 from ..prompt import build_messages, question_text
 from ..records import Record, load_image
-from .model import build_model, build_processor, build_tokenizer, save_toy
-from .puzzles import CONFIRM_TRIGGERS, DEFAULT_KINDS, FIX_TRIGGER, KINDS, generate, solution_of
+from .model import PACKAGE_POLICY_DIR, build_model, build_processor, build_tokenizer, save_toy
+from .puzzles import CONFIRM_TRIGGERS, DEFAULT_KINDS, FIX_TRIGGER, KINDS, generate, make_record, solution_of
 
 #: Rethinking triggers of the method, so that they tokenize compactly.
 TRIGGERS = ("\n\nWait", "\n\nWait, does it seem right?", "\n\nWait, let's double check",
@@ -85,8 +88,6 @@ def sft_batch(processor, records: Sequence[Record], completions: Sequence[str] |
     The prompt is the chat template of ``build_messages(record)`` with the generation
     prompt; the completion (default: the worked solution) is followed by ``<|im_end|>``,
     the assistant turn's end, so the model learns to stop."""
-    import torch
-
     tok = processor.tokenizer
     completions = list(completions) if completions is not None else [solution_of(r) for r in records]
     prompts = [processor.apply_chat_template(build_messages(r), add_generation_prompt=True, tokenize=False)
@@ -117,8 +118,6 @@ def sft_batch(processor, records: Sequence[Record], completions: Sequence[str] |
 
 def sft_loss(model, batch: dict):
     """Mean next-token cross-entropy over completion tokens."""
-    import torch.nn.functional as F
-
     labels = batch["labels"]
     kwargs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**kwargs).logits[:, :-1]
@@ -163,8 +162,6 @@ def _judge() -> Callable[[str, Record], bool]:
 def greedy_responses(model, processor, records: Sequence[Record], max_new_tokens: int = 48,
                      batch_size: int = 64) -> list[str]:
     """Greedy completions (left-padded batches, ``torch.no_grad``)."""
-    import torch
-
     out: list[str] = []
     for s in range(0, len(records), batch_size):
         chunk = records[s:s + batch_size]
@@ -240,8 +237,6 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
     """Supervised steps on freshly generated train puzzles (a new batch each step, so no
     puzzle is seen twice); AdamW, linear warm-up then cosine decay, grad clipping.
     Returns the log rows (step, loss, and eval accuracy where evaluated)."""
-    import torch
-
     torch.manual_seed(cfg.seed)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -298,8 +293,6 @@ def teacher_solutions(records: Sequence[Record], error_rate: float, seed: int, s
 def generate_batch(seed: int, step: int, batch_size: int, kinds: Sequence[str]) -> list[Record]:
     """The ``step``-th supervised batch: train-split puzzles with kinds drawn at random
     (a different item stream from the tokenizer corpus and from the RL data)."""
-    from .puzzles import make_record
-
     rng = random.Random(f"warmstart:{seed}:{step}")
     base = 10_000_000 + step * batch_size
     return [make_record(rng.choice(kinds), seed + 1, "train", base + i) for i in range(batch_size)]
@@ -309,10 +302,6 @@ def build(path: str | Path | None = None, cfg: WarmStartConfig | None = None,
           log: Callable[[str], None] = print) -> tuple[Path, Accuracy]:
     """Rebuild the toy policy (tokenizer, model, warm start) and save it to ``path``
     (default: the packaged ``assets/policy``). Returns the path and its held-out accuracy."""
-    import torch
-
-    from .model import PACKAGE_POLICY_DIR
-
     cfg = cfg or WarmStartConfig()
     torch.set_num_threads(cfg.threads)
     t0 = time.time()

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.io import read_records
 from ..records import Record
+from ..toyworld.puzzles import DEFAULT_KINDS, generate
 
 
 @dataclass
@@ -27,10 +30,6 @@ class Datasets:
 
 
 def _read(path: str) -> tuple[list[Record], list, str | None]:
-    from pathlib import Path
-
-    from ..data.io import read_records
-
     result = read_records(path)
     base = str(Path(path).parent) if Path(path).is_file() else str(path)
     for row in result.skipped[:20]:
@@ -41,8 +40,6 @@ def _read(path: str) -> tuple[list[Record], list, str | None]:
 
 
 def _toy_kinds(data_cfg) -> tuple[str, ...]:
-    from ..toyworld.puzzles import DEFAULT_KINDS
-
     return tuple(data_cfg.toy_kinds) if data_cfg.toy_kinds else DEFAULT_KINDS
 
 
@@ -53,15 +50,11 @@ def load_datasets(data_cfg, seed: int) -> Datasets:
         train, sk, train_base = _read(data_cfg.train)
         skipped += sk
     else:
-        from ..toyworld.puzzles import generate
-
         train = generate(data_cfg.toy_train_size, seed=seed, split="train", kinds=_toy_kinds(data_cfg))
     if data_cfg.eval:
         evals, sk, eval_base = _read(data_cfg.eval)
         skipped += sk
     elif not data_cfg.train:
-        from ..toyworld.puzzles import generate
-
         evals = generate(data_cfg.toy_eval_size, seed=0, split="test", kinds=_toy_kinds(data_cfg))
     else:
         evals = []

@@ -28,6 +28,10 @@ from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,6 @@ def shard_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) 
     """FSDP2: each decoder layer, the vision tower (its blocks, then the tower) and the
     root are sharding units. The root is initialised at once so that the vision tower can
     be called on its own (pre-computed image features)."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
     mesh = init_device_mesh(device.type, (ctx.world,))
     inner = getattr(model, "model", model)
     visual = getattr(inner, "visual", None)
@@ -134,15 +135,11 @@ def full_model_state(model: torch.nn.Module, ctx: DistContext) -> dict[str, torc
     """The full (unsharded) state dict on CPU, on the main rank (None elsewhere)."""
     if not ctx.enabled:
         return None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return sd if ctx.is_main else None
 
 
 def full_optimizer_state(model, optimizer, ctx: DistContext) -> dict | None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
     if not ctx.enabled:
         return get_optimizer_state_dict(model, optimizer)
     sd = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -150,8 +147,6 @@ def full_optimizer_state(model, optimizer, ctx: DistContext) -> dict | None:
 
 
 def load_optimizer_state(model, optimizer, state: dict, ctx: DistContext) -> None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
     opts = StateDictOptions(full_state_dict=True) if ctx.enabled else None
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=opts)
 

@@ -1,8 +1,7 @@
-"""``rethinker plot RUN_DIR``: the curves of a run's ``metrics.jsonl`` as a PNG."""
+"""The curves of a run's ``metrics.jsonl`` as a PNG (``rethinker plot RUN_DIR``)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from .metrics import read_metrics
@@ -45,13 +44,3 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="a run's output directory (holds metrics.jsonl)")
-    parser.add_argument("--output", default=None, help="PNG path (default RUN_DIR/curves.png)")
-
-
-def run(args: argparse.Namespace) -> int:
-    print(plot_run(args.run_dir, args.output))
-    return 0

@@ -1,8 +1,8 @@
 """The ``rethinker`` command: train / eval / infer / data / toy / plot.
 
-Each subcommand lives in the module that owns its job and exposes
-``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches, importing
-the chosen module alone so that ``rethinker --help`` stays fast.
+Each subcommand is a module of this package that exposes ``add_arguments(parser)`` and
+``run(args) -> int`` and calls into the library for the work; this file only dispatches,
+importing the chosen module alone so that ``rethinker --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("rethinker.train.cli", "RL-train a VLM (GRPO + SSR + Forced Rethinking); the toy world by default"),
-    "eval": ("rethinker.eval.cli", "evaluate a model on benchmarks with the training judge"),
-    "infer": ("rethinker.eval.infer", "answer one question about an image"),
-    "data": ("rethinker.data.cli", "inspect, select and annotate training data"),
-    "toy": ("rethinker.toyworld.cli", "the built-in toy world: model, data, rebuild"),
-    "plot": ("rethinker.train.plot", "plot a run's metrics to a PNG"),
+    "train": ("rethinker.cli.train", "RL-train a VLM (GRPO + SSR + Forced Rethinking); the toy world by default"),
+    "eval": ("rethinker.cli.eval", "evaluate a model on benchmarks with the training judge"),
+    "infer": ("rethinker.cli.infer", "answer one question about an image"),
+    "data": ("rethinker.cli.data", "inspect, select and annotate training data"),
+    "toy": ("rethinker.cli.toy", "the built-in toy world: model, data, rebuild"),
+    "plot": ("rethinker.cli.plot", "plot a run's metrics to a PNG"),
 }
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from . import __version__
+        from .. import __version__
 
         print(__version__)
         return 0

@@ -1,15 +1,7 @@
-"""``rethinker eval``: batched evaluation on benchmarks with the training judge.
+"""A model over benchmarks: load each benchmark, judge every item with the training
+judge, keep resumable predictions, write summaries (``rethinker eval``'s work).
 
-    rethinker eval [--model PATH] --benchmark NAME [--data PATH [--split S]]
-                   [--benchmark NAME2 --data PATH2 ...] --output-dir DIR [--limit N]
-                   [--samples K --temperature 0.6 --top-p 0.95]
-                   [--min-pixels P --max-pixels P] [--max-new-tokens T]
-
-Each ``--data`` / ``--split`` belongs to the ``--benchmark`` before it; ``toy`` needs no
-data (it generates ``--toy-items`` held-out puzzles) and ``records`` reads any file in
-the record schema. Without ``--model`` the packaged toy policy is used.
-
-Writes, in ``DIR``:
+Writes, in the output directory:
 
 - ``predictions.jsonl``: one line per judged item (``id``, ``benchmark``, ``prompt``,
   ``response``, ``extracted``, ``correct``, ``reason``, ``category``, ``answer``,
@@ -17,10 +9,9 @@ Writes, in ``DIR``:
   sample). Each line is appended and flushed as soon as its item is judged, so a crash
   loses no finished item; a re-run skips the items already there (resumable).
 - ``summary.json`` = ``{NAME: {"n_items", "n_skipped", "accuracy", "by_category", ...}}``
-  (see ``rethinker.eval.report``), ``summary.md`` and ``summary.csv``; the table is
-  printed too.
+  (see ``rethinker.eval.report``), ``summary.md`` and ``summary.csv``.
 - ``run.json``: the settings that shape the predictions; a re-run with other settings
-  is refused (``--restart`` discards the old predictions instead).
+  is refused (``restart`` discards the old predictions instead).
 
 Bad input (a missing or unreadable image, an item without answer, an unreadable file) is
 counted in ``n_skipped`` (or reported as the benchmark's ``error``), never a crash.
@@ -31,18 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..data.benchmarks import BENCHMARKS
+from ..data.io import DataError, LoadResult, read_records
 from ..records import Record
-from .report import format_table, summarize, write_reports
-
-if TYPE_CHECKING:  # the runner imports torch: only when a run starts (``--help`` stays fast)
-    from ..rollout.evaluate import Prediction
+from ..rollout.evaluate import Prediction, evaluate
+from ..rollout.inputs import PromptEncoder
+from ..toyworld.puzzles import DEFAULT_KINDS, generate
+from .report import summarize, write_reports
 
 #: Benchmarks read without a publisher's schema.
 GENERIC = ("toy", "records")
@@ -66,8 +58,6 @@ class EvalError(ValueError):
 
 
 def benchmark_names() -> list[str]:
-    from ..data.benchmarks import BENCHMARKS
-
     return [*GENERIC, *BENCHMARKS]
 
 
@@ -76,55 +66,6 @@ class BenchSpec:
     name: str
     data: str | None = None
     split: str | None = None
-
-
-# -- command line ----------------------------------------------------------------------
-
-class _SpecAction(argparse.Action):
-    """``--benchmark`` starts a spec; ``--data`` / ``--split`` fill in the last one."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        specs = list(getattr(namespace, self.dest, None) or [])
-        if option_string == "--benchmark":
-            specs.append(BenchSpec(values))
-        else:
-            key = option_string.lstrip("-")
-            if not specs:
-                parser.error(f"{option_string} {values}: put it after the --benchmark it belongs to")
-            if getattr(specs[-1], key) is not None:
-                parser.error(f"{option_string} given twice for --benchmark {specs[-1].name}")
-            setattr(specs[-1], key, values)
-        setattr(namespace, self.dest, specs)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
-    parser.add_argument("--benchmark", dest="benchmarks", action=_SpecAction, metavar="NAME",
-                        help="a benchmark to run (repeat for several): " + ", ".join(benchmark_names()))
-    parser.add_argument("--data", dest="benchmarks", action=_SpecAction, metavar="PATH",
-                        help="the preceding benchmark's file or folder as its publisher distributes it")
-    parser.add_argument("--split", dest="benchmarks", action=_SpecAction, metavar="SPLIT",
-                        help="the preceding benchmark's split (default: the one the paper reports)")
-    parser.add_argument("--output-dir", required=True, help="where predictions and summaries go")
-    parser.add_argument("--limit", type=int, help="evaluate the first N items of each benchmark")
-    parser.add_argument("--samples", type=int, default=1, help="samples per item (K > 1: sampling, pass@k)")
-    parser.add_argument("--temperature", type=float,
-                        help="sampling temperature (default: greedy for 1 sample, 0.6 for K > 1)")
-    parser.add_argument("--top-p", type=float, default=0.95, help="top-p when sampling (default 0.95)")
-    parser.add_argument("--top-k", type=int, default=0, help="top-k when sampling (default 0: off)")
-    parser.add_argument("--max-new-tokens", type=int,
-                        help=f"response limit (default: the model's generation config, else {DEFAULT_MAX_NEW_TOKENS})")
-    parser.add_argument("--min-pixels", type=int, help="image pixel floor (default: the model's processor)")
-    parser.add_argument("--max-pixels", type=int, help="image pixel ceiling (default: the model's processor)")
-    parser.add_argument("--batch-size", type=int, default=64, help="queries per generate call (default 64)")
-    parser.add_argument("--toy-items", type=int, default=DEFAULT_TOY_ITEMS,
-                        help=f"held-out toy puzzles when --benchmark toy has no --data (default {DEFAULT_TOY_ITEMS})")
-    parser.add_argument("--toy-seed", type=int, default=0, help="seed of the toy puzzles (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="torch seed for sampling (default 0)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default auto)")
-    parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
-    parser.add_argument("--restart", action="store_true", help="discard earlier predictions in --output-dir")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 # -- predictions file --------------------------------------------------------------------
@@ -197,16 +138,11 @@ def prediction_row(benchmark: str, rec: Record, pred: Prediction) -> dict[str, A
 def load_benchmark(spec: BenchSpec, *, toy_items: int = DEFAULT_TOY_ITEMS, toy_seed: int = 0):
     """``(LoadResult, base_dir)`` for one spec; ``DataError`` when the file is unreadable,
     ``EvalError`` on a usage problem."""
-    from ..data.benchmarks import BENCHMARKS
-    from ..data.io import LoadResult, read_records
-
     if spec.name not in benchmark_names():
         raise EvalError(f"unknown benchmark {spec.name!r}; known: {', '.join(benchmark_names())}")
     if spec.data is None:
         if spec.name != "toy":
             raise EvalError(f"--benchmark {spec.name} needs --data PATH (the files its publisher distributes)")
-        from ..toyworld.puzzles import DEFAULT_KINDS, generate
-
         return LoadResult(records=generate(toy_items, seed=toy_seed, split=spec.split or "test", kinds=DEFAULT_KINDS),
                           source="toyworld"), None
     path = Path(spec.data)
@@ -277,9 +213,6 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
     """Evaluate each benchmark through ``engine`` (any ``RolloutEngine``), append every
     judged item to ``out_dir/predictions.jsonl``, skip the items already there, and return
     (and write) the summary of the items selected this time."""
-    from ..data.io import DataError
-    from ..rollout.inputs import PromptEncoder
-    from ..rollout.evaluate import evaluate
 
     out = Path(out_dir)
     plog = PredictionLog(out / "predictions.jsonl")
@@ -340,56 +273,3 @@ def model_max_new_tokens(model_path: str) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..rollout.base import SamplingParams
-    from ..rollout.hf import TransformersEngine
-    from ..model.load import load_policy, pick_device, pick_dtype
-    from ..toyworld.model import resolve_model_path
-
-    specs: list[BenchSpec] = args.benchmarks or []
-    try:
-        if not specs:
-            raise EvalError("name at least one --benchmark (" + ", ".join(benchmark_names()) + ")")
-        unknown = [s.name for s in specs if s.name not in benchmark_names()]
-        if unknown:
-            raise EvalError(f"unknown benchmark(s) {unknown}; known: {', '.join(benchmark_names())}")
-        missing = [s.name for s in specs if s.data is None and s.name != "toy"]
-        if missing:
-            raise EvalError(f"--benchmark {missing[0]} needs --data PATH")
-        if args.samples < 1 or (args.limit is not None and args.limit < 0):
-            raise EvalError("--samples must be >= 1 and --limit >= 0")
-        if args.samples > 1 and args.temperature is not None and args.temperature <= 0:
-            raise EvalError("--samples K > 1 needs a temperature > 0 (greedy samples would all be equal)")
-        model_path = resolve_model_path(args.model)
-    except (EvalError, FileNotFoundError) as exc:
-        print(f"rethinker eval: {exc}", file=sys.stderr)
-        return 2
-    max_new = args.max_new_tokens or model_max_new_tokens(model_path) or DEFAULT_MAX_NEW_TOKENS
-    config = run_config(args, model_path, int(max_new))
-    out_dir = Path(args.output_dir)
-    try:
-        check_resume(out_dir, config, args.restart)
-    except EvalError as exc:
-        print(f"rethinker eval: {exc}", file=sys.stderr)
-        return 2
-    device = pick_device(args.device)
-    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(args.dtype, device), trainable=False)
-    params = SamplingParams(max_new_tokens=config["max_new_tokens"], n=args.samples, greedy=config["greedy"],
-                            temperature=config["temperature"] or 1.0, top_p=config["top_p"] or 1.0,
-                            top_k=config["top_k"] or 0)
-    torch.manual_seed(args.seed)
-    engine = TransformersEngine(model, processor, max_batch_queries=args.batch_size)
-    summary = evaluate_benchmarks(specs, engine, processor, out_dir, params=params, limit=args.limit,
-                                  batch_queries=args.batch_size, min_pixels=args.min_pixels,
-                                  max_pixels=args.max_pixels, toy_items=args.toy_items, toy_seed=args.toy_seed,
-                                  log=None if args.quiet else _stderr)
-    print(format_table(summary))
-    print(f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
-          f"(also summary.md, summary.csv)")
-    return 1 if any("error" in s for s in summary.values()) else 0

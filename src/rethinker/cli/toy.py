@@ -19,8 +19,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .puzzles import DEFAULT_KINDS, KINDS
-    from .warmstart import WarmStartConfig
+    from ..toyworld.puzzles import DEFAULT_KINDS, KINDS
+    from ..toyworld.warmstart import WarmStartConfig
 
     d = WarmStartConfig()
     sub = parser.add_subparsers(dest="action", required=True)
@@ -54,14 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "build":
-        from .warmstart import WarmStartConfig, build
+        from ..toyworld.warmstart import WarmStartConfig, build
 
         cfg = WarmStartConfig(seed=args.seed, steps=args.steps, stop_after=args.stop_after, lr=args.lr, batch_size=args.batch_size,
                               eval_n=args.eval_n, eval_every=args.eval_every, threads=args.threads)
         build(args.output_dir, cfg)
         return 0
     if args.action == "model":
-        from .model import toy_model_path
+        from ..toyworld.model import toy_model_path
 
         src, dst = toy_model_path(), Path(args.output_dir)
         if dst.exists() and any(dst.iterdir()):
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "data":
         from ..data.io import write_records
-        from .puzzles import DEFAULT_KINDS, generate
+        from ..toyworld.puzzles import DEFAULT_KINDS, generate
 
         kinds = args.kinds or DEFAULT_KINDS
         n = write_records(args.output, generate(args.n, seed=args.seed, split=args.split, kinds=kinds))
@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "eval":
         import torch
 
-        from .model import load_toy
-        from .puzzles import DEFAULT_KINDS, generate
-        from .warmstart import evaluate
+        from ..toyworld.model import load_toy
+        from ..toyworld.puzzles import DEFAULT_KINDS, generate
+        from ..toyworld.warmstart import evaluate
 
         torch.set_num_threads(args.threads)
         model, processor = load_toy(path=args.model)

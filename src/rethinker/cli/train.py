@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-ACCEPTS_OVERRIDES = True  # every config field is also a --flag (see train/config.py)
+ACCEPTS_OVERRIDES = True  # every config field is also a --flag (see rethinker/train/config.py)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, parse_overrides, resolve, resumed_config, to_dict
+    from ..train.config import ConfigError, parse_overrides, resolve, resumed_config, to_dict
 
     try:
         overrides = parse_overrides(args.overrides)
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    from .loop import train
+    from ..train.loop import train
 
     summary = train(cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
     print(json.dumps(summary))
