@@ -166,3 +166,28 @@ def test_extend_query_appends_text_tokens(encoded):
     assert q.input_ids[-3:].tolist() == [5, 6, 7]
     assert q.mm_token_type_ids[-3:].tolist() == [0, 0, 0]
     assert q.pixel_values is queries[0].pixel_values
+
+
+def test_prompts_over_the_limit_are_refused_whole_never_truncated(toy_policy):
+    """A prompt longer than max_prompt_tokens is a RecordError naming the record (the
+    trainer and the evaluator count it as skipped); a prompt within the limit keeps every
+    image token."""
+    from dataclasses import replace as _replace
+
+    from rethinker.records import RecordError
+    from rethinker.rollout.inputs import PromptEncoder
+    from rethinker.toyworld.puzzles import generate
+
+    _, processor = toy_policy
+    rec = generate(1, seed=4, split="train")[0]
+    full = PromptEncoder(processor).encode(rec)
+    n = full.length
+    image_tokens = int((full.mm_token_type_ids == 1).sum())
+    assert image_tokens == int(full.image_grid_thw.prod(-1).sum()) // 4 > 0
+    at_limit = PromptEncoder(processor, max_prompt_tokens=n).encode(rec)
+    assert torch.equal(at_limit.input_ids, full.input_ids)
+    with pytest.raises(RecordError, match=rf"record '{rec.id}': prompt of {n} tokens exceeds the limit of {n - 1}"):
+        PromptEncoder(processor, max_prompt_tokens=n - 1).encode(rec)
+    long_q = _replace(rec, id="long-question", question=rec.question + " please" * 400)
+    with pytest.raises(RecordError, match="long-question"):
+        PromptEncoder(processor, max_prompt_tokens=512).encode(long_q)

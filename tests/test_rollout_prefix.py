@@ -177,3 +177,28 @@ def test_next_tokens_frequencies_follow_softmax_and_suppression():
     assert next_tokens(logits, SamplingParams(greedy=True), suppress=[0]).item() == 1
     with pytest.raises(ValueError, match="temperature"):
         next_tokens(logits, SamplingParams(temperature=0.0))
+
+
+def test_two_image_queries_take_the_same_paths(toy_policy):
+    """count_two puzzles (two images per question): both images' tokens are in the prompt,
+    the own decode loop equals generate, and grouped scoring equals the full forward."""
+    from rethinker.toyworld.puzzles import generate
+
+    model, processor = toy_policy
+    enc = PromptEncoder(processor)
+    recs = generate(4, seed=2, split="test", kinds=["count_two"])
+    qs = [enc.encode(r) for r in recs]
+    for q in qs:
+        assert q.image_grid_thw.shape[0] == 2
+        assert int((q.mm_token_type_ids == 1).sum()) == int(q.image_grid_thw.prod(-1).sum()) // 4
+    p = SamplingParams(max_new_tokens=24, greedy=True)
+    own = TransformersEngine(model, processor, own_decode=True).generate(qs, p)
+    ref = TransformersEngine(model, processor, own_decode=False).generate(qs, p)
+    assert [g[0].token_ids for g in own] == [g[0].token_ids for g in ref]
+    comps, owner = _sampled(toy_policy, qs, n=2, seed=3)
+    full = collate_sequences(qs, comps, owner, enc.pad_token_id)
+    with torch.no_grad():
+        s_full = score(model, qs, full)
+        tb, s_grouped = score_grouped(model, qs, comps, owner, enc.pad_token_id)
+    torch.testing.assert_close(s_grouped.logprobs[tb.target_mask], s_full.logprobs[full.target_mask],
+                               atol=2e-5, rtol=0)

@@ -209,3 +209,21 @@ def test_config_sections_are_the_algorithms_own():
     # a section checks itself once, with all its values: raising both bounds together is fine
     both = resolve(None, parse_overrides(["--rethink.min-continuation", "2000", "--rethink.max-continuation", "3000"]))
     assert (both.rethink.min_continuation, both.rethink.max_continuation) == (2000, 3000)
+
+
+def test_two_image_puzzles_train_evaluate_and_resume(tmp_path):
+    """The multi-image kind through the whole trainer: rollouts, Forced Rethinking, update,
+    held-out evaluation and a resume from a checkpoint; nothing is skipped."""
+    out = tmp_path / "run"
+    two = [*TINY, "--data.toy-kinds", "count_two", "--max-steps", "2", "--save-every", "1", "--ssr", "off"]
+    res = _run(["--output-dir", str(out), *two])
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = _run(["--resume", str(out), "--max-steps", "3"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = _rows(out)
+    steps = [r for r in rows if "reward/mean" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert all(r["data/skipped_bad"] == 0 and r["update/skipped"] == 0 and r["update/tokens"] > 0 for r in steps)
+    evals = [r for r in rows if "eval/n" in r]
+    assert [r["step"] for r in evals] == [0, 2, 3] and all(r["eval/n"] == 8 and r["eval/skipped"] == 0 for r in evals)
+    assert set(k for r in evals for k in r if k.startswith("eval/accuracy/")) == {"eval/accuracy/count_two"}

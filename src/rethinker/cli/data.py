@@ -25,6 +25,7 @@ from typing import Sequence
 
 from ..data.curate import compute_stats, format_stats, rate_name, select
 from ..data.io import DataError, reason_kind, write_records
+from ..data.stream import MappedRecords
 from ..data.virl39k import load_any
 from ..eval.annotate import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P
 from ..records import Record
@@ -125,14 +126,14 @@ def _annotate(args: argparse.Namespace) -> int:
     src = Path(args.file)
     base = src if src.is_dir() else src.parent
     records: Sequence[Record] = loaded.records
-    head, rest = (records[:args.limit], records[args.limit:]) if args.limit is not None else (records, [])
+    head = records[:args.limit] if args.limit is not None else records
     sidecar = Path(args.sidecar) if args.sidecar else default_sidecar(args.output, name)
     res = annotate(head, model, processor, samples=args.samples, name=name, sidecar=sidecar,
                    max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                    top_k=args.top_k, batch_queries=args.batch_size, base_dir=base, min_pixels=args.min_pixels,
                    max_pixels=args.max_pixels, log=lambda m: print(m, file=sys.stderr, flush=True))
-    write_records(args.output, [*res.records, *rest], base_dir=base, embed_images=args.embed_images)
-    rates = [r.pass_rates[name] for r in res.records if r.pass_rates and name in r.pass_rates]
+    write_records(args.output, MappedRecords(records, res.apply), base_dir=base, embed_images=args.embed_images)
+    rates = list(res.rates.values())
     mean = sum(rates) / len(rates) if rates else 0.0
     msg = (f"annotated {res.n_annotated} of {len(records)} records with pass_rates[{name!r}] "
            f"({args.samples} samples each; {res.n_resumed} resumed from {sidecar}; mean pass rate {mean:.3f}) "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..toyworld.puzzles import DEFAULT_KINDS, KINDS
+    from ..toyworld.puzzles import ALL_KINDS, DEFAULT_KINDS
     from ..toyworld.warmstart import WarmStartConfig
 
     d = WarmStartConfig()
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--split", choices=["train", "test"], default="train")
     t.add_argument("--n", type=int, default=500, help="number of puzzles (default 500)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--kinds", nargs="+", choices=list(KINDS),
+    t.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS),
                    help=f"puzzle kinds (default: the default mix, {' '.join(DEFAULT_KINDS)})")
     t.add_argument("--output", required=True)
     e = sub.add_parser("eval", help="greedy accuracy per kind on held-out puzzles")
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--n", type=int, default=550)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=2)
-    e.add_argument("--kinds", nargs="+", choices=list(KINDS), help="puzzle kinds (default: the default mix)")
+    e.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS), help="puzzle kinds (default: the default mix)")
 
 
 def run(args: argparse.Namespace) -> int:

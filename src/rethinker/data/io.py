@@ -21,10 +21,13 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..records import MAX_IMAGE_PIXELS, ImageRef, Record, RecordError, image_problem
 
@@ -33,6 +36,11 @@ FIELDS = ("id", "question", "answer", "images", "choices", "answer_type", "preci
           "category", "source", "pass_rates", "meta")
 
 ROW_FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+#: Rows per parquet row group in the files rethinker writes: a streamed reader holds one
+#: group at a time (the ``datasets`` library writes image datasets in groups of 100).
+PARQUET_ROW_GROUP_ROWS = 64
 
 
 class DataError(ValueError):
@@ -201,8 +209,6 @@ def iter_rows(path: str | Path, split: str | None = None, batch_size: int = 256)
         return
     suffix = p.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         try:
             pf = pq.ParquetFile(p)
             for batch in pf.iter_batches(batch_size=batch_size):
@@ -343,6 +349,27 @@ def apply_mapping(row: Mapping[str, Any], mapping: Mapping[str, str] | None = No
 # read / write
 
 
+def check_row(raw: Mapping[str, Any], convert: Callable[[Mapping[str, Any]], Mapping[str, Any]], *,
+              base_dir: str | Path | None = None, check_images: bool = True, require_images: bool = False,
+              id_field: str = "id") -> tuple[Record | None, Any, str, bool]:
+    """One raw row through ``convert`` and ``make_record``: ``(record, id, reason,
+    excluded)``; ``record`` is None when the row is skipped (``reason``) or excluded by the
+    reader's scope (``excluded``). Never raises for a bad row."""
+    rid = raw.get(id_field)
+    try:
+        row = convert(raw)
+    except Excluded as exc:
+        return None, rid, str(exc), True
+    except RecordError as exc:
+        return None, rid, _strip_record_prefix(str(exc)), False
+    except KeyError as exc:
+        return None, rid, f"malformed row: missing field {exc}", False
+    except (TypeError, ValueError, SyntaxError) as exc:
+        return None, rid, f"malformed row: {exc}", False
+    rec, reason = make_record(row, base_dir=base_dir, check_images=check_images, require_images=require_images)
+    return rec, (row.get("id", rid) if rec is None else rec.id), reason, False
+
+
 def build_records(rows: Iterable[Mapping[str, Any] | Exception],
                   convert: Callable[[Mapping[str, Any]], Mapping[str, Any]], *,
                   base_dir: str | Path | None = None, check_images: bool = True, require_images: bool = False,
@@ -358,24 +385,13 @@ def build_records(rows: Iterable[Mapping[str, Any] | Exception],
         if isinstance(raw, Exception):
             result.add(i, rid=None, reason=str(raw))
             continue
-        rid = raw.get(id_field)
-        try:
-            row = convert(raw)
-        except Excluded as exc:
-            result.excluded.append(Skip(i, None if rid is None else str(rid), str(exc)))
+        rec, rid, reason, excluded = check_row(raw, convert, base_dir=base_dir, check_images=check_images,
+                                               require_images=require_images, id_field=id_field)
+        if excluded:
+            result.excluded.append(Skip(i, None if rid is None else str(rid), reason))
             continue
-        except RecordError as exc:
-            result.add(i, rid=rid, reason=_strip_record_prefix(str(exc)))
-            continue
-        except KeyError as exc:
-            result.add(i, rid=rid, reason=f"malformed row: missing field {exc}")
-            continue
-        except (TypeError, ValueError, SyntaxError) as exc:
-            result.add(i, rid=rid, reason=f"malformed row: {exc}")
-            continue
-        rec, reason = make_record(row, base_dir=base_dir, check_images=check_images, require_images=require_images)
         if rec is None:
-            result.add(i, rid=row.get("id", rid), reason=reason)
+            result.add(i, rid=rid, reason=reason)
             continue
         if rec.id in seen:
             result.add(i, rid=rec.id, reason=f"duplicate id (first at row {seen[rec.id]})")
@@ -383,6 +399,22 @@ def build_records(rows: Iterable[Mapping[str, Any] | Exception],
         seen[rec.id] = i
         result.add(i, rec)
     return result
+
+
+def record_converter(mapping: Mapping[str, str] | None = None) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The row conversion of ``read_records``: the column mapping, then pass rates parsed."""
+
+    def convert(raw: Mapping[str, Any]) -> dict[str, Any]:
+        row = apply_mapping(raw, mapping)
+        row["pass_rates"] = parse_pass_rates(row.get("pass_rates"))
+        return row
+
+    return convert
+
+
+def id_column(mapping: Mapping[str, str] | None) -> str:
+    """The raw column that holds the record id under ``mapping``."""
+    return next((c for c, t in (mapping or {}).items() if t == "id"), "id")
 
 
 def read_records(path: str | Path, mapping: Mapping[str, str] | None = None, base_dir: str | Path | None = None,
@@ -394,15 +426,9 @@ def read_records(path: str | Path, mapping: Mapping[str, str] | None = None, bas
     p = Path(path)
     if base_dir is None:
         base_dir = p if p.is_dir() else p.parent
-    id_col = next((c for c, t in (mapping or {}).items() if t == "id"), "id")
-
-    def convert(raw: Mapping[str, Any]) -> dict[str, Any]:
-        row = apply_mapping(raw, mapping)
-        row["pass_rates"] = parse_pass_rates(row.get("pass_rates"))
-        return row
-
-    return build_records(iter_rows(p, split), convert, base_dir=base_dir, check_images=check_images,
-                         require_images=require_images, id_field=id_col, source=str(p))
+    return build_records(iter_rows(p, split), record_converter(mapping), base_dir=base_dir,
+                         check_images=check_images, require_images=require_images, id_field=id_column(mapping),
+                         source=str(p))
 
 
 def _hf_features_metadata(pass_rate_names: list[str]) -> bytes:
@@ -430,8 +456,6 @@ def record_schema(pass_rate_names: list[str], *, pass_rates_layout: str = "struc
     values null) by default, because ``datasets`` cannot read arrow ``map`` columns;
     ``pass_rates_layout="map"`` writes ``map<string, double>`` (pyarrow reads both;
     ``read_records`` accepts both)."""
-    import pyarrow as pa
-
     if pass_rates_layout == "map":
         rates_type = pa.map_(pa.string(), pa.float64())
     elif pass_rates_layout == "struct":
@@ -471,49 +495,60 @@ def write_records(path: str | Path, records: Iterable[Record], *, base_dir: str 
 
     Parquet: the columns of ``record_schema`` (images as ``{bytes, path}`` structs, meta
     as JSON text) with ``datasets`` metadata, so ``datasets.load_dataset("parquet", ...)``
-    reads it with ``images`` as Image features. JSONL: one object per record, images as
+    reads it with ``images`` as Image features, in row groups of
+    ``PARQUET_ROW_GROUP_ROWS``. JSONL: one object per record, images as
     ``data:image/...;base64,`` text when they hold bytes, else their path.
 
-    Images held as paths relative to ``base_dir`` are re-pointed relative to the output
-    file's folder (or read and embedded with ``embed_images``)."""
+    Records are written as they come (a ``Sequence``, e.g. streamed records, is read
+    twice: once for the pass-rate names, once to write), so memory does not grow with
+    the file. Images held as paths relative to ``base_dir`` are re-pointed relative to
+    the output file's folder (or read and embedded with ``embed_images``)."""
     p = Path(path)
-    recs = list(records)
+    recs: Sequence[Record] = records if isinstance(records, Sequence) else list(records)
     out_dir = p.parent
     bd = Path(base_dir) if base_dir is not None else None
-    rows = []
-    for r in recs:
+
+    def row_of(r: Record) -> dict[str, Any]:
         d = r.to_dict()
         d["images"] = [_relocate(im, bd, out_dir, embed_images).to_dict() for im in r.images]
-        rows.append(d)
+        return d
+
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
+    tmp = p.with_name(p.name + ".tmp")
+    n = 0
     if suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         names = sorted({k for r in recs for k in (r.pass_rates or {})})
         schema = record_schema(names, pass_rates_layout=pass_rates_layout)
-        for d in rows:
-            pr = d["pass_rates"]
-            if pass_rates_layout == "map":
-                d["pass_rates"] = list(pr.items()) if pr else None
-            else:
-                d["pass_rates"] = {n: (pr or {}).get(n) for n in names} if (pr and names) else None
-        table = pa.Table.from_pylist(rows, schema=schema)
-        tmp = p.with_name(p.name + ".tmp")
-        pq.write_table(table, tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            batch: list[dict[str, Any]] = []
+            for r in recs:
+                d = row_of(r)
+                pr = d["pass_rates"]
+                if pass_rates_layout == "map":
+                    d["pass_rates"] = list(pr.items()) if pr else None
+                else:
+                    d["pass_rates"] = {k: (pr or {}).get(k) for k in names} if (pr and names) else None
+                batch.append(d)
+                if len(batch) == PARQUET_ROW_GROUP_ROWS:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    n, batch = n + len(batch), []
+            if batch or n == 0:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
         os.replace(tmp, p)
     elif suffix == ".jsonl":
-        tmp = p.with_name(p.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            for d in rows:
+            for r in recs:
+                d = row_of(r)
                 d["images"] = [_image_to_json(im) for im in d["images"]]
                 d["meta"] = json.loads(d["meta"])
                 fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+                n += 1
         os.replace(tmp, p)
     else:
         raise DataError(f"{p}: can write .parquet or .jsonl, not {suffix!r}")
-    return len(recs)
+    return n
 
 
 def _image_to_json(im: dict[str, Any]) -> str:

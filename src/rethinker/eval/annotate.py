@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..data.stream import MappedRecords
 from ..records import Record, RecordError
 
 #: Reward rules that count as a pass (the judge says correct and the response is valid).
@@ -39,11 +40,20 @@ DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOP_K = 1.0, 0.95, 40
 
 @dataclass
 class AnnotateResult:
-    records: list[Record]  # every input record; annotated ones carry pass_rates[name]
+    #: every input record; annotated ones carry pass_rates[name] (computed on access, so a
+    #: streamed input stays streamed)
+    records: Sequence[Record]
     name: str
     n_annotated: int = 0  # queries with a pass rate (this run and resumed)
     n_resumed: int = 0  # of which read from the sidecar
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason): not annotated
+    rates: dict[str, float] = field(default_factory=dict)  # id -> pass rate
+
+    def apply(self, rec: Record) -> Record:
+        """``rec`` with its pass rate under ``name`` when it was annotated."""
+        if rec.id not in self.rates:
+            return rec
+        return replace(rec, pass_rates={**(rec.pass_rates or {}), self.name: self.rates[rec.id]})
 
 
 def default_sidecar(output: str | Path, name: str) -> Path:
@@ -100,7 +110,8 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
         raise ValueError("samples must be >= 1")
     if processor is None:
         raise ValueError("annotate needs the model's processor (to encode prompts)")
-    records = list(records)
+    if not isinstance(records, Sequence):
+        records = list(records)
     if engine is None:
         if model is None:
             raise ValueError("annotate needs a model or an engine")
@@ -115,15 +126,20 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
                             min_pixels=min_pixels, max_pixels=max_pixels)
     done = read_sidecar(sidecar) if sidecar is not None else {}
     result = AnnotateResult([], name)
-    counts: dict[str, dict[str, Any]] = {r.id: done[r.id] for r in records if r.id in done}
+    counts: dict[str, dict[str, Any]] = {}
+    todo: list[int] = []  # positions, not records: a streamed input is read again when its turn comes
+    for i, r in enumerate(records):
+        if r.id in done:
+            counts[r.id] = done[r.id]
+        else:
+            todo.append(i)
     result.n_resumed = len(counts)
-    todo = [r for r in records if r.id not in done]
     fh = _open_sidecar(Path(sidecar)) if sidecar is not None else None
     t0, n_done = time.perf_counter(), 0
     try:
         for start in range(0, len(todo), batch_queries):
             chunk, queries = [], []
-            for rec in todo[start:start + batch_queries]:
+            for rec in (records[i] for i in todo[start:start + batch_queries]):
                 try:
                     queries.append(encoder.encode(rec))
                     chunk.append(rec)
@@ -151,15 +167,9 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
     finally:
         if fh is not None:
             fh.close()
-    for rec in records:
-        row = counts.get(rec.id)
-        if row is None:
-            result.records.append(rec)
-            continue
-        rates = dict(rec.pass_rates or {})
-        rates[name] = row["pass_rate"]
-        result.records.append(replace(rec, pass_rates=rates))
-        result.n_annotated += 1
+    result.rates = {rid: row["pass_rate"] for rid, row in counts.items()}
+    result.n_annotated = len(counts)
+    result.records = MappedRecords(records, result.apply)
     return result
 
 

@@ -16,7 +16,7 @@ import torch
 
 from ..model.introspect import forward_params
 from ..prompt import SUFFIX, build_messages
-from ..records import Record, load_image
+from ..records import Record, RecordError, load_image
 
 #: Token names that belong to the vision side of a Qwen-style VLM; completions must never
 #: contain them (a generated ``<|image_pad|>`` breaks the next forward).
@@ -112,13 +112,18 @@ def mm_token_types(input_ids: torch.Tensor, image_token_id: int | None, video_to
 class PromptEncoder:
     """Turns records into ``QueryInputs`` with a processor; images are decoded (with the
     record's checks: unreadable, empty, decompression bombs) and resized within the
-    processor's pixel limits. Results are cached per record id (a query is encoded once
-    for its G samples, and once per step it is re-drawn)."""
+    processor's pixel limits. Results are cached per record (a query is encoded once
+    for its G samples, and a held-out set once per run) within ``cache_bytes`` of
+    tensors and image bytes, the oldest dropped first, so the cache never grows with the
+    data set (one real-sized image's pixels take ~24 MB)."""
 
     def __init__(self, processor, *, suffix: str = SUFFIX, base_dir: str | None = None,
-                 min_pixels: int | None = None, max_pixels: int | None = None, cache_size: int = 4096,
-                 keep_images: bool = False):
+                 min_pixels: int | None = None, max_pixels: int | None = None, cache_bytes: int = 256 << 20,
+                 keep_images: bool = False, max_prompt_tokens: int | None = None):
         self.processor = processor
+        #: a longer prompt is refused (``RecordError``), never truncated: a cut could fall
+        #: inside a run of image tokens and break the vision features' alignment
+        self.max_prompt_tokens = max_prompt_tokens
         self.keep_images = keep_images
         self.suffix = suffix
         self.base_dir = base_dir
@@ -133,8 +138,9 @@ class PromptEncoder:
         self.image_token_id = vocab.get(getattr(processor, "image_token", None) or "<|image_pad|>")
         self.video_token_id = vocab.get(getattr(processor, "video_token", None) or "<|video_pad|>")
         self.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        self._cache: dict[tuple[str, str], tuple[Record, QueryInputs]] = {}
-        self._cache_size = cache_size
+        self._cache: dict[tuple[str, str], tuple[Record, QueryInputs, int]] = {}
+        self._cache_bytes = cache_bytes
+        self._cached = 0
 
     def chat_text(self, record: Record) -> str:
         return self.processor.apply_chat_template(
@@ -142,10 +148,11 @@ class PromptEncoder:
         )
 
     def encode(self, record: Record) -> QueryInputs:
-        """Encode one record (raises ``RecordError`` naming it on a bad image)."""
+        """Encode one record (raises ``RecordError`` naming it on a bad image or a prompt
+        over ``max_prompt_tokens``)."""
         key = (record.id, record.question)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] is record:
+        if hit is not None and (hit[0] is record or hit[0] == record):
             return hit[1]
         images = [load_image(ref, self.base_dir, record_id=record.id) for ref in record.images]
         text = self.chat_text(record)
@@ -156,6 +163,9 @@ class PromptEncoder:
                 kwargs["images_kwargs"] = dict(self.images_kwargs)
         out = self.processor(**kwargs)
         ids = out["input_ids"][0]
+        if self.max_prompt_tokens is not None and ids.shape[0] > self.max_prompt_tokens:
+            raise RecordError(f"record {record.id!r}: prompt of {int(ids.shape[0])} tokens exceeds the limit of "
+                              f"{self.max_prompt_tokens} (skipped, not truncated)")
         q = QueryInputs(
             input_ids=ids,
             mm_token_type_ids=mm_token_types(ids, self.image_token_id, self.video_token_id),
@@ -164,10 +174,20 @@ class PromptEncoder:
             text=text,
             images=list(images) if self.keep_images else None,
         )
-        if len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = (record, q)
+        size = _nbytes(q) + sum(len(ref.bytes or b"") for ref in record.images)
+        if hit is not None:
+            self._cached -= self._cache.pop(key)[2]
+        while self._cache and self._cached + size > self._cache_bytes:  # oldest first
+            self._cached -= self._cache.pop(next(iter(self._cache)))[2]
+        if size <= self._cache_bytes:
+            self._cache[key] = (record, q, size)
+            self._cached += size
         return q
+
+
+def _nbytes(q: QueryInputs) -> int:
+    tensors = (q.input_ids, q.mm_token_type_ids, q.pixel_values, q.image_grid_thw)
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 def concat_images(queries: Sequence[QueryInputs]) -> tuple[torch.Tensor | None, torch.Tensor | None]:

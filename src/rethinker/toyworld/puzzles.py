@@ -22,7 +22,11 @@ bar_min        chart reading               which of 3 bars is shortest (colour)
 count_color    counting                    how many circles of one colour, 1-4
 more_color     counting / comparison       which colour has more circles (colour)
 sub            arithmetic read from image  circles shown - k taken away (integer)
+count_two      multi-image counting        circles in two images together, 2-8
 =============  ==========================  =========================================
+
+``count_two`` is the one kind with two images per question (the model sees both, in
+order); it exercises the multi-image path of rollout, update, evaluation and resume.
 
 ``DEFAULT_KINDS`` (training and held-out evaluation by default) are the kinds the tiny
 model learns; the spatial ones, ``bar_compare`` and the ``*_mc`` variants stay at chance
@@ -87,6 +91,7 @@ class Puzzle:
     claim: Callable[[str], str]  # the concluding step, for a given answer
     choices: list[str] | None = None
     params: dict | None = None
+    more_images: list[Image.Image] | None = None  # images after ``image``, in order
 
 
 # -- drawing ---------------------------------------------------------------------------
@@ -338,6 +343,20 @@ def _sub(rng: random.Random) -> Puzzle:
     )
 
 
+def _count_two(rng: random.Random) -> Puzzle:
+    n1, n2 = rng.randint(1, 4), rng.randint(1, 4)
+    img1, c1 = _count_image(rng, n1)
+    img2, c2 = _count_image(rng, n2)
+    return Puzzle(
+        "count_two", "counting", img1, "How many circles are there in the two images together?",
+        str(n1 + n2), "integer", [str(v) for v in range(2, 9)],
+        f"The first image has {n1} circle{'' if n1 == 1 else 's'}. "
+        f"The second image has {n2} circle{'' if n2 == 1 else 's'}.",
+        lambda a: f"{n1} + {n2} = {a}.",
+        params={"n1": n1, "n2": n2, "colors": [c1, c2]}, more_images=[img2],
+    )
+
+
 def _multiple_choice(base: Callable[[random.Random], Puzzle]) -> Callable[[random.Random], Puzzle]:
     """The same puzzle with four options A-D; the answer is the letter."""
 
@@ -376,6 +395,11 @@ KINDS: dict[str, Callable[[random.Random], Puzzle]] = {
     "more_color": _more_color,
     "sub": _sub,
 }
+
+#: Kinds with more than one image per question (opt-in everywhere; ``KINDS`` holds the
+#: one-image kinds, what ``generate`` draws from when no kinds are named).
+MULTI_IMAGE_KINDS: dict[str, Callable[[random.Random], Puzzle]] = {"count_two": _count_two}
+ALL_KINDS: dict[str, Callable[[random.Random], Puzzle]] = {**KINDS, **MULTI_IMAGE_KINDS}
 
 #: The default mix (training and held-out evaluation): the kinds the tiny model learns,
 #: easy ones (``color``, ``size``) beside ones at the edge of its ability. The spatial
@@ -450,15 +474,15 @@ def _item_rng(seed: int, split: str, index: int, attempt: int) -> random.Random:
 def make_record(kind: str, seed: int, split: str, index: int) -> Record:
     """The ``index``-th puzzle of ``kind`` for ``(seed, split)``: deterministic, and owned
     by ``split`` (candidates whose content hash belongs to the other split are redrawn)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown toy puzzle kind {kind!r}; known: {', '.join(KINDS)}")
+    if kind not in ALL_KINDS:
+        raise ValueError(f"unknown toy puzzle kind {kind!r}; known: {', '.join(ALL_KINDS)}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     for attempt in range(64):
         rng = _item_rng(seed, split, index, attempt)
-        p = KINDS[kind](rng)
-        png = _png(p.image)
-        if _owner(p.question + "|" + "|".join(p.choices or []), png) == split:
+        p = ALL_KINDS[kind](rng)
+        pngs = [_png(im) for im in (p.image, *(p.more_images or []))]
+        if _owner(p.question + "|" + "|".join(p.choices or []), b"\0".join(pngs)) == split:
             break
     else:  # pragma: no cover - probability 2**-64
         raise RuntimeError("could not draw a puzzle owned by this split")
@@ -466,7 +490,7 @@ def make_record(kind: str, seed: int, split: str, index: int) -> Record:
         id=f"toy-{split}-{seed}-{index:06d}",
         question=p.question,
         answer=p.answer,
-        images=[ImageRef(bytes=png)],
+        images=[ImageRef(bytes=png) for png in pngs],
         choices=p.choices,
         answer_type=p.answer_type,
         category=p.kind,
@@ -484,7 +508,8 @@ def _meta(p: Puzzle, split: str, rng: random.Random) -> dict:
 
 
 def generate(n: int, seed: int = 0, split: str = "train", kinds: Sequence[str] | None = None) -> list[Record]:
-    """``n`` puzzles, kinds in round-robin order (``kinds`` defaults to all of ``KINDS``).
+    """``n`` puzzles, kinds in round-robin order (``kinds`` defaults to every one-image
+    kind, ``KINDS``).
     The worked solution is ``record.meta["solution"]``."""
     if n < 0:
         raise ValueError("n must be >= 0")

@@ -59,6 +59,9 @@ class DataConfig:
     toy_eval_size: int = 500
     toy_kinds: list[str] | None = None  # toy puzzle kinds for training and evaluation; None -> the default mix
     shuffle: bool = True
+    #: longer prompts (text + image tokens) are skipped with a warning naming them, never
+    #: truncated; the released run's prompt limit. None: no limit
+    max_prompt_tokens: int | None = 2048
     prompt_suffix: str = "\n\nPlease reason step by step, and put your final answer within \\boxed{}"
 
 

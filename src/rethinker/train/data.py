@@ -11,32 +11,35 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.io import read_records
+from ..data.stream import open_records
 from ..records import Record
 from ..toyworld.puzzles import DEFAULT_KINDS, generate
 
 
 @dataclass
 class Datasets:
-    train: list[Record]
-    eval: list[Record]
+    """Training and held-out records: lists for the toy world, ``StreamedRecords`` (read on
+    demand, see ``data/stream.py``) for parquet and JSONL files."""
+
+    train: Sequence[Record]
+    eval: Sequence[Record]
     base_dir: str | None = None
     eval_base_dir: str | None = None
     skipped: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _read(path: str) -> tuple[list[Record], list, str | None]:
-    result = read_records(path)
+def _read(path: str) -> tuple[Sequence[Record], list, str | None]:
+    result = open_records(path)
     base = str(Path(path).parent) if Path(path).is_file() else str(path)
     for row in result.skipped[:20]:
         print(f"warning: skipped record {row}", file=sys.stderr)
     if len(result.skipped) > 20:
         print(f"warning: ... {len(result.skipped) - 20} more skipped records in {path}", file=sys.stderr)
-    return list(result.records), list(result.skipped), base
+    return result.records, list(result.skipped), base
 
 
 def _toy_kinds(data_cfg) -> tuple[str, ...]:
@@ -66,7 +69,7 @@ def load_datasets(data_cfg, seed: int) -> Datasets:
 class QuerySampler:
     """Seeded epoch-wise shuffling; ``next(n)`` returns the next n records."""
 
-    def __init__(self, records: list[Record], seed: int, shuffle: bool = True):
+    def __init__(self, records: Sequence[Record], seed: int, shuffle: bool = True):
         self.records = records
         self.seed = seed
         self.shuffle = shuffle

@@ -178,7 +178,8 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     data = load_datasets(cfg.data, cfg.seed)
     keep_images = cfg.rollout.engine == "vllm"  # vLLM runs its own processor on the decoded images
     encoders = [PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=base, min_pixels=cfg.model.min_pixels,
-                              max_pixels=cfg.model.max_pixels, keep_images=keep_images)
+                              max_pixels=cfg.model.max_pixels, keep_images=keep_images,
+                              max_prompt_tokens=cfg.data.max_prompt_tokens)
                 for base in (data.base_dir, data.eval_base_dir)]
     optimizer = make_optimizer(model, cfg, sharded=ctx.enabled)
     run = Run(cfg=cfg, ctx=ctx, run_dir=run_dir, device=device, dtype=dtype, model=model, processor=processor,
