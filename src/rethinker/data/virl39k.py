@@ -22,7 +22,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from .benchmarks.common import number_bare_placeholders
-from .io import DataError, LoadResult, apply_mapping, build_records, iter_rows, parse_pass_rates, read_records
+from .io import DataError, LoadResult, apply_mapping, build_records, iter_rows, parse_pass_rates
+from .stream import open_records
 
 SOURCE = "TIGER-Lab/ViRL39K"
 
@@ -110,10 +111,11 @@ def load_virl39k(path: str | Path, split: str | None = None, *, image_dir: str |
 
 
 def load_any(path: str | Path, mapping: dict[str, str] | None = None) -> LoadResult:
-    """ViRL39K's release parquet through its reader; anything else through read_records."""
+    """ViRL39K's release parquet through its reader; anything else through
+    ``open_records`` (a parquet or JSONL file is read on demand)."""
     p = Path(path)
     if mapping is None and p.suffix == ".parquet" and p.is_file():
         names = set(pq.read_schema(p).names)
         if {"qid", "PassRate_32BTrained"} <= names:
             return load_virl39k(p)
-    return read_records(p, mapping)
+    return open_records(p, mapping)

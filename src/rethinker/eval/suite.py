@@ -30,6 +30,7 @@ from typing import Any
 
 from ..data.benchmarks import BENCHMARKS
 from ..data.io import DataError, LoadResult, read_records
+from ..data.stream import open_records
 from ..records import Record
 from ..rollout.evaluate import Prediction, evaluate
 from ..rollout.inputs import PromptEncoder
@@ -148,7 +149,8 @@ def load_benchmark(spec: BenchSpec, *, toy_items: int = DEFAULT_TOY_ITEMS, toy_s
     path = Path(spec.data)
     base = str(path if path.is_dir() else path.parent)
     if spec.name in GENERIC:
-        return read_records(path, split=spec.split), base
+        # one file: read on demand (memory does not grow with it); a folder: read whole
+        return (open_records(path) if spec.split is None else read_records(path, split=spec.split)), base
     return BENCHMARKS[spec.name](path, split=spec.split), base
 
 

@@ -18,9 +18,17 @@ directory loads like a hub checkpoint::
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Iterable
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import AutoModelForImageTextToText, GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
+
+from ..model.load import load_processor
 
 #: Qwen2.5-VL's special tokens, in Qwen's order; they take ids 0..len-1 here.
 SPECIAL_TOKENS = [
@@ -115,10 +123,6 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE):
     Qwen2.5-VL's special tokens (ids 0..21), its chat template and the named multimodal
     tokens (``tokenizer.image_token`` = ``<|image_pad|>`` etc.). Deterministic for the
     same texts."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
-    from tokenizers import Regex
-
     backend = Tokenizer(models.BPE())
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence(
@@ -166,8 +170,6 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE):
 
 
 def _merges_of(backend) -> list[tuple[str, str]]:
-    import json
-
     data = json.loads(backend.to_str())
     merges = data["model"]["merges"]
     return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
@@ -179,7 +181,7 @@ def build_processor(tokenizer):
     processor limited to 56*56 .. 112*112 pixels. Its PIL backend
     (``Qwen2VLImageProcessorPil``) gives the same pixels as the torchvision one to 3e-7
     and is ~30x faster on these small images on a CPU (0.04 s vs 1.5 s for 32 images)."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil, Qwen2VLVideoProcessor
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil, Qwen2VLVideoProcessor  # PIL class: recent transformers only
 
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=MIN_PIXELS,
@@ -207,8 +209,6 @@ def build_processor(tokenizer):
 def build_config(tokenizer, **text_overrides):
     """A ``Qwen2_5_VLConfig`` whose token ids (image/video pad, vision start/end, bos/eos/pad)
     match ``tokenizer``; text shape from ``TEXT_CONFIG`` (overridable)."""
-    from transformers import Qwen2_5_VLConfig
-
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     text = dict(TEXT_CONFIG, **text_overrides)
     mrope = text.pop("mrope_section")
@@ -239,8 +239,6 @@ def build_generation_config(tokenizer):
     softmax(logits / T) with no hidden top-k/top-p truncation (``top_k=0``: transformers
     otherwise applies top_k=50), vision tokens suppressed. Pass ``do_sample=False`` for
     greedy decoding."""
-    from transformers import GenerationConfig
-
     return GenerationConfig(
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
@@ -257,9 +255,6 @@ def build_generation_config(tokenizer):
 def build_model(tokenizer, seed: int = 0, **text_overrides):
     """A randomly initialised ``Qwen2_5_VLForConditionalGeneration`` (fp32) for
     ``tokenizer``; the same seed gives the same weights."""
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
     config = build_config(tokenizer, **text_overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -310,10 +305,6 @@ def load_toy(device: str = "cpu", path: str | Path | None = None):
     ``transformers`` Auto classes; the model is in eval mode on ``device``. The image
     processor uses the PIL backend (``backend="pil"``): same pixels as the default
     torchvision backend, far faster for small images on a CPU."""
-    from transformers import AutoModelForImageTextToText
-
-    from ..model.load import load_processor
-
     path = Path(path) if path is not None else toy_model_path()
     processor = load_processor(path)
     model = AutoModelForImageTextToText.from_pretrained(path).to(device)
