@@ -229,3 +229,31 @@ def test_kl_reference_optional_and_checked():
     with pytest.raises(ValueError, match="shape"):
         kl_penalty(lp, torch.zeros(3), "k3")
     assert kl_penalty(torch.tensor([0.0]), torch.tensor([-1000.0]), "k3").isfinite().all()
+
+
+def test_sequence_ratio_is_gspo():
+    """ratio_level="sequence": every token carries s_i = exp(mean_t log rho_t); its
+    gradient is s_i * A_i * grad logp_t / |y_i| under sequence-mean (GSPO-token), and
+    clipping acts on whole sequences."""
+    from rethinker.algo.losses import policy_loss
+
+    old = torch.tensor([[-1.0, -2.0, -0.5, 0.0], [-1.0, -1.0, -1.0, -1.0]], dtype=torch.float64)
+    delta = torch.tensor([[0.3, -0.1, 0.1, 0.0], [2.0, -2.0, 0.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    lp = (old + delta).requires_grad_(True)
+    loss, st = policy_loss(lp, old, adv, mask, 0.2, 0.35, "sequence-mean", ratio_level="sequence")
+    s = torch.exp(torch.tensor([0.3 / 3, 0.0], dtype=torch.float64))  # mean log-ratio of each response
+    expected = -(s[0] * 1.0 + s[1] * -1.0) / 2  # no clipping: s within [0.8, 1.35]
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    grad = torch.zeros_like(old)
+    grad[0, :3] = -s[0] * 1.0 / 3 / 2
+    grad[1, :] = -s[1] * -1.0 / 4 / 2
+    torch.testing.assert_close(lp.grad, grad)
+    # a token ratio of e^2 is clipped token by token, not when the sequence's mean is 1
+    _, tok = policy_loss(old + delta, old, adv, mask, 0.2, 0.35, "sequence-mean")
+    _, seq = policy_loss(old + delta, old, adv, mask, 0.2, 0.35, "sequence-mean", ratio_level="sequence")
+    assert tok["clip_frac_low"] > 0 and seq["clip_frac_low"] == 0 and seq["ratio_max"] == pytest.approx(float(s[0]))
+    with pytest.raises(ValueError, match="ratio_level"):
+        policy_loss(lp, old, adv, mask, ratio_level="group")

@@ -214,3 +214,25 @@ def test_bad_input():
         ssr_probabilities([0.0, 0.0])
     assert ssr_probabilities([0.0, 1.0, -3.0]).tolist() == [0.0, 0.25, 0.75]
     assert ssr_probabilities([0.0, 1.0, -3.0], alpha=2).tolist() == [0.0, 0.1, 0.9]
+
+
+def test_released_staleness_cap_drops_samples_older_than_max_age():
+    """max_age=1: at step 3 the buffer replays only samples of steps 2 and 3; without a
+    cap the step-1 samples are still drawn."""
+    from rethinker.algo.ssr import SSRConfig
+
+    def run(max_age):
+        sel = SampleSelector.from_config(SSRConfig(mode="released", max_age=max_age, batch_size=16), seed=5)
+        sel.buffer_capacity = 64
+        for step in (1, 2):
+            sel.select(make([1.0, -1.0, 0.5, -0.5] + [0.0] * 4, step=step))
+        return sel, sel.select(make([0.0] * 8, step=3))  # nothing informative now: all replayed
+
+    capped_sel, capped = run(1)
+    assert {x.step for x in capped_sel.buffer} == {2} and {x.step for x in capped.samples} == {2}
+    assert capped.stats["replay_age_max"] == 1.0 and len(capped.samples) == 16
+    free_sel, free = run(None)
+    assert {x.step for x in free_sel.buffer} == {1, 2} and {x.step for x in free.samples} == {1, 2}
+    assert free.stats["replay_age_max"] == 2.0
+    with pytest.raises(ValueError, match="max_age"):
+        SSRConfig(mode="released", max_age=-1)

@@ -13,6 +13,16 @@ the masked tokens of a batch of B responses (M_it = mask):
     sequence-mean     : 1/B sum_i ( sum_t M_it L_it / sum_t M_it )
     sequence-sum-norm : 1/B sum_i ( sum_t M_it L_it / max_tokens )      (Dr.GRPO)
 
+Sequence-level ratios (GSPO, arXiv 2507.18071; ``ratio_level="sequence"``): every token
+of response i uses the response's length-normalised ratio
+
+    s_i    = exp( 1/|y_i| sum_t (logp_t - logp_old_t) )
+
+in the same clipped surrogate, written per token as s_t = sg[s_i] * exp(logp_t -
+sg[logp_t]) so that its value is s_i and its gradient s_i * grad logp_t (GSPO-token);
+with ``sequence-mean`` aggregation this is GSPO's objective. Sequence ratios stay much
+closer to 1 than token ratios: GSPO clips at 3e-4 / 4e-4.
+
 Gradient accumulation: a loss averaged per micro-batch and then averaged over micro-batches
 is not the token-mean of the whole batch when micro-batches hold different token counts.
 Pass ``normalizer`` = the denominator for the WHOLE batch (token-mean: total number of
@@ -30,6 +40,7 @@ from torch import Tensor
 
 Aggregation = Literal["token-mean", "sequence-mean", "sequence-sum-norm"]
 AGGREGATIONS: tuple[str, ...] = ("token-mean", "sequence-mean", "sequence-sum-norm")
+RATIO_LEVELS: tuple[str, ...] = ("token", "sequence")
 
 # exp(20) ~ 4.9e8: far outside any clip range, so clamping the log-ratio there changes no
 # loss value that matters and keeps exp() from overflowing to inf (inf * 0 = NaN in backward).
@@ -108,8 +119,12 @@ def policy_loss(
     aggregation: Aggregation = "token-mean",
     max_tokens: int | None = None,
     normalizer: float | None = None,
+    ratio_level: str = "token",
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO-clip loss with asymmetric clipping; returns (loss, stats).
+
+    ``ratio_level="sequence"``: GSPO's sequence ratio instead of the token ratio (module
+    docstring); the clip fractions then count the tokens of clipped sequences.
 
     L_t = -min(rho_t A, clip(rho_t, 1 - clip_low, 1 + clip_high) A), rho_t = exp(lp_t - old_t),
     aggregated as the module docstring says (``normalizer``: whole-batch denominator for
@@ -130,7 +145,12 @@ def policy_loss(
     old = torch.where(m, old_logprobs.detach().to(logprobs.dtype), zero)
     adv = torch.where(m, _token_advantages(advantages.detach(), lp), zero)
 
+    if ratio_level not in RATIO_LEVELS:
+        raise ValueError(f"ratio_level must be one of {RATIO_LEVELS}, got {ratio_level!r}")
     log_ratio = (lp - old).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+    if ratio_level == "sequence":
+        seq = (log_ratio * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # mean log-ratio per response
+        log_ratio = torch.where(m, seq.detach()[:, None] + lp - lp.detach(), zero)
     ratio = torch.exp(log_ratio)
     surr_unclipped = ratio * adv
     surr_clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv

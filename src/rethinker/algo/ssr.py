@@ -24,7 +24,10 @@ One entry point, ``SampleSelector(mode=...)``, with the four modes of docs/metho
   the buffer with p proportional to |A| + 1e-4: whole copies of the buffer while more than
   its size is missing, then a draw with replacement (the released loop).
   An empty selection (nothing non-zero now or in the buffer) skips the update (the
-  released loop would spin forever there).
+  released loop would spin forever there). ``max_age`` (not in the released code) caps
+  staleness: buffered samples more than ``max_age`` steps older than this step's are
+  dropped before the draw (plain prioritized replay without an age limit has been
+  reported to degrade LLM/VLM RL).
 
 ``filter``: A != 0 samples only, shuffled, whole copies then a uniform draw with
   replacement to fill ``batch_size`` (default N) -- DAPO-like dynamic sampling.
@@ -64,10 +67,15 @@ class SSRConfig:
     batch_size: int | None = None  # samples per update; None -> the step's sample count
     positive_share: float = 0.1  # released mode
     refill_factor: int = 2  # released mode
+    #: released mode: replay only samples at most this many steps (policy versions) older
+    #: than the newest; None: no limit, as released
+    max_age: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in SSR_MODES:
             raise ValueError(f"mode must be one of {'|'.join(SSR_MODES)}, not {self.mode!r}")
+        if self.max_age is not None and self.max_age < 0:
+            raise ValueError(f"max_age must be >= 0 or None, got {self.max_age}")
 
 
 @dataclass
@@ -132,6 +140,7 @@ class SampleSelector:
         positive_weight: float = 0.0,
         buffer_capacity: int | None = None,
         buffer_eps: float = 1e-4,
+        max_age: int | None = None,
     ) -> None:
         if mode not in SSR_MODES:
             raise ValueError(f"ssr mode must be one of {SSR_MODES}, got {mode!r}")
@@ -155,13 +164,14 @@ class SampleSelector:
         self.positive_weight = positive_weight
         self.buffer_capacity = buffer_capacity
         self.buffer_eps = buffer_eps
+        self.max_age = max_age
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.buffer: deque[Sample] = deque(maxlen=buffer_capacity)
 
     @classmethod
     def from_config(cls, config: SSRConfig, seed: int = 0) -> "SampleSelector":
         return cls(config.mode, config.alpha, config.batch_size, seed, refill_factor=config.refill_factor,
-                   positive_share=config.positive_share)
+                   positive_share=config.positive_share, max_age=config.max_age)
 
     # ------------------------------------------------------------------ selection
     def select(self, samples: Sequence[Sample]) -> Selection:
@@ -182,6 +192,7 @@ class SampleSelector:
         else:
             picked = self._released(samples, advs)
         chosen = [p[0] for p in picked]
+        newest = max((int(x.step) for x in samples), default=0)
         stats = {
             "effective_ratio/before_ssr": _effective_ratio(advs),
             "effective_ratio/after_ssr": _effective_ratio([float(s.advantage) for s in chosen]),
@@ -190,6 +201,7 @@ class SampleSelector:
             "n_unique": float(len({id(s) for s in chosen})),
             "n_replayed_from_buffer": float(sum(p[2] for p in picked)),
             "n_from_earlier_steps": float(sum(p[1] < 0 for p in picked)),
+            "replay_age_max": float(max((newest - int(p[0].step) for p in picked if p[2]), default=0)),
             "buffer_size": float(len(self.buffer)),
         }
         skipped = len(chosen) == 0
@@ -229,6 +241,10 @@ class SampleSelector:
         nonzero = [i for i, a in enumerate(advs) if a != 0]
         positive = [i for i, a in enumerate(advs) if a == 0 and float(samples[i].reward) > self.positive_threshold]
         self.buffer.extend(samples[i] for i in nonzero)
+        if self.max_age is not None and samples:  # staleness cap: drop what is too old to replay
+            newest = max(int(x.step) for x in samples)
+            self.buffer = deque((x for x in self.buffer if newest - int(x.step) <= self.max_age),
+                                maxlen=self.buffer.maxlen)
         target = self.batch_size if self.batch_size is not None else n // self.refill_factor
 
         shuffled = [nonzero[j] for j in self.rng.permutation(len(nonzero))]

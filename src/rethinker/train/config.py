@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from ..algo.advantages import ADVANTAGE_SCALES
-from ..algo.losses import AGGREGATIONS
+from ..algo.losses import AGGREGATIONS, RATIO_LEVELS
 from ..algo.rethink import RethinkConfig
 from ..algo.ssr import SSRConfig
 from ..judge import RewardConfig
@@ -92,6 +92,7 @@ class AlgoConfig:
     clip_low: float = 0.2
     clip_high: float = 0.35
     aggregation: str = "token-mean"  # token-mean | sequence-mean | sequence-sum-norm
+    ratio_level: str = "token"  # token (PPO-clip) | sequence (GSPO; use clip ~3e-4/4e-4, sequence-mean)
     kl_coef: float = 0.0
     kl_kind: str = "k3"
     entropy_coef: float = 0.0
@@ -342,6 +343,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"algo.advantage_scale must be {'|'.join(ADVANTAGE_SCALES)}")
     if cfg.algo.aggregation not in AGGREGATIONS:
         raise ConfigError(f"algo.aggregation must be {'|'.join(AGGREGATIONS)}")
+    if cfg.algo.ratio_level not in RATIO_LEVELS:
+        raise ConfigError(f"algo.ratio_level must be {'|'.join(RATIO_LEVELS)}")
     if cfg.rollout.group_size < 2:
         raise ConfigError("rollout.group_size must be >= 2 (GRPO compares samples within a group)")
     for name in ("queries_per_step", "max_new_tokens"):

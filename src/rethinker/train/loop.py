@@ -112,7 +112,7 @@ def _step_row(step: int, metrics: dict[str, Any], upd: dict[str, Any], selection
     row: dict[str, Any] = {"step": step, **metrics, **upd}
     row.update({k: v for k, v in sel.items() if k.startswith("effective_ratio")})
     row.update({"ssr/n_selected": sel["n_selected"], "ssr/n_unique": sel["n_unique"],
-                "ssr/n_replayed": sel["n_replayed_from_buffer"],
+                "ssr/n_replayed": sel["n_replayed_from_buffer"], "ssr/replay_age_max": sel["replay_age_max"],
                 "groups/all_correct": gstats["all_correct_share"], "groups/all_wrong": gstats["all_wrong_share"],
                 "groups/zero_advantage": gstats["zero_adv_share"], "data/skipped_bad": n_bad,
                 "lr": lr, "time/step_s": time.perf_counter() - t0})

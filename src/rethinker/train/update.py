@@ -198,7 +198,7 @@ def chunk_loss(model, chunk: Chunk, algo, denom: Denominators, *, pad_id: int, d
                 old[i][tm[i]] = torch.as_tensor(s.behaviour_logprobs, dtype=old.dtype, device=old.device)
     adv = torch.tensor([float(s.advantage) for s in chunk.samples], device=device)
     loss, st = policy_loss(lp, old, adv, mask, algo.clip_low, algo.clip_high, algo.aggregation,
-                           max_tokens=max_new_tokens, normalizer=denom.policy)
+                           max_tokens=max_new_tokens, normalizer=denom.policy, ratio_level=algo.ratio_level)
     if chunk.weight == 0.0:
         return loss * 0.0, st, {}, 0.0
     terms = {"loss/policy": float(loss.detach())}
