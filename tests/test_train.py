@@ -227,3 +227,29 @@ def test_two_image_puzzles_train_evaluate_and_resume(tmp_path):
     evals = [r for r in rows if "eval/n" in r]
     assert [r["step"] for r in evals] == [0, 2, 3] and all(r["eval/n"] == 8 and r["eval/skipped"] == 0 for r in evals)
     assert set(k for r in evals for k in r if k.startswith("eval/accuracy/")) == {"eval/accuracy/count_two"}
+
+
+def test_informative_groups_keep_whole_groups_with_a_nonzero_advantage():
+    from rethinker.algo.sample import Sample
+    from rethinker.train.loop import informative_groups
+
+    advs = [0, 0, 0, 0, 0.5, -0.5, 0, 0, 1, -1, 1, -1]  # groups of 4: none, partly, all non-zero
+    samples = [Sample(advantage=a, reward=0.0, meta={"i": i}) for i, a in enumerate(advs)]
+    assert [s.meta["i"] for s in informative_groups(samples, 4)] == [4, 5, 6, 7, 8, 9, 10, 11]
+    assert informative_groups(samples[:4], 4) == []
+
+
+def test_dynamic_sampling_fills_the_step_with_informative_groups(tmp_path):
+    out = tmp_path / "dyn"
+    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "3", "--eval-every", "0", "--save-every", "0",
+                "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3", "--rethink", "off"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    steps = [r for r in _rows(out) if "reward/mean" in r]
+    assert len(steps) == 3
+    for r in steps:
+        assert 1 <= r["dynamic/rounds"] <= 3 and r["dynamic/kept_groups"] <= 2
+        assert r["dynamic/generated_groups"] == 2 * r["dynamic/rounds"]
+        # every kept group is informative, and a step stops drawing once it has two
+        assert r["dynamic/kept_groups"] == 2 or r["dynamic/rounds"] == 3
+        if r["dynamic/kept_groups"]:
+            assert r["ssr/n_unique"] <= 4 * r["dynamic/kept_groups"]

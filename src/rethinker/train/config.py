@@ -79,6 +79,10 @@ class RolloutConfig(Sampling):
     vllm_gpu_memory_utilization: float = 0.3
     vllm_sleep_level: int = 1
     eval_max_new_tokens: int | None = None  # None -> max_new_tokens
+    #: DAPO's dynamic sampling: draw more queries until the step holds queries_per_step
+    #: groups with a non-zero advantage (at most max_sampling_rounds draws)
+    dynamic_sampling: bool = False
+    max_sampling_rounds: int = 4
 
     def sampling(self) -> SamplingParams:
         """The request for one training rollout: G samples per query."""

@@ -26,7 +26,7 @@ from ..algo.advantages import group_advantages, group_stats
 from ..algo.sample import Sample
 from ..algo.ssr import Selection
 from .distributed import gathered, merge_metrics
-from .experience import collect, encode_batch
+from .experience import Experience, collect, encode_batch
 from .metrics import console_line
 from .run import Run, setup
 from .update import behaviour_logprobs, policy_update
@@ -42,29 +42,23 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
                dynamic_ncols=True) if progress and ctx.is_main else None
     for step in range(run.start_step + 1, cfg.max_steps + 1):
         t0 = time.perf_counter()
-        # 1. queries: this rank's share of the step's records (bad ones skipped, named, counted);
-        #    a GRPO group stays whole on one rank
-        records, queries, bad = encode_batch(run.encoder, run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank::ctx.world])
-        # 2-3. rollouts, rewards, Forced Rethinking
-        with gathered(model, ctx):
-            exp = collect(run.engine, run.processor.tokenizer, records, queries, params=sampling,
-                          reward_cfg=cfg.reward, rethink_cfg=rethink, rng=run.rethink_rng, step=step)
-        # 4. group advantages
-        _set_advantages(exp.samples, cfg)
+        # 1-4. queries (this rank's share; bad records skipped, named, counted), rollouts,
+        #      rewards, Forced Rethinking, group advantages (a GRPO group stays on one rank)
+        exp, generated, skipped = _experience(run, step, rethink, sampling)
         # 5. Selective Sample Replay over the global pool (released mode replays across steps,
         #    so it stores each sample's behaviour log-probs now)
         if cfg.ssr.mode == "released":
             with gathered(model, ctx):
                 behaviour_logprobs(model, [s for s in exp.samples if s.advantage != 0], run.pad_id,
                                    cfg.optim.micro_batch_size, run.device, run.dtype)
-        parts = ctx.gather_objects((exp.samples, exp.metrics, len(bad)))
+        parts = ctx.gather_objects((exp.samples, exp.metrics, skipped, generated))
         samples = [s for p in parts for s in p[0]]
         metrics = merge_metrics([p[1] for p in parts], [len(p[0]) for p in parts])
         n_bad = sum(p[2] for p in parts)
         if not samples:
             run.logger.log({"step": step, "data/skipped_bad": n_bad, "update/skipped": 1})
             continue
-        gstats = group_stats(torch.tensor([s.reward for s in samples], dtype=torch.float64),
+        gstats = group_stats(torch.tensor([r for p in parts for r in p[3]], dtype=torch.float64),
                              cfg.rollout.group_size, correct_threshold=cfg.reward.correct)
         selection = run.selector.select(samples)
         # 6. policy update
@@ -96,6 +90,52 @@ def _begin(run: Run) -> dict[str, Any]:
     run.logger.log({"step": 0, "data/train_records": len(run.data.train), "data/eval_records": len(run.data.eval),
                     "data/skipped_at_load": len(run.data.skipped)})
     return run.evaluate(0) if run.cfg.eval_every > 0 else {}
+
+
+def _experience(run: Run, step: int, rethink, sampling) -> tuple[Experience, list[float], int]:
+    """This rank's experience for one step, the rewards of every sample generated (for the
+    group statistics) and the number of records skipped. With ``rollout.dynamic_sampling``
+    (DAPO's dynamic sampling) more queries are drawn, round after round, until the share
+    holds as many groups with a non-zero advantage as one draw has groups, or
+    ``rollout.max_sampling_rounds`` draws were made; only those groups are kept. Every rank
+    makes the same number of rounds (a round gathers the sharded policy)."""
+    cfg, ctx, G = run.cfg, run.ctx, run.cfg.rollout.group_size
+
+    def draw() -> tuple[Experience, int]:
+        records, queries, bad = encode_batch(run.encoder,
+                                             run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank::ctx.world])
+        with gathered(run.model, ctx):
+            exp = collect(run.engine, run.processor.tokenizer, records, queries, params=sampling,
+                          reward_cfg=cfg.reward, rethink_cfg=rethink, rng=run.rethink_rng, step=step)
+        _set_advantages(exp.samples, cfg)
+        return exp, len(bad)
+
+    exp, n_bad = draw()
+    generated = [s.reward for s in exp.samples]
+    if not cfg.rollout.dynamic_sampling:
+        return exp, generated, n_bad
+    target = len(exp.samples) // G
+    rounds = [exp]
+    kept = informative_groups(exp.samples, G)
+    while len(rounds) < cfg.rollout.max_sampling_rounds and ctx.sum_float(max(target - len(kept) // G, 0)) > 0:
+        more, more_bad = draw()
+        rounds.append(more)
+        n_bad += more_bad
+        generated += [s.reward for s in more.samples]
+        kept += informative_groups(more.samples, G)
+    kept = kept[:target * G]
+    metrics = merge_metrics([e.metrics for e in rounds], [len(e.samples) for e in rounds])
+    for key in {k for e in rounds for k in e.metrics if k.startswith("time/") or k in ("rollout/tokens",)}:
+        metrics[key] = sum(e.metrics.get(key) or 0 for e in rounds)  # rounds run one after another
+    metrics.update({"dynamic/rounds": len(rounds), "dynamic/generated_groups": len(generated) // G,
+                    "dynamic/kept_groups": len(kept) // G})
+    return Experience(kept, metrics), generated, n_bad
+
+
+def informative_groups(samples: list[Sample], group_size: int) -> list[Sample]:
+    """The samples of the groups (consecutive ``group_size`` samples) with a non-zero advantage."""
+    return [s for g in range(0, len(samples), group_size) if any(x.advantage != 0 for x in samples[g:g + group_size])
+            for s in samples[g:g + group_size]]
 
 
 def _set_advantages(samples: list[Sample], cfg) -> None:
