@@ -33,6 +33,7 @@ as docs/method.md states the rule.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -45,7 +46,7 @@ from rethinker.judge.selfcheck import count_self_checks
 
 __all__ = [
     "Acceptance", "RethinkConfig", "RethinkPlan", "accept", "choose_trigger", "count_self_checks",
-    "cut_before_final_answer", "eligible", "join_tokens", "plan_rethinks", "reflection_rate",
+    "cut_before_final_answer", "eligible", "join_tokens", "plan_rethinks", "reflection_rate", "reflects",
 ]
 
 
@@ -276,8 +277,21 @@ def join_tokens(
     return ids, mask
 
 
-def reflection_rate(texts: Sequence[str]) -> float:
-    """Share of texts with at least one self-check (0.0 for no texts)."""
+#: A reflection: a self-check phrase of the released counter ("wait,", "wait a",
+#: "alternatively") or any trigger form, the bare "Wait" included (the word, not "waiting").
+_REFLECTION = re.compile(r"\bwait\b|alternatively", re.IGNORECASE)
+
+
+def reflects(text: str) -> bool:
+    """The text holds a self-check or a rethinking trigger in any of its forms."""
+    return bool(_REFLECTION.search(text))
+
+
+def reflection_rate(texts: Sequence[str], *, released: bool = False) -> float:
+    """Share of texts that reflect (``reflects``; 0.0 for no texts). ``released``: the
+    released code's narrower counter (``count_self_checks > 0``), which misses a bare
+    "Wait" followed by a line break."""
     if not texts:
         return 0.0
-    return sum(count_self_checks(t) > 0 for t in texts) / len(texts)
+    hit = (lambda t: count_self_checks(t) > 0) if released else reflects
+    return sum(bool(hit(t)) for t in texts) / len(texts)

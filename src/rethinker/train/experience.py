@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..algo.advantages import group_advantages, group_stats
 from ..algo.rethink import RethinkConfig, accept, join_tokens, plan_rethinks, reflection_rate
 from ..algo.sample import Sample
 from ..judge import RewardConfig, reward
@@ -74,9 +76,13 @@ def collect(
         for i, (c, r) in enumerate(zip(comps, results))
     ]
     first_texts = [c.text for c in comps]
+    first_rewards = torch.tensor([s.reward for s in samples], dtype=torch.float64)
     m: dict[str, Any] = {
-        "accuracy": float(np.mean([r.correct for r in results])) if results else 0.0,
+        # correct = judged correct AND a valid response (a truncated one is invalid, not correct)
+        "accuracy": _mean(valid_correct(r) for r in results),
+        "invalid_ratio": _mean(r.rule in INVALID_RULES for r in results),
         "reflection_rate": reflection_rate(first_texts),
+        "reflection_rate/released": reflection_rate(first_texts, released=True),
         "response_length/mean": float(np.mean([len(c.token_ids) for c in comps])) if comps else 0.0,
         "response_length/max": max((len(c.token_ids) for c in comps), default=0),
         "truncated_ratio": float(np.mean([not c.finished for c in comps])) if comps else 0.0,
@@ -84,8 +90,12 @@ def collect(
         "rollout/tokens_per_s": gen_tokens / gen_s if gen_s > 0 else 0.0,
         "time/rollout_s": gen_s,
     }
-    for rule in ("no_box", "truncated", "too_many_waits"):
-        m[f"reward/invalid_{rule}"] = float(np.mean([r.rule == rule for r in results])) if results else 0.0
+    for rule in INVALID_RULES:
+        m[f"reward/invalid_{rule}"] = _mean(r.rule == rule for r in results)
+    if comps:  # the first pass's groups, before Forced Rethinking replaces responses in them
+        first = group_stats(first_rewards, G)
+        m["groups/zero_advantage_before_rethink"] = first["zero_adv_share"]
+        m["effective_ratio/before_rethink"] = _mean(a != 0 for a in group_advantages(first_rewards, G).tolist())
 
     if rethink_cfg is not None and comps:
         t1 = time.perf_counter()
@@ -93,8 +103,23 @@ def collect(
                           reward_cfg, rethink_cfg, rng))
         m["time/rethink_s"] = time.perf_counter() - t1
     m["reward/mean"] = float(np.mean([s.reward for s in samples])) if samples else 0.0
-    m["accuracy/after_rethink"] = float(np.mean([bool(s.correct) for s in samples])) if samples else 0.0
+    m["accuracy/after_rethink"] = _mean(bool(s.correct) and s.meta["rule"] not in INVALID_RULES for s in samples)
     return Experience(samples, m)
+
+
+#: Reward rules of an invalid response (``rethinker.judge.reward``): whatever the judge says
+#: of its answer, it earns the invalid reward.
+INVALID_RULES = ("no_box", "truncated", "too_many_waits")
+
+
+def valid_correct(r) -> bool:
+    """A reward result that counts as correct: judged correct and not invalid."""
+    return bool(r.correct) and r.rule not in INVALID_RULES
+
+
+def _mean(flags) -> float:
+    flags = [float(f) for f in flags]
+    return float(np.mean(flags)) if flags else 0.0
 
 
 def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results, params, reward_cfg,

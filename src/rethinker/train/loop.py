@@ -150,7 +150,13 @@ def _step_row(step: int, metrics: dict[str, Any], upd: dict[str, Any], selection
     """One ``metrics.jsonl`` line: collection, update, SSR and group statistics."""
     sel = selection.stats
     row: dict[str, Any] = {"step": step, **metrics, **upd}
+    # after_ssr is 1.0 by construction in every mode but off: the trained batch is described
+    # by its mean |A| and share of positive advantages
     row.update({k: v for k, v in sel.items() if k.startswith("effective_ratio")})
+    trained = [float(s.advantage) for s in selection.samples]
+    if trained:
+        row["ssr/mean_abs_advantage"] = sum(abs(a) for a in trained) / len(trained)
+        row["ssr/positive_share"] = sum(a > 0 for a in trained) / len(trained)
     row.update({"ssr/n_selected": sel["n_selected"], "ssr/n_unique": sel["n_unique"],
                 "ssr/n_replayed": sel["n_replayed_from_buffer"], "ssr/replay_age_max": sel["replay_age_max"],
                 "groups/all_correct": gstats["all_correct_share"], "groups/all_wrong": gstats["all_wrong_share"],

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..algo.rethink import reflection_rate
 from ..algo.ssr import SampleSelector
 from ..model.load import load_policy, pick_device, pick_dtype
 from ..rollout.base import RolloutEngine
@@ -79,6 +80,7 @@ class Run:
         lo, hi = res.confidence_interval()
         row = {"step": step, "eval/accuracy": res.accuracy, "eval/ci_low": lo, "eval/ci_high": hi,
                "eval/n": res.n_items, "eval/skipped": len(res.skipped), "time/eval_s": time.perf_counter() - t}
+        row["eval/reflection_rate"] = reflection_rate([p.response for p in res.predictions])
         row.update({f"eval/accuracy/{k}": v for k, v in res.by_category.items()})
         self.logger.log(row)
         if ctx.is_main:
