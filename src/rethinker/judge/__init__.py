@@ -33,8 +33,8 @@ case in ``tests/test_judge_table.py`` and is counted by ``benchmarks/judge_speed
   used: model output is never evaluated as code.
 """
 
-from .extract import ALL_RULES, DEFAULT_RULES, EVAL_RULES, TRAIN_RULES, Extraction, extract, extract_answer, has_box
-from .grade import DEFAULT_TIMEOUT_S, REASONS, Verdict, clear_caches, grade, grade_many, is_correct, shutdown_pools
+from .extract import ALL_RULES, DEFAULT_RULES, EVAL_RULES, TRAIN_RULES, Extraction, extract, extract_answer
+from .grade import DEFAULT_TIMEOUT_S, REASONS, Verdict, clear_caches, grade, grade_many, is_correct
 from .reward import RULES as REWARD_RULES
 from .reward import RewardConfig, RewardResult, reward
 from .selfcheck import count_self_checks, count_wait_words
@@ -58,8 +58,6 @@ __all__ = [
     "extract_answer",
     "grade",
     "grade_many",
-    "has_box",
     "is_correct",
     "reward",
-    "shutdown_pools",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 from . import symbolic
 from .choice import LETTERS, gold_letter, match_option, parse_letter
 from .extract import DEFAULT_RULES, extract
+from .helper import helpers, running_helpers
 from .normalize import MAX_ANSWER_CHARS, clean_latex, compact, is_textual, norm_text, unbox
 from .numeric import numbers_equal, parse_number
 from .sets import compare_structured
@@ -108,8 +109,6 @@ def clear_caches(helpers: bool = True) -> None:
     symbolic._parse_gold.cache_clear()
     symbolic._parse_pred.cache_clear()
     if helpers:
-        from .helper import running_helpers
-
         for h in running_helpers():
             h.request({"op": "clear"}, 30.0)
 
@@ -271,13 +270,6 @@ def _grade_chunk(chunk: list[dict[str, Any]], options: dict[str, Any]) -> list[V
     return [grade(**args, **options) for args in chunk]
 
 
-def shutdown_pools() -> None:
-    """Stop the helper processes ``grade_many`` (and off-main-thread grading) started."""
-    from .helper import close_all
-
-    close_all()
-
-
 def grade_many(
     items: Iterable[Any],
     workers: int = 0,
@@ -296,8 +288,6 @@ def grade_many(
     options = {"rules": tuple(rules), "timeout_s": timeout_s, "allow_percent": allow_percent}
     if workers <= 0 or len(arg_list) <= 1:
         return _grade_chunk(arg_list, options)
-    from .helper import helpers
-
     size = chunksize or max(1, min(256, -(-len(arg_list) // (workers * 4))))
     queue = deque((i, arg_list[i : i + size]) for i in range(0, len(arg_list), size))
     results: list[Verdict | None] = [None] * len(arg_list)

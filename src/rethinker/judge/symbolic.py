@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
 
+from .helper import helpers
 from .normalize import MAX_ANSWER_CHARS
 
 MAX_DEPTH = 12
@@ -315,8 +316,6 @@ SANDBOX_MARGIN_S = 0.5
 
 
 def _sandbox_compare(gold: str, pred: str, timeout_s: float | None, precision: int | None = None) -> str:
-    from .helper import helpers
-
     helper = helpers("symbolic", 1)[0]
     answer = helper.request({"op": "compare", "g": gold, "p": pred, "t": timeout_s, "n": precision},
                             (timeout_s or 3600.0) + SANDBOX_MARGIN_S)
