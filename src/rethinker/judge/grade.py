@@ -133,7 +133,7 @@ def _compare_values(
         if numbers_equal(p_num, g_num, precision, allow_percent):
             return _ok("numeric")
         return _no("numeric")
-    same = compare_structured(pred, gold)
+    same = compare_structured(pred, gold, precision)
     if same is not None:
         return _ok("set") if same else _no("set")
     textual = answer_type == "text" or is_textual(gold) or is_textual(pred)
@@ -154,7 +154,7 @@ def _compare_choice(
     pred_raw: str, pred: str, letter: str, choices: Sequence[str] | None, allow_percent: bool,
     timeout_s: float | None, backend: str,
 ) -> _Outcome:
-    p_letter = parse_letter(pred_raw)
+    p_letter = parse_letter(pred_raw, len(LETTERS), choices)
     if p_letter is not None:
         if choices and LETTERS.index(p_letter) >= len(choices):
             return _no("choice", f"option {p_letter} does not exist")

@@ -23,7 +23,19 @@ MAX_ANSWER_CHARS = 1000
 _WRAPPER = re.compile(
     r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol|operatorname)\s*\{"
 )
-_SPACING = re.compile(r"\\[,;:! ]|\\quad|\\qquad|~")
+# a spacing command; ``\\\\`` (a matrix row break) is matched first so that the
+# ``\\ `` inside ``\\\\ 2`` is never read as a space command; ``\\!`` (a negative
+# thin space, as in ``10,\\!000``) joins its neighbours
+_SPACING = re.compile(r"\\\\|\s*\\!\s*|\\[,;: ]|\\quad|\\qquad|~")
+
+
+def _spacing(m: re.Match) -> str:
+    t = m.group(0)
+    if t == "\\\\":
+        return t
+    return "" if "!" in t else " "
+
+
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])\s*")
 _DEGREE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z])")
 _WS = re.compile(r"\s+")
@@ -75,7 +87,7 @@ def clean_latex(s: str) -> str:
     s = unwrap_text_commands(s)
     s = _DEGREE.sub("", s)
     s = _LEFT_RIGHT.sub("", s)
-    s = _SPACING.sub(" ", s)
+    s = _SPACING.sub(_spacing, s)
     s = _WS.sub(" ", s).strip()
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1].rstrip()
