@@ -10,7 +10,8 @@ the case is also graded with answer and gold swapped).
 Both graders see the same strings: the judge grades the response ``\\boxed{answer}``
 against ``gold``; plain math-verify, the released code's call, computes
 ``verify(parse("\\boxed{gold}"), parse("\\boxed{answer}"))`` with its default extraction
-and timeouts. Printed per suite: cases, the judge's agreement with the labels and plain
+and timeouts (an answer ending in a lone backslash is boxed with a space before the
+closing brace, for both). Printed per suite: cases, the judge's agreement with the labels and plain
 math-verify's, on the standard cases (the target) and on all cases; ``--show`` lists
 every case where the judge disagrees with a label.
 
@@ -70,15 +71,22 @@ def load_suites(directory: Path = SUITES_DIR) -> dict[str, tuple[dict, list[Case
     return suites
 
 
+def boxed(answer: str) -> str:
+    """``\\boxed{answer}``; an answer ending in a lone backslash gets a space first, or
+    its ``\\}`` would be an escaped brace and the box would never close."""
+    tail = len(answer) - len(answer.rstrip("\\"))
+    return f"\\boxed{{{answer}{' ' if tail % 2 else ''}}}"
+
+
 def judge_verdict(case: Case) -> bool:
-    return grade(f"\\boxed{{{case.answer}}}", case.gold, case.choices, case.answer_type, case.precision).correct
+    return grade(boxed(case.answer), case.gold, case.choices, case.answer_type, case.precision).correct
 
 
 def math_verify_verdict(case: Case) -> bool:
     from math_verify import parse, verify
 
     try:
-        return bool(verify(parse(f"\\boxed{{{case.gold}}}"), parse(f"\\boxed{{{case.answer}}}")))
+        return bool(verify(parse(boxed(case.gold)), parse(boxed(case.answer))))
     except Exception:
         return False
 

@@ -2,8 +2,10 @@
 
 ``clean_latex`` is the released code's normalization (``\\dfrac`` -> ``\\frac``,
 ``\\text`` removed, ``\\varnothing`` -> ``\\emptyset``) plus the obvious LaTeX noise:
-math delimiters, ``\\left``/``\\right``, spacing commands, ``\\displaystyle``, degree
-marks (``30^\\circ`` means 30) and a trailing period. ``norm_text`` adds case folding and
+math delimiters, ``\\left``/``\\right``, spacing commands (``\\!``, a negative space,
+joins its neighbours: ``10,\\!000`` is ``10,000``; a matrix row break ``\\\\`` is never
+read as a space command), ``\\displaystyle``, degree marks (``30^\\circ`` means 30), a
+stray trailing backslash and a trailing period. ``norm_text`` adds case folding and
 markdown/quote stripping for word answers. Units are removed only next to a number (see
 ``numeric``), never from a word answer ("5 cm" is 5; "cm" stays "cm").
 
@@ -89,6 +91,8 @@ def clean_latex(s: str) -> str:
     s = _LEFT_RIGHT.sub("", s)
     s = _SPACING.sub(_spacing, s)
     s = _WS.sub(" ", s).strip()
+    if s.endswith("\\") and (len(s) - len(s.rstrip("\\"))) % 2:
+        s = s[:-1].rstrip()  # a stray trailing backslash ("185\\")
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1].rstrip()
     return _strip_delimiters(s)
