@@ -76,7 +76,10 @@ def _eq(a: Num | float, b: Num | float, precision: int | None = None) -> bool:
 
 def parse_matrix(s: str) -> list[list[Num]] | None:
     """The rows of a matrix of plain numbers, or None."""
-    m = _MATRIX.match(s.strip())
+    s = s.strip()
+    if s[:1] in "([" and s[-1:] in ")]" and s[1:].lstrip().startswith("\\begin"):
+        s = s[1:-1].strip()  # "(\\begin{pmatrix}...\\end{pmatrix})": brackets around a matrix
+    m = _MATRIX.match(s)
     if not m:
         return None
     body = m.group(2).strip()
