@@ -39,7 +39,8 @@ def _spacing(m: re.Match) -> str:
 
 
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])\s*")
-_DEGREE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z])")
+# a degree mark, with the Celsius/Fahrenheit letter after it ("120^\\circ C", "30°F")
+_DEGREE = re.compile(r"(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-z]))(?:\s*[CF](?![A-Za-z]))?")
 _WS = re.compile(r"\s+")
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 _VAR_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?\s*(?:=|\\approx|≈)\s*")
-_CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹)\s*")
+_CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|(?:Rs\.?|USD|EUR|GBP|INR|RMB|CNY)(?![A-Za-z]))\s*")
 _CURRENCY_AFTER = re.compile(r"\s*(?:\\\$|\$|€|£|¥|₹)$")
 _PERCENT = re.compile(r"\s*(?:\\%|%|percent)$")
 
