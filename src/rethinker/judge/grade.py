@@ -10,7 +10,8 @@ Order of the comparison paths (the first that decides wins; cheap paths first):
 4. exact: equal after ``clean_latex`` with whitespace removed;
 5. numeric (``numeric``): both plain numbers -> exact/rounded comparison, with
    ``precision`` if given;
-5b. intervals, sets, tuples of plain numbers (``sets``): compared entry by entry;
+5b. intervals, sets, tuples, matrices of plain numbers (``sets``): compared entry by
+    entry, with ``precision`` on every entry;
 6. text: when either side is a word answer (``is_textual``: yes/no, names, colours) or
    ``answer_type == "text"``: case/whitespace/trailing-period-insensitive equality;
 7. symbolic (``symbolic``): math-verify on the cleaned LaTeX, screened and time-bounded
