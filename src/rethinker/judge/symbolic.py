@@ -239,6 +239,36 @@ def _clearly_different(a, b) -> bool:
     return False
 
 
+def _linear_equations_differ(a, b) -> bool:
+    """True when ``a`` and ``b`` are two linear equations (``Eq``, total degree 1 in the
+    same free symbols, rational coefficients) that are not multiples of each other, so
+    their solution sets differ and math-verify's comparison (``lhs - rhs`` equal or
+    opposite, else ``solve`` both) is ``False``; reached without ``solve``, which takes
+    10-100 ms per pair. Any doubt (floats, other relations, nonlinear terms) returns
+    False."""
+    from sympy import Eq, Poly, Rational
+
+    try:
+        if not (isinstance(a, Eq) and isinstance(b, Eq)):
+            return False
+        syms = a.free_symbols
+        if syms != b.free_symbols or not 1 <= len(syms) <= 3:
+            return False
+        ordered_syms = sorted(syms, key=str)
+        pa, pb = Poly(a.lhs - a.rhs, *ordered_syms), Poly(b.lhs - b.rhs, *ordered_syms)
+        if pa.total_degree() != 1 or pb.total_degree() != 1:
+            return False
+        ca, cb = pa.as_dict(), pb.as_dict()
+        if not all(isinstance(c, Rational) for c in (*ca.values(), *cb.values())):
+            return False
+        if set(ca) != set(cb):
+            return True
+        k = next(iter(ca))
+        return any(ca[m] * cb[k] != cb[m] * ca[k] for m in ca)
+    except Exception:
+        return False
+
+
 def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str:
     """math-verify verdict for two screened LaTeX strings, with no time bound of its own:
     ``correct``, ``mismatch`` or ``parse_error`` (either side parsed to nothing).
@@ -257,8 +287,10 @@ def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str
         gv, pv = _rounded_value(g[0], precision), _rounded_value(p[0], precision)
         if gv is not None and pv is not None:
             return CORRECT if gv == pv else MISMATCH
-    if len(g) == 1 and len(p) == 1 and "%" not in gold and "%" not in pred and _clearly_different(g[0], p[0]):
-        return MISMATCH  # fast: no simplify for answers that are numerically different
+    if len(g) == 1 and len(p) == 1 and "%" not in gold and "%" not in pred and (
+        _clearly_different(g[0], p[0]) or _linear_equations_differ(g[0], p[0])
+    ):
+        return MISMATCH  # fast: no simplify (or solve) for answers that clearly differ
     return CORRECT if math_verify.verify(g, p, timeout_seconds=None) else MISMATCH
 
 
