@@ -135,6 +135,28 @@ def test_letters_with_their_own_text_still_count() -> None:
         assert grade(f"\\boxed{{{answer}}}", "A", MC4).correct, answer
 
 
+def test_gold_letters_are_trusted() -> None:
+    # the second-option rule is for answers; a ground truth's option text may name points
+    assert grade("\\boxed{C}", "C. \\angle A = 30^\\circ").correct
+    assert not grade("\\boxed{A}", "C. \\angle A = 30^\\circ").correct
+
+
+def test_linear_equation_shortcut_agrees_with_math_verify() -> None:
+    from math_verify import verify
+
+    from rethinker.judge.symbolic import _linear_equations_differ, _parse
+
+    pairs = [("y=2x+1", "y=2x-1"), ("y=2x+1", "2y=4x+2"), ("y=2x+1", "y-2x=1"), ("x+y=3", "y=3-x"),
+             ("x+y=3", "x-y=3"), ("y=3x", "y=x+3"), ("2x+3y=6", "4x+6y=12"), ("y=x^2", "y=x"), ("y=0.5x", "y=x/2"),
+             ("x=2", "2x=4"), ("x=2", "x=3"), ("x+y+z=1", "z=1-x-y"), ("y=2x+1", "y=2x+1+z")]
+    for g, p in pairs:
+        gp, pp = _parse(g), _parse(p)
+        if _linear_equations_differ(gp[0], pp[0]):
+            assert not verify(gp, pp), (g, p)
+    assert _linear_equations_differ(_parse("y=2x+1")[0], _parse("y=2x-1")[0])
+    assert not _linear_equations_differ(_parse("y=2x+1")[0], _parse("2y=4x+2")[0])
+
+
 def test_spacing_normalization() -> None:
     assert clean_latex("10,\\!000") == "10,000"
     assert clean_latex("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}") == "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"

@@ -44,9 +44,13 @@ _LONE_LOWER = re.compile(r"^([a-z])$")
 _MD = re.compile(r"^[\s*_\"'`$]+|[\s*_\"'`$]+$")
 
 
-def parse_letter(text: str, n_choices: int | None = None, choices: Sequence[str] | None = None) -> str | None:
+def parse_letter(
+    text: str, n_choices: int | None = None, choices: Sequence[str] | None = None, hedge_check: bool = True
+) -> str | None:
     """The option letter ``text`` names under the strict rule above, or None. With
-    ``n_choices`` (or ``choices``) a letter beyond the last option is None."""
+    ``n_choices`` (or ``choices``) a letter beyond the last option is None.
+    ``hedge_check=False`` (ground truths, which are trusted) skips the second-option
+    rule, so a gold ``C. \\angle A = 30`` is still option C."""
     t = _MD.sub("", clean_latex(text))
     t = _PREFIX.sub("", t, count=1).strip()
     t = _MD.sub("", t)
@@ -60,7 +64,7 @@ def parse_letter(text: str, n_choices: int | None = None, choices: Sequence[str]
     if n_choices is not None and index >= n_choices:
         return None
     tail = _TAIL_LEAD.sub("", t[m.end(1) :]).strip()
-    if tail and _OTHER_LETTER.search(tail):
+    if hedge_check and tail and _OTHER_LETTER.search(tail):
         if not (choices and index < len(choices) and norm_text(tail) == norm_text(str(choices[index]))):
             return None  # a second option named: a hedge, not an answer
     return letter
@@ -88,7 +92,7 @@ def gold_letter(gold: str, choices: Sequence[str] | None, answer_type: str | Non
     one option's text. None for other answer types."""
     if answer_type is not None and answer_type.lower() not in _MC_TYPES:
         return None
-    letter = parse_letter(gold, choices=choices)
+    letter = parse_letter(gold, choices=choices, hedge_check=False)
     if letter is not None:
         # "B. text" ground truths: accept; a lone lowercase gold letter only with options
         if choices or not _LONE_LOWER.match(_MD.sub("", clean_latex(gold))):
