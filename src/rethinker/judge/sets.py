@@ -83,8 +83,7 @@ def parse_matrix(s: str) -> list[list[Num]] | None:
     if not m:
         return None
     body = m.group(2).strip()
-    if body.endswith("\\\\"):
-        body = body[:-2]
+    body = body.removesuffix("\\\\")
     rows = []
     for row in body.split("\\\\"):
         cells = [parse_number(c.strip()) for c in row.split("&")]
