@@ -133,6 +133,10 @@ def test_letters_with_their_own_text_still_count() -> None:
     assert not grade("\\boxed{A: point B}", "A", ["point A", "point B"]).correct
     for answer in ("A", "(A)", "A.", "A. 3 cm", "A: 3 cm", "(A) 3 cm", "Answer: (A)", "\\text{A}"):
         assert grade(f"\\boxed{{{answer}}}", "A", MC4).correct, answer
+    # a capital after a number is a unit, not a second option
+    for answer in ("(B) 12 N", "B: 3 A", "B. 2 C", "(B) 4 V"):
+        assert grade(f"\\boxed{{{answer}}}", "B").correct, answer
+        assert not grade(f"\\boxed{{{answer}}}", "A").correct, answer
 
 
 def test_gold_letters_are_trusted() -> None:

@@ -20,7 +20,8 @@ A delimiter must be followed by a space or the end: ``A:B`` (a ratio) and ``A.5`
 not letters. An answer that names a second option is no letter at all (a hedge):
 ``(A) or (B)``, ``(A), (B)``, ``A) 3 cm; B) 5 cm``, ``A. or B.`` -- the text after the
 letter may not hold another bracketed letter or a lone capital letter, unless it is
-exactly that option's text (``A: point A`` when option A is "point A").
+exactly that option's text (``A: point A`` when option A is "point A"); a capital after a
+number is a unit (``B: 12 N``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ _LONE_LOWER = re.compile(r"^([a-z])$")
 _MD = re.compile(r"^[\s*_\"'`$]+|[\s*_\"'`$]+$")
 
 
+def _names_another_option(tail: str) -> bool:
+    """True when the text after a letter names an option: a bracketed letter, or a lone
+    capital that does not follow a number (``12 N``, ``3 A``: a unit)."""
+    for m in _OTHER_LETTER.finditer(tail):
+        if m.group(0)[0] in "([" or not re.search(r"\d\s*$", tail[: m.start()]):
+            return True
+    return False
+
+
 def parse_letter(
     text: str, n_choices: int | None = None, choices: Sequence[str] | None = None, hedge_check: bool = True
 ) -> str | None:
@@ -64,7 +74,7 @@ def parse_letter(
     if n_choices is not None and index >= n_choices:
         return None
     tail = _TAIL_LEAD.sub("", t[m.end(1) :]).strip()
-    if hedge_check and tail and _OTHER_LETTER.search(tail):
+    if hedge_check and tail and _names_another_option(tail):
         if not (choices and index < len(choices) and norm_text(tail) == norm_text(str(choices[index]))):
             return None  # a second option named: a hedge, not an answer
     return letter
