@@ -148,7 +148,12 @@ def test_gold_letters_are_trusted() -> None:
 def test_linear_equation_shortcut_agrees_with_math_verify() -> None:
     from math_verify import verify
 
-    from rethinker.judge.symbolic import _linear_equations_differ, _parse
+    from rethinker.judge.symbolic import (
+        _linear_equations_differ,
+        _parse,
+        linear_equations_compare,
+        linear_equations_differ,
+    )
 
     pairs = [("y=2x+1", "y=2x-1"), ("y=2x+1", "2y=4x+2"), ("y=2x+1", "y-2x=1"), ("x+y=3", "y=3-x"),
              ("x+y=3", "x-y=3"), ("y=3x", "y=x+3"), ("2x+3y=6", "4x+6y=12"), ("y=x^2", "y=x"), ("y=0.5x", "y=x/2"),
@@ -159,6 +164,17 @@ def test_linear_equation_shortcut_agrees_with_math_verify() -> None:
             assert not verify(gp, pp), (g, p)
     assert _linear_equations_differ(_parse("y=2x+1")[0], _parse("y=2x-1")[0])
     assert not _linear_equations_differ(_parse("y=2x+1")[0], _parse("2y=4x+2")[0])
+    # the same rule on the strings, before any parsing
+    for g, p in pairs:
+        if linear_equations_differ(g, p):
+            assert not verify(_parse(g), _parse(p)), (g, p)
+    assert linear_equations_differ("y=2x+1", "y = 2 x - 1") and linear_equations_differ("x+y=3", "x-y=3")
+    for g, p in (("y=2x+1", "2y=4x+2"), ("y=2x+1", "y=x^2"), ("y=2x", "y=2t"), ("y=ex", "y=2x"), ("y=x", "y=x+y-y")):
+        assert not linear_equations_differ(g, p), (g, p)
+    # equal up to sign: correct, as math-verify says; a multiple is left to math-verify
+    for g, p in (("y=2x+1", "y=1+2x"), ("y=2x+1", "2x+1=y"), ("x=6", "6=x"), ("x+y=3", "3-y=x")):
+        assert linear_equations_compare(g, p) == "correct" and verify(_parse(g), _parse(p)), (g, p)
+    assert linear_equations_compare("x=6", "3x=18") is None and not grade("\\boxed{3x=18}", "x=6").correct
 
 
 def test_spacing_normalization() -> None:

@@ -33,6 +33,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from fractions import Fraction
 from functools import lru_cache
 from typing import Iterator
 
@@ -327,6 +328,71 @@ def compare_here(gold: str, pred: str, timeout_s: float | None, precision: int |
     return result
 
 
+_LINEAR_TERM = re.compile(r"\s*([+-])?\s*(\d{1,6})?\s*([a-df-hj-z])?\s*")
+
+
+def _linear_form(side: str) -> dict[str, Fraction] | None:
+    """``2x + 3 - y`` -> {"x": 2, "": 3, "y": -1}: integer coefficients, single-letter
+    variables (not ``e``, ``i``), terms joined by ``+``/``-``; None for anything else."""
+    out: dict[str, Fraction] = {}
+    pos, first, n = 0, True, len(side)
+    if not side.strip():
+        return None
+    while pos < n:
+        m = _LINEAR_TERM.match(side, pos)
+        sign, num, var = m.groups()
+        if m.end() == pos or (num is None and var is None) or (sign is None and not first):
+            return None
+        coef = Fraction(int(num)) if num else Fraction(1)
+        key = var or ""
+        out[key] = out.get(key, Fraction(0)) + (-coef if sign == "-" else coef)
+        pos, first = m.end(), False
+    return out
+
+
+def _linear_equation(s: str) -> dict[str, Fraction] | None:
+    """``lhs - rhs`` of a linear equation in the grammar of :func:`_linear_form`, with
+    no variable cancelling out, or None."""
+    if s.count("=") != 1:
+        return None
+    left, right = s.split("=")
+    lf, rf = _linear_form(left), _linear_form(right)
+    if lf is None or rf is None:
+        return None
+    f = dict(lf)
+    for k, v in rf.items():
+        f[k] = f.get(k, Fraction(0)) - v
+    if any(k and v == 0 for k, v in f.items()) or not any(k for k in f):
+        return None
+    return {k: v for k, v in f.items() if v != 0}
+
+
+def linear_equations_compare(gold: str, pred: str) -> str | None:
+    """Two linear equations (:func:`_linear_equation`) in the same one to three
+    variables, compared before any parsing: ``mismatch`` when they are not multiples of
+    each other (:func:`_linear_equations_differ` on the strings: math-verify finds this
+    with ``solve`` after a slow parse), ``correct`` when ``lhs - rhs`` agree up to sign
+    (math-verify's first relational check), else None (math-verify decides: it calls
+    ``3x = 18`` and ``x = 6`` different, so a restated equation earns nothing)."""
+    f, g = _linear_equation(gold), _linear_equation(pred)
+    if f is None or g is None:
+        return None
+    vf, vg = {k for k in f if k}, {k for k in g if k}
+    if vf != vg or not 1 <= len(vf) <= 3:
+        return None
+    if f == g or f == {k: -v for k, v in g.items()}:
+        return CORRECT
+    if set(f) != set(g):
+        return MISMATCH
+    k = next(iter(f))
+    return MISMATCH if any(f[m] * g[k] != g[m] * f[k] for m in f) else None
+
+
+def linear_equations_differ(gold: str, pred: str) -> bool:
+    """True when :func:`linear_equations_compare` finds a mismatch."""
+    return linear_equations_compare(gold, pred) == MISMATCH
+
+
 def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = "auto",
             precision: int | None = None) -> str:
     """Screen both sides, then compare within ``timeout_s`` seconds. ``backend``:
@@ -337,6 +403,9 @@ def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = 
             return PARSE_ERROR
     if backend not in ("auto", "inline", "sandbox"):
         raise ValueError(f"unknown symbolic backend {backend!r}")
+    fast = linear_equations_compare(gold, pred)
+    if fast is not None:
+        return fast  # no parse, no solve: two linear equations
     if backend == "sandbox" or (backend == "auto" and timeout_s and not signals_usable()):
         return _sandbox_compare(gold, pred, timeout_s, precision)
     return compare_here(gold, pred, timeout_s, precision)
