@@ -61,6 +61,11 @@ SYMMETRIC = [
     ("1.5e-3", "0.0015", {}, True),
     ("2E3", "2000", {}, True),
     ("1e3", "10000", {}, False),
+    # repeating decimals
+    ("0.\\overline{3}", "\\frac{1}{3}", {}, True),
+    ("3.\\overline{27}", "\\frac{36}{11}", {}, True),
+    ("0.1\\overline{6}", "\\frac{1}{6}", {}, True),
+    ("0.\\overline{3}", "0.33", {}, False),
 ]
 
 # (answer, gold, kwargs, label): graded as written only

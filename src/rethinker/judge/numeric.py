@@ -5,10 +5,10 @@ A "plain number" is, after ``clean_latex``: an optional single-symbol assignment
 (``17 \\bmod 5 = 2``, ``x = 3 + 4 = 7``: the last side is the answer), an optional
 currency sign (before or after), a signed integer or decimal (thousands separators
 ``1,000`` / ``1{,}000`` / ``1 000`` allowed), scientific notation (``1.5e-3``,
-``m \\times 10^{k}``), a fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``) or an integer
-remainder ``a \\bmod b``; then optionally ``%`` and a unit ("5 cm", "12 minutes",
-"3 m^2", "5 m²", "4 square units", "250 milliliters (ml)"). Values are exact
-``Fraction``s.
+``m \\times 10^{k}``), a fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``), a repeating
+decimal (``0.\\overline{3}`` is 1/3) or an integer remainder ``a \\bmod b``; then
+optionally ``%`` and a unit ("5 cm", "12 minutes", "3 m^2", "5 m²", "4 square units",
+"250 milliliters (ml)"). Values are exact ``Fraction``s.
 
 Comparison (pred vs gold), the same numbers math-verify would call equal:
 
@@ -37,6 +37,8 @@ _NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?: \d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\
 _DEC = re.compile(rf"^([+-])?\s*({_NUM})")
 # scientific notation as calculators and programs write it: 1e4, 1.5E-3 (digits on both sides)
 _E_NOTATION = re.compile(r"^[eE]([+-]?\d{1,3})(?![\d.])")
+# a repeating decimal: 0.\overline{3} = 1/3, 3.1\overline{27}
+_REPEATING = re.compile(r"^([+-])?\s*(\d*)\.(\d*)\s*\\overline\s*\{\s*(\d{1,12})\s*\}")
 _MOD = re.compile(r"^([+-])?\s*(\d+)\s*\\(?:bmod|mod)\s*(\d+)")
 _NAME = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?$")
 _FRAC_BRACED = re.compile(r"^([+-])?\s*\\frac\s*\{\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*\}\s*\{\s*(\d+(?:\.\d+)?)\s*\}")
@@ -138,6 +140,12 @@ def parse_number(s: str) -> Num | None:
         value = sign * Fraction(m.group(3)) / Fraction(m.group(4))
         is_float = "." in m.group(3) or "." in m.group(4)
         return _finish(value, is_float, percent, var, s[m.end() :])
+    m = _REPEATING.match(s)
+    if m:
+        whole, head, rep = m.group(2) or "0", m.group(3), m.group(4)
+        value = Fraction(int(whole)) + Fraction(int(head or "0"), 10 ** len(head))
+        value += Fraction(int(rep), 10 ** len(head) * (10 ** len(rep) - 1))
+        return _finish(-value if m.group(1) == "-" else value, False, percent, var, s[m.end() :])
     m = _MOD.match(s)
     if m:
         if int(m.group(3)) == 0:
