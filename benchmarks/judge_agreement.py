@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import random
+from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,6 +188,21 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         add(f"{m}e{e}", str(m * 10 ** e), True, "e-notation", symmetric=True)
         add(f"{m}.5e-{e}", f"{(m + 0.5) / 10 ** e:.{e + 1}f}", True, "e-notation", symmetric=True)
         add(f"{m}e{e + 1}", str(m * 10 ** e), False, "e-notation", symmetric=True)
+    for _ in range(4):  # repeating decimals
+        q = rng.choice([3, 7, 9, 11, 12, 13])
+        p_ = rng.randint(1, q - 1)
+        frac = Fraction(p_, q)
+        head, rest, digits, seen = "", frac.numerator * 10, [], {}
+        while rest and rest not in seen:  # long division until the remainder repeats
+            seen[rest] = len(digits)
+            digits.append(str(rest // frac.denominator))
+            rest = rest % frac.denominator * 10
+        if rest:
+            start = seen[rest]
+            head, rep = "".join(digits[:start]), "".join(digits[start:])
+            add(f"0.{head}\\overline{{{rep}}}", f"\\frac{{{frac.numerator}}}{{{frac.denominator}}}", True, "repeating",
+                symmetric=True)
+            add(f"0.{head}{rep[:2]}", f"0.{head}\\overline{{{rep}}}", False, "repeating", symmetric=True)
     options = ["3 cm", "5 cm", "7 cm", "9 cm"]
     for _ in range(6):  # hedges: never credit
         k = rng.randint(2, 99)
