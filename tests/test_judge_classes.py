@@ -135,7 +135,14 @@ def test_empty_or_blank_box_gets_nothing(blank, gold) -> None:
 def test_letters_with_their_own_text_still_count() -> None:
     # the hedge rule only refuses a second option, not an option's own text
     assert grade("\\boxed{A: point A}", "A", ["point A", "point B"]).correct
-    assert not grade("\\boxed{A: point B}", "A", ["point A", "point B"]).correct
+    assert not grade("\\boxed{B: point B}", "A", ["point A", "point B"]).correct
+    for answer in ("(C) I and III", "(C) I and III only", "C. Vitamin A", "(C) point B"):
+        assert grade(f"\\boxed{{{answer}}}", "C").correct, answer
+        assert not grade(f"\\boxed{{{answer}}}", "B").correct, answer
+    # an option text that itself joins two letters counts only when it is that option's text
+    options = ["A only", "B only", "both A and B", "neither"]
+    assert grade("\\boxed{(C) both A and B}", "C", options).correct
+    assert not grade("\\boxed{(C) both A and B}", "C").correct
     for answer in ("A", "(A)", "A.", "A. 3 cm", "A: 3 cm", "(A) 3 cm", "Answer: (A)", "\\text{A}"):
         assert grade(f"\\boxed{{{answer}}}", "A", MC4).correct, answer
     # a capital after a number is a unit, not a second option

@@ -19,9 +19,10 @@ decides.
 A delimiter must be followed by a space or the end: ``A:B`` (a ratio) and ``A.5`` are
 not letters. An answer that names a second option is no letter at all (a hedge):
 ``(A) or (B)``, ``(A), (B)``, ``A) 3 cm; B) 5 cm``, ``A. or B.`` -- the text after the
-letter may not hold another bracketed letter or a lone capital letter, unless it is
-exactly that option's text (``A: point A`` when option A is "point A"); a capital after a
-number is a unit (``B: 12 N``).
+letter may not hold another bracketed letter, or a lone capital at its start or after a
+connector (``or``, ``and``, ``,``, ``;``, ``/``), unless it is exactly that option's text.
+A capital after a number is a unit (``B: 12 N``), after a word part of the option's text
+(``A: point B``), and ``I``/``V``/``X`` are roman numerals (``(C) I and III``).
 """
 
 from __future__ import annotations
@@ -45,11 +46,18 @@ _LONE_LOWER = re.compile(r"^([a-z])$")
 _MD = re.compile(r"^[\s*_\"'`$]+|[\s*_\"'`$]+$")
 
 
+_CONNECTOR = re.compile(r"(?:^|[,;/&|+]|\bor|\band|\\lor|\\vee)\s*$")
+
+
 def _names_another_option(tail: str) -> bool:
     """True when the text after a letter names an option: a bracketed letter, or a lone
-    capital that does not follow a number (``12 N``, ``3 A``: a unit)."""
+    capital at the start or after a connector (``or B``, ``; B)``, ``, B``). A capital
+    after a number is a unit (``12 N``), after a word part of the text (``point A``);
+    ``I``, ``V``, ``X`` are roman numerals (``(C) I and III``)."""
     for m in _OTHER_LETTER.finditer(tail):
-        if m.group(0)[0] in "([" or not re.search(r"\d\s*$", tail[: m.start()]):
+        if m.group(0)[0] in "([":
+            return True
+        if m.group(0) not in "IVX" and _CONNECTOR.search(tail[: m.start()]):
             return True
     return False
 
