@@ -79,7 +79,8 @@ ONE_WAY = [
 
 HEDGES_NUMBER = ["12 or 14", "14 or 12", "12, 14", "14, 12", "\\pm 12", "12 \\pm 2", "\\{12, 14\\}",
                  "12 \\text{ or } 14", "x = 12 \\text{ or } x = 14", "12 \\text{ and } 14", "12, 14, 16",
-                 "(12, 14)", "12; 14", "12 / 14"]
+                 "(12, 14)", "12; 14", "12 / 14", "12 or fourteen", "12 cm or more", "12 apples or pears",
+                 "12 and more", "12 plus 2"]
 HEDGES_LETTER = ["A or B", "B or A", "A, B", "B, A", "AB", "ABCD", "A, B, C, D", "A B C D", "(A) or (B)",
                  "(A), (B)", "(A)(B)", "(A) (B)", "A) 3 cm; B) 5 cm", "A. 3 cm or B. 5 cm", "(A) 3 cm (B) 5 cm",
                  "A. or B.", "A: or B", "A and B", "A/B", "A:B", "A \\text{ or } B", "\\text{(A) or (B)}",

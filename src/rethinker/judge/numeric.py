@@ -51,11 +51,13 @@ _KNOWN_UNITS = (
     "N|J|W|kW|V|Pa|kPa|Hz|mph|kmh|rad|deg|units?"
 )
 _POWER = r"(?:\^\{?[23]\}?|[²³])"
-_UNIT_WORD = rf"[A-Za-z]+{_POWER}?"
+# a word joining two answers is no unit: "12 or fourteen" is a hedge, not 12
+_NOT_UNIT = r"(?!(?:or|and|nor|to|not|vs|versus|but|plus|minus)(?![A-Za-z]))"
+_UNIT_WORD = rf"{_NOT_UNIT}[A-Za-z]+{_POWER}?"
 # "5 cm", "12 minutes", "4 square units", "3 m/s", "60 km/h"; a lone letter after a
 # space must be a known unit ("5 m"), so "5 x" is not the number 5
 _UNIT_SPACED = re.compile(
-    rf"^\s+(?:(?:{_KNOWN_UNITS})(?![A-Za-z])|[A-Za-z]{{2,}}){_POWER}?"
+    rf"^\s+{_NOT_UNIT}(?:(?:{_KNOWN_UNITS})(?![A-Za-z])|[A-Za-z]{{2,}}){_POWER}?"
     rf"(?:\s*/\s*{_UNIT_WORD}|\s+{_UNIT_WORD}){{0,3}}(?:\s*\({_UNIT_WORD}\))?$"
 )
 # "5cm", "3m^2", "10m/s" (no space: only known units, so "5x" stays an expression)
