@@ -3,11 +3,12 @@
 A "plain number" is, after ``clean_latex``: an optional single-symbol assignment
 (``x = ``) or a chain whose earlier sides are names or letter-free expressions
 (``17 \\bmod 5 = 2``, ``x = 3 + 4 = 7``: the last side is the answer), an optional
-currency sign (before or after), a signed integer or decimal (thousands separators
-``1,000`` / ``1{,}000`` / ``1 000`` allowed), scientific notation (``1.5e-3``,
-``m \\times 10^{k}``), a fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``), a repeating
-decimal (``0.\\overline{3}`` is 1/3) or an integer remainder ``a \\bmod b``; then
-optionally ``%`` and a unit ("5 cm", "12 minutes", "3 m^2", "5 m²", "4 square units",
+approximation sign (``\\approx 3.14``), an optional currency sign (before or after),
+then a signed integer or decimal (thousands separators ``1,000`` / ``1{,}000`` /
+``1 000`` allowed), scientific notation (``m \\times 10^{k}``; ``clean_latex`` writes
+``1.5e-3`` so), a fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``), a repeating decimal
+(``0.\\overline{3}`` is 1/3) or an integer remainder ``a \\bmod b``; then optionally
+``%`` and a unit ("5 cm", "12 minutes", "3 m^2", "5 m²", "4 square units",
 "250 milliliters (ml)"). Values are exact ``Fraction``s.
 
 Comparison (pred vs gold), the same numbers math-verify would call equal:
@@ -30,13 +31,12 @@ from fractions import Fraction
 
 _VAR_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?\s*(?:=|\\approx|≈)\s*")
 _CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|(?:Rs\.?|USD|EUR|GBP|INR|RMB|CNY)(?![A-Za-z]))\s*")
+_APPROX = re.compile(r"^(?:\\approx|≈|\\sim)\s*")
 _CURRENCY_AFTER = re.compile(r"\s*(?:\\\$|\$|€|£|¥|₹)$")
 _PERCENT = re.compile(r"\s*(?:\\%|%|percent)$")
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?: \d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"
 _DEC = re.compile(rf"^([+-])?\s*({_NUM})")
-# scientific notation as calculators and programs write it: 1e4, 1.5E-3 (digits on both sides)
-_E_NOTATION = re.compile(r"^[eE]([+-]?\d{1,3})(?![\d.])")
 # a repeating decimal: 0.\overline{3} = 1/3, 3.1\overline{27}
 _REPEATING = re.compile(r"^([+-])?\s*(\d*)\.(\d*)\s*\\overline\s*\{\s*(\d{1,12})\s*\}")
 _MOD = re.compile(r"^([+-])?\s*(\d+)\s*\\(?:bmod|mod)\s*(\d+)")
@@ -127,6 +127,7 @@ def parse_number(s: str) -> Num | None:
     if m:
         var = m.group(0).split("=")[0].split("\\approx")[0].split("≈")[0].strip()
         s = s[m.end() :]
+    s = _APPROX.sub("", s)
     s = _CURRENCY_AFTER.sub("", _CURRENCY.sub("", s))
     percent = False
     m = _PERCENT.search(s)
@@ -171,7 +172,7 @@ def parse_number(s: str) -> Num | None:
         value = -value
     is_float = "." in m.group(2)
     rest = s[m.end() :]
-    sci = _SCI.match(rest) or _E_NOTATION.match(rest)
+    sci = _SCI.match(rest)
     if sci:
         value *= Fraction(10) ** int(sci.group(1))
         is_float = True
