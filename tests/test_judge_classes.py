@@ -62,6 +62,21 @@ SYMMETRIC = [
     ("1.5e-3", "0.0015", {}, True),
     ("2E3", "2000", {}, True),
     ("1e3", "10000", {}, False),
+    # Unicode math, approximation signs, units in \text{} after symbolic answers
+    ("−3", "-3", {}, True),
+    ("√2", "\\sqrt{2}", {}, True),
+    ("2√3", "\\sqrt{12}", {}, True),
+    ("(−∞, 3]", "(-\\infty, 3]", {}, True),
+    ("x²+1", "x^2+1", {}, True),
+    ("½", "0.5", {}, True),
+    ("2π", "2\\pi", {}, True),
+    ("√2", "\\sqrt{3}", {}, False),
+    ("\\approx 3.14", "3.14", {}, True),
+    ("≈ 3.14", "3.15", {}, False),
+    ("2\\pi\\text{ rad}", "2\\pi", {}, True),
+    ("6\\sqrt{2}\\text{ cm}^2", "\\sqrt{72}", {}, True),
+    ("\\frac{\\pi}{4}\\text{ radians}", "\\frac{\\pi}{3}", {}, False),
+    ("1e-3", "10^{-3}", {}, True),
     # repeating decimals
     ("0.\\overline{3}", "\\frac{1}{3}", {}, True),
     ("3.\\overline{27}", "\\frac{36}{11}", {}, True),
@@ -81,7 +96,7 @@ ONE_WAY = [
 HEDGES_NUMBER = ["12 or 14", "14 or 12", "12, 14", "14, 12", "\\pm 12", "12 \\pm 2", "\\{12, 14\\}",
                  "12 \\text{ or } 14", "x = 12 \\text{ or } x = 14", "12 \\text{ and } 14", "12, 14, 16",
                  "(12, 14)", "12; 14", "12 / 14", "12 or fourteen", "12 cm or more", "12 apples or pears",
-                 "12 and more", "12 plus 2"]
+                 "12 and more", "12 plus 2", "12\\text{ or more}", "12\\text{ or } 14\\text{ cm}", "12–14"]
 HEDGES_LETTER = ["A or B", "B or A", "A, B", "B, A", "AB", "ABCD", "A, B, C, D", "A B C D", "(A) or (B)",
                  "(A), (B)", "(A)(B)", "(A) (B)", "A) 3 cm; B) 5 cm", "A. 3 cm or B. 5 cm", "(A) 3 cm (B) 5 cm",
                  "A. or B.", "A: or B", "A and B", "A/B", "A:B", "A \\text{ or } B", "\\text{(A) or (B)}",
