@@ -15,6 +15,14 @@ option texts are known, a prediction that is not a letter is matched to an optio
 text (case/whitespace-insensitive, or numerically equal), and a ground truth written as
 option text is mapped to its letter. If a letter comes with text ("B: 7"), the letter
 decides.
+
+A delimiter must be followed by a space or the end: ``A:B`` (a ratio) and ``A.5`` are
+not letters. An answer that names a second option is no letter at all (a hedge):
+``(A) or (B)``, ``(A), (B)``, ``A) 3 cm; B) 5 cm``, ``A. or B.`` -- the text after the
+letter may not hold another bracketed letter, or a lone capital at its start or after a
+connector (``or``, ``and``, ``,``, ``;``, ``/``), unless it is exactly that option's text.
+A capital after a number is a unit (``B: 12 N``), after a word part of the option's text
+(``A: point B``), and ``I``/``V``/``X`` are roman numerals (``(C) I and III``).
 """
 
 from __future__ import annotations
@@ -30,14 +38,37 @@ _MC_TYPES = {None, "multiple_choice", "multiple-choice", "multi_choice", "choice
 
 _PREFIX = re.compile(r"^(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?[:\s]\s*", re.IGNORECASE)
 _BRACKETED = re.compile(r"^[(\[]([A-Za-z])[)\]](?:\s.*|[.:,].*)?$", re.DOTALL)
-_DELIMITED = re.compile(r"^([A-Z])(?:[.:)]\s*.*)?$", re.DOTALL)
+_DELIMITED = re.compile(r"^([A-Z])(?:[.:)](?:\s.*)?)?$", re.DOTALL)
+# another option named in the text after the letter: "(B)", "[b]", or a lone capital
+_OTHER_LETTER = re.compile(r"[(\[][A-Za-z][)\]]|(?<![A-Za-z\\])[A-Z](?![A-Za-z])")
+_TAIL_LEAD = re.compile(r"^[)\].:,\s]+")
 _LONE_LOWER = re.compile(r"^([a-z])$")
 _MD = re.compile(r"^[\s*_\"'`$]+|[\s*_\"'`$]+$")
 
 
-def parse_letter(text: str, n_choices: int | None = None) -> str | None:
+_CONNECTOR = re.compile(r"(?:^|[,;/&|+]|\bor|\band|\\lor|\\vee)\s*$")
+
+
+def _names_another_option(tail: str) -> bool:
+    """True when the text after a letter names an option: a bracketed letter, or a lone
+    capital at the start or after a connector (``or B``, ``; B)``, ``, B``). A capital
+    after a number is a unit (``12 N``), after a word part of the text (``point A``);
+    ``I``, ``V``, ``X`` are roman numerals (``(C) I and III``)."""
+    for m in _OTHER_LETTER.finditer(tail):
+        if m.group(0)[0] in "([":
+            return True
+        if m.group(0) not in "IVX" and _CONNECTOR.search(tail[: m.start()]):
+            return True
+    return False
+
+
+def parse_letter(
+    text: str, n_choices: int | None = None, choices: Sequence[str] | None = None, hedge_check: bool = True
+) -> str | None:
     """The option letter ``text`` names under the strict rule above, or None. With
-    ``n_choices`` a letter beyond the last option is None."""
+    ``n_choices`` (or ``choices``) a letter beyond the last option is None.
+    ``hedge_check=False`` (ground truths, which are trusted) skips the second-option
+    rule, so a gold ``C. \\angle A = 30`` is still option C."""
     t = _MD.sub("", clean_latex(text))
     t = _PREFIX.sub("", t, count=1).strip()
     t = _MD.sub("", t)
@@ -45,8 +76,15 @@ def parse_letter(text: str, n_choices: int | None = None) -> str | None:
     if not m:
         return None
     letter = m.group(1).upper()
-    if n_choices is not None and LETTERS.index(letter) >= n_choices:
+    index = LETTERS.index(letter)
+    if n_choices is None and choices:
+        n_choices = len(choices)
+    if n_choices is not None and index >= n_choices:
         return None
+    tail = _TAIL_LEAD.sub("", t[m.end(1) :]).strip()
+    if hedge_check and tail and _names_another_option(tail):
+        if not (choices and index < len(choices) and norm_text(tail) == norm_text(str(choices[index]))):
+            return None  # a second option named: a hedge, not an answer
     return letter
 
 
@@ -72,8 +110,7 @@ def gold_letter(gold: str, choices: Sequence[str] | None, answer_type: str | Non
     one option's text. None for other answer types."""
     if answer_type is not None and answer_type.lower() not in _MC_TYPES:
         return None
-    n = len(choices) if choices else None
-    letter = parse_letter(gold, n)
+    letter = parse_letter(gold, choices=choices, hedge_check=False)
     if letter is not None:
         # "B. text" ground truths: accept; a lone lowercase gold letter only with options
         if choices or not _LONE_LOWER.match(_MD.sub("", clean_latex(gold))):

@@ -98,11 +98,6 @@ def last_boxed(text: str) -> str | None:
     return balanced_from(text, i)
 
 
-def has_box(text: str) -> bool:
-    """True when the response has a complete final box (what training requires)."""
-    return last_boxed(text) is not None
-
-
 def _clean_fallback(ans: str) -> str | None:
     ans = ans.strip().strip("*").strip()
     if ans.endswith("."):

@@ -10,10 +10,12 @@ Order of the comparison paths (the first that decides wins; cheap paths first):
 4. exact: equal after ``clean_latex`` with whitespace removed;
 5. numeric (``numeric``): both plain numbers -> exact/rounded comparison, with
    ``precision`` if given;
-5b. intervals, sets, tuples of plain numbers (``sets``): compared entry by entry;
+5b. intervals, sets, tuples, matrices of plain numbers (``sets``): compared entry by
+    entry, with ``precision`` on every entry;
 6. text: when either side is a word answer (``is_textual``: yes/no, names, colours) or
    ``answer_type == "text"``: case/whitespace/trailing-period-insensitive equality;
-7. symbolic (``symbolic``): math-verify on the cleaned LaTeX, screened and time-bounded
+7. symbolic (``symbolic``): math-verify on the cleaned LaTeX (a trailing unit in
+   ``\\text{}`` dropped: ``2\\pi\\text{ rad}`` is ``2\\pi``), screened and time-bounded
    -> ``correct``, ``mismatch``, ``parse_error`` or ``timeout``.
 
 Verdicts of steps 3-7 are cached by (answer, ground truth, options, type, precision),
@@ -31,7 +33,8 @@ from typing import Any
 from . import symbolic
 from .choice import LETTERS, gold_letter, match_option, parse_letter
 from .extract import DEFAULT_RULES, extract
-from .normalize import MAX_ANSWER_CHARS, clean_latex, compact, is_textual, norm_text, unbox
+from .helper import helpers, running_helpers
+from .normalize import MAX_ANSWER_CHARS, clean_latex, compact, drop_unit_text, is_textual, norm_text, unbox
 from .numeric import numbers_equal, parse_number
 from .sets import compare_structured
 
@@ -108,8 +111,6 @@ def clear_caches(helpers: bool = True) -> None:
     symbolic._parse_gold.cache_clear()
     symbolic._parse_pred.cache_clear()
     if helpers:
-        from .helper import running_helpers
-
         for h in running_helpers():
             h.request({"op": "clear"}, 30.0)
 
@@ -125,8 +126,10 @@ def _no(path: str, detail: str = "") -> _Outcome:
 def _compare_values(
     pred: str, gold: str, answer_type: str | None, precision: int | None,
     allow_percent: bool, timeout_s: float | None, backend: str,
+    pred_sym: str | None = None, gold_sym: str | None = None,
 ) -> _Outcome:
-    """Steps 4-7 on cleaned strings."""
+    """Steps 4-7 on cleaned strings; ``pred_sym`` / ``gold_sym``: the forms handed to
+    math-verify (a trailing unit in ``\\text{}`` dropped), when they differ."""
     if compact(pred) == compact(gold):
         return _ok("exact")
     g_num, p_num = parse_number(gold), parse_number(pred)
@@ -134,12 +137,13 @@ def _compare_values(
         if numbers_equal(p_num, g_num, precision, allow_percent):
             return _ok("numeric")
         return _no("numeric")
-    same = compare_structured(pred, gold)
+    same = compare_structured(pred, gold, precision)
     if same is not None:
         return _ok("set") if same else _no("set")
     textual = answer_type == "text" or is_textual(gold) or is_textual(pred)
     if textual:
         return _ok("text") if norm_text(pred) == norm_text(gold) else _no("text")
+    pred, gold = pred_sym or pred, gold_sym or gold
     result = symbolic.compare(gold, pred, timeout_s, backend, precision if g_num is not None else None)
     if result == symbolic.CORRECT:
         return _ok("symbolic")
@@ -153,9 +157,9 @@ def _compare_values(
 
 def _compare_choice(
     pred_raw: str, pred: str, letter: str, choices: Sequence[str] | None, allow_percent: bool,
-    timeout_s: float | None, backend: str,
+    timeout_s: float | None, backend: str, pred_sym: str | None = None,
 ) -> _Outcome:
-    p_letter = parse_letter(pred_raw)
+    p_letter = parse_letter(pred_raw, len(LETTERS), choices)
     if p_letter is not None:
         if choices and LETTERS.index(p_letter) >= len(choices):
             return _no("choice", f"option {p_letter} does not exist")
@@ -165,8 +169,10 @@ def _compare_choice(
     p_letter = match_option(pred_raw, choices)
     if p_letter is not None:
         return _ok("choice", "matched option text") if p_letter == letter else _no("choice", "matched option text")
-    gold_text = clean_latex(str(choices[LETTERS.index(letter)]))
-    out = _compare_values(pred, gold_text, None, None, allow_percent, timeout_s, backend)
+    option = str(choices[LETTERS.index(letter)])
+    gold_text = clean_latex(option)
+    out = _compare_values(pred, gold_text, None, None, allow_percent, timeout_s, backend,
+                          pred_sym, clean_latex(drop_unit_text(option)))
     return _Outcome(out.correct, out.reason, out.path, (out.detail + " (vs option text)").strip())
 
 
@@ -179,11 +185,13 @@ def _judge_answer(
     if hit is not None:
         return hit
     pred, gold = clean_latex(pred_raw), clean_latex(gt)
+    pred_sym, gold_sym = clean_latex(drop_unit_text(pred_raw)), clean_latex(drop_unit_text(gt))
     letter = gold_letter(gt, choices, answer_type)
     if letter is not None:
-        out = _compare_choice(pred_raw, pred, letter, choices, allow_percent, timeout_s, backend)
+        out = _compare_choice(pred_raw, pred, letter, choices, allow_percent, timeout_s, backend, pred_sym)
     else:
-        out = _compare_values(pred, gold, answer_type, precision, allow_percent, timeout_s, backend)
+        out = _compare_values(pred, gold, answer_type, precision, allow_percent, timeout_s, backend,
+                              pred_sym, gold_sym)
     if out.reason != "timeout":
         _CACHE.put(key, out)
     return out
@@ -271,13 +279,6 @@ def _grade_chunk(chunk: list[dict[str, Any]], options: dict[str, Any]) -> list[V
     return [grade(**args, **options) for args in chunk]
 
 
-def shutdown_pools() -> None:
-    """Stop the helper processes ``grade_many`` (and off-main-thread grading) started."""
-    from .helper import close_all
-
-    close_all()
-
-
 def grade_many(
     items: Iterable[Any],
     workers: int = 0,
@@ -296,8 +297,6 @@ def grade_many(
     options = {"rules": tuple(rules), "timeout_s": timeout_s, "allow_percent": allow_percent}
     if workers <= 0 or len(arg_list) <= 1:
         return _grade_chunk(arg_list, options)
-    from .helper import helpers
-
     size = chunksize or max(1, min(256, -(-len(arg_list) // (workers * 4))))
     queue = deque((i, arg_list[i : i + size]) for i in range(0, len(arg_list), size))
     results: list[Verdict | None] = [None] * len(arg_list)

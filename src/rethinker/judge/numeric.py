@@ -1,10 +1,15 @@
 """Fast path for plain numbers: parse, then compare exactly, without sympy.
 
 A "plain number" is, after ``clean_latex``: an optional single-symbol assignment
-(``x = ``), an optional currency sign, a signed integer or decimal (thousands separators
-``1,000`` / ``1{,}000`` allowed), or a fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``),
-or ``m \\times 10^{k}``; then optionally ``%`` and a unit ("5 cm", "12 minutes",
-"3 m^2", "4 square units"). Values are exact ``Fraction``s.
+(``x = ``) or a chain whose earlier sides are names or letter-free expressions
+(``17 \\bmod 5 = 2``, ``x = 3 + 4 = 7``: the last side is the answer), an optional
+approximation sign (``\\approx 3.14``), an optional currency sign (before or after),
+then a signed integer or decimal (thousands separators ``1,000`` / ``1{,}000`` /
+``1 000`` allowed), scientific notation (``m \\times 10^{k}``; ``clean_latex`` writes
+``1.5e-3`` so), a fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``), a repeating decimal
+(``0.\\overline{3}`` is 1/3) or an integer remainder ``a \\bmod b``; then optionally
+``%`` and a unit ("5 cm", "12 minutes", "3 m^2", "5 m²", "4 square units",
+"250 milliliters (ml)"). Values are exact ``Fraction``s.
 
 Comparison (pred vs gold), the same numbers math-verify would call equal:
 
@@ -25,11 +30,17 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 _VAR_PREFIX = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?\s*(?:=|\\approx|≈)\s*")
-_CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹)\s*")
+_CURRENCY = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|(?:Rs\.?|USD|EUR|GBP|INR|RMB|CNY)(?![A-Za-z]))\s*")
+_APPROX = re.compile(r"^(?:\\approx|≈|\\sim)\s*")
+_CURRENCY_AFTER = re.compile(r"\s*(?:\\\$|\$|€|£|¥|₹)$")
 _PERCENT = re.compile(r"\s*(?:\\%|%|percent)$")
 
-_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?: \d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"
 _DEC = re.compile(rf"^([+-])?\s*({_NUM})")
+# a repeating decimal: 0.\overline{3} = 1/3, 3.1\overline{27}
+_REPEATING = re.compile(r"^([+-])?\s*(\d*)\.(\d*)\s*\\overline\s*\{\s*(\d{1,12})\s*\}")
+_MOD = re.compile(r"^([+-])?\s*(\d+)\s*\\(?:bmod|mod)\s*(\d+)")
+_NAME = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?$")
 _FRAC_BRACED = re.compile(r"^([+-])?\s*\\frac\s*\{\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*\}\s*\{\s*(\d+(?:\.\d+)?)\s*\}")
 _FRAC_DIGITS = re.compile(r"^([+-])?\s*\\frac\s*(\d)\s*(\d)(?!\d)")
 _SLASH = re.compile(r"^([+-])?\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
@@ -39,16 +50,19 @@ _KNOWN_UNITS = (
     "mm|cm|dm|m|km|in|ft|yd|mi|mg|g|kg|t|lb|lbs|oz|ml|mL|l|L|s|sec|min|h|hr|hrs|"
     "N|J|W|kW|V|Pa|kPa|Hz|mph|kmh|rad|deg|units?"
 )
-_UNIT_WORD = r"[A-Za-z]+(?:\^\{?[23]\}?)?"
+_POWER = r"(?:\^\{?[23]\}?|[²³])"
+# a word joining two answers is no unit: "12 or fourteen" is a hedge, not 12
+_NOT_UNIT = r"(?!(?:or|and|nor|to|not|vs|versus|but|plus|minus)(?![A-Za-z]))"
+_UNIT_WORD = rf"{_NOT_UNIT}[A-Za-z]+{_POWER}?"
 # "5 cm", "12 minutes", "4 square units", "3 m/s", "60 km/h"; a lone letter after a
 # space must be a known unit ("5 m"), so "5 x" is not the number 5
 _UNIT_SPACED = re.compile(
-    rf"^\s+(?:(?:{_KNOWN_UNITS})(?![A-Za-z])|[A-Za-z]{{2,}})(?:\^\{{?[23]\}}?)?"
-    rf"(?:\s*/\s*{_UNIT_WORD}|\s+{_UNIT_WORD}){{0,3}}$"
+    rf"^\s+{_NOT_UNIT}(?:(?:{_KNOWN_UNITS})(?![A-Za-z])|[A-Za-z]{{2,}}){_POWER}?"
+    rf"(?:\s*/\s*{_UNIT_WORD}|\s+{_UNIT_WORD}){{0,3}}(?:\s*\({_UNIT_WORD}\))?$"
 )
 # "5cm", "3m^2", "10m/s" (no space: only known units, so "5x" stays an expression)
 _UNIT_TIGHT = re.compile(
-    rf"^(?:{_KNOWN_UNITS})(?:\^\{{?[23]\}}?)?(?:\s*/\s*(?:{_KNOWN_UNITS})(?:\^\{{?[23]\}}?)?)?$"
+    rf"^(?:{_KNOWN_UNITS}){_POWER}?(?:\s*/\s*(?:{_KNOWN_UNITS}){_POWER}?)?$"
 )
 
 
@@ -64,7 +78,38 @@ class Num:
 
 
 def _dec(text: str) -> Fraction:
-    return Fraction(text.replace(",", ""))
+    return Fraction(text.replace(",", "").replace(" ", ""))
+
+
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+
+
+def _split_top_level(s: str, sep: str) -> list[str]:
+    """``s`` split at each ``sep`` outside brackets and braces."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(s):
+        if c in "{([":
+            depth += 1
+        elif c in "})]":
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+    parts.append(s[start:])
+    return parts
+
+
+def _last_side(s: str) -> tuple[str, str | None] | None:
+    """For a chain ``a = b = c``: (``c``, the name ``a`` if it is one). None when an
+    earlier side is neither a name nor free of letters (``x + y = 10`` is an equation,
+    not the value 10)."""
+    parts = [p.strip() for p in _split_top_level(s, "=")]
+    if any(not p for p in parts):
+        return None
+    for p in parts[:-1]:
+        if not (_NAME.match(p) or not re.search(r"[A-Za-z]", _LATEX_COMMAND.sub("", p))):
+            return None
+    return parts[-1], (parts[0] if _NAME.match(parts[0]) else None)
 
 
 def parse_number(s: str) -> Num | None:
@@ -73,11 +118,17 @@ def parse_number(s: str) -> Num | None:
     if not s or len(s) > 200:
         return None
     var = None
+    if "=" in s:
+        last = _last_side(s)
+        if last is None:
+            return None
+        s, var = last
     m = _VAR_PREFIX.match(s)
     if m:
         var = m.group(0).split("=")[0].split("\\approx")[0].split("≈")[0].strip()
         s = s[m.end() :]
-    s = _CURRENCY.sub("", s)
+    s = _APPROX.sub("", s)
+    s = _CURRENCY_AFTER.sub("", _CURRENCY.sub("", s))
     percent = False
     m = _PERCENT.search(s)
     if m:
@@ -91,30 +142,42 @@ def parse_number(s: str) -> Num | None:
         sign = -1 if (m.group(1) == "-") != (m.group(2) == "-") else 1
         value = sign * Fraction(m.group(3)) / Fraction(m.group(4))
         is_float = "." in m.group(3) or "." in m.group(4)
-    else:
-        m = _FRAC_DIGITS.match(s) or _SLASH.match(s)
-        if m:
-            if Fraction(m.group(3)) == 0:
-                return None
-            value = Fraction(m.group(2)) / Fraction(m.group(3))
-            if m.group(1) == "-":
-                value = -value
-            is_float = "." in m.group(2) or "." in m.group(3)
-        else:
-            m = _DEC.match(s)
-            if not m:
-                return None
-            value = _dec(m.group(2))
-            if m.group(1) == "-":
-                value = -value
-            is_float = "." in m.group(2)
-            sci = _SCI.match(s[m.end() :])
-            if sci:
-                value *= Fraction(10) ** int(sci.group(1))
-                is_float = True
-                rest = s[m.end() + sci.end() :]
-                return _finish(value, is_float, percent, var, rest)
-    return _finish(value, is_float, percent, var, s[m.end() :])
+        return _finish(value, is_float, percent, var, s[m.end() :])
+    m = _REPEATING.match(s)
+    if m:
+        whole, head, rep = m.group(2) or "0", m.group(3), m.group(4)
+        value = Fraction(int(whole)) + Fraction(int(head or "0"), 10 ** len(head))
+        value += Fraction(int(rep), 10 ** len(head) * (10 ** len(rep) - 1))
+        return _finish(-value if m.group(1) == "-" else value, False, percent, var, s[m.end() :])
+    m = _MOD.match(s)
+    if m:
+        if int(m.group(3)) == 0:
+            return None
+        a = int(m.group(2)) * (-1 if m.group(1) == "-" else 1)
+        return _finish(Fraction(a % int(m.group(3))), False, percent, var, s[m.end() :])
+    m = _FRAC_DIGITS.match(s) or _SLASH.match(s)
+    if m:
+        if Fraction(m.group(3)) == 0:
+            return None
+        value = Fraction(m.group(2)) / Fraction(m.group(3))
+        if m.group(1) == "-":
+            value = -value
+        is_float = "." in m.group(2) or "." in m.group(3)
+        return _finish(value, is_float, percent, var, s[m.end() :])
+    m = _DEC.match(s)
+    if not m:
+        return None
+    value = _dec(m.group(2))
+    if m.group(1) == "-":
+        value = -value
+    is_float = "." in m.group(2)
+    rest = s[m.end() :]
+    sci = _SCI.match(rest)
+    if sci:
+        value *= Fraction(10) ** int(sci.group(1))
+        is_float = True
+        rest = rest[sci.end() :]
+    return _finish(value, is_float, percent, var, rest)
 
 
 def _finish(value: Fraction, is_float: bool, percent: bool, var: str | None, rest: str) -> Num | None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import sys
 
+from .grade import clear_caches, grade
+from .symbolic import PARSE_ERROR, compare_here, warm_up
+
 
 def _serve(req: dict) -> dict:
-    from .grade import grade
-    from .symbolic import PARSE_ERROR, compare_here
-
     op = req.get("op")
     if op == "compare":
         try:
@@ -28,8 +28,6 @@ def _serve(req: dict) -> dict:
         except Exception:
             return {"r": PARSE_ERROR}
     if op == "clear":
-        from .grade import clear_caches
-
         clear_caches(helpers=False)
         return {"ok": True}
     if op == "grade":
@@ -40,8 +38,6 @@ def _serve(req: dict) -> dict:
 
 
 def main() -> None:
-    from .symbolic import warm_up
-
     warm_up()
     out = sys.stdout.buffer
     out.write(b"ready\n")

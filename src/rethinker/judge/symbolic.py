@@ -33,9 +33,11 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from fractions import Fraction
 from functools import lru_cache
 from typing import Iterator
 
+from .helper import helpers
 from .normalize import MAX_ANSWER_CHARS
 
 MAX_DEPTH = 12
@@ -238,6 +240,36 @@ def _clearly_different(a, b) -> bool:
     return False
 
 
+def _linear_equations_differ(a, b) -> bool:
+    """True when ``a`` and ``b`` are two linear equations (``Eq``, total degree 1 in the
+    same free symbols, rational coefficients) that are not multiples of each other, so
+    their solution sets differ and math-verify's comparison (``lhs - rhs`` equal or
+    opposite, else ``solve`` both) is ``False``; reached without ``solve``, which takes
+    10-100 ms per pair. Any doubt (floats, other relations, nonlinear terms) returns
+    False."""
+    from sympy import Eq, Poly, Rational
+
+    try:
+        if not (isinstance(a, Eq) and isinstance(b, Eq)):
+            return False
+        syms = a.free_symbols
+        if syms != b.free_symbols or not 1 <= len(syms) <= 3:
+            return False
+        ordered_syms = sorted(syms, key=str)
+        pa, pb = Poly(a.lhs - a.rhs, *ordered_syms), Poly(b.lhs - b.rhs, *ordered_syms)
+        if pa.total_degree() != 1 or pb.total_degree() != 1:
+            return False
+        ca, cb = pa.as_dict(), pb.as_dict()
+        if not all(isinstance(c, Rational) for c in (*ca.values(), *cb.values())):
+            return False
+        if set(ca) != set(cb):
+            return True
+        k = next(iter(ca))
+        return any(ca[m] * cb[k] != cb[m] * ca[k] for m in ca)
+    except Exception:
+        return False
+
+
 def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str:
     """math-verify verdict for two screened LaTeX strings, with no time bound of its own:
     ``correct``, ``mismatch`` or ``parse_error`` (either side parsed to nothing).
@@ -256,8 +288,10 @@ def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str
         gv, pv = _rounded_value(g[0], precision), _rounded_value(p[0], precision)
         if gv is not None and pv is not None:
             return CORRECT if gv == pv else MISMATCH
-    if len(g) == 1 and len(p) == 1 and "%" not in gold and "%" not in pred and _clearly_different(g[0], p[0]):
-        return MISMATCH  # fast: no simplify for answers that are numerically different
+    if len(g) == 1 and len(p) == 1 and "%" not in gold and "%" not in pred and (
+        _clearly_different(g[0], p[0]) or _linear_equations_differ(g[0], p[0])
+    ):
+        return MISMATCH  # fast: no simplify (or solve) for answers that clearly differ
     return CORRECT if math_verify.verify(g, p, timeout_seconds=None) else MISMATCH
 
 
@@ -294,6 +328,71 @@ def compare_here(gold: str, pred: str, timeout_s: float | None, precision: int |
     return result
 
 
+_LINEAR_TERM = re.compile(r"\s*([+-])?\s*(\d{1,6})?\s*([a-df-hj-z])?\s*")
+
+
+def _linear_form(side: str) -> dict[str, Fraction] | None:
+    """``2x + 3 - y`` -> {"x": 2, "": 3, "y": -1}: integer coefficients, single-letter
+    variables (not ``e``, ``i``), terms joined by ``+``/``-``; None for anything else."""
+    out: dict[str, Fraction] = {}
+    pos, first, n = 0, True, len(side)
+    if not side.strip():
+        return None
+    while pos < n:
+        m = _LINEAR_TERM.match(side, pos)
+        sign, num, var = m.groups()
+        if m.end() == pos or (num is None and var is None) or (sign is None and not first):
+            return None
+        coef = Fraction(int(num)) if num else Fraction(1)
+        key = var or ""
+        out[key] = out.get(key, Fraction(0)) + (-coef if sign == "-" else coef)
+        pos, first = m.end(), False
+    return out
+
+
+def _linear_equation(s: str) -> dict[str, Fraction] | None:
+    """``lhs - rhs`` of a linear equation in the grammar of :func:`_linear_form`, with
+    no variable cancelling out, or None."""
+    if s.count("=") != 1:
+        return None
+    left, right = s.split("=")
+    lf, rf = _linear_form(left), _linear_form(right)
+    if lf is None or rf is None:
+        return None
+    f = dict(lf)
+    for k, v in rf.items():
+        f[k] = f.get(k, Fraction(0)) - v
+    if any(k and v == 0 for k, v in f.items()) or not any(k for k in f):
+        return None
+    return {k: v for k, v in f.items() if v != 0}
+
+
+def linear_equations_compare(gold: str, pred: str) -> str | None:
+    """Two linear equations (:func:`_linear_equation`) in the same one to three
+    variables, compared before any parsing: ``mismatch`` when they are not multiples of
+    each other (:func:`_linear_equations_differ` on the strings: math-verify finds this
+    with ``solve`` after a slow parse), ``correct`` when ``lhs - rhs`` agree up to sign
+    (math-verify's first relational check), else None (math-verify decides: it calls
+    ``3x = 18`` and ``x = 6`` different, so a restated equation earns nothing)."""
+    f, g = _linear_equation(gold), _linear_equation(pred)
+    if f is None or g is None:
+        return None
+    vf, vg = {k for k in f if k}, {k for k in g if k}
+    if vf != vg or not 1 <= len(vf) <= 3:
+        return None
+    if f == g or f == {k: -v for k, v in g.items()}:
+        return CORRECT
+    if set(f) != set(g):
+        return MISMATCH
+    k = next(iter(f))
+    return MISMATCH if any(f[m] * g[k] != g[m] * f[k] for m in f) else None
+
+
+def linear_equations_differ(gold: str, pred: str) -> bool:
+    """True when :func:`linear_equations_compare` finds a mismatch."""
+    return linear_equations_compare(gold, pred) == MISMATCH
+
+
 def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = "auto",
             precision: int | None = None) -> str:
     """Screen both sides, then compare within ``timeout_s`` seconds. ``backend``:
@@ -304,6 +403,9 @@ def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = 
             return PARSE_ERROR
     if backend not in ("auto", "inline", "sandbox"):
         raise ValueError(f"unknown symbolic backend {backend!r}")
+    fast = linear_equations_compare(gold, pred)
+    if fast is not None:
+        return fast  # no parse, no solve: two linear equations
     if backend == "sandbox" or (backend == "auto" and timeout_s and not signals_usable()):
         return _sandbox_compare(gold, pred, timeout_s, precision)
     return compare_here(gold, pred, timeout_s, precision)
@@ -315,8 +417,6 @@ SANDBOX_MARGIN_S = 0.5
 
 
 def _sandbox_compare(gold: str, pred: str, timeout_s: float | None, precision: int | None = None) -> str:
-    from .helper import helpers
-
     helper = helpers("symbolic", 1)[0]
     answer = helper.request({"op": "compare", "g": gold, "p": pred, "t": timeout_s, "n": precision},
                             (timeout_s or 3600.0) + SANDBOX_MARGIN_S)
