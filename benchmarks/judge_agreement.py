@@ -79,8 +79,15 @@ def boxed(answer: str) -> str:
     return f"\\boxed{{{answer}{' ' if tail % 2 else ''}}}"
 
 
+#: Seconds per symbolic comparison here: agreement is about equivalence, and a loaded
+#: machine must not turn a slow sympy call into a "miss" (the 1 s bound of training and
+#: evaluation is tested on its own, in tests/test_judge_hostile.py).
+AGREEMENT_TIMEOUT_S = 10.0
+
+
 def judge_verdict(case: Case) -> bool:
-    return grade(boxed(case.answer), case.gold, case.choices, case.answer_type, case.precision).correct
+    return grade(boxed(case.answer), case.gold, case.choices, case.answer_type, case.precision,
+                 timeout_s=AGREEMENT_TIMEOUT_S).correct
 
 
 def math_verify_verdict(case: Case) -> bool:

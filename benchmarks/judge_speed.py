@@ -236,7 +236,7 @@ def main() -> None:
 
     rows = []
     ours, t = _time(ours_single, pairs)
-    rows.append((f"rethinker.judge.grade, 1 process", len(pairs), t))
+    rows.append(("rethinker.judge.grade, 1 process", len(pairs), t))
     clear_caches()
     pooled, t = _time(ours_pool, pairs, args.workers)
     rows.append((f"rethinker.judge.grade_many, {args.workers} workers", len(pairs), t))
