@@ -23,7 +23,13 @@ from rethinker.rollout.base import Completion, SamplingParams, extend_query  # n
 from rethinker.rollout.hf import TransformersEngine  # noqa: E402
 from rethinker.rollout.inputs import PromptEncoder, collate_sequences, vision_token_ids  # noqa: E402
 from rethinker.rollout.scoring import score_grouped  # noqa: E402
-from rethinker.rollout.vllm import VLLMEngine, build_vllm_inputs, vllm_sampling_kwargs  # noqa: E402
+from rethinker.rollout.vllm import (  # noqa: E402
+    QWEN2_5_VL_PREFIX_MAP,
+    VLLMEngine,
+    build_vllm_inputs,
+    to_vllm_weight_names,
+    vllm_sampling_kwargs,
+)
 from rethinker.toyworld.model import PACKAGE_POLICY_DIR  # noqa: E402
 
 GREEDY = SamplingParams(max_new_tokens=48, greedy=True)
@@ -109,6 +115,19 @@ def test_engine_builds_on_this_platform(setup, capsys):
         assert cfg.cache_config.kv_cache_memory_bytes == int(0.25 * 2**30)
     _report(capsys, f"platform {current_platform.device_type}: engine built in {build_s:.1f} s "
                     f"(enforce_eager, kv cache {cfg.cache_config.kv_cache_memory_bytes / 2**30:.2f} GiB)")
+
+
+def test_our_weight_names_are_this_vllms(setup):
+    """The prefix map we copied is the installed vLLM's, and every policy weight lands in a
+    parameter of vLLM's model (all of them covered)."""
+    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+
+    model, processor, queries, engine, _ = setup
+    assert tuple(Qwen2_5_VLForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix.items()) == \
+        QWEN2_5_VL_PREFIX_MAP
+    (vllm_names,) = engine.llm.apply_model(lambda m: sorted(n for n, _ in m.named_parameters()))
+    ours = {v[0] for v in to_vllm_weight_names(dict(model.named_parameters()), True).values() if v}
+    assert ours == set(vllm_names)
 
 
 # ----------------------------------------------------------------- greedy
@@ -210,12 +229,14 @@ def test_temperature_is_applied(setup, capsys):
     engine.sync_weights(model)
 
     def mean_logprob(temperature: float) -> float:
-        comps, lps, _ = _rollout_logprobs(engine, queries, SamplingParams(max_new_tokens=16, temperature=temperature, n=4))
+        params = SamplingParams(max_new_tokens=16, temperature=temperature, n=4)
+        comps, lps, _ = _rollout_logprobs(engine, queries, params)
         flat = [x for lp in lps for x in lp]
         return sum(flat) / len(flat)
 
     means = {t: mean_logprob(t) for t in (0.25, 1.0, 2.0)}
-    _report(capsys, "mean sampled-token log-prob by temperature: " + ", ".join(f"T={t}: {m:.3f}" for t, m in means.items()))
+    _report(capsys, "mean sampled-token log-prob by temperature: "
+            + ", ".join(f"T={t}: {m:.3f}" for t, m in means.items()))
     assert means[0.25] > means[1.0] > means[2.0] + 2.0
 
 

