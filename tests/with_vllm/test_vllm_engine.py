@@ -35,6 +35,8 @@ from rethinker.toyworld.model import PACKAGE_POLICY_DIR  # noqa: E402
 GREEDY = SamplingParams(max_new_tokens=48, greedy=True)
 #: fp32 on both sides: what vLLM's sampled-token log-probs may differ from the trainer's
 LOGPROB_TOL = 1e-4
+#: queries for the slower checks (sampling, pushes); greedy and log-prob checks take all 16
+FEW = 8
 
 
 def _report(capsys, line: str) -> None:
@@ -170,6 +172,7 @@ def test_vision_tokens_are_never_sampled(setup):
     token it samples most): without the ban vLLM samples them (checked on the same
     prompts), with it never."""
     model, processor, queries, engine, _ = setup
+    queries = queries[:FEW]
     params = SamplingParams(max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0, n=8)
     engine.sync_weights(model)
     counts = Counter(t for g in engine.generate(queries, params) for c in g for t in c.token_ids
@@ -185,7 +188,7 @@ def test_vision_tokens_are_never_sampled(setup):
         groups = engine.generate(queries, params)
         assert all(len(g) == 8 for g in groups)
         sampled = [t for g in groups for c in g for t in c.token_ids]
-        assert len(sampled) > 500 and not set(banned) & set(sampled)
+        assert len(sampled) > 300 and not set(banned) & set(sampled)
         # the control: the same request without the ban
         prompts = build_vllm_inputs(queries, engine.tokenizer, engine.pad_token_ids, engine.mm_processor_kwargs)
         kw = vllm_sampling_kwargs(params, [], engine.eos_ids, engine.vocab_size)
@@ -198,6 +201,7 @@ def test_vision_tokens_are_never_sampled(setup):
 
 def test_top_k_and_top_p_restrict_samples_like_the_policy_says(setup):
     model, processor, queries, engine, _ = setup
+    queries = queries[:FEW]
     engine.sync_weights(model)
     for params, check in (
         (SamplingParams(max_new_tokens=32, temperature=1.5, top_k=3, top_p=1.0, n=4), "top_k"),
@@ -226,6 +230,7 @@ def test_top_k_and_top_p_restrict_samples_like_the_policy_says(setup):
 def test_temperature_is_applied(setup, capsys):
     """The colder the sampling, the likelier (under the policy) the sampled tokens."""
     model, processor, queries, engine, _ = setup
+    queries = queries[:FEW]
     engine.sync_weights(model)
 
     def mean_logprob(temperature: float) -> float:
@@ -272,6 +277,7 @@ def _check_push(setup, policy, capsys, label: str, min_changed: int = 1):
     """Push ``policy``; vLLM's greedy must be the policy's own, differ from the base
     policy's (so the push mattered), and its log-probs must be the trainer's."""
     model, processor, queries, engine, _ = setup
+    queries = queries[:FEW]
     engine.sync_weights(model)
     before = engine.generate(queries, GREEDY)  # the base weights; fills the prefix and encoder caches
     t0 = time.perf_counter()
@@ -306,8 +312,8 @@ def test_vision_tower_push_leaves_no_stale_image_embeddings(setup, capsys):
     """Only the vision tower changes and every image was seen before the push: the
     encoder cache must not serve the old tower's embeddings."""
     model = setup[0]
-    _check_push(setup, _perturbed(model, lambda n: ".visual." in f".{n}", 1.0, 3), capsys, "vision tower",
-                min_changed=3)
+    _check_push(setup, _perturbed(model, lambda n: ".visual." in f".{n}", 2.0, 3), capsys, "vision tower",
+                min_changed=2)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft not installed")
