@@ -64,12 +64,22 @@ def _hf_greedy(model, processor, queries) -> list[list[Completion]]:
     return TransformersEngine(model, processor).generate(queries, GREEDY)
 
 
+def _direct_generate(engine: VLLMEngine, prompts, kw: dict):
+    """``engine.llm.generate`` with extra keywords, the engine awake (sleep mode on a GPU)."""
+    engine._wake("weights")
+    engine._wake("kv_cache")
+    try:
+        return engine.llm.generate(prompts, sampling_params=vllm.SamplingParams(**kw), use_tqdm=False)
+    finally:
+        engine._sleep()
+
+
 def _rollout_logprobs(engine: VLLMEngine, queries, params: SamplingParams):
     """What the engine samples for ``params``, plus vLLM's log-prob of each sampled token
     (raw: log softmax of the logits), through the engine's own prompts and keywords."""
     prompts = build_vllm_inputs(queries, engine.tokenizer, engine.pad_token_ids, engine.mm_processor_kwargs)
     kw = vllm_sampling_kwargs(params, engine.banned, engine.eos_ids, engine.vocab_size)
-    outs = engine.llm.generate(prompts, sampling_params=vllm.SamplingParams(**kw, logprobs=0), use_tqdm=False)
+    outs = _direct_generate(engine, prompts, {**kw, "logprobs": 0})
     comps, lps, qidx = [], [], []
     for i, out in enumerate(outs):
         for o in out.outputs:
@@ -192,7 +202,7 @@ def test_vision_tokens_are_never_sampled(setup):
         # the control: the same request without the ban
         prompts = build_vllm_inputs(queries, engine.tokenizer, engine.pad_token_ids, engine.mm_processor_kwargs)
         kw = vllm_sampling_kwargs(params, [], engine.eos_ids, engine.vocab_size)
-        outs = engine.llm.generate(prompts, sampling_params=vllm.SamplingParams(**kw), use_tqdm=False)
+        outs = _direct_generate(engine, prompts, kw)
         unbanned = [t for out in outs for o in out.outputs for t in o.token_ids]
         assert sum(t in set(banned) for t in unbanned) >= 20
     finally:
