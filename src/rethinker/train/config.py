@@ -130,6 +130,10 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=list)  # tensorboard, wandb
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads; None -> torch's default
+    #: torch's deterministic algorithms: the same seed and threads give bit-identical runs
+    #: (on a CPU the multi-threaded accumulate of index_put_ is otherwise order-dependent);
+    #: None -> on for a CPU, off for a GPU (where it would need CUBLAS_WORKSPACE_CONFIG)
+    deterministic: bool | None = None
     preset: str | None = None  # toy | None (set automatically when model.path is None)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -176,6 +176,8 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     dtype = pick_dtype(cfg.model.dtype, device)
+    if cfg.deterministic if cfg.deterministic is not None else device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
     last = ckpt.latest_checkpoint(run_dir) if resume else None
     model, processor, ref_model = _load_models(cfg, ctx, device, dtype, last)
     data = load_datasets(cfg.data, cfg.seed)
