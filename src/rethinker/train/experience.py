@@ -46,6 +46,12 @@ def _score(text: str, rec: Record, finished: bool, cfg: RewardConfig):
     return reward(text, rec.answer, choices=rec.choices, finished=finished, config=cfg)
 
 
+def _verdict_meta(r) -> dict[str, Any]:
+    """The judge's reason and extracted answer, for the sample log (``rethinker.report``)."""
+    v = r.verdict
+    return {"reason": v.reason if v is not None else r.rule, "extracted": v.extracted if v is not None else None}
+
+
 def collect(
     engine: RolloutEngine,
     tokenizer,
@@ -71,7 +77,7 @@ def collect(
     samples = [
         Sample(advantage=0.0, reward=float(r.value), group=owner[i], step=step, prompt=queries[owner[i]],
                completion_ids=list(c.token_ids), completion_mask=[1] * len(c.token_ids), correct=bool(r.correct),
-               meta={"text": c.text, "finished": c.finished, "rule": r.rule})
+               meta={"text": c.text, "finished": c.finished, "rule": r.rule, **_verdict_meta(r)})
         for i, (c, r) in enumerate(zip(comps, results))
     ]
     first_texts = [c.text for c in comps]
@@ -126,8 +132,14 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
     verdict = accept(plans, [c.text for c in conts], [len(c.token_ids) for c in conts],
                      [bool(r.correct) for r in joined_results], cfg)
     n_kept = 0
-    for p, (first_ids, trig_ids), c, r, text, kept in zip(plans, prefixes, conts, joined_results, joined_texts, verdict.kept):
+    for p, (first_ids, trig_ids), c, r, text, kept, why in zip(plans, prefixes, conts, joined_results, joined_texts,
+                                                               verdict.kept, verdict.reasons):
+        # what the sample log shows of the attempt (rethinker.report), kept or not
+        attempt = {"original": comps[p.index].text, "first": p.first_text, "cut": p.cut, "trigger": p.trigger,
+                   "continuation": c.text, "kept": kept, "why": why, "first_correct": p.first_correct,
+                   "joined_correct": bool(r.correct)}
         if not kept:
+            samples[p.index].meta["rethink_attempt"] = attempt
             continue
         ids, mask = join_tokens(first_ids, trig_ids, c.token_ids, cfg.train_on_trigger)
         s = samples[p.index]
@@ -135,7 +147,8 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
                                   completion_ids=ids.tolist(), completion_mask=mask.int().tolist(),
                                   correct=bool(r.correct),
                                   meta={"text": text, "finished": c.finished, "rule": r.rule, "rethink": True,
-                                        "first_correct": p.first_correct})
+                                        "first_correct": p.first_correct, **_verdict_meta(r),
+                                        "rethink_attempt": attempt})
         n_kept += 1
     out = {
         "rethink/attempts": len(plans),

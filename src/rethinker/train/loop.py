@@ -162,6 +162,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         logger = MetricsLogger(run_dir, cfg.report_to, resume_step=start if last else None)
     else:
         logger = _NullLogger()
+    sample_log = None
+    if ctx.is_main and cfg.log_samples > 0:
+        from ..report.samples import SampleLog
+
+        sample_log = SampleLog(run_dir, cfg.log_samples, resume_step=start if last else None,
+                               base_dir=data.base_dir, sinks=getattr(logger, "sinks", ()))
 
     def run_eval(step: int) -> dict[str, Any]:
         if not data.eval:
@@ -252,6 +258,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             last_eval = run_eval(step)
             row["eval/accuracy"] = last_eval.get("eval/accuracy")
         logger.log(row)
+        if sample_log is not None:  # this rank's groups come first in `samples` and in the selection's indices
+            sample_log.log_step(step, exp.records, exp.samples, selection.indices)
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(console_line(row), refresh=False)
@@ -262,6 +270,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if bar is not None:
         bar.close()
     logger.close()
+    if sample_log is not None:
+        sample_log.close()
     if lora and ctx.is_main:  # adapters merged into full weights: loadable without PEFT
         merged = model.merge_and_unload()
         merged.save_pretrained(run_dir / "merged")
