@@ -1,4 +1,4 @@
-"""The ``rethinker`` command: train / eval / infer / data / toy / plot.
+"""The ``rethinker`` command: train / eval / infer / data / toy / plot / report.
 
 Each subcommand lives in the module that owns its job and exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches, importing
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("rethinker.data.cli", "inspect, select and annotate training data"),
     "toy": ("rethinker.toyworld.cli", "the built-in toy world: model, data, rebuild"),
     "plot": ("rethinker.train.plot", "plot a run's metrics to a PNG"),
+    "report": ("rethinker.report.cli", "a run's or an evaluation's self-contained HTML page (curves, samples)"),
 }
 
 

@@ -19,6 +19,9 @@ Writes, in ``DIR``:
 - ``summary.json`` = ``{NAME: {"n_items", "n_skipped", "accuracy", "by_category", ...}}``
   (see ``rethinker.eval.report``), ``summary.md`` and ``summary.csv``; the table is
   printed too.
+- ``report.html``: every prediction on one self-contained page (wrong ones first, with
+  image, question and verdict; ``rethinker.report.eval_report``), from ``items.jsonl``
+  (questions, options) and ``thumbs/`` (image thumbnails) written beside it.
 - ``run.json``: the settings that shape the predictions; a re-run with other settings
   is refused (``--restart`` discards the old predictions instead).
 
@@ -278,6 +281,7 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
     judged item to ``out_dir/predictions.jsonl``, skip the items already there, and return
     (and write) the summary of the items selected this time."""
     from ..data.io import DataError
+    from ..report.eval_report import build_eval_report, save_items
     from ..rollout.inputs import PromptEncoder
     from .runner import evaluate
 
@@ -313,6 +317,7 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
 
             if log and len(todo) < len(records):
                 log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
+            save_items(out, spec.name, records, base)  # question, options, thumbnails: for report.html
             encoder = PromptEncoder(processor, base_dir=base, min_pixels=min_pixels, max_pixels=max_pixels)
             res = evaluate(engine, encoder, todo, max_new_tokens=params.max_new_tokens, batch_queries=batch_queries,
                            params=params, on_prediction=on_prediction)
@@ -327,6 +332,11 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
     finally:
         plog.close()
     write_reports(out, summary)
+    try:
+        build_eval_report(out)
+    except Exception as exc:  # the page must never fail an evaluation
+        if log:
+            log(f"warning: could not write {out / 'report.html'}: {exc}")
     return summary
 
 
@@ -390,5 +400,5 @@ def run(args: argparse.Namespace) -> int:
                                   log=None if args.quiet else _stderr)
     print(format_table(summary))
     print(f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
-          f"(also summary.md, summary.csv)")
+          f"(also summary.md, summary.csv)\npage: {out_dir / 'report.html'}")
     return 1 if any("error" in s for s in summary.values()) else 0

@@ -281,8 +281,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             from .plot import plot_run
 
             plot_run(run_dir)
+            from ..report.run_report import build_run_report
+
+            print(f"report: {build_run_report(run_dir)}", file=sys.stderr)
         except Exception as exc:  # a plot must never fail a finished run
-            print(f"warning: could not plot curves: {exc}", file=sys.stderr)
+            print(f"warning: could not plot curves or write report.html: {exc}", file=sys.stderr)
     ctx.barrier()
     return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
             "steps": cfg.max_steps, "run_dir": str(run_dir)}
