@@ -163,7 +163,8 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
         lo = [float(r.get("eval/ci_low", y)) for r, y in zip(ev, ys)]
         hi = [float(r.get("eval/ci_high", y)) for r, y in zip(ev, ys)]
         ax.fill_between(xs, lo, hi, color=COLORS["a"], alpha=0.18, linewidth=0, label="95% CI")
-        ax.plot(xs, ys, marker="o", color=COLORS["a"], label="accuracy")
+        ax.errorbar(xs, ys, yerr=[[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]], marker="o",
+                    color=COLORS["a"], capsize=3, label="accuracy")
         for x, y in zip(xs, ys):
             ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
         return
@@ -215,8 +216,15 @@ def figure_png(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, col
     n_rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(n_rows, columns, figsize=(5.2 * columns, 3.3 * n_rows), squeeze=False)
     w = smoothing_weight(len(step_rows(rows)))
+    last_step = max((int(r.get("step", 0)) for r in rows), default=0)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, panel in zip(axes.flat, panels):
         _draw(ax, panel, rows)
+        if last_step > 0:  # one step axis for every panel (an early run's single evaluation included)
+            pad = max(0.5, 0.02 * last_step)
+            ax.set_xlim(-pad, last_step + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(panel.title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
