@@ -193,7 +193,16 @@ function applyFilters(){
   });
   var c=document.getElementById('f-count'); if(c)c.textContent=nItems+' shown ('+nResp+' responses)';
 }
-document.addEventListener('DOMContentLoaded',applyFilters);
+function filtersFromHash(){
+  // e.g. report.html#step=12&show=wrong or #group=mathvista&show=wrong
+  new URLSearchParams(location.hash.slice(1)).forEach(function(v,k){
+    var sel=document.getElementById('f-'+k);
+    if(sel){sel.value=v;}
+    var r=document.querySelector('input[name=f-'+k+'][value="'+v.replace(/"/g,'')+'"]'); if(r)r.checked=true;
+  });
+}
+document.addEventListener('DOMContentLoaded',function(){filtersFromHash();applyFilters();});
+window.addEventListener('hashchange',function(){filtersFromHash();applyFilters();});
 """
 
 

@@ -176,8 +176,9 @@ def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
     opts = ("<div>" + "<br>".join(f"{chr(65 + i)}. {esc(c)}" for i, c in enumerate(choices)) + "</div>"
             if choices else "")
     n_draws = sum(int(r.get("ssr_draws") or 0) for r in resps)
-    head = (f'<div class="qhead">{"".join(imgs)}<div><div class="meta">step {esc(row.get("step"))} · query '
-            f'{esc(row.get("query"))} · {esc(row.get("id"))} · {esc(row.get("category"))}</div>'
+    where = " · ".join(esc(x) for x in (f"step {row.get('step')}", f"query {row.get('query')}", row.get("id"),
+                                          row.get("category")) if x)
+    head = (f'<div class="qhead">{"".join(imgs)}<div><div class="meta">{where}</div>'
             f'<div class="question">{esc(row.get("question"))}</div>{opts}'
             f'<div>gold: <span class="gold">{esc(row.get("answer"))}</span> · '
             f'<span class="badge {badge}">{kind}</span> {n_ok}/{len(resps)} correct · SSR drew this group '
@@ -204,6 +205,7 @@ def browser_html(samples: Sequence[Mapping[str, Any]], thumbs: Path, sheet: Imag
                                     ("rethought", "rethought"), ("kept", "kept continuation"),
                                     ("drawn", "drawn by SSR")])
                 + '<span id="f-count"></span>')
+    note += " A view can be linked: <code>report.html#step=12&amp;show=wrong</code>."
     legend = ('<p class="legend note"><span><mark class="trig">trigger</mark> Forced Rethinking trigger</span>'
               '<span><span class="cont kept">continuation</span> kept continuation</span>'
               '<span><span class="cont rejected">continuation</span> rejected continuation</span>'
