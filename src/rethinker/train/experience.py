@@ -134,10 +134,12 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
     n_kept = 0
     for p, (first_ids, trig_ids), c, r, text, kept, why in zip(plans, prefixes, conts, joined_results, joined_texts,
                                                                verdict.kept, verdict.reasons):
-        # what the sample log shows of the attempt (rethinker.report), kept or not
-        attempt = {"original": comps[p.index].text, "first": p.first_text, "cut": p.cut, "trigger": p.trigger,
-                   "continuation": c.text, "kept": kept, "why": why, "first_correct": p.first_correct,
-                   "joined_correct": bool(r.correct)}
+        # what the sample log shows of the attempt (rethinker.report), kept or not; the first
+        # pass is the original response unless it was cut back before its answer
+        attempt = {"cut": p.cut, "trigger": p.trigger, "continuation": c.text, "kept": kept, "why": why,
+                   "first_correct": p.first_correct, "joined_correct": bool(r.correct)}
+        if p.cut:
+            attempt.update(first=p.first_text, original=comps[p.index].text)
         if not kept:
             samples[p.index].meta["rethink_attempt"] = attempt
             continue

@@ -260,6 +260,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         logger.log(row)
         if sample_log is not None:  # this rank's groups come first in `samples` and in the selection's indices
             sample_log.log_step(step, exp.records, exp.samples, selection.indices)
+        for s in samples:  # logged: the samples SSR keeps for replay (and checkpoints) need not carry it
+            s.meta.pop("rethink_attempt", None)
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(console_line(row), refresh=False)
