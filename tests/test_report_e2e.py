@@ -56,6 +56,7 @@ def test_training_run_logs_samples_and_writes_its_page(tiny_run):
     page = (out / "report.html").read_text()
     assert re.findall(r'<div class="item" data-step="(\d+)"', page) == ["3", "3", "2", "2", "1", "1"]
     assert "finished (3 steps)" in page
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_killed_and_resumed_run_logs_the_same_samples(tiny_run, tmp_path):

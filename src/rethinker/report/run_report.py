@@ -116,8 +116,10 @@ def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
     return table(None, kv, "kv")
 
 
-def curves_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
-    png = figure_png(cfg, rows)
+def curves_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], png_out: Path | None = None) -> str:
+    png = figure_png(cfg, rows, dpi=90)
+    if png is not None and png_out is not None:
+        png_out.write_bytes(png)
     if png is None:
         return '<p class="note">No step logged yet.</p>'
     shown = [p.title for p in panels_for(cfg, rows)]
@@ -216,8 +218,9 @@ def browser_html(samples: Sequence[Mapping[str, Any]], thumbs: Path, sheet: Imag
 
 
 def build_run_report(run_dir: str | Path, out: str | Path | None = None, *,
-                     max_steps: int = DEFAULT_MAX_STEPS) -> Path:
-    """Write the run's page (default ``RUN_DIR/report.html``, atomically) and return its path."""
+                     max_steps: int = DEFAULT_MAX_STEPS, curves_png: str | Path | None = None) -> Path:
+    """Write the run's page (default ``RUN_DIR/report.html``, atomically) and return its
+    path; ``curves_png``: also save the figure there (the trainer's ``curves.png``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.jsonl").exists() and not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl or config.yaml (not a training run directory)")
@@ -227,7 +230,7 @@ def build_run_report(run_dir: str | Path, out: str | Path | None = None, *,
     sheet = ImageSheet()
     browser = browser_html(samples, run_dir / THUMBS_DIR, sheet, max_steps)
     body = (f"<h2>Summary</h2>{summary_html(cfg, rows)}"
-            f"<h2>Curves</h2>{curves_html(cfg, rows)}"
+            f"<h2>Curves</h2>{curves_html(cfg, rows, Path(curves_png) if curves_png else None)}"
             f"<h2>Samples</h2>{browser}"
             f"<h2>Config</h2><details><summary>config.yaml</summary><pre class=\"text\">{esc(cfg_text)}</pre>"
             "</details>")

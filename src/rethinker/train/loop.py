@@ -279,13 +279,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         merged.save_pretrained(run_dir / "merged")
         processor.save_pretrained(run_dir / "merged")
     if ctx.is_main:
-        try:
-            from .plot import plot_run
-
-            plot_run(run_dir)
+        try:  # curves.png and report.html (rethinker report RUN_DIR rebuilds it, during a run too)
             from ..report.run_report import build_run_report
 
-            print(f"report: {build_run_report(run_dir)}", file=sys.stderr)
+            print(f"report: {build_run_report(run_dir, curves_png=run_dir / 'curves.png')}", file=sys.stderr)
         except Exception as exc:  # a plot must never fail a finished run
             print(f"warning: could not plot curves or write report.html: {exc}", file=sys.stderr)
     ctx.barrier()
