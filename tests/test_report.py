@@ -330,3 +330,23 @@ def test_report_command_picks_the_page_by_folder(tmp_path, capsys):
     assert "rethinker eval:" in (tmp_path / "e.html").read_text()
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "not a training run directory" in capsys.readouterr().err
+
+
+def test_photos_are_thumbnailed_as_jpeg_and_drawings_as_png(tmp_path):
+    import numpy as np
+
+    from rethinker.report.html import ImageSheet
+    from rethinker.report.images import ThumbnailStore
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    noise.save(buf, format="PNG")
+    store = ThumbnailStore(tmp_path)
+    photo = store.add(ImageRef(bytes=buf.getvalue()))
+    drawing = store.add(ImageRef(bytes=png()))
+    assert photo.endswith(".jpg") and drawing.endswith(".png")
+    assert store.add(ImageRef(bytes=buf.getvalue())) == photo  # stored once
+    sheet = ImageSheet()
+    tag = sheet.tag(photo, (tmp_path / photo).read_bytes())
+    assert "width:192px;height:128px" in tag and "data:image/jpeg;base64," in sheet.css()
+    assert store.add(ImageRef(path="missing.png"), tmp_path) is None

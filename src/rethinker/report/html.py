@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -31,12 +32,22 @@ def fmt(x: Any, digits: int = 3) -> str:
     return esc(x)
 
 
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG header, None if not a PNG."""
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of PNG or JPEG bytes (header only), None if unreadable."""
     if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n":
         w, h = struct.unpack(">II", data[16:24])
         return int(w), int(h)
-    return None
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:
+        return None
+
+
+def mime_of(data: bytes) -> str:
+    return "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png"
 
 
 def data_uri(data: bytes, mime: str = "image/png") -> str:
@@ -60,8 +71,8 @@ class ImageSheet:
         if cls is None:
             cls = f"im{len(self.classes)}"
             self.classes[key] = cls
-            self._css.append(f".{cls}{{background-image:url({data_uri(data)})}}")
-        w, h = png_size(data) or (self.max_side, self.max_side)
+            self._css.append(f".{cls}{{background-image:url({data_uri(data, mime_of(data))})}}")
+        w, h = image_size(data) or (self.max_side, self.max_side)
         long = max(w, h, 1)
         scale = min(self.max_side / long, max(1.0, self.min_side / long))
         return (f'<div class="thumb {cls}" role="img" aria-label="{esc(alt)}" '

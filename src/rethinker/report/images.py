@@ -1,4 +1,5 @@
-"""Thumbnails of record images: small PNGs stored once under a folder, named by content.
+"""Thumbnails of record images: small PNG or JPEG files stored once under a folder,
+named by content.
 
 ``ThumbnailStore(folder).add(ref, base_dir)`` returns the thumbnail's file name (relative
 to ``folder``), writing it only the first time that image is seen; an unreadable image
@@ -31,17 +32,22 @@ def image_key(ref: ImageRef, base_dir: str | Path | None = None) -> str:
     return h.hexdigest()[:20]
 
 
-def thumbnail_png(ref: ImageRef, base_dir: str | Path | None = None, side: int = THUMB_SIDE) -> bytes:
-    """The image scaled down (aspect kept) to at most ``side`` pixels, as PNG bytes."""
+def thumbnail(ref: ImageRef, base_dir: str | Path | None = None, side: int = THUMB_SIDE) -> tuple[bytes, str]:
+    """The image scaled down (aspect kept) to at most ``side`` pixels: ``(bytes, ext)``,
+    PNG or JPEG (quality 85), whichever is smaller (PNG for drawings, JPEG for photos)."""
     img = load_image(ref, base_dir)
     img.thumbnail((side, side))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    png = io.BytesIO()
+    img.save(png, format="PNG", optimize=True)
+    jpg = io.BytesIO()
+    img.save(jpg, format="JPEG", quality=85)
+    if len(jpg.getvalue()) < 0.8 * len(png.getvalue()):
+        return jpg.getvalue(), ".jpg"
+    return png.getvalue(), ".png"
 
 
 class ThumbnailStore:
-    """PNG thumbnails under ``folder``, one file per distinct image."""
+    """Thumbnails under ``folder``, one file per distinct image."""
 
     def __init__(self, folder: str | Path, side: int = THUMB_SIDE):
         self.folder = Path(folder)
@@ -50,15 +56,17 @@ class ThumbnailStore:
 
     def add(self, ref: ImageRef, base_dir: str | Path | None = None) -> str | None:
         try:
-            name = image_key(ref, base_dir) + ".png"
-            path = self.folder / name
-            if not path.exists():
-                data = thumbnail_png(ref, base_dir, self.side)
-                self.folder.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(name + ".tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
-                self.bytes_written += len(data)
-            return name
+            key = image_key(ref, base_dir)
+            for ext in (".png", ".jpg"):
+                if (self.folder / (key + ext)).exists():
+                    return key + ext
+            data, ext = thumbnail(ref, base_dir, self.side)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / (key + ext)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            self.bytes_written += len(data)
+            return path.name
         except Exception:  # unreadable / missing image: the pages say so; logging never fails a run
             return None
