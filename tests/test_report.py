@@ -284,7 +284,10 @@ def _preds():
         {**base, "id": "b", "category": "geo", "correct": False, "response": EVIL, "extracted": "B",
          "answer": "A", "reason": "mismatch"},
         {**base, "id": "c", "category": "alg", "correct": True, "response": "ok", "extracted": "2", "answer": "2",
-         "reason": "match"},
+         "reason": "match", "n_samples": 2, "n_correct": 1,
+         "samples": [{"response": "ok", "extracted": "2", "correct": True, "reason": "match", "finished": True},
+                     {"response": "no <3", "extracted": "3", "correct": False, "reason": "mismatch",
+                      "finished": True}]},
     ]
 
 
@@ -309,7 +312,8 @@ def test_eval_page_orders_wrong_first_per_category_and_escapes(tmp_path):
     assert "Which &lt;shape&gt;?" in page and "B. square &amp; co" in page
     assert "What? &lt;b&gt;" in page  # no items.jsonl entry for c: the prompt's user text
     assert 'data-group="bench / geo"' in page and 'data-tags="wrong"' in page
-    assert "0.667" in page  # overall accuracy from summary.json
+    assert "1/2 samples correct" in page and "1 more sample(s)" in page and "no &lt;3" in page
+    assert "0.500" in page  # overall accuracy from summary.json (item c counts 1/2)
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page)
 
 
