@@ -12,22 +12,13 @@ from pathlib import Path
 from .metrics import read_metrics
 
 
-def _config(run_dir: Path) -> dict:
-    import yaml
-
-    path = run_dir / "config.yaml"
-    try:
-        return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
-    except yaml.YAMLError:
-        return {}
-
-
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     from ..report.curves import write_png
+    from ..report.run_report import read_config
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "curves.png"
-    if write_png(_config(run_dir), read_metrics(run_dir), out) is None:
+    if write_png(read_config(run_dir)[0], read_metrics(run_dir), out) is None:
         raise ValueError(f"{run_dir}: nothing to plot yet")
     return out
 
