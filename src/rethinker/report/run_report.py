@@ -178,13 +178,19 @@ def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
     opts = ("<div>" + "<br>".join(f"{chr(65 + i)}. {esc(c)}" for i, c in enumerate(choices)) + "</div>"
             if choices else "")
     n_draws = sum(int(r.get("ssr_draws") or 0) for r in resps)
+    values: dict[float, int] = {}
+    for r in resps:
+        v = r.get("reward")
+        key = float(v) if isinstance(v, (int, float)) else float("nan")
+        values[key] = values.get(key, 0) + 1
+    rewards = ", ".join(f"{fmt(v, 2)} x{n}" for v, n in sorted(values.items(), reverse=True))
     where = " · ".join(esc(x) for x in (f"step {row.get('step')}", f"query {row.get('query')}", row.get("id"),
                                           row.get("category")) if x)
     head = (f'<div class="qhead">{"".join(imgs)}<div><div class="meta">{where}</div>'
             f'<div class="question">{esc(row.get("question"))}</div>{opts}'
             f'<div>gold: <span class="gold">{esc(row.get("answer"))}</span> · '
-            f'<span class="badge {badge}">{kind}</span> {n_ok}/{len(resps)} correct · SSR drew this group '
-            f'{n_draws} time(s)</div></div></div>')
+            f'<span class="badge {badge}">{kind}</span> {n_ok}/{len(resps)} correct · rewards {rewards} · SSR drew '
+            f'this group {n_draws} time(s)</div></div></div>')
     body = "".join(_response(r, k) for k, r in enumerate(resps))
     return f'<div class="item" data-step="{esc(row.get("step"))}">{head}{body}</div>'
 
