@@ -181,8 +181,9 @@ def build_eval_report(out_dir: str | Path, out: str | Path | None = None, *,
         key = (str(r["benchmark"]), str(r.get("category") or NO_CATEGORY))
         if key != last:
             n, n_wrong = counts[key]
-            parts.append(f'<div class="grouphead" data-bench="{esc(key[0])}" data-group="{esc(key[0] + " / " + key[1])}">'
-                         f'{esc(key[0])} / {esc(key[1])} <span class="note">{n} items, {n_wrong} wrong</span></div>')
+            parts.append(f'<div class="grouphead" data-bench="{esc(key[0])}" '
+                         f'data-group="{esc(key[0] + " / " + key[1])}">{esc(key[0])} / {esc(key[1])} '
+                         f'<span class="note">{n} items, {n_wrong} wrong</span></div>')
             last = key
         parts.append(_item(r, items.get((str(r["benchmark"]), str(r["id"]))), sheet, d / THUMBS_DIR))
     body_items = "".join(parts)

@@ -96,7 +96,8 @@ def response_html(text: str, rethink: Mapping[str, Any] | None) -> str:
         if tail and text.endswith(tail):
             head = text[: len(text) - len(tail)]
             parts.append(f'<pre class="text">{esc(head)}<mark class="trig" title="Forced Rethinking trigger">'
-                         f'{esc(trig)}</mark><span class="cont kept" title="kept continuation">{esc(cont)}</span></pre>')
+                         f'{esc(trig)}</mark><span class="cont kept" title="kept continuation">{esc(cont)}</span>'
+                         '</pre>')
         else:  # cut by the log's length cap: no highlighting
             parts.append(f'<pre class="text">{esc(text)}</pre>')
         if rethink.get("original") is not None:
@@ -162,7 +163,8 @@ th{background:#eceff1}
 .item[hidden],.resp[hidden],.grouphead[hidden]{display:none}
 .grouphead{margin:18px 0 4px 0;font-weight:600;font-size:15px}
 .qhead{display:flex;gap:14px;align-items:flex-start}
-.thumb{background-size:contain;background-repeat:no-repeat;image-rendering:pixelated;border:1px solid var(--line);flex:none}
+.thumb{background-size:contain;background-repeat:no-repeat;image-rendering:pixelated;border:1px solid var(--line);
+  flex:none}
 .noimg{width:112px;height:40px;border:1px dashed #bbb;color:#999;font-size:12px;display:flex;align-items:center;
   justify-content:center;flex:none}
 .question{white-space:pre-wrap;font-weight:600}
