@@ -12,7 +12,7 @@ from test_data_benchmarks import (MVERSE_3422, MVERSE_3425, MVERSE_Q1, MVERSE_Q2
                                   mathvista_verified_rows, png, write)
 
 from rethinker.eval.suite import BenchSpec, evaluate_benchmarks
-from rethinker.eval.report import format_table, pass_at_k, to_csv, to_markdown, wilson_interval
+from rethinker.report.summary import format_table, pass_at_k, to_csv, to_markdown, wilson_interval
 from rethinker.rollout.base import Completion, RolloutEngine, RolloutStats, SamplingParams
 from rethinker.model.load import load_policy
 from rethinker.toyworld.model import resolve_model_path

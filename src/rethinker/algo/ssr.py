@@ -84,7 +84,6 @@ class Selection:
 
     ``indices[k]``: position of ``samples[k]`` in this step's input list, -1 when it is a
     sample of an earlier step. ``from_buffer[k]``: drawn in the buffer (replay) phase.
-    ``draw_counts`` says how often each of this step's samples was drawn.
     """
 
     samples: list[Sample]
@@ -92,15 +91,6 @@ class Selection:
     from_buffer: list[bool]
     stats: dict[str, float]
     skipped_update: bool
-
-    def draw_counts(self, n: int) -> list[int]:
-        """Times each of this step's ``n`` input samples was drawn (replays of earlier
-        steps' samples are not counted)."""
-        counts = [0] * n
-        for i in self.indices:
-            if i >= 0:
-                counts[i] += 1
-        return counts
 
 
 def ssr_probabilities(advantages: Sequence[float] | np.ndarray, alpha: float = 1.0) -> np.ndarray:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("rethinker.cli.data", "inspect, select and annotate training data"),
     "toy": ("rethinker.cli.toy", "the built-in toy world: model, data, rebuild"),
     "plot": ("rethinker.cli.plot", "plot a run's metrics to a PNG"),
+    "report": ("rethinker.cli.report", "a run's or an evaluation's self-contained HTML page (curves, samples)"),
 }
 
 

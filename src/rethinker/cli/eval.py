@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..eval.report import format_table
+from ..report.summary import format_table
 from ..eval.suite import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOY_ITEMS, BenchSpec, EvalError, benchmark_names,
                           check_resume, evaluate_benchmarks, model_max_new_tokens, run_config)
 
@@ -120,5 +120,5 @@ def run(args: argparse.Namespace) -> int:
                                   log=None if args.quiet else _stderr)
     print(format_table(summary))
     print(f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
-          f"(also summary.md, summary.csv)")
+          f"(also summary.md, summary.csv)\npage: {out_dir / 'report.html'}")
     return 1 if any("error" in s for s in summary.values()) else 0

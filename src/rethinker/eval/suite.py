@@ -9,7 +9,10 @@ Writes, in the output directory:
   sample). Each line is appended and flushed as soon as its item is judged, so a crash
   loses no finished item; a re-run skips the items already there (resumable).
 - ``summary.json`` = ``{NAME: {"n_items", "n_skipped", "accuracy", "by_category", ...}}``
-  (see ``rethinker.eval.report``), ``summary.md`` and ``summary.csv``.
+  (see ``rethinker.report.summary``), ``summary.md`` and ``summary.csv``.
+- ``report.html``: every prediction on one self-contained page (wrong ones first, with
+  image, question and verdict; ``rethinker.report.eval_report``), from ``items.jsonl``
+  (questions, options) and ``thumbs/`` (image thumbnails) written beside it.
 - ``run.json``: the settings that shape the predictions; a re-run with other settings
   is refused (``restart`` discards the old predictions instead).
 
@@ -35,7 +38,8 @@ from ..records import Record
 from ..rollout.evaluate import Prediction, evaluate
 from ..rollout.inputs import PromptEncoder
 from ..toyworld.puzzles import DEFAULT_KINDS, generate
-from .report import summarize, write_reports
+from ..report.eval_report import build_eval_report, save_items
+from ..report.summary import summarize, write_reports
 
 #: Benchmarks read without a publisher's schema.
 GENERIC = ("toy", "records")
@@ -233,7 +237,7 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
             records = loaded.records[:limit] if limit is not None else loaded.records
             load_skips = skips_before_cut(loaded, limit)
             done = [plog.done.get((spec.name, r.id)) for r in records]
-            todo = [r for r, d in zip(records, done) if d is None]
+            todo = [i for i, d in enumerate(done) if d is None]  # positions: streamed records stay on disk
             new: dict[str, dict[str, Any]] = {}
             t0, count = time.perf_counter(), [0]
 
@@ -248,8 +252,9 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
 
             if log and len(todo) < len(records):
                 log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
+            save_items(out, spec.name, records, base)  # question, options, thumbnails: for report.html
             encoder = PromptEncoder(processor, base_dir=base, min_pixels=min_pixels, max_pixels=max_pixels)
-            res = evaluate(engine, encoder, todo, max_new_tokens=params.max_new_tokens, batch_queries=batch_queries,
+            res = evaluate(engine, encoder, (records[i] for i in todo), max_new_tokens=params.max_new_tokens, batch_queries=batch_queries,
                            params=params, on_prediction=on_prediction)
             rows = [d if d is not None else new[r.id] for r, d in zip(records, done)
                     if d is not None or r.id in new]
@@ -262,6 +267,11 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
     finally:
         plog.close()
     write_reports(out, summary)
+    try:
+        build_eval_report(out)
+    except Exception as exc:  # the page must never fail an evaluation
+        if log:
+            log(f"warning: could not write {out / 'report.html'}: {exc}")
     return summary
 
 

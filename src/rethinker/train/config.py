@@ -127,6 +127,7 @@ class TrainConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     log_every: int = 1
+    log_samples: int = 2  # queries per step whose G responses go to samples.jsonl (rethinker report); 0: none
     report_to: list[str] = field(default_factory=list)  # tensorboard, wandb
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads; None -> torch's default
@@ -158,6 +159,7 @@ TOY_PRESET: dict[str, Any] = {
     "eval_every": 50,
     "save_every": 50,
     "threads": 2,
+    "log_samples": 4,  # 4 queries x 8 responses per step: ~12 KB a step + thumbnails (rethinker/report/samples.py)
     "model.dtype": "float32",
     "model.min_pixels": None,
     "model.max_pixels": None,
@@ -364,6 +366,8 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"rollout.{name} must be >= 1")
     if cfg.model.lora_rank < 0:
         raise ConfigError("model.lora_rank must be >= 0")
+    if cfg.log_samples < 0:
+        raise ConfigError("log_samples must be >= 0 (0: no sample log)")
     if cfg.optim.micro_batch_size < 1:
         raise ConfigError("optim.micro_batch_size must be >= 1")
 

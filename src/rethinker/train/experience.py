@@ -25,7 +25,11 @@ from ..rollout.inputs import PromptEncoder, QueryInputs
 
 @dataclass
 class Experience:
+    """One step's samples, group by group; ``sample.group`` indexes ``records`` (the sample
+    log shows each group's query)."""
+
     samples: list[Sample]
+    records: list[Record]
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -45,6 +49,12 @@ def encode_batch(encoder: PromptEncoder, records: list[Record]) -> tuple[list[Re
 
 def _score(text: str, rec: Record, finished: bool, cfg: RewardConfig):
     return reward(text, rec.answer, choices=rec.choices, finished=finished, config=cfg)
+
+
+def _verdict_meta(r) -> dict[str, Any]:
+    """The judge's reason and extracted answer, for the sample log (``rethinker.report``)."""
+    v = r.verdict
+    return {"reason": v.reason if v is not None else r.rule, "extracted": v.extracted if v is not None else None}
 
 
 def collect(
@@ -72,7 +82,7 @@ def collect(
     samples = [
         Sample(advantage=0.0, reward=float(r.value), group=owner[i], step=step, prompt=queries[owner[i]],
                completion_ids=list(c.token_ids), completion_mask=[1] * len(c.token_ids), correct=bool(r.correct),
-               meta={"text": c.text, "finished": c.finished, "rule": r.rule})
+               meta={"text": c.text, "finished": c.finished, "rule": r.rule, **_verdict_meta(r)})
         for i, (c, r) in enumerate(zip(comps, results))
     ]
     first_texts = [c.text for c in comps]
@@ -104,7 +114,7 @@ def collect(
         m["time/rethink_s"] = time.perf_counter() - t1
     m["reward/mean"] = float(np.mean([s.reward for s in samples])) if samples else 0.0
     m["accuracy/after_rethink"] = _mean(bool(s.correct) and s.meta["rule"] not in INVALID_RULES for s in samples)
-    return Experience(samples, m)
+    return Experience(samples, records, m)
 
 
 #: Reward rules of an invalid response (``rethinker.judge.reward``): whatever the judge says
@@ -150,8 +160,16 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
     verdict = accept(plans, [c.text for c in conts], [len(c.token_ids) for c in conts],
                      [bool(r.correct) for r in joined_results], cfg)
     n_kept = 0
-    for p, (first_ids, trig_ids), c, r, text, kept in zip(plans, prefixes, conts, joined_results, joined_texts, verdict.kept):
+    for p, (first_ids, trig_ids), c, r, text, kept, why in zip(plans, prefixes, conts, joined_results, joined_texts,
+                                                               verdict.kept, verdict.reasons):
+        # what the sample log shows of the attempt (rethinker.report), kept or not; the first
+        # pass is the original response unless it was cut back before its answer
+        attempt = {"cut": p.cut, "trigger": p.trigger, "continuation": c.text, "kept": kept, "why": why,
+                   "first_correct": p.first_correct, "joined_correct": bool(r.correct)}
+        if p.cut:
+            attempt.update(first=p.first_text, original=comps[p.index].text)
         if not kept:
+            samples[p.index].meta["rethink_attempt"] = attempt
             continue
         ids, mask = join_tokens(first_ids, trig_ids, c.token_ids, cfg.train_on_trigger)
         s = samples[p.index]
@@ -159,7 +177,8 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
                                   completion_ids=ids.tolist(), completion_mask=mask.int().tolist(),
                                   correct=bool(r.correct),
                                   meta={"text": text, "finished": c.finished, "rule": r.rule, "rethink": True,
-                                        "first_correct": p.first_correct})
+                                        "first_correct": p.first_correct, **_verdict_meta(r),
+                                        "rethink_attempt": attempt})
         n_kept += 1
     out = {
         "rethink/attempts": len(plans),

@@ -75,6 +75,7 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
             last_eval = run.evaluate(step)
             row["eval/accuracy"] = last_eval.get("eval/accuracy")
         run.logger.log(row)
+        run.log_samples(step, exp, selection)
         _report_progress(bar, row, step, cfg.log_every, ctx.is_main)
         if cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps):
             run.save(step)
@@ -116,20 +117,33 @@ def _experience(run: Run, step: int, rethink, sampling) -> tuple[Experience, lis
         return exp, generated, n_bad
     target = len(exp.samples) // G
     rounds = [exp]
-    kept = informative_groups(exp.samples, G)
+    kept, kept_records = _keep_informative(exp, G)
     while len(rounds) < cfg.rollout.max_sampling_rounds and ctx.sum_float(max(target - len(kept) // G, 0)) > 0:
         more, more_bad = draw()
         rounds.append(more)
         n_bad += more_bad
         generated += [s.reward for s in more.samples]
-        kept += informative_groups(more.samples, G)
-    kept = kept[:target * G]
+        more_kept, more_records = _keep_informative(more, G, first_group=len(kept_records))
+        kept, kept_records = kept + more_kept, kept_records + more_records
+    kept, kept_records = kept[:target * G], kept_records[:target]
     metrics = merge_metrics([e.metrics for e in rounds], [len(e.samples) for e in rounds])
     for key in {k for e in rounds for k in e.metrics if k.startswith("time/") or k in ("rollout/tokens",)}:
         metrics[key] = sum(e.metrics.get(key) or 0 for e in rounds)  # rounds run one after another
     metrics.update({"dynamic/rounds": len(rounds), "dynamic/generated_groups": len(generated) // G,
                     "dynamic/kept_groups": len(kept) // G})
-    return Experience(kept, metrics), generated, n_bad
+    return Experience(kept, kept_records, metrics), generated, n_bad
+
+
+def _keep_informative(exp: Experience, group_size: int, first_group: int = 0) -> tuple[list[Sample], list]:
+    """The informative groups of one draw and their records, the groups renumbered from
+    ``first_group`` (so that ``sample.group`` indexes the joined records)."""
+    kept = informative_groups(exp.samples, group_size)
+    records = []
+    for g in range(0, len(kept), group_size):
+        records.append(exp.records[kept[g].group])
+        for s in kept[g:g + group_size]:
+            s.group = first_group + g // group_size
+    return kept, records
 
 
 def informative_groups(samples: list[Sample], group_size: int) -> list[Sample]:

@@ -16,6 +16,8 @@ import torch
 from ..algo.rethink import reflection_rate
 from ..algo.ssr import SampleSelector
 from ..model.load import load_policy, pick_device, pick_dtype
+from ..report.run_report import build_run_report
+from ..report.samples import SampleLog
 from ..rollout.base import RolloutEngine
 from ..rollout.evaluate import EvalResult, evaluate
 from ..rollout.hf import TransformersEngine
@@ -60,6 +62,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     logger: MetricsLogger | NullLogger
+    sample_log: SampleLog | None = None
     start_step: int = 0
 
     @property
@@ -102,20 +105,31 @@ class Run:
                                  keep=self.cfg.keep_checkpoints, model_state=model_state)
         ctx.barrier()
 
+    def log_samples(self, step: int, exp, selection) -> None:
+        """The first ``log_samples`` groups of this rank's experience to ``samples.jsonl``
+        (this rank's samples come first in the selection's pool). Afterwards the rethinking
+        details leave the samples, so that replay buffers and checkpoints do not carry them."""
+        if self.sample_log is not None:
+            self.sample_log.log_step(step, exp.records, exp.samples, selection.indices)
+        for s in exp.samples:
+            s.meta.pop("rethink_attempt", None)
+
     def finish(self, first_eval: dict[str, Any], last_eval: dict[str, Any]) -> dict[str, Any]:
-        """Close the logs; merge LoRA adapters into full weights (``merged/``); plot."""
+        """Close the logs; merge LoRA adapters into full weights (``merged/``); write
+        ``curves.png`` and ``report.html``."""
         self.logger.close()
+        if self.sample_log is not None:
+            self.sample_log.close()
         if self.cfg.model.lora_rank > 0 and self.ctx.is_main:  # loadable without PEFT
             merged = self.model.merge_and_unload()
             merged.save_pretrained(self.run_dir / "merged")
             self.processor.save_pretrained(self.run_dir / "merged")
         if self.ctx.is_main:
-            try:
-                from .plot import plot_run  # matplotlib: only when a run ends
-
-                plot_run(self.run_dir)
+            try:  # curves.png and report.html (`rethinker report RUN_DIR` rebuilds it, during a run too)
+                page = build_run_report(self.run_dir, curves_png=self.run_dir / "curves.png")
+                print(f"report: {page}", file=sys.stderr)
             except Exception as exc:  # a plot must never fail a finished run
-                print(f"warning: could not plot curves: {exc}", file=sys.stderr)
+                print(f"warning: could not plot curves or write report.html: {exc}", file=sys.stderr)
         self.ctx.barrier()
         return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
                 "steps": self.cfg.max_steps, "run_dir": str(self.run_dir)}
@@ -199,6 +213,9 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     if ctx.is_main:
         save_config(cfg, run_dir / "config.yaml")
         run.logger = MetricsLogger(run_dir, cfg.report_to, resume_step=run.start_step if last else None)
+        if cfg.log_samples > 0:
+            run.sample_log = SampleLog(run_dir, cfg.log_samples, resume_step=run.start_step if last else None,
+                                       base_dir=data.base_dir, sinks=run.logger.sinks)
     return run
 
 

@@ -1,0 +1,97 @@
+"""The sample log and the pages from real runs of the toy policy: a tiny training run
+and a tiny evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rethinker.cli import main
+
+TINY = [
+    "--max-steps", "3", "--eval-every", "3", "--save-every", "1", "--keep-checkpoints", "3", "--seed", "3",
+    "--rollout.queries-per-step", "3", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
+    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--optim.micro-batch-size", "4",
+    "--ssr", "paper", "--rethink", "on", "--threads", "1", "--log-samples", "2",
+]
+
+
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    res = subprocess.run([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TINY], env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_training_run_logs_samples_and_writes_its_page(tiny_run):
+    out = tiny_run
+    rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["query"]) for r in rows] == [(s, q) for s in (1, 2, 3) for q in (0, 1)]
+    metrics = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+               if "reward/mean" in r}
+    for r in rows:
+        assert len(r["responses"]) == 4 and r["id"].startswith("toy-train")
+        assert all(name and (out / "samples" / name).is_file() for name in r["images"])
+        for x in r["responses"]:
+            assert x["reason"] and x["rule"] and isinstance(x["ssr_draws"], int) and x["tokens"] > 0
+            rt = x.get("rethink")
+            if rt and rt["kept"]:
+                assert x["text"].endswith(rt["trigger"] + rt["continuation"]) or "text_chars" in x
+    # SSR (paper mode) draws as many samples as the step has, over all its queries
+    for s in (1, 2, 3):
+        drawn = sum(x["ssr_draws"] for r in rows if r["step"] == s for x in r["responses"])
+        assert drawn <= metrics[s]["ssr/n_selected"]
+    page = (out / "report.html").read_text()
+    assert re.findall(r'<div class="item" data-step="(\d+)"', page) == ["3", "3", "2", "2", "1", "1"]
+    assert "finished (3 steps)" in page
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_killed_and_resumed_run_logs_the_same_samples(tiny_run, tmp_path):
+    """Resumable like metrics.jsonl: the lines of steps after the last checkpoint are
+    dropped, and the resumed steps log what an uninterrupted run logs."""
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TINY], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (out / "checkpoint-1" / "trainer_state.pt").exists():
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    res = subprocess.run([sys.executable, "-m", "rethinker", "train", "--resume", str(out)], env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (out / "samples.jsonl").read_text() == (tiny_run / "samples.jsonl").read_text()
+
+
+def test_evaluation_writes_its_page(tmp_path):
+    out = tmp_path / "ev"
+    assert main(["eval", "--benchmark", "toy", "--limit", "5", "--output-dir", str(out), "--max-new-tokens", "12",
+                 "--batch-size", "5", "--quiet"]) == 0
+    page = (out / "report.html").read_text()
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    assert [i["id"] for i in items] == [p["id"] for p in preds]
+    assert len(re.findall(r'<div class="item" ', page)) == 5
+    assert page.count('class="thumb ') == 5
+    for p in preds:
+        assert f"· {p['id']}</div>" in page
+    # within each category the wrong ones come first
+    order = re.findall(r'data-group="toy / (\w+)"><div class="qhead">.*?data-tags="(\w+)"', page, flags=re.S)
+    for cat in {c for c, _ in order}:
+        tags = [t for c, t in order if c == cat]
+        assert tags == sorted(tags, key=lambda t: t == "correct")
