@@ -14,16 +14,19 @@ prices each part of a step (``rethinker train --dry-run`` prints it):
 - **activations per micro-batch** (the update; ``micro_batch_size`` = B rows of T = P + C
   tokens, P the prompt with its visual tokens, C = max_new_tokens): per text layer and
   token, autograd keeps a_layer elements of the compute dtype (b bytes), counted with
-  ``saved_tensors_hooks`` on Qwen2.5-VL decoder layers (transformers 5.2x, sdpa):
+  ``saved_tensors_hooks`` on Qwen2.5-VL decoder layers (transformers 5.2x, sdpa; checked by
+  ``tests/test_memory_plan.py``):
 
       full fine-tuning   b = 2: 10 h + 2 kv + 4 I     b = 4: 8 h + 2 kv + 4 I
       LoRA (fp32 adapters on a bf16 base): 18 h + kv + 5 I      fp32 base: 6 h + kv + 4 I
 
   (h hidden, kv = KV heads x head_dim, I the MLP width). With gradient checkpointing only
-  each layer's input is kept (h per layer and token) plus one layer's a_layer during its
-  recomputation, and the update runs the full sequence (``score``); without it, each
-  distinct prompt runs once (``score_grouped``): a_layer x (U x P + B x C) with U <= B
-  distinct queries, plus the prompt's key/value cache repeated for the B rows. The vision
+  each layer's input is kept (h per layer and token), and the update runs the full
+  sequence (``score``); without it, each distinct prompt runs once (``score_grouped``):
+  a_layer x layers x (U x P + B x C) with U <= min(B, queries_per_step) distinct queries,
+  plus the prompt's key/value cache repeated for the B rows. Either way the backward pass
+  adds one layer's working set, ~2 x a_layer per token (its saved or recomputed tensors
+  and their gradients). The vision
   tower adds the same per patch (kv = its hidden) when it trains, nothing when frozen.
   **logits**: B x (C + 1) x vocab x (b + 12) bytes (the logits, their fp32 copy and the
   log-sum-exp / entropy temporaries; the update computes logits only from the first
@@ -35,7 +38,9 @@ prices each part of a step (``rethinker train --dry-run`` prints it):
 - **rollout KV cache**: 2 x layers x kv x b x (P + max_new_tokens) x rows, rows = the
   queries of one generation chunk (``max_batch_queries``, at most this rank's share of
   ``queries_per_step``) x G; plus the prefill's transient working set (one layer's
-  4 h + 3 I per prompt token, the vision tower's 4 h + 3 I per patch).
+  4 h + 3 I per prompt token, the vision tower's 4 h + 3 I per patch), where Forced
+  Rethinking's continuations count as prompts of their own (prompt + first answer +
+  trigger, one per continued response, up to ``max_batch_queries`` at once).
 - **runtime**: on a CPU, the process itself (Python, torch, transformers) holds memory
   before any model exists: measured in the calling process (``runtime_bytes``); on a GPU
   it is not device memory and is left out (the CUDA context, ~0.5 GiB, is not counted).
@@ -203,7 +208,7 @@ class MemoryPlan:
         c = self.counts
         lines = [f"memory plan: {self.world} rank(s), {self.device}, {self.dtype}",
                  f"parameters: {_count(c.total)} ({_count(c.vision)} vision), trainable "
-                 f"{self.trainable / 1e6:.2f} M" + (f" (LoRA adapters)" if c.lora else ""),
+                 f"{_count(self.trainable)}" + (" (LoRA adapters)" if c.lora else ""),
                  f"visual tokens per image: {self.visual_tokens_min} at min_pixels, {self.visual_tokens_max} at "
                  f"max_pixels; prompt {self.prompt_tokens} tokens",
                  "", "| part | per rank | note |", "|---|---|---|"]
@@ -319,14 +324,14 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
 
     # persistent state
     weights = c.total * b / world
-    adapters = c.lora * 4
+    adapters = c.lora * 4 / world
     grads = trainable * train_bytes / world
     adam = 2 * trainable * train_bytes / world
     ref = c.total * b if cfg.algo.kl_coef > 0 else 0.0
     out.rows.append(Row("weights", weights, f"{_count(c.total)} x {b} B" + (f" / {world} (FSDP2)" if world > 1 else "")))
     if adapters:
-        out.rows.append(Row("LoRA adapters", adapters, f"{c.lora / 1e6:.1f} M x 4 B (fp32), rank {m.lora_rank}"))
-    out.rows.append(Row("gradients", grads, f"{trainable / 1e6:.1f} M trainable x {train_bytes} B"
+        out.rows.append(Row("LoRA adapters", adapters, f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}"))
+    out.rows.append(Row("gradients", grads, f"{_count(trainable)} trainable x {train_bytes} B"
                         + (f" / {world}" if world > 1 else "") + "; update only"))
     out.rows.append(Row("AdamW state", adam, f"2 moments x {train_bytes} B" + (f" / {world}" if world > 1 else "")))
     if ref:
@@ -335,12 +340,16 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     # update: activations of one micro-batch
     a_layer = layer_activation_elements(h, kv, inter, b, m.lora_rank)
     U = min(B, cfg.rollout.queries_per_step)  # distinct queries in a micro-batch, worst case
+    # the backward pass works on one layer at a time: its saved tensors (recomputed, when
+    # checkpointed) and their gradients, ~2 x a_layer per token
     if m.gradient_checkpointing:
-        act = (L * B * T * h + B * T * a_layer) * b
-        act_note = f"checkpointed: {L} layers x {B} x {T} tokens x h + one layer's {a_layer:.0f}/token"
+        act = (L * B * T * h + 2 * B * T * a_layer) * b
+        act_note = f"checkpointed: {L} layers x {B} x {T} tokens x h + 2 x one layer's {a_layer:.0f}/token"
     else:
-        act = (a_layer * L * (U * P + B * C) + 2 * L * kv * P * B) * b
-        act_note = f"{a_layer:.0f} elements/token/layer x {L} layers x ({U}x{P} prompt + {B}x{C} completion) + KV"
+        tokens = U * P + B * C
+        act = (a_layer * (L + 1) * tokens + 2 * L * kv * P * B) * b
+        act_note = (f"{a_layer:.0f} elements/token/layer x ({L} layers + 1 in backward) x ({U}x{P} prompt + "
+                    f"{B}x{C} completion) + the prompt KV for {B} rows")
     vis_act = 0.0
     if vision_trains and patches_query:
         patches = U * patches_query
@@ -360,13 +369,21 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     U_roll = min(cfg.rollout.max_batch_queries, q_rank)
     rows = U_roll * G
     kv_cache = 2 * L * kv * b * T * rows
-    prefill = max(U_roll * P * (4 * h + 3 * inter),
-                  U_roll * patches_query * (4 * c.vision_hidden + 3 * c.vision_intermediate))
+    # the prefill: one row per query; Forced Rethinking's continuations are prompts of their
+    # own (prompt + first answer + trigger, images again), up to max_batch_queries at once
+    n_pre, p_pre = U_roll, P
+    rc = cfg.rethink_for_rollout()
+    if rc is not None:
+        n_pre = max(n_pre, min(cfg.rollout.max_batch_queries, rows))
+        p_pre = P + max(rc.max_response_tokens - rc.headroom_tokens, 0) + 16  # 16: the trigger's tokens, at most
+    prefill = max(n_pre * p_pre * (4 * h + 3 * inter),
+                  n_pre * patches_query * (4 * c.vision_hidden + 3 * c.vision_intermediate))
     prefill = prefill * b + rows * V * 4 * 3
     gathered = c.total * b * (1 - 1 / world) if world > 1 else 0.0
     out.rows.append(Row("rollout KV cache", kv_cache, f"2 x {L} x {kv} x {b} B x {T} tokens x {rows} rows "
                         f"({U_roll} queries x G={G})"))
-    out.rows.append(Row("rollout prefill working set", prefill, f"{U_roll} prompts of {P} tokens, one layer"))
+    out.rows.append(Row("rollout prefill working set", prefill, f"{n_pre} prompts of {p_pre} tokens, one layer"
+                        + (" (Forced Rethinking's continuations)" if n_pre > U_roll or p_pre > P else "")))
     if gathered:
         out.rows.append(Row("rollout: gathered weights", gathered, "the rest of the model, unsharded for sampling"))
     rt = runtime if runtime is not None else (runtime_bytes() if device == "cpu" else 0.0)
