@@ -5,11 +5,12 @@
 The model is Qwen2.5-VL-3B-Instruct's published configuration (``rethinker.model.shapes``)
 with random bf16 weights (no download), wrapped with LoRA (``model.load.add_lora``) and
 gradient checkpointing, as ``load_policy`` sets it up. Two queries at real image sizes:
-one image at max_pixels (``--image``, default 1120 x 896 = 1280 x 28 x 28 pixels: 1280
-visual tokens) and a two-image query (448 x 448 and 336 x 336, the latter upscaled to
-min_pixels: 256 + 256 tokens), G = 2 samples each, short responses (``--new-tokens``).
-On a shared 2-core CPU the default step is ~150 TFLOP (over an hour); ``--image 448x448``
-(256 tokens) is ~70 TFLOP. One step through the trainer's own functions:
+one image at max_pixels (1120 x 896 = 1280 x 28 x 28 pixels: 1280 visual tokens) and a
+two-image query (448 x 448 and 336 x 336, the latter upscaled to min_pixels: 256 + 256
+tokens), G = 2 samples each, short responses (``--new-tokens``); ``--images`` and
+``--min-pixels`` change them. The default step is ~150 TFLOP (forward, recomputation and
+backward of ~1300-token sequences, the vision tower on 5120 + 2048 patches, rollout and
+rethinking prefills): hours on a shared 2-core CPU, minutes on a GPU. One step through the trainer's own functions:
 ``experience.collect`` (rollout with the transformers engine, rewards, Forced
 Rethinking), the loop's group advantages, SSR (``SampleSelector``), ``policy_update``
 (AdamW on the adapters).
@@ -21,7 +22,8 @@ responses end and Forced Rethinking has eligible ones; and after judging, reward
 each group are set to 1, 0, ... (every one would be 0), so advantages are non-zero and SSR
 and the update have work. Everything else is the production path.
 
-Prints a table of time per phase, tokens, peak RSS (``ru_maxrss``), and the memory plan's
+Prints a table of time per phase, tokens, peak RSS (``VmHWM``, reset after the model is
+built: the step's peak), and the memory plan's
 prediction (``train/memory.py``, with this process's measured runtime baseline) beside it,
 with the error. ``--shape tiny`` runs the same code in seconds (a test does, so this
 script cannot rot). It needs no GPU; it is a benchmark, not a test.
@@ -41,8 +43,27 @@ from pathlib import Path
 
 
 def peak_rss() -> float:
-    """This process's peak resident memory in bytes (Linux: ru_maxrss in KiB)."""
+    """This process's peak resident memory in bytes since the last ``reset_peak`` (Linux
+    ``VmHWM``), else since it started (``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+
+
+def reset_peak() -> bool:
+    """Restart the peak-RSS count (Linux: ``5`` to ``/proc/self/clear_refs`` resets VmHWM), so
+    that the step's peak is not the model construction's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _records(sizes: list[list[tuple[int, int]]]):
@@ -88,8 +109,10 @@ def main() -> int:
     ap.add_argument("--group", type=int, default=2, help="G samples per query")
     ap.add_argument("--micro-batch", type=int, default=2, help="optim.micro_batch_size")
     ap.add_argument("--max-pixels", type=int, default=1280 * 28 * 28)
-    ap.add_argument("--image", default="1120x896",
-                    help="WxH of the single-image query's image (default: max_pixels exactly, 1280 tokens)")
+    ap.add_argument("--images", default="1120x896;448x448,336x336",
+                    help="the queries' images, WxH, ',' between images, ';' between queries (default: one image "
+                         "at max_pixels exactly, 1280 tokens; two images, 256 + 144 tokens before min_pixels)")
+    ap.add_argument("--min-pixels", type=int, default=256 * 28 * 28)
     ap.add_argument("--skip-prob", type=float, default=0.35, help="rethink.skip_prob (the released value)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
@@ -118,7 +141,7 @@ def main() -> int:
     torch.manual_seed(0)
     cfg = resolve(None, {
         "model.path": f"random-{args.shape}", "model.dtype": "bfloat16", "model.lora_rank": args.lora_rank,
-        "model.gradient_checkpointing": True, "model.min_pixels": 256 * 28 * 28 if args.shape == "3b" else 56 * 56,
+        "model.gradient_checkpointing": True, "model.min_pixels": args.min_pixels if args.shape == "3b" else 56 * 56,
         "model.max_pixels": args.max_pixels, "rollout.queries_per_step": 2, "rollout.group_size": args.group,
         "rollout.max_new_tokens": args.new_tokens, "rollout.max_batch_queries": 2, "rollout.top_k": 0,
         "rollout.top_p": 1.0, "optim.micro_batch_size": args.micro_batch, "optim.mini_batch_size": None,
@@ -138,10 +161,13 @@ def main() -> int:
     build_s = time.perf_counter() - t
     rss_model = peak_rss()
     _note(f"built in {build_s:.0f} s, peak RSS {rss_model / 2 ** 30:.2f} GiB")
+    # the step's peak from here on (random initialisation has transients a checkpoint load does not)
+    peak_was_reset = reset_peak()
 
     # 1. queries: one image at max_pixels (1120 x 896 -> 40 x 32 = 1280 tokens); two images
-    big = tuple(int(v) for v in args.image.split("x")) if args.shape == "3b" else (224, 168)
-    sizes = [[big], [(448, 448), (336, 336)] if args.shape == "3b" else [(112, 112), (84, 84)]]
+    sizes = [[tuple(int(v) for v in im.split("x")) for im in q.split(",")] for q in args.images.split(";")]
+    if args.shape == "tiny":
+        sizes = [[(224, 168)], [(112, 112), (84, 84)]]
     encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, min_pixels=m.min_pixels,
                             max_pixels=m.max_pixels)
     records, queries, bad = encode_batch(encoder, _records(sizes))
@@ -189,9 +215,10 @@ def main() -> int:
           f"{torch.get_num_threads()} threads")
     print(f"queries: {', '.join(f'{q.length} tokens / {int(q.image_grid_thw.shape[0])} image(s)' for q in queries)}; "
           f"G = {cfg.rollout.group_size}, max_new_tokens {cfg.rollout.max_new_tokens}\n")
-    print("| phase | time | tokens | peak RSS after |")
+    print("| phase | time | tokens | peak RSS so far |")
     print("|---|---|---|---|")
-    print(f"| build (random weights + LoRA) | {build_s:.1f} s | - | {rss_model / 2 ** 30:.2f} GiB |")
+    print(f"| build (random weights + LoRA) | {build_s:.1f} s | - | {rss_model / 2 ** 30:.2f} GiB "
+          f"(peak{', then reset' if peak_was_reset else ''}) |")
     print(f"| rollout (prefill + sampling) | {rollout_s:.1f} s | {mt['rollout/tokens']} generated | - |")
     print(f"| Forced Rethinking | {rethink_s:.1f} s | {mt.get('rethink/attempts', 0)} continuations, "
           f"{mt.get('rethink/accepted', 0)} kept | {rss_rollout / 2 ** 30:.2f} GiB |")
@@ -207,6 +234,7 @@ def main() -> int:
             "rethink_s": rethink_s, "collect_s": collect_s, "update_s": update_s, "metrics": mt,
             "update": {k: v for k, v in upd.items() if isinstance(v, (int, float)) or v is None},
             "rss_model": rss_model, "rss_rollout": rss_rollout, "rss_peak": rss_peak, "runtime": runtime,
+            "peak_reset_after_build": peak_was_reset,
             "plan": mp.as_dict(), "plan_error": err, "prompt_lengths": [q.length for q in queries]}, indent=1))
     return 0
 

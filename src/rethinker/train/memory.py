@@ -330,7 +330,8 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     ref = c.total * b if cfg.algo.kl_coef > 0 else 0.0
     out.rows.append(Row("weights", weights, f"{_count(c.total)} x {b} B" + (f" / {world} (FSDP2)" if world > 1 else "")))
     if adapters:
-        out.rows.append(Row("LoRA adapters", adapters, f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}"))
+        out.rows.append(Row("LoRA adapters", adapters, f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}"
+                            + (f" / {world}" if world > 1 else "")))
     out.rows.append(Row("gradients", grads, f"{_count(trainable)} trainable x {train_bytes} B"
                         + (f" / {world}" if world > 1 else "") + "; update only"))
     out.rows.append(Row("AdamW state", adam, f"2 moments x {train_bytes} B" + (f" / {world}" if world > 1 else "")))
