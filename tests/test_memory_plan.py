@@ -150,3 +150,23 @@ def test_dry_run_toy_preset(capsys):
 def test_plan_for_reads_the_toy_policy():
     p = plan_for(resolve(None, {}), workload=Workload(), device="cpu", runtime=0.0)
     assert p.counts.total > 1e6 and p.prompt_tokens == 66 + 16 + 2
+
+
+@pytest.mark.parametrize("hw", [(1120, 896), (1500, 1500), (200, 150)])
+def test_visual_tokens_equal_the_processors(toy_policy, hw):
+    """The plan's count against Qwen's image processor through the trainer's own encoder."""
+    import dataclasses
+    import io
+
+    from rethinker.records import ImageRef, load_image
+    from rethinker.rollout.inputs import PromptEncoder
+    from rethinker.toyworld.puzzles import generate
+
+    _, processor = toy_policy
+    lo, hi = 256 * 28 * 28, 1280 * 28 * 28
+    rec = generate(1, seed=0, split="test")[0]
+    buf = io.BytesIO()
+    load_image(rec.images[0]).convert("RGB").resize(hw).save(buf, format="PNG")
+    rec = dataclasses.replace(rec, images=[ImageRef(bytes=buf.getvalue())])
+    q = PromptEncoder(processor, min_pixels=lo, max_pixels=hi).encode(rec)
+    assert int((q.mm_token_type_ids == 1).sum()) == visual_tokens(hw[1], hw[0], lo, hi)
