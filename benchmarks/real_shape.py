@@ -36,6 +36,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import resource
 import sys
 import time
@@ -53,6 +54,30 @@ def peak_rss() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+
+
+def rss_now() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def trim() -> tuple[float, float]:
+    """RSS before and after glibc's ``malloc_trim(0)`` (freed heap memory handed back to the
+    system): the difference is memory the allocator held, not live tensors."""
+    import ctypes
+
+    before = rss_now()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    return before, rss_now()
 
 
 def reset_peak() -> bool:
@@ -113,6 +138,8 @@ def main() -> int:
                     help="the queries' images, WxH, ',' between images, ';' between queries (default: one image "
                          "at max_pixels exactly, 1280 tokens; two images, 256 + 144 tokens before min_pixels)")
     ap.add_argument("--min-pixels", type=int, default=256 * 28 * 28)
+    ap.add_argument("--trim", action="store_true",
+                    help="malloc_trim(0) after each phase and report the RSS it returns (glibc's retained heap)")
     ap.add_argument("--skip-prob", type=float, default=0.35, help="rethink.skip_prob (the released value)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
@@ -185,6 +212,11 @@ def main() -> int:
                   reward_cfg=cfg.reward, rethink_cfg=cfg.rethink_for_rollout(), rng=rng, step=1)
     collect_s = time.perf_counter() - t
     rss_rollout = peak_rss()
+    trims = {}
+    if args.trim:
+        trims["collect"] = trim()
+        _note(f"after collect: RSS {trims['collect'][0] / 2 ** 30:.2f} GiB, after malloc_trim "
+              f"{trims['collect'][1] / 2 ** 30:.2f} GiB")
     _note(f"collected in {collect_s:.0f} s ({json.dumps({k: v for k, v in exp.metrics.items() if 'time' in k or 'rethink' in k})}), "
           f"peak RSS {rss_rollout / 2 ** 30:.2f} GiB")
     # random weights: every reward is 0; 1, 0, ... within each group gives the update work
@@ -198,6 +230,10 @@ def main() -> int:
                         pad_id=engine.pad_id, max_new_tokens=cfg.rollout.max_new_tokens)
     update_s = time.perf_counter() - t
     rss_peak = peak_rss()
+    if args.trim:
+        trims["update"] = trim()
+        _note(f"after update: RSS {trims['update'][0] / 2 ** 30:.2f} GiB, after malloc_trim "
+              f"{trims['update'][1] / 2 ** 30:.2f} GiB")
 
     # the plan's prediction for this workload: the longest prompt, its images' patches
     longest = max(queries, key=lambda q: q.length)
@@ -211,7 +247,7 @@ def main() -> int:
     mt = exp.metrics
     rollout_s, rethink_s = mt.get("time/rollout_s", 0.0), mt.get("time/rethink_s", 0.0)
     print(f"\n{args.shape} shape: {n_params / 1e9:.3f} B parameters (random bf16), LoRA rank {m.lora_rank} "
-          f"({mp.trainable / 1e6:.1f} M trainable), gradient checkpointing, torch {torch.__version__}, "
+          f"({mp.trainable / 1e6:.2f} M trainable), gradient checkpointing, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print(f"queries: {', '.join(f'{q.length} tokens / {int(q.image_grid_thw.shape[0])} image(s)' for q in queries)}; "
           f"G = {cfg.rollout.group_size}, max_new_tokens {cfg.rollout.max_new_tokens}\n")
@@ -224,7 +260,8 @@ def main() -> int:
           f"{mt.get('rethink/accepted', 0)} kept | {rss_rollout / 2 ** 30:.2f} GiB |")
     print(f"| update ({selection.stats['n_selected']:.0f} samples, micro-batch {cfg.optim.micro_batch_size}) | "
           f"{update_s:.1f} s | {upd['update/tokens']} completion tokens | {rss_peak / 2 ** 30:.2f} GiB |")
-    print(f"\nruntime baseline (process before the model): {runtime / 2 ** 30:.2f} GiB")
+    print(f"\nruntime baseline (process before the model): {runtime / 2 ** 30:.2f} GiB; glibc mmap threshold: "
+          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'dynamic (default)')}")
     print(f"peak RSS measured {rss_peak / 2 ** 30:.2f} GiB; plan predicts {mp.peak / 2 ** 30:.2f} GiB "
           f"(error {100 * err:+.1f}%)\n")
     print(mp.table())
@@ -234,7 +271,8 @@ def main() -> int:
             "rethink_s": rethink_s, "collect_s": collect_s, "update_s": update_s, "metrics": mt,
             "update": {k: v for k, v in upd.items() if isinstance(v, (int, float)) or v is None},
             "rss_model": rss_model, "rss_rollout": rss_rollout, "rss_peak": rss_peak, "runtime": runtime,
-            "peak_reset_after_build": peak_was_reset,
+            "peak_reset_after_build": peak_was_reset, "trims": trims,
+            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
             "plan": mp.as_dict(), "plan_error": err, "prompt_lengths": [q.length for q in queries]}, indent=1))
     return 0
 
