@@ -297,6 +297,10 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     vision_trains = not lora and not m.freeze_vision and c.vision_depth > 0
     out = MemoryPlan(world=world, device=device, dtype={4: "float32", 2: "bfloat16"}.get(b, f"{b} bytes"), counts=c,
                      trainable=trainable, visual_tokens_min=None, visual_tokens_max=None, prompt_tokens=0)
+    if cfg.rollout.engine == "vllm":
+        out.warnings.append(f"rollout.engine vllm: vLLM holds its own copy of the weights and its KV pool in "
+                            f"{cfg.rollout.vllm_gpu_memory_utilization:.0%} of the GPU's memory (sleeping between "
+                            "rollouts); the rollout rows here are the transformers engine's")
     if lora and world > 1:
         out.warnings.append("LoRA runs in one process only (train/run.py); the sharded figures are hypothetical")
 
