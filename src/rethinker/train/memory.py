@@ -49,10 +49,12 @@ Peak per rank = weights + AdamW state + reference model + max(rollout: gathered 
 KV cache + prefill working set, update: gradients + activations + logits) + runtime.
 These are live-tensor estimates: allocator caching and fragmentation come on top. On a
 CPU, glibc's malloc raises its mmap threshold as large blocks are freed, after which
-freed activations stay in the heap and the RSS grows layer by layer through a backward
-pass (2.7 GiB over the plan at the 3B shape, 12% on the toy run); with a fixed threshold
-(``MALLOC_MMAP_THRESHOLD_=131072``) the measured peaks are within a few percent of the
-plan (``benchmarks/real_shape.py`` prints the comparison).
+freed activations stay in the heap and the RSS grows layer by layer through the update:
+measured peaks 11.18 GiB at the 3B shape (``benchmarks/real_shape.py``, LoRA rank 16,
+short prompts; plan 8.43, -25%) and 1286 MiB on a 2-step toy run (plan 1140, -11%).
+With a fixed threshold (``MALLOC_MMAP_THRESHOLD_=131072``): 9.33 GiB (plan -10%; the
+rollout phase 7.95 GiB, plan 8.09, +2%) and 1092 MiB (+4%); the update's remaining
+~0.9 GiB at the 3B shape is a transient this plan does not model.
 """
 
 from __future__ import annotations
