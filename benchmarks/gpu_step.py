@@ -34,55 +34,15 @@ from pathlib import Path
 
 import torch
 
-SHAPES = {
-    # Qwen/Qwen2.5-VL-3B-Instruct config.json (text) and its vision tower
-    "3b": dict(text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                         num_key_value_heads=2, vocab_size=151936, rope_theta=1e6),
-               vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-                           fullatt_block_indexes=[7, 15, 23, 31], window_size=112, tokens_per_second=2)),
-    "tiny": dict(text=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=2, vocab_size=1024, rope_theta=1e6),
-                 vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=128,
-                             fullatt_block_indexes=[1], window_size=112, tokens_per_second=2)),
-}
+from rethinker.model.shapes import SHAPES, build_random  # Qwen2.5-VL-3B-Instruct's published shape
 
 
 def build(shape: str, device: str, dtype: torch.dtype):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     from rethinker.model.load import load_processor
     from rethinker.toyworld.model import toy_model_path
 
     processor = load_processor(toy_model_path())
-    tok = processor.tokenizer
-    ids = {k: tok.convert_tokens_to_ids(v) for k, v in (("image_token_id", "<|image_pad|>"),
-           ("video_token_id", "<|video_pad|>"), ("vision_start_token_id", "<|vision_start|>"),
-           ("vision_end_token_id", "<|vision_end|>"))}
-    s = SHAPES[shape]
-    text = {k: v for k, v in s["text"].items() if k != "rope_theta"}
-    head_dim = text["hidden_size"] // text["num_attention_heads"]
-    text.update(max_position_embeddings=32768, rope_parameters={
-        "rope_type": "default", "rope_theta": s["text"]["rope_theta"], "mrope_section": _mrope_section(head_dim)})
-    cfg = Qwen2_5_VLConfig(text_config=dict(text, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                                            bos_token_id=None, pad_token_id=tok.pad_token_id, tie_word_embeddings=True),
-                           vision_config=dict(s["vision"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-                                              in_channels=3),
-                           tie_word_embeddings=True, **ids)
-    cfg._attn_implementation = "sdpa"
-    with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=dtype)
-    model.generation_config.eos_token_id = cfg.text_config.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    return model, processor
-
-
-def _mrope_section(head_dim: int) -> list[int]:
-    """Qwen's split of the rotary half-dimension over (time, height, width): [16, 24, 24]
-    for head_dim 128, scaled for smaller heads."""
-    half = head_dim // 2
-    t = half // 4
-    h = (half - t) // 2
-    return [t, h, half - t - h]
+    return build_random(shape, device, dtype, processor), processor
 
 
 def _sync(device: str) -> None:

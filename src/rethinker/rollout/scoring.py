@@ -21,7 +21,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..algo.losses import entropy_from_logits
-from ..model.introspect import supports_shared_vision
+from ..model.introspect import forward_params, supports_shared_vision
 from . import prefix
 from .inputs import ModelBatch, QueryInputs, collate_prompts, concat_images
 
@@ -80,9 +80,25 @@ def score(model, queries: list[QueryInputs], batch: ModelBatch, *, temperature: 
             kwargs.update(shared)
     elif batch.pixel_values is not None:
         kwargs["pixel_values"] = batch.pixel_values.to(next(model.parameters()).dtype)
+    # logits only from the first position that predicts a completion token: the prompt's
+    # positions would cost B x P x vocab floats (Qwen: 152k per token) and are never read
+    first = _first_target(batch.target_mask)
+    if first > 0 and "logits_to_keep" in forward_params(model):
+        kwargs["logits_to_keep"] = batch.input_ids.shape[1] - first
+    else:
+        first = 0
     out = model(**kwargs, use_cache=False)
-    return _read(out.logits[:, :-1], batch.input_ids[:, 1:], batch.target_mask, temperature, with_entropy,
-                 entropy_grad)
+    scores = _read(out.logits[:, :-1], batch.input_ids[:, first + 1:], batch.target_mask[:, first:], temperature,
+                   with_entropy, entropy_grad)
+    if first == 0:
+        return scores
+    pad = lambda t: None if t is None else torch.nn.functional.pad(t, (first, 0))  # noqa: E731
+    return Scores(pad(scores.logprobs), pad(scores.entropy))
+
+
+def _first_target(target_mask: torch.Tensor) -> int:
+    cols = target_mask.any(0).nonzero()
+    return int(cols[0]) if cols.numel() else 0
 
 
 def _read(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,

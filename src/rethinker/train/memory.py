@@ -1,0 +1,426 @@
+"""A memory plan: what one training step holds per rank, from the config alone (no weights).
+
+``plan(cfg, model_config, world)`` counts the model's parameters on the meta device and
+prices each part of a step (``rethinker train --dry-run`` prints it):
+
+- **weights**: parameters x dtype bytes; under FSDP2 (world > 1) each rank holds 1/world,
+  and during the rollout (``distributed.gathered``) the whole model is unsharded on every
+  rank (+ the full weights again). LoRA adds its adapters in fp32 (PEFT upcasts adapters
+  of a bf16/fp16 model).
+- **gradients**: trainable parameters (LoRA: adapters only; ``freeze_vision``: the vision
+  tower excluded) x their dtype, / world. Freed after each update.
+- **AdamW state**: 2 moments per trainable parameter in the parameter's own dtype (torch's
+  AdamW: bf16 parameters keep bf16 moments; LoRA adapters fp32), / world. Persistent.
+- **activations per micro-batch** (the update; ``micro_batch_size`` = B rows of T = P + C
+  tokens, P the prompt with its visual tokens, C = max_new_tokens): per text layer and
+  token, autograd keeps a_layer elements of the compute dtype (b bytes), counted with
+  ``saved_tensors_hooks`` on Qwen2.5-VL decoder layers (transformers 5.2x, sdpa; checked by
+  ``tests/test_memory_plan.py``):
+
+      full fine-tuning   b = 2: 10 h + 2 kv + 4 I     b = 4: 8 h + 2 kv + 4 I
+      LoRA (fp32 adapters on a bf16 base): 18 h + kv + 5 I      fp32 base: 6 h + kv + 4 I
+
+  (h hidden, kv = KV heads x head_dim, I the MLP width). With gradient checkpointing only
+  each layer's input is kept (h per layer and token), and the update runs the full
+  sequence (``score``); without it, each distinct prompt runs once (``score_grouped``):
+  a_layer x layers x (U x P + B x C) with U <= min(B, queries_per_step) distinct queries,
+  plus the prompt's key/value cache repeated for the B rows. Either way the backward pass
+  adds one layer's working set, ~2 x a_layer per token (its saved or recomputed tensors
+  and their gradients). The vision
+  tower adds the same per patch (kv = its hidden) when it trains, nothing when frozen.
+  **logits**: B x (C + 1) x vocab x (b + 12) bytes (the logits, their fp32 copy and the
+  log-sum-exp / entropy temporaries; the update computes logits only from the first
+  completion-predicting position).
+- **visual tokens per image**: Qwen2.5-VL resizes an image so that its sides are
+  multiples of patch x merge (28 px) and its area lies within [min_pixels, max_pixels]
+  (``smart_resize``); one token per 28 x 28 pixels: at most max_pixels / 784, at least
+  min_pixels / 784.
+- **rollout KV cache**: 2 x layers x kv x b x (P + max_new_tokens) x rows, rows = the
+  queries of one generation chunk (``max_batch_queries``, at most this rank's share of
+  ``queries_per_step``) x G; plus the prefill's transient working set (one layer's
+  4 h + 3 I per prompt token, the vision tower's 4 h + 3 I per patch), where Forced
+  Rethinking's continuations count as prompts of their own (prompt + first answer +
+  trigger, one per continued response, up to ``max_batch_queries`` at once).
+- **runtime**: on a CPU, the process itself (Python, torch, transformers) holds memory
+  before any model exists: measured in the calling process (``runtime_bytes``); on a GPU
+  it is not device memory and is left out (the CUDA context, ~0.5 GiB, is not counted).
+
+Peak per rank = weights + AdamW state + reference model + max(rollout: gathered weights +
+KV cache + prefill working set, update: gradients + activations + logits) + runtime.
+These are live-tensor estimates: allocator caching and fragmentation come on top. On a
+CPU, glibc's malloc raises its mmap threshold as large blocks are freed, after which
+freed activations stay in the heap and the RSS grows layer by layer through the update:
+measured peaks 11.18 GiB at the 3B shape (``benchmarks/real_shape.py``, LoRA rank 16,
+short prompts; plan 8.43, -25%) and 1286 MiB on a 2-step toy run (plan 1140, -11%).
+With a fixed threshold (``MALLOC_MMAP_THRESHOLD_=131072``): 9.33 GiB (plan -10%; the
+rollout phase 7.95 GiB, plan 8.09, +2%) and 1092 MiB (+4%); the update's remaining
+~0.9 GiB at the 3B shape is a transient this plan does not model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+GIB = 2 ** 30
+#: the longest toy puzzle prompt's text tokens (chat template + question + suffix)
+TOY_PROMPT_TEXT_TOKENS = 66
+
+
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
+                 max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
+    """Qwen2-VL / 2.5-VL's resize rule: sides rounded to multiples of ``factor``, area
+    brought within [min_pixels, max_pixels] keeping the aspect ratio."""
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def visual_tokens(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = 28) -> int:
+    """Visual tokens of one image (one per factor x factor pixels after ``smart_resize``)."""
+    h, w = smart_resize(height, width, factor, min_pixels, max_pixels)
+    return (h // factor) * (w // factor)
+
+
+@dataclass
+class ModelCounts:
+    """Parameter counts of a model built from its config on the meta device."""
+
+    total: int
+    vision: int
+    lora: int  # adapter parameters LoRA would add (0 without LoRA)
+    layers: int
+    hidden: int
+    kv_dim: int
+    intermediate: int
+    vocab: int
+    largest_layer: int  # parameters of the largest decoder layer / vision block (FSDP2 all-gathers one at a time)
+    vision_depth: int = 0
+    vision_hidden: int = 0
+    vision_intermediate: int = 0
+    patch: int = 14
+    merge: int = 2
+    temporal_patch: int = 2
+
+
+def _text_config(config):
+    return getattr(config, "text_config", None) or config
+
+
+def count_parameters(config, lora_rank: int = 0, lora_targets: str | None = None) -> ModelCounts:
+    """Count the parameters of the model ``config`` describes (built on the meta device:
+    no memory, no weights), and the adapters LoRA of ``lora_rank`` on ``lora_targets``
+    (regex over module names, PEFT's full-match rule) would add."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        try:
+            model = AutoModelForImageTextToText.from_config(config)
+        except ValueError:  # a text-only config
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_config(config)
+    params = dict(model.named_parameters())  # shared (tied) weights once
+    total = sum(p.numel() for p in params.values())
+    vision = sum(p.numel() for n, p in params.items() if ".visual." in f".{n}" or "vision" in n)
+    lora = 0
+    if lora_rank > 0 and lora_targets:
+        rx = re.compile(lora_targets)
+        for name, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear) and rx.fullmatch(name):
+                lora += lora_rank * (mod.in_features + mod.out_features)
+    largest = 0
+    for mod in model.modules():
+        if type(mod).__name__.endswith(("DecoderLayer", "VisionBlock")):
+            largest = max(largest, sum(p.numel() for p in mod.parameters()))
+    tc = _text_config(config)
+    head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
+    vc = getattr(config, "vision_config", None)
+    counts = ModelCounts(total=total, vision=vision, lora=lora, layers=tc.num_hidden_layers, hidden=tc.hidden_size,
+                         kv_dim=(getattr(tc, "num_key_value_heads", None) or tc.num_attention_heads) * head_dim,
+                         intermediate=tc.intermediate_size, vocab=tc.vocab_size, largest_layer=largest)
+    if vc is not None:
+        counts.vision_depth = getattr(vc, "depth", 0) or getattr(vc, "num_hidden_layers", 0)
+        counts.vision_hidden = vc.hidden_size
+        counts.vision_intermediate = getattr(vc, "intermediate_size", 4 * vc.hidden_size)
+        counts.patch = getattr(vc, "patch_size", 14)
+        counts.merge = getattr(vc, "spatial_merge_size", 2)
+        counts.temporal_patch = getattr(vc, "temporal_patch_size", 2)
+    return counts
+
+
+def layer_activation_elements(h: int, kv: int, inter: int, dtype_bytes: int, lora_rank: int = 0) -> float:
+    """Elements (of the compute dtype) autograd keeps per token in one decoder layer (see
+    the module docstring for where the coefficients come from)."""
+    if lora_rank > 0:
+        if dtype_bytes < 4:
+            return 18 * h + kv + 5 * inter + 34 * lora_rank
+        return 6 * h + kv + 4 * inter + 24 * lora_rank
+    if dtype_bytes < 4:
+        return 10 * h + 2 * kv + 4 * inter
+    return 8 * h + 2 * kv + 4 * inter
+
+
+@dataclass
+class Workload:
+    """What the config does not say: the prompts' shape. Images are priced at max_pixels
+    (the worst case) unless ``image_hw`` gives their size; ``prompt_text_tokens`` None:
+    ``TOY_PROMPT_TEXT_TOKENS`` for the toy preset, 256 otherwise."""
+
+    images_per_query: int = 1
+    prompt_text_tokens: int | None = None
+    image_hw: tuple[int, int] | None = None
+    visual_tokens: int | None = None  # the query's visual tokens (all its images), when known exactly
+
+
+@dataclass
+class Row:
+    name: str
+    bytes: float
+    note: str = ""
+
+
+@dataclass
+class MemoryPlan:
+    world: int
+    device: str
+    dtype: str
+    counts: ModelCounts
+    trainable: int
+    visual_tokens_min: int | None
+    visual_tokens_max: int | None
+    prompt_tokens: int
+    rows: list[Row] = field(default_factory=list)
+    rollout_peak: float = 0.0
+    update_peak: float = 0.0
+    peak: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def row(self, name: str) -> Row:
+        return next(r for r in self.rows if r.name == name)
+
+    def table(self) -> str:
+        c = self.counts
+        lines = [f"memory plan: {self.world} rank(s), {self.device}, {self.dtype}",
+                 f"parameters: {_count(c.total)} ({_count(c.vision)} vision), trainable "
+                 f"{_count(self.trainable)}" + (" (LoRA adapters)" if c.lora else ""),
+                 f"visual tokens per image: {self.visual_tokens_min} at min_pixels, {self.visual_tokens_max} at "
+                 f"max_pixels; prompt {self.prompt_tokens} tokens",
+                 "", "| part | per rank | note |", "|---|---|---|"]
+        for r in self.rows:
+            lines.append(f"| {r.name} | {_fmt(r.bytes)} | {r.note} |")
+        lines += [f"| **peak, rollout phase** | {_fmt(self.rollout_peak)} | |",
+                  f"| **peak, update phase** | {_fmt(self.update_peak)} | |",
+                  f"| **peak per rank** | **{_fmt(self.peak)}** | estimate; allocator overhead on top |"]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"world": self.world, "device": self.device, "dtype": self.dtype, "parameters": self.counts.total,
+                "trainable": self.trainable, "visual_tokens_min": self.visual_tokens_min,
+                "visual_tokens_max": self.visual_tokens_max, "prompt_tokens": self.prompt_tokens,
+                "rows": {r.name: r.bytes for r in self.rows}, "rollout_peak": self.rollout_peak,
+                "update_peak": self.update_peak, "peak": self.peak}
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
+
+
+def _fmt(n: float) -> str:
+    if n >= GIB:
+        return f"{n / GIB:.2f} GiB"
+    return f"{n / 2 ** 20:.1f} MiB"
+
+
+def runtime_bytes() -> float:
+    """This process's resident memory now (Linux ``/proc/self/status``; 0 elsewhere): called
+    after torch and transformers are imported, it is the CPU runtime's baseline."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _pixel_limits(cfg, model_dir: str | None) -> tuple[int | None, int | None]:
+    """min/max pixels: the config's, else the processor's own (``processor_config.json`` /
+    ``preprocessor_config.json`` of the model directory)."""
+    lo, hi = cfg.model.min_pixels, cfg.model.max_pixels
+    if (lo is None or hi is None) and model_dir:
+        import json
+        from pathlib import Path
+
+        for name in ("preprocessor_config.json", "processor_config.json"):
+            p = Path(model_dir) / name
+            if not p.is_file():
+                continue
+            d = json.loads(p.read_text())
+            d = d.get("image_processor", d)
+            size = d.get("size") or {}
+            lo = lo if lo is not None else d.get("min_pixels") or size.get("shortest_edge")
+            hi = hi if hi is not None else d.get("max_pixels") or size.get("longest_edge")
+            break
+    return lo, hi
+
+
+def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes: int | None = None,
+         workload: Workload | None = None, model_dir: str | None = None, runtime: float | None = None,
+         counts: ModelCounts | None = None) -> MemoryPlan:
+    """The memory plan of ``cfg`` (a resolved ``TrainConfig``) for the model ``model_config``
+    (a transformers config) on ``world`` ranks of ``device``. ``runtime``: the CPU runtime's
+    baseline bytes (default: this process's RSS now, on a CPU; 0 on a GPU)."""
+    wl = workload or Workload()
+    m = cfg.model
+    if dtype_bytes is None:
+        name = m.dtype if m.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+        dtype_bytes = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2}[name]
+    b = dtype_bytes
+    c = counts or count_parameters(model_config, m.lora_rank, m.lora_targets)
+    lora = m.lora_rank > 0
+    if lora:
+        trainable, train_bytes = c.lora, 4
+    else:
+        trainable, train_bytes = c.total - (c.vision if m.freeze_vision else 0), b
+    vision_trains = not lora and not m.freeze_vision and c.vision_depth > 0
+    out = MemoryPlan(world=world, device=device, dtype={4: "float32", 2: "bfloat16"}.get(b, f"{b} bytes"), counts=c,
+                     trainable=trainable, visual_tokens_min=None, visual_tokens_max=None, prompt_tokens=0)
+    if cfg.rollout.engine == "vllm":
+        out.warnings.append(f"rollout.engine vllm: vLLM holds its own copy of the weights and its KV pool in "
+                            f"{cfg.rollout.vllm_gpu_memory_utilization:.0%} of the GPU's memory (sleeping between "
+                            "rollouts); the rollout rows here are the transformers engine's")
+    if lora and world > 1:
+        out.warnings.append("LoRA runs in one process only (train/run.py); the sharded figures are hypothetical")
+
+    # prompt: text + visual tokens (+ vision start/end per image)
+    factor = c.patch * c.merge
+    lo, hi = _pixel_limits(cfg, model_dir)
+    per_image = 0
+    if c.vision_depth and wl.images_per_query:
+        if lo:
+            out.visual_tokens_min = visual_tokens(factor, factor, lo, hi or 10 ** 12, factor)  # a small image, upscaled
+        if hi:
+            out.visual_tokens_max = hi // factor ** 2
+        if wl.image_hw is not None:
+            per_image = visual_tokens(*wl.image_hw, lo or factor ** 2, hi or 10 ** 12, factor)
+        else:
+            per_image = out.visual_tokens_max or 1280
+    vis_query = wl.visual_tokens if wl.visual_tokens is not None else wl.images_per_query * per_image
+    patches_query = vis_query * c.merge ** 2
+    text_tokens = wl.prompt_text_tokens
+    if text_tokens is None:
+        text_tokens = TOY_PROMPT_TEXT_TOKENS if cfg.preset == "toy" else 256
+    P = text_tokens + vis_query + 2 * wl.images_per_query
+    C = cfg.rollout.max_new_tokens
+    T = P + C
+    out.prompt_tokens = P
+    G = cfg.rollout.group_size
+    B = cfg.optim.micro_batch_size
+    L, h, kv, inter, V = c.layers, c.hidden, c.kv_dim, c.intermediate, c.vocab
+
+    # persistent state
+    weights = c.total * b / world
+    adapters = c.lora * 4 / world
+    grads = trainable * train_bytes / world
+    adam = 2 * trainable * train_bytes / world
+    ref = c.total * b if cfg.algo.kl_coef > 0 else 0.0
+    out.rows.append(Row("weights", weights, f"{_count(c.total)} x {b} B" + (f" / {world} (FSDP2)" if world > 1 else "")))
+    if adapters:
+        out.rows.append(Row("LoRA adapters", adapters, f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}"
+                            + (f" / {world}" if world > 1 else "")))
+    out.rows.append(Row("gradients", grads, f"{_count(trainable)} trainable x {train_bytes} B"
+                        + (f" / {world}" if world > 1 else "") + "; update only"))
+    out.rows.append(Row("AdamW state", adam, f"2 moments x {train_bytes} B" + (f" / {world}" if world > 1 else "")))
+    if ref:
+        out.rows.append(Row("reference model", ref, "kl_coef > 0: a frozen full copy"))
+
+    # update: activations of one micro-batch
+    a_layer = layer_activation_elements(h, kv, inter, b, m.lora_rank)
+    U = min(B, cfg.rollout.queries_per_step)  # distinct queries in a micro-batch, worst case
+    # the backward pass works on one layer at a time: its saved tensors (recomputed, when
+    # checkpointed) and their gradients, ~2 x a_layer per token
+    if m.gradient_checkpointing:
+        act = (L * B * T * h + 2 * B * T * a_layer) * b
+        act_note = f"checkpointed: {L} layers x {B} x {T} tokens x h + 2 x one layer's {a_layer:.0f}/token"
+    else:
+        tokens = U * P + B * C
+        act = (a_layer * (L + 1) * tokens + 2 * L * kv * P * B) * b
+        act_note = (f"{a_layer:.0f} elements/token/layer x ({L} layers + 1 in backward) x ({U}x{P} prompt + "
+                    f"{B}x{C} completion) + the prompt KV for {B} rows")
+    vis_act = 0.0
+    if vision_trains and patches_query:
+        patches = U * patches_query
+        va = layer_activation_elements(c.vision_hidden, c.vision_hidden, c.vision_intermediate, b)
+        vis_act = (c.vision_depth * patches * c.vision_hidden + patches * va) * b if m.gradient_checkpointing \
+            else c.vision_depth * patches * va * b
+    logits = B * (C + 1) * V * (b + 12)
+    out.rows.append(Row("activations / micro-batch", act + vis_act,
+                        act_note + (f"; vision {_fmt(vis_act)}" if vis_act else "")))
+    out.rows.append(Row("logits / micro-batch", logits, f"{B} x {C + 1} x {V} x {b + 12} B"))
+    fsdp_gather = 2 * c.largest_layer * b if world > 1 else 0.0
+    if fsdp_gather:
+        out.rows.append(Row("FSDP2 all-gather buffers", fsdp_gather, "two unsharded layers in flight"))
+
+    # rollout: KV cache and prefill working set
+    q_rank = math.ceil(cfg.rollout.queries_per_step / world)
+    U_roll = min(cfg.rollout.max_batch_queries, q_rank)
+    rows = U_roll * G
+    kv_cache = 2 * L * kv * b * T * rows
+    # the prefill: one row per query; Forced Rethinking's continuations are prompts of their
+    # own (prompt + first answer + trigger, images again), up to max_batch_queries at once
+    n_pre, p_pre = U_roll, P
+    rc = cfg.rethink_for_rollout()
+    if rc is not None:
+        n_pre = max(n_pre, min(cfg.rollout.max_batch_queries, rows))
+        p_pre = P + max(rc.max_response_tokens - rc.headroom_tokens, 0) + 16  # 16: the trigger's tokens, at most
+    prefill = max(n_pre * p_pre * (4 * h + 3 * inter),
+                  n_pre * patches_query * (4 * c.vision_hidden + 3 * c.vision_intermediate))
+    prefill = prefill * b + rows * V * 4 * 3
+    gathered = c.total * b * (1 - 1 / world) if world > 1 else 0.0
+    out.rows.append(Row("rollout KV cache", kv_cache, f"2 x {L} x {kv} x {b} B x {T} tokens x {rows} rows "
+                        f"({U_roll} queries x G={G})"))
+    out.rows.append(Row("rollout prefill working set", prefill, f"{n_pre} prompts of {p_pre} tokens, one layer"
+                        + (" (Forced Rethinking's continuations)" if n_pre > U_roll or p_pre > P else "")))
+    if gathered:
+        out.rows.append(Row("rollout: gathered weights", gathered, "the rest of the model, unsharded for sampling"))
+    rt = runtime if runtime is not None else (runtime_bytes() if device == "cpu" else 0.0)
+    if rt:
+        out.rows.append(Row("runtime (CPU process)", rt, "Python + torch + transformers, measured"))
+    base = weights + adapters + adam + ref + rt
+    out.rollout_peak = base + gathered + kv_cache + prefill
+    out.update_peak = base + grads + act + vis_act + logits + fsdp_gather
+    out.peak = max(out.rollout_peak, out.update_peak)
+    return out
+
+
+def plan_for(cfg, world: int = 1, *, workload: Workload | None = None, device: str | None = None,
+             runtime: float | None = None) -> MemoryPlan:
+    """``plan`` for a resolved config: the model's ``config.json`` read from ``model.path``
+    (the toy policy when none), the device from ``cfg.device``."""
+    from transformers import AutoConfig
+
+    from ..toyworld.model import resolve_model_path
+
+    path = resolve_model_path(cfg.model.path)
+    mc = AutoConfig.from_pretrained(path)
+    if device is None:
+        device = cfg.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+    return plan(cfg, mc, world, device=device.split(":")[0], workload=workload, model_dir=path, runtime=runtime)
