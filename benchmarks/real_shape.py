@@ -42,29 +42,17 @@ import sys
 import time
 from pathlib import Path
 
+from rethinker.train.memory import proc_status_bytes
+
 
 def peak_rss() -> float:
     """This process's peak resident memory in bytes since the last ``reset_peak`` (Linux
     ``VmHWM``), else since it started (``ru_maxrss``)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+    return proc_status_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
 def rss_now() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0.0
+    return proc_status_bytes("VmRSS")
 
 
 def trim() -> tuple[float, float]:

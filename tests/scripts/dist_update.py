@@ -6,11 +6,10 @@
 Writes the loss statistics and the full weights after the update (rank 0)."""
 
 import sys
-from types import SimpleNamespace
-
 import torch
 
 from rethinker.algo.advantages import group_advantages
+from rethinker.train.config import AlgoConfig, OptimConfig
 from rethinker.algo.sample import Sample
 from rethinker.rollout.inputs import PromptEncoder
 from rethinker.toyworld.model import load_toy
@@ -44,9 +43,9 @@ chosen = chosen + chosen[:1]
 if ctx.enabled:
     shard_model(model, ctx, torch.device("cpu"))
 opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
-algo = SimpleNamespace(clip_low=0.2, clip_high=0.35, aggregation="token-mean", kl_coef=0.0, kl_kind="k3",
-                       entropy_coef=0.0, sft_coef=0.0)
-optim = SimpleNamespace(mini_batch_size=None, micro_batch_size=2, bucket_by_length=True, grad_clip=0.0)
+algo = AlgoConfig(clip_low=0.2, clip_high=0.35, aggregation="token-mean", kl_coef=0.0, kl_kind="k3",
+                  entropy_coef=0.0, sft_coef=0.0)
+optim = OptimConfig(mini_batch_size=None, micro_batch_size=2, bucket_by_length=True, grad_clip=0.0)
 out = policy_update(model, opt, None, chosen, algo, optim, pad_id=enc.pad_token_id, ctx=ctx)
 state = full_model_state(model, ctx) if ctx.enabled else {k: v.detach().clone() for k, v in model.state_dict().items()}
 if ctx.is_main:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .summary import summarize
+from .summary import summarize, write_atomic
 from .html import ImageSheet, esc, fmt, page, radios, select, table
 from .images import ThumbnailStore
 from .run_report import read_rows
@@ -92,15 +92,7 @@ def _item(row: Mapping[str, Any], info: Mapping[str, Any] | None, sheet: ImageSh
     bench = str(row.get("benchmark"))
     cat = str(row.get("category") or NO_CATEGORY)
     ok = bool(row.get("correct"))
-    imgs = []
-    for name in (info or {}).get("images") or []:
-        data = None
-        if name and "/" not in name and "\\" not in name:
-            try:
-                data = (thumbs / name).read_bytes()
-            except OSError:
-                data = None
-        imgs.append(sheet.tag(str(name), data, alt=f"image of {row.get('id')}"))
+    imgs = sheet.thumbs(thumbs, (info or {}).get("images"), alt=f"image of {row.get('id')}")
     if info:
         question = info.get("question")
         choices = info.get("choices")
@@ -202,7 +194,5 @@ def build_eval_report(out_dir: str | Path, out: str | Path | None = None, *,
            f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} by rethinker")
     doc = page(f"rethinker eval: {d.resolve().name}", sub, body, sheet.css())
     out = Path(out) if out else d / REPORT_FILE
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, doc)
     return out

@@ -78,6 +78,20 @@ class ImageSheet:
         return (f'<div class="thumb {cls}" role="img" aria-label="{esc(alt)}" '
                 f'style="width:{round(w * scale)}px;height:{round(h * scale)}px"></div>')
 
+    def thumbs(self, folder, names, alt: str = "") -> list[str]:
+        """Elements for the thumbnails ``names`` stored in ``folder`` (a name with a path
+        separator, or a missing file, shows as "no image")."""
+        out = []
+        for name in names or []:
+            data = None
+            if name and "/" not in name and "\\" not in name:
+                try:
+                    data = (folder / name).read_bytes()
+                except OSError:
+                    data = None
+            out.append(self.tag(str(name), data, alt=alt))
+        return out
+
     def css(self) -> str:
         return "\n".join(self._css)
 

@@ -10,7 +10,6 @@ correct / wrong / rethought / kept / drawn by SSR), and the full config.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,8 @@ from typing import Any
 
 from .curves import eval_rows, figure_png, panels_for, step_rows
 from .html import ImageSheet, data_uri, esc, fmt, page, radios, response_html, select, table
-from .samples import THUMBS_DIR, read_samples
+from .samples import THUMBS_DIR, read_json_lines, read_samples
+from .summary import write_atomic
 
 REPORT_FILE = "report.html"
 #: Logged steps shown in the browser by default (evenly spread, the last one always in).
@@ -28,17 +28,7 @@ DEFAULT_MAX_STEPS = 60
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Whole JSON lines of a file that may be growing ([] when absent)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return read_json_lines(path)
 
 
 def read_config(run_dir: Path) -> tuple[dict[str, Any], str]:
@@ -165,15 +155,7 @@ def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
     n_ok = sum(bool(r.get("correct")) for r in resps)
     kind = "all correct" if resps and n_ok == len(resps) else "all wrong" if n_ok == 0 else "mixed"
     badge = {"all correct": "b-ok", "all wrong": "b-bad", "mixed": "b-mix"}[kind]
-    imgs = []
-    for name in row.get("images") or []:
-        data = None
-        if name and "/" not in name and "\\" not in name:
-            try:
-                data = (thumbs / name).read_bytes()
-            except OSError:
-                data = None
-        imgs.append(sheet.tag(str(name), data, alt=f"image of {row.get('id')}"))
+    imgs = sheet.thumbs(thumbs, row.get("images"), alt=f"image of {row.get('id')}")
     choices = row.get("choices")
     opts = ("<div>" + "<br>".join(f"{chr(65 + i)}. {esc(c)}" for i, c in enumerate(choices)) + "</div>"
             if choices else "")
@@ -243,7 +225,5 @@ def build_run_report(run_dir: str | Path, out: str | Path | None = None, *,
     subtitle = f"{run_dir.resolve()} · built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by rethinker report"
     doc = page(f"rethinker run: {run_dir.resolve().name}", subtitle, body, sheet.css())
     out = Path(out) if out else run_dir / REPORT_FILE
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, doc)
     return out

@@ -137,7 +137,11 @@ def truncate_after(path: Path, step: int) -> None:
 def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every whole line of ``RUN_DIR/samples.jsonl`` ([] when absent; a torn last line of a
     live run is skipped)."""
-    path = Path(run_dir) / SAMPLES_FILE
+    return [row for row in read_json_lines(Path(run_dir) / SAMPLES_FILE) if "step" in row]
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The whole JSON-object lines of a file that may be growing ([] when absent)."""
     if not path.exists():
         return []
     rows = []
@@ -146,7 +150,7 @@ def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and "step" in row:
+        if isinstance(row, dict):
             rows.append(row)
     return rows
 

@@ -240,7 +240,8 @@ def to_csv(summary: Mapping[str, Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file (a reader never sees half of it)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -251,7 +252,7 @@ def write_reports(out_dir: str | Path, summary: Mapping[str, Mapping[str, Any]])
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     paths = {"json": d / "summary.json", "md": d / "summary.md", "csv": d / "summary.csv"}
-    _write_atomic(paths["json"], json.dumps(summary, indent=2, sort_keys=False) + "\n")
-    _write_atomic(paths["md"], to_markdown(summary))
-    _write_atomic(paths["csv"], to_csv(summary))
+    write_atomic(paths["json"], json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    write_atomic(paths["md"], to_markdown(summary))
+    write_atomic(paths["csv"], to_csv(summary))
     return paths

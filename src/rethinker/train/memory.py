@@ -244,17 +244,23 @@ def _fmt(n: float) -> str:
     return f"{n / 2 ** 20:.1f} MiB"
 
 
-def runtime_bytes() -> float:
-    """This process's resident memory now (Linux ``/proc/self/status``; 0 elsewhere): called
-    after torch and transformers are imported, it is the CPU runtime's baseline."""
+def proc_status_bytes(field: str = "VmRSS") -> float:
+    """A memory figure of this process from Linux's ``/proc/self/status`` (``VmRSS``: now,
+    ``VmHWM``: peak), in bytes; 0 where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return float(line.split()[1]) * 1024
     except OSError:
         pass
     return 0.0
+
+
+def runtime_bytes() -> float:
+    """This process's resident memory now: called after torch and transformers are
+    imported, it is the CPU runtime's baseline."""
+    return proc_status_bytes("VmRSS")
 
 
 def _pixel_limits(cfg, model_dir: str | None) -> tuple[int | None, int | None]:
