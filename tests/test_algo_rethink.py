@@ -235,3 +235,15 @@ def test_count_self_checks_is_the_judges_single_definition():
 
     assert rethink.count_self_checks is count_self_checks
     assert rethink.count_self_checks("Wait, x. WAIT A sec. Alternatively. waiting") == 3
+
+
+def test_reflection_counts_every_trigger_form_and_all_the_released_counter_counts():
+    from rethinker.algo.rethink import reflects
+    from rethinker.judge.selfcheck import count_self_checks
+
+    bare = "The answer is 3.\n\nWait\nLet me recount. \\boxed{3}"
+    assert reflects(bare) and count_self_checks(bare) == 0  # the released counter misses the bare trigger
+    assert reflection_rate([bare], released=True) == 0.0 and reflection_rate([bare]) == 1.0
+    for text in ("findWait, let's double check", "x. Wait a moment", "ALTERNATIVELY, 5", "7Wait, does it seem right?"):
+        assert count_self_checks(text) > 0 and reflects(text), text
+    assert not reflects("waiting for the bus") and not reflects("no checks here")

@@ -278,8 +278,10 @@ def join_tokens(
 
 
 #: A reflection: a self-check phrase of the released counter ("wait,", "wait a",
-#: "alternatively") or any trigger form, the bare "Wait" included (the word, not "waiting").
-_REFLECTION = re.compile(r"\bwait\b|alternatively", re.IGNORECASE)
+#: "alternatively") or any trigger form, the bare "Wait" included: "wait" not followed by
+#: a letter ("waiting" is not one), whatever precedes it (a small tokenizer glues words:
+#: "findWait, ..."), so every text the released counter counts is counted here too.
+_REFLECTION = re.compile(r"wait(?![a-z])|alternatively", re.IGNORECASE)
 
 
 def reflects(text: str) -> bool:
