@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..records import Record
@@ -108,6 +109,7 @@ class _ParquetRows(_RowReader):
             self.cache[g] = table
             while len(self.cache) > self.cache_groups:
                 self.cache.popitem(last=False)
+                pa.default_memory_pool().release_unused()  # hand the evicted group's buffers back
         else:
             self.cache.move_to_end(g)
         return table.slice(position - self.starts[g], 1).to_pylist()[0]
