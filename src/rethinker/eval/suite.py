@@ -236,7 +236,8 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
                 continue
             records = loaded.records[:limit] if limit is not None else loaded.records
             load_skips = skips_before_cut(loaded, limit)
-            done = [plog.done.get((spec.name, r.id)) for r in records]
+            ids = [r.id for r in records]  # read once: a streamed source is not read again for them
+            done = [plog.done.get((spec.name, rid)) for rid in ids]
             todo = [i for i, d in enumerate(done) if d is None]  # positions: streamed records stay on disk
             new: dict[str, dict[str, Any]] = {}
             t0, count = time.perf_counter(), [0]
@@ -254,10 +255,10 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
                 log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
             save_items(out, spec.name, records, base)  # question, options, thumbnails: for report.html
             encoder = PromptEncoder(processor, base_dir=base, min_pixels=min_pixels, max_pixels=max_pixels)
-            res = evaluate(engine, encoder, (records[i] for i in todo), max_new_tokens=params.max_new_tokens, batch_queries=batch_queries,
-                           params=params, on_prediction=on_prediction)
-            rows = [d if d is not None else new[r.id] for r, d in zip(records, done)
-                    if d is not None or r.id in new]
+            res = evaluate(engine, encoder, (records[i] for i in todo), max_new_tokens=params.max_new_tokens,
+                           batch_queries=batch_queries, params=params, on_prediction=on_prediction)
+            rows = [d if d is not None else new[rid] for rid, d in zip(ids, done)
+                    if d is not None or rid in new]
             skipped = [(s.id, s.reason) for s in load_skips] + [(rid, msg) for rid, msg in res.skipped]
             n_excluded = len(skips_before_cut(loaded, limit, excluded=True))
             summary[spec.name] = summarize(rows, skipped, benchmark=spec.name, n_excluded=n_excluded,
