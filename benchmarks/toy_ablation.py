@@ -1,13 +1,39 @@
-"""The paper's ablation on the toy world: vanilla GRPO vs +SSR vs +SSR+Forced Rethinking.
+"""The paper's ablation on the toy world, held to a reviewer's standard.
 
-    python benchmarks/toy_ablation.py [--seeds N] [--steps S] [--jobs J] [--out DIR] [-- extra train flags]
+    python benchmarks/toy_ablation.py [--seeds N] [--steps S] [--jobs J] [--out DIR] [--only V ...] [-- extra train flags]
 
-Each variant runs ``rethinker train`` with the same budget (steps, queries, G, lengths)
-and the same seeds; ``--jobs J`` runs J of them at once (each then gets
-``--threads`` cores / J torch threads, so every run sees the same thread count and the
-results do not depend on J). Finished runs are reused, so an interrupted ablation resumes. Prints a table (final held-out accuracy, steps to
-reach vanilla's final accuracy, mean effective-sample ratio over the last half of the
-run, reflection rate over the last half; mean and spread over seeds) and saves a plot.
+Six variants (each one flag away from plain GRPO; everything else is the toy preset):
+
+=========================  ==================================================================
+GRPO                       ``--ssr off --rethink off``
+GRPO+DynSampling           plus ``--rollout.dynamic-sampling on`` (DAPO: redraw queries until
+                           the step holds 8 informative groups, at most 4 draws)
+GRPO+SSR                   ``--ssr paper`` (the paper's SSR: this step's non-zero-|A| samples)
+GRPO+SSR(released,age<=4)  ``--ssr released --ssr.max-age 4`` (cross-step replay, capped)
+GRPO+Rethink               ``--rethink on`` (Forced Rethinking)
+GRPO+SSR+Rethink           ``--ssr paper --rethink on`` (the method, the toy default)
+=========================  ==================================================================
+
+Budgets are equal in generated samples: every run stops after ``S * 64`` first-pass
+responses (``--max-samples``; dynamic sampling draws more a step and so stops earlier),
+with the same learning-rate schedule (``--max-steps S``). Tokens (rollouts plus Forced
+Rethinking's continuations) and optimizer steps are reported beside it. The same seeds for
+every variant (paired): seed ``s`` fixes the train puzzles, their order and the sampling
+state. Choices are read off the dev curve (evaluated every 25 steps on the dev split); the
+reported accuracy is on the test split (2,000 puzzles, the same for every run) at the end.
+
+Per variant: final test accuracy (mean and spread over seeds); its paired difference to
+GRPO with a 95% bootstrap interval over seeds and test puzzles
+(``rethinker.report.compare``); the samples each seed needed to reach GRPO's final dev
+accuracy of the same seed; the area under the dev curve (dev accuracy averaged over the
+sample budget); the zero-advantage share of groups (first pass) in the second half; the
+reflection rate of rollouts and of the final greedy test answers; tokens, optimizer steps
+and time. Plots (``DIR/ablation.png``): dev accuracy against samples, zero-advantage share
+and reflection rate against steps (mean over seeds).
+
+``--jobs J`` runs J trainings at once, each with ``--threads`` / J torch threads (the same
+thread count for every run, so results do not depend on J); finished runs are reused, so
+an interrupted ablation resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -18,122 +44,189 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-VARIANTS = {
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from rethinker.report.compare import area_under_curve, budget_to_reach, paired_bootstrap  # noqa: E402
+
+VARIANTS: dict[str, list[str]] = {
     "GRPO": ["--ssr", "off", "--rethink", "off"],
+    "GRPO+DynSampling": ["--ssr", "off", "--rethink", "off", "--rollout.dynamic-sampling", "on"],
     "GRPO+SSR": ["--ssr", "paper", "--rethink", "off"],
+    "GRPO+SSR(released,age<=4)": ["--ssr", "released", "--ssr.max-age", "4", "--rethink", "off"],
+    "GRPO+Rethink": ["--ssr", "off", "--rethink", "on"],
     "GRPO+SSR+Rethink": ["--ssr", "paper", "--rethink", "on"],
 }
+SAMPLES_PER_STEP = 8 * 8  # the toy preset's queries per step x G
 
 
-def finished(run_dir: Path, steps: int) -> bool:
-    metrics = run_dir / "metrics.jsonl"
-    return metrics.exists() and any(
-        (row := json.loads(line)).get("step") == steps and "eval/accuracy" in row
-        for line in metrics.read_text().splitlines()
-    )
+def read_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def finished(run_dir: Path) -> bool:
+    return any("test/accuracy" in r and r.get("step", 0) > 0 for r in read_rows(run_dir))
 
 
 def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int, out: Path,
                 extra: list[str]) -> Path:
-    run_dir = out / f"{name}-seed{seed}"
-    if finished(run_dir, steps):
+    run_dir = out / f"{slug(name)}-seed{seed}"
+    if finished(run_dir):
         return run_dir  # finished earlier: reuse
     cmd = [sys.executable, "-m", "rethinker", "train", "--output-dir", str(run_dir), "--seed", str(seed),
-           "--max-steps", str(steps), "--save-every", "0", "--threads", str(threads), *flags, *extra]
+           "--max-steps", str(steps), "--max-samples", str(steps * SAMPLES_PER_STEP), "--eval-every", "25",
+           "--save-every", "0", "--log-samples", "0", "--threads", str(threads), "--no-progress", *flags, *extra]
     print("$", " ".join(cmd), flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(out / f"{name}-seed{seed}.log", "w") as log:
+    t0 = time.time()
+    with open(out / f"{slug(name)}-seed{seed}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TQDM_DISABLE="1"))
-    print(f"done: {run_dir}", flush=True)
+    print(f"done: {run_dir} ({time.time() - t0:.0f} s)", flush=True)
     return run_dir
 
 
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()
+
+
 def summarize(run_dir: Path) -> dict:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    evals = [(r["step"], r["eval/accuracy"]) for r in rows if r.get("eval/accuracy") is not None and "eval/n" in r]
+    rows = read_rows(run_dir)
     train = [r for r in rows if "reward/mean" in r]
+    samples_at = {r["step"]: r["budget/samples"] for r in train}
+    samples_at[0] = 0
+    dev = [(samples_at[r["step"]], r["eval/accuracy"]) for r in rows
+           if r.get("eval/accuracy") is not None and "eval/n" in r and r["step"] in samples_at]
+    tests = {r["step"]: r for r in rows if "test/accuracy" in r}
+    last = max(tests)
     half = train[len(train) // 2:]
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    preds = [json.loads(line) for line in (run_dir / f"test-predictions-{last}.jsonl").read_text().splitlines()]
+    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return {
-        "evals": evals,
-        "base": evals[0][1] if evals else float("nan"),
-        "final": evals[-1][1] if evals else float("nan"),
-        "eff_ratio": mean([r["effective_ratio/before_ssr"] for r in half]),
-        "reflection": mean([r["reflection_rate"] for r in half]),
-        "step_s": mean([r["time/step_s"] for r in train]),
+        "dev": dev,
+        "test_final": tests[last]["test/accuracy"],
+        "test_base": tests[0]["test/accuracy"] if 0 in tests else float("nan"),
+        "test_correct": {p["id"]: int(p["correct"]) for p in preds},
+        "test_reflection": tests[last].get("test/reflection_rate", float("nan")),
+        "zero_adv_half": mean([r["groups/zero_advantage_before_rethink"] for r in half]),
+        "zero_adv_first": mean([r["groups/zero_advantage_before_rethink"] for r in train[:len(train) // 10 or 1]]),
+        "reflection_half": mean([r["reflection_rate"] for r in half]),
+        "samples": train[-1]["budget/samples"],
+        "tokens": sum(r.get("rollout/tokens", 0) + r.get("rethink/tokens", 0) for r in train),
+        "opt_steps": sum(r.get("update/optimizer_steps", 0) for r in train),
+        "steps": len(train),
+        "hours": sum(r.get("time/step_s", 0) for r in train) / 3600,
+        "curves": {k: [(r["step"], r.get(k)) for r in train]
+                   for k in ("groups/zero_advantage_before_rethink", "reflection_rate")},
     }
 
 
-def steps_to_reach(evals: list[tuple[int, float]], target: float) -> int | None:
-    return next((s for s, a in evals if s > 0 and a >= target), None)
-
-
-def fmt(xs: list[float], pct: bool = True) -> str:
+def fmt(xs: list[float], k: float = 100, digits: int = 1) -> str:
     xs = [x for x in xs if x == x]
     if not xs:
         return "-"
-    k = 100 if pct else 1
-    m = statistics.mean(xs) * k
     sd = statistics.stdev(xs) * k if len(xs) > 1 else 0.0
-    return f"{m:.1f} ± {sd:.1f}" if pct else f"{m:.2f} ± {sd:.2f}"
+    return f"{statistics.mean(xs) * k:.{digits}f} ± {sd:.{digits}f}"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--jobs", type=int, default=1, help="runs at once")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores shared by the runs")
-    ap.add_argument("--out", default="runs/ablation")
-    ap.add_argument("extra", nargs="*", help="extra `rethinker train` flags (after --)")
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    threads = max(1, args.threads // max(1, args.jobs))
-    todo = [(name, flags, seed) for seed in range(args.seeds) for name, flags in VARIANTS.items()]
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {(name, seed): pool.submit(run_variant, name, flags, seed, args.steps, threads, out, args.extra)
-                   for name, flags, seed in todo}
-        results = {name: [summarize(futures[name, seed].result()) for seed in range(args.seeds)]
-                   for name in VARIANTS}
-
-    vanilla_final = {i: r["final"] for i, r in enumerate(results["GRPO"])}
+def table(results: dict[str, list[dict]], seeds: list[int], steps: int) -> str:
+    ref = results["GRPO"]
+    ids = sorted(ref[0]["test_correct"])
+    matrix = {name: np.array([[r["test_correct"][i] for i in ids] for r in rs]) for name, rs in results.items()}
     lines = [
-        f"toy ablation: {args.seeds} seed(s), {args.steps} rollout steps each, {threads} thread(s) per run, "
-        f"{args.jobs} run(s) at once (held-out accuracy, greedy)",
-        "",
-        "| variant | base acc % | final acc % | steps to vanilla's final | eff. ratio (last half) | reflection rate (last half) | s/step |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | test acc % (mean ± sd) | vs GRPO, points [95% CI] | samples to GRPO's final dev acc "
+        "(per seed) | dev AUC % | zero-adv share, 1st 10% -> 2nd half | reflection: rollouts / test | "
+        "tokens (M) | optimizer steps | steps | hours/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rs in results.items():
-        reach = [steps_to_reach(r["evals"], vanilla_final[i]) for i, r in enumerate(rs)]
-        reach_s = ", ".join("-" if x is None else str(x) for x in reach)
-        lines.append(f"| {name} | {fmt([r['base'] for r in rs])} | {fmt([r['final'] for r in rs])} | {reach_s} | "
-                     f"{fmt([r['eff_ratio'] for r in rs], False)} | {fmt([r['reflection'] for r in rs], False)} | "
-                     f"{fmt([r['step_s'] for r in rs], False)} |")
-    table = "\n".join(lines)
-    print(table)
-    (out / "table.md").write_text(table + "\n")
+        if name == "GRPO":
+            diff = "-"
+        else:
+            d, lo, hi = paired_bootstrap(matrix[name], matrix["GRPO"])
+            diff = f"{d * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}]"
+        reach = [budget_to_reach(r["dev"], g["dev"][-1][1]) for r, g in zip(rs, ref)]
+        reach_s = ", ".join("-" if x is None else f"{x / 1000:.1f}K" for x in reach)
+        lines.append(
+            f"| {name} | {fmt([r['test_final'] for r in rs])} | {diff} | {reach_s} | "
+            f"{fmt([area_under_curve(r['dev']) for r in rs])} | "
+            f"{fmt([r['zero_adv_first'] for r in rs], 1, 2)} -> {fmt([r['zero_adv_half'] for r in rs], 1, 2)} | "
+            f"{fmt([r['reflection_half'] for r in rs], 1, 2)} / {fmt([r['test_reflection'] for r in rs], 1, 2)} | "
+            f"{fmt([r['tokens'] / 1e6 for r in rs], 1, 2)} | {fmt([r['opt_steps'] for r in rs], 1, 0)} | "
+            f"{fmt([r['steps'] for r in rs], 1, 0)} | {fmt([r['hours'] for r in rs], 1, 2)} |")
+    base = ref[0]["test_base"]
+    head = (f"toy ablation: {len(seeds)} paired seeds ({', '.join(map(str, seeds))}), budget {steps * SAMPLES_PER_STEP:,} "
+            f"samples per run, test split of {len(ids)} puzzles (base policy {base * 100:.1f}%)")
+    return head + "\n\n" + "\n".join(lines)
 
+
+def plot(results: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, rs in results.items():
-        for i, r in enumerate(rs):
-            xs, ys = zip(*r["evals"]) if r["evals"] else ((), ())
-            ax.plot(xs, ys, label=name if i == 0 else None, color=f"C{list(VARIANTS).index(name)}", alpha=0.8)
-    ax.set_xlabel("rollout step")
-    ax.set_ylabel("held-out accuracy (greedy)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    for c, (name, rs) in enumerate(results.items()):
+        color = f"C{c}"
+        xs = [x / 1000 for x, _ in rs[0]["dev"]]
+        n = min(len(r["dev"]) for r in rs)
+        ys = np.array([[y for _, y in r["dev"][:n]] for r in rs])
+        axes[0].plot(xs[:n], ys.mean(0) * 100, color=color, label=name)
+        axes[0].fill_between(xs[:n], ys.min(0) * 100, ys.max(0) * 100, color=color, alpha=0.12)
+        for ax, key in ((axes[1], "groups/zero_advantage_before_rethink"), (axes[2], "reflection_rate")):
+            m = min(len(r["curves"][key]) for r in rs)
+            steps = [s for s, _ in rs[0]["curves"][key][:m]]
+            vals = np.array([[v for _, v in r["curves"][key][:m]] for r in rs]).mean(0)
+            k = 10  # a 10-step moving average
+            smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], smooth, color=color, label=name)
+    axes[0].set(xlabel="generated samples (thousands)", ylabel="dev accuracy, greedy (%)",
+                title="Dev accuracy (mean over seeds; band: min-max)")
+    axes[1].set(xlabel="rollout step", ylabel="share of groups", ylim=(0, 1),
+                title="Zero-advantage groups (first pass, 10-step mean)")
+    axes[2].set(xlabel="rollout step", ylabel="share of rollouts", ylim=(0, None),
+                title="Reflection rate of rollouts (10-step mean)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out / "ablation.png", dpi=90)
+    fig.savefig(path, dpi=90)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=300, help="rollout steps of the schedule; budget = steps x 64 samples")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores shared by the runs")
+    ap.add_argument("--out", default="runs/ablation")
+    ap.add_argument("--only", nargs="+", choices=list(VARIANTS), help="run only these variants (GRPO is always run)")
+    ap.add_argument("extra", nargs="*", help="extra `rethinker train` flags (after --)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, args.threads // max(1, args.jobs))
+    names = ["GRPO", *[n for n in VARIANTS if n != "GRPO" and (not args.only or n in args.only)]]
+    seeds = list(range(args.seeds))
+    todo = [(name, seed) for seed in seeds for name in names]
+    t0 = time.time()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {(n, s): pool.submit(run_variant, n, VARIANTS[n], s, args.steps, threads, out, args.extra)
+                   for n, s in todo}
+        results = {n: [summarize(futures[n, s].result()) for s in seeds] for n in names}
+    text = table(results, seeds, args.steps)
+    text += (f"\n\n{threads} thread(s) per run, {args.jobs} run(s) at once; this invocation took "
+             f"{(time.time() - t0) / 3600:.2f} h (finished runs are reused)")
+    print(text)
+    (out / "table.md").write_text(text + "\n")
+    plot(results, out / "ablation.png")
     print(f"plot: {out / 'ablation.png'}")
     return 0
 

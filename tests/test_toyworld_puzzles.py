@@ -46,6 +46,21 @@ def test_splits_disjoint_by_content(train, test):
     assert not {_fingerprint(r) for r in train} & {_fingerprint(r) for r in test}
     assert not {r.id for r in train} & {r.id for r in test}
     assert len({r.id for r in train}) == N
+    dev = generate(N, seed=0, split="dev")
+    assert not {_fingerprint(r) for r in dev} & ({_fingerprint(r) for r in train} | {_fingerprint(r) for r in test})
+    assert {r.meta["split"] for r in dev} == {"dev"}
+
+
+def test_train_split_kept_its_puzzles_when_dev_was_added():
+    """Ownership: bit 0 of the content hash gives train what it had with two splits;
+    the rest is halved into dev and test (so train-only artefacts need no rebuild)."""
+    import hashlib
+
+    for r in generate(40, seed=0, split="train") + generate(40, seed=0, split="dev") + generate(40, seed=0, split="test"):
+        digest = hashlib.sha1((r.question + "|" + "|".join(r.choices or [])).encode() + b"\0"
+                              + b"\0".join(im.bytes for im in r.images)).digest()
+        owner = "train" if not digest[0] & 1 else ("dev", "test")[(digest[0] >> 1) & 1]
+        assert owner == r.meta["split"]
 
 
 def test_every_kind_round_robin(train):
@@ -106,6 +121,32 @@ def test_answers_follow_from_parameters(train):
             assert p["counts"][r.answer] > max(v for c, v in p["counts"].items() if c != r.answer)
         elif r.category == "sub":
             assert r.answer == str(p["n"] - p["k"]) and int(r.answer) >= 1
+
+
+def test_large_answer_spaces_span_one_to_twenty():
+    """The kinds over 0-20 (counts, sums, differences, chart values): answers follow from
+    the parameters, cover the range, and the images show what is counted."""
+    recs = generate(4 * 150, seed=7, split="train", kinds=["count_many", "add_many", "sub_many", "bar_value"])
+    answers: dict[str, set[int]] = {}
+    for r in recs:
+        p = r.meta["params"]
+        a = int(r.answer)
+        answers.setdefault(r.category, set()).add(a)
+        assert r.answer_type == "integer" and str(a) in solution_of(r)
+        if r.category == "count_many":
+            assert a == p["n"]
+        elif r.category == "add_many":
+            assert a == p["n"] + p["k"] and f"{p['k']} more" in r.question
+        elif r.category == "sub_many":
+            assert a == p["n"] - p["k"] >= 1 and f"If {p['k']} dot" in r.question
+        else:
+            assert a == p["values"][p["colors"].index(p["asked"])] and p["asked"] in r.question
+        if r.category != "bar_value":
+            img = load_image(r.images[0], record_id=r.id).convert("RGB")
+            assert _blobs(img, PALETTE[p["color"]]) == p["n"]
+    assert max(answers["count_many"]) == 20 and min(answers["count_many"]) == 1
+    assert max(answers["add_many"]) >= 19 and max(answers["sub_many"]) >= 17
+    assert len(answers["bar_value"]) == 20
 
 
 def _blobs(img, rgb) -> int:
@@ -176,7 +217,7 @@ def test_bad_arguments():
 
 @settings(max_examples=25, deadline=None)
 @given(kind=st.sampled_from(list(KINDS)), seed=st.integers(0, 2**31), index=st.integers(0, 10**6),
-       split=st.sampled_from(["train", "test"]))
+       split=st.sampled_from(["train", "dev", "test"]))
 def test_any_item_is_verifiable(kind, seed, index, split):
     r = make_record(kind, seed, split, index)
     assert boxed(solution_of(r)) == r.answer
@@ -218,3 +259,19 @@ def test_warm_start_imitates_the_teacher_at_its_error_rate():
     share = sum(s == r.meta["teacher_solution"] for s, r in zip(sols, recs)) / len(recs)
     assert 0.5 < share < 0.7
     assert sols == teacher_solutions(recs, 0.6, 0, 1)  # deterministic per (seed, step)
+
+
+def test_teacher_is_exact_on_named_kinds_and_batches_follow_kind_weights():
+    from collections import Counter
+
+    from rethinker.toyworld.warmstart import generate_batch, teacher_solutions
+
+    recs = [r for r in generate(300, seed=6, kinds=["color", "count", "more_color"]) if "teacher_solution" in r.meta]
+    assert {r.category for r in recs} == {"color", "count", "more_color"}
+    sols = teacher_solutions(recs, 1.0, 0, 1, exact_kinds=("color",))
+    for s, r in zip(sols, recs):
+        assert s == (solution_of(r) if r.category == "color" else r.meta["teacher_solution"])
+    kinds = ["color", "size", "count"]
+    drawn = Counter(r.category for step in range(30) for r in generate_batch(0, step, 32, kinds, {"color": 2}))
+    assert 0.42 < drawn["color"] / sum(drawn.values()) < 0.58  # 2 / (2 + 1 + 1)
+    assert generate_batch(0, 3, 8, kinds) == generate_batch(0, 3, 8, kinds, None)  # no weights: as before

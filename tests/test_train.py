@@ -267,3 +267,51 @@ def test_same_seed_and_threads_give_bit_identical_runs(tmp_path):
         assert p.wait(timeout=900) == 0, p.stderr.read()[-3000:]
     a, b = (_comparable(_rows(tmp_path / f"r{i}")) for i in range(2))
     assert len(a) == 4 and a == b
+
+
+def test_sample_budget_ends_the_run_and_the_test_split_is_scored_first_and_last(tmp_path):
+    """--max-samples stops at the first step whose generated responses (every dynamic-
+    sampling round counted) reach the budget; the test split is judged at step 0 and at
+    that last step only, its per-item verdicts written for paired comparisons."""
+    import itertools
+
+    out = tmp_path / "budget"
+    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "10", "--max-samples", "20", "--eval-every", "0",
+                "--save-every", "0", "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3",
+                "--rethink", "off", "--data.toy-test-size", "6"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = _rows(out)
+    steps = [r for r in rows if "reward/mean" in r]
+    budgets = [r["budget/samples"] for r in steps]
+    assert budgets == list(itertools.accumulate(r["rollout/samples"] for r in steps))
+    assert all(r["rollout/samples"] == 8 * r["dynamic/rounds"] for r in steps)  # 2 queries x G=4 a round
+    assert budgets[-1] >= 20 and all(b < 20 for b in budgets[:-1]) and len(steps) < 10
+    tests = [r for r in rows if "test/accuracy" in r]
+    last = steps[-1]["step"]
+    assert [r["step"] for r in tests] == [0, last] and all(r["test/n"] == 6 for r in tests)
+    preds = [json.loads(x) for x in (out / f"test-predictions-{last}.jsonl").read_text().splitlines()]
+    assert len(preds) == 6 and sum(p["correct"] for p in preds) == round(tests[-1]["test/accuracy"] * 6)
+    assert all(p["id"].startswith("toy-test-0-") for p in preds)
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["samples"] == budgets[-1] and summary["final_test"] == tests[-1]["test/accuracy"]
+
+
+def test_cosine_schedule_ends_at_its_floor():
+    import torch
+
+    from rethinker.train.optim import make_scheduler
+
+    cfg = resolve(None, parse_overrides(["--max-steps", "20", "--optim.scheduler", "cosine", "--optim.warmup-steps",
+                                         "4", "--optim.min-lr-ratio", "0.1", "--optim.lr", "1e-3"]))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim.lr)
+    sched = make_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(20):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(2.5e-4) and lrs[3] == pytest.approx(1e-3)  # warm-up
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))  # then decays ...
+    assert sched.get_last_lr()[0] == pytest.approx(1e-4)  # ... to 10% of the peak, not to zero
+    with pytest.raises(ConfigError, match="min_lr_ratio"):
+        resolve(None, parse_overrides(["--optim.min-lr-ratio", "1.5"]))

@@ -2,8 +2,8 @@
 
     rethinker toy build [--output-dir DIR] [--seed S] [--steps N] [--stop-after N] [--eval-n N]
     rethinker toy model --output-dir DIR
-    rethinker toy data --split train|test [--n N] [--seed S] [--kinds K ...] --output FILE.parquet
-    rethinker toy eval [--model DIR] [--n N] [--seed S]
+    rethinker toy data --split train|dev|test [--n N] [--seed S] [--kinds K ...] --output FILE.parquet
+    rethinker toy eval [--model DIR] [--n N] [--seed S] [--split dev|test]
 
 ``build`` rebuilds tokenizer, model and warm start deterministically (by default into the
 packaged ``toyworld/assets/policy``); ``model`` copies the packaged policy out; ``data``
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..toyworld.puzzles import ALL_KINDS, DEFAULT_KINDS
+    from ..toyworld.puzzles import ALL_KINDS, DEFAULT_KINDS, SPLITS
     from ..toyworld.warmstart import WarmStartConfig
 
     d = WarmStartConfig()
@@ -35,10 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out puzzles for the accuracy report")
     b.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
     b.add_argument("--threads", type=int, default=d.threads)
+    b.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS), help="puzzle kinds (default: the default mix)")
     m = sub.add_parser("model", help="copy the packaged toy policy to a directory")
     m.add_argument("--output-dir", required=True)
     t = sub.add_parser("data", help="write toy puzzles as records (.parquet or .jsonl)")
-    t.add_argument("--split", choices=["train", "test"], default="train")
+    t.add_argument("--split", choices=list(SPLITS), default="train")
     t.add_argument("--n", type=int, default=500, help="number of puzzles (default 500)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS),
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e = sub.add_parser("eval", help="greedy accuracy per kind on held-out puzzles")
     e.add_argument("--model", help="a save_pretrained directory (default: the packaged policy)")
     e.add_argument("--n", type=int, default=550)
+    e.add_argument("--split", choices=list(SPLITS), default="dev", help="puzzle split (default dev)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS), help="puzzle kinds (default: the default mix)")
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         from ..toyworld.warmstart import WarmStartConfig, build
 
         cfg = WarmStartConfig(seed=args.seed, steps=args.steps, stop_after=args.stop_after, lr=args.lr, batch_size=args.batch_size,
-                              eval_n=args.eval_n, eval_every=args.eval_every, threads=args.threads)
+                              eval_n=args.eval_n, eval_every=args.eval_every, threads=args.threads,
+                              **({"kinds": tuple(args.kinds)} if args.kinds else {}))
         build(args.output_dir, cfg)
         return 0
     if args.action == "model":
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
         model, processor = load_toy(path=args.model)
-        acc = evaluate(model, processor, generate(args.n, seed=args.seed, split="test", kinds=args.kinds or DEFAULT_KINDS))
+        acc = evaluate(model, processor, generate(args.n, seed=args.seed, split=args.split,
+                                                         kinds=args.kinds or DEFAULT_KINDS))
         print(acc.table())
         return 0
     raise AssertionError(args.action)  # pragma: no cover

@@ -68,7 +68,9 @@ COLORS = list(PALETTE)
 SHAPES = ("circle", "square", "triangle")
 POSITIONS = ("left", "right", "top", "bottom")
 LETTERS = "ABCD"
-SPLITS = ("train", "test")
+#: Half of all content belongs to train, a quarter each to dev (every choice: warm-start
+#: length, learning rate, kinds, preset) and test (the numbers reported).
+SPLITS = ("train", "dev", "test")
 #: Rethinking triggers of the method (``docs/method.md``, Forced Rethinking step 4).
 CONFIRM_TRIGGERS = ("Wait, let's double check.", "Wait, does it seem right?", "Wait, let me double check.")
 FIX_TRIGGER = "Wait, there might be a mistake."
@@ -357,6 +359,81 @@ def _count_two(rng: random.Random) -> Puzzle:
     )
 
 
+# -- larger answer spaces (0-20): an all-wrong group means "too hard", not "unlucky" ------
+def _dots_image(rng: random.Random, n: int, r: float = 5) -> tuple[Image.Image, str]:
+    """n small dots of one random colour (up to 20 fit at radius 5)."""
+    return _count_image(rng, n, r)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _count_many(rng: random.Random) -> Puzzle:
+    n = rng.randint(1, 20)
+    img, color = _dots_image(rng, n)
+    return Puzzle(
+        "count_many", "counting", img,
+        "How many dots are there in the image?", str(n), "integer", [str(v) for v in range(1, 21)],
+        "I count the dots.",
+        lambda a: f"There {'is' if a == '1' else 'are'} {_plural(int(a), 'dot')}.",
+        params={"n": n, "color": color},
+    )
+
+
+def _add_many(rng: random.Random) -> Puzzle:
+    n, k = rng.randint(1, 10), rng.randint(1, 10)
+    img, color = _dots_image(rng, n)
+    return Puzzle(
+        "add_many", "arithmetic", img,
+        f"If {k} more dot{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} added, how many dots will there be?",
+        str(n + k), "integer", [str(v) for v in range(2, 21)],
+        f"There {'is' if n == 1 else 'are'} {_plural(n, 'dot')}.",
+        lambda a: f"{n} + {k} = {a}.",
+        params={"n": n, "k": k, "color": color},
+    )
+
+
+def _sub_many(rng: random.Random) -> Puzzle:
+    n = rng.randint(2, 20)
+    k = rng.randint(1, n - 1)
+    img, color = _dots_image(rng, n)
+    return Puzzle(
+        "sub_many", "arithmetic", img,
+        f"If {k} dot{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} taken away, how many dots are left?",
+        str(n - k), "integer", [str(v) for v in range(1, 20)],
+        f"There are {_plural(n, 'dot')}.",
+        lambda a: f"{n} - {k} = {a}.",
+        params={"n": n, "k": k, "color": color},
+    )
+
+
+#: The value axis of ``bar_value``: 0 at the base line, 20 near the top, a grey grid line
+#: every 5.
+_AXIS_MAX, _AXIS_UNIT = 20, 4.8
+
+
+def _bar_value(rng: random.Random) -> Puzzle:
+    colors = rng.sample(COLORS, 3)
+    values = [rng.randint(1, 20) for _ in colors]
+    img, draw = _canvas()
+    base = SIZE - 6
+    for v in range(5, _AXIS_MAX + 1, 5):
+        y = base - v * _AXIS_UNIT
+        draw.line([(2, y), (SIZE - 2, y)], fill=(190, 190, 190), width=1)
+    _bars(draw, colors, [round(v * _AXIS_UNIT) for v in values])
+    asked = rng.choice(colors)
+    value = values[colors.index(asked)]
+    return Puzzle(
+        "bar_value", "chart", img,
+        f"What is the value of the {asked} bar? Grid lines are drawn every 5, from 0.", str(value), "integer",
+        [str(v) for v in range(1, 21)],
+        f"I read the {asked} bar against the grid lines.",
+        lambda a: f"The {asked} bar reaches {a}.",
+        params={"colors": colors, "values": values, "asked": asked},
+    )
+
+
 def _multiple_choice(base: Callable[[random.Random], Puzzle]) -> Callable[[random.Random], Puzzle]:
     """The same puzzle with four options A-D; the answer is the letter."""
 
@@ -394,6 +471,10 @@ KINDS: dict[str, Callable[[random.Random], Puzzle]] = {
     "count_color": _count_color,
     "more_color": _more_color,
     "sub": _sub,
+    "count_many": _count_many,
+    "add_many": _add_many,
+    "sub_many": _sub_many,
+    "bar_value": _bar_value,
 }
 
 #: Kinds with more than one image per question (opt-in everywhere; ``KINDS`` holds the
@@ -461,9 +542,10 @@ def _png(img: Image.Image) -> bytes:
 
 
 def _owner(question: str, png: bytes) -> str:
-    """The split that owns this content: one bit of its SHA-1."""
+    """The split that owns this content, from two bits of its SHA-1: bit 0 clear -> train,
+    else bit 1 picks dev or test (so train owns what it owned when there was no dev split)."""
     digest = hashlib.sha1(question.encode() + b"\0" + png).digest()
-    return SPLITS[digest[0] & 1]
+    return "train" if not digest[0] & 1 else ("dev", "test")[(digest[0] >> 1) & 1]
 
 
 def _item_rng(seed: int, split: str, index: int, attempt: int) -> random.Random:
@@ -478,13 +560,13 @@ def make_record(kind: str, seed: int, split: str, index: int) -> Record:
         raise ValueError(f"unknown toy puzzle kind {kind!r}; known: {', '.join(ALL_KINDS)}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    for attempt in range(64):
+    for attempt in range(128):
         rng = _item_rng(seed, split, index, attempt)
         p = ALL_KINDS[kind](rng)
         pngs = [_png(im) for im in (p.image, *(p.more_images or []))]
         if _owner(p.question + "|" + "|".join(p.choices or []), b"\0".join(pngs)) == split:
             break
-    else:  # pragma: no cover - probability 2**-64
+    else:  # pragma: no cover - probability 0.75**128
         raise RuntimeError("could not draw a puzzle owned by this split")
     return Record(
         id=f"toy-{split}-{seed}-{index:06d}",

@@ -49,7 +49,7 @@ class WarmStartConfig:
     warmup: int = 30
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    eval_n: int = 550  # held-out puzzles (test split) for the accuracy report
+    eval_n: int = 550  # held-out puzzles (dev split: the stopping point is chosen there) for the report
     eval_every: int = 0  # 0: evaluate only at the end
     max_new_tokens: int = 48
     kinds: Sequence[str] | None = DEFAULT_KINDS
@@ -57,6 +57,11 @@ class WarmStartConfig:
     # one (``puzzles.teacher_answer``): the warm start imitates an imperfect teacher and RL
     # against the verifiable reward has that to correct, besides what is half-learned
     teacher_error_rate: float = 0.6
+    #: kinds on which the teacher never errs, and the share of supervised batches per kind
+    #: (relative weights; kinds not named weigh 1): together they make a warm start that is
+    #: near saturation on some kinds and half-learned on others, as a strong base model is
+    teacher_exact_kinds: Sequence[str] = ()
+    kind_weights: dict = field(default_factory=dict)
     text_overrides: dict = field(default_factory=dict)
 
 
@@ -251,8 +256,9 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
     t0 = time.time()
     kinds = list(cfg.kinds) if cfg.kinds else list(KINDS)
     for step in range(min(cfg.steps, cfg.stop_after or cfg.steps)):
-        records = generate_batch(cfg.seed, step, cfg.batch_size, kinds)
-        batch = sft_batch(processor, records, teacher_solutions(records, cfg.teacher_error_rate, cfg.seed, step))
+        records = generate_batch(cfg.seed, step, cfg.batch_size, kinds, cfg.kind_weights)
+        batch = sft_batch(processor, records, teacher_solutions(records, cfg.teacher_error_rate, cfg.seed, step,
+                                                                cfg.teacher_exact_kinds))
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = sft_loss(model, batch)
@@ -279,23 +285,31 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
     return rows
 
 
-def teacher_solutions(records: Sequence[Record], error_rate: float, seed: int, step: int) -> list[str]:
+def teacher_solutions(records: Sequence[Record], error_rate: float, seed: int, step: int,
+                      exact_kinds: Sequence[str] = ()) -> list[str]:
     """The worked solutions the warm start imitates: the correct one, or with probability
-    ``error_rate`` the teacher's wrong one where it has one (deterministic per step)."""
+    ``error_rate`` the teacher's wrong one where it has one and the kind is not one of
+    ``exact_kinds`` (deterministic per step)."""
     rng = random.Random(f"teacher:{seed}:{step}")
     out = []
     for r in records:
-        wrong = r.meta.get("teacher_solution")
+        wrong = r.meta.get("teacher_solution") if r.category not in exact_kinds else None
         out.append(wrong if wrong is not None and rng.random() < error_rate else solution_of(r))
     return out
 
 
-def generate_batch(seed: int, step: int, batch_size: int, kinds: Sequence[str]) -> list[Record]:
-    """The ``step``-th supervised batch: train-split puzzles with kinds drawn at random
-    (a different item stream from the tokenizer corpus and from the RL data)."""
+def generate_batch(seed: int, step: int, batch_size: int, kinds: Sequence[str],
+                   weights: dict | None = None) -> list[Record]:
+    """The ``step``-th supervised batch: train-split puzzles with kinds drawn at random,
+    in proportion to ``weights`` (default 1 each); a different item stream from the
+    tokenizer corpus and from the RL data."""
     rng = random.Random(f"warmstart:{seed}:{step}")
     base = 10_000_000 + step * batch_size
-    return [make_record(rng.choice(kinds), seed + 1, "train", base + i) for i in range(batch_size)]
+    if weights:
+        drawn = rng.choices(list(kinds), weights=[float(weights.get(k, 1.0)) for k in kinds], k=batch_size)
+    else:
+        drawn = [rng.choice(kinds) for _ in range(batch_size)]
+    return [make_record(k, seed + 1, "train", base + i) for i, k in enumerate(drawn)]
 
 
 def build(path: str | Path | None = None, cfg: WarmStartConfig | None = None,
@@ -308,7 +322,7 @@ def build(path: str | Path | None = None, cfg: WarmStartConfig | None = None,
     model, processor = build_untrained(cfg.seed, cfg.corpus_size, **cfg.text_overrides)
     log(f"tokenizer ({len(processor.tokenizer)} tokens) and model "
         f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) built in {time.time() - t0:.1f}s")
-    eval_records = generate(cfg.eval_n, seed=cfg.seed, split="test", kinds=cfg.kinds)
+    eval_records = generate(cfg.eval_n, seed=cfg.seed, split="dev", kinds=cfg.kinds)
     warm_start(model, processor, cfg, log, eval_records)
     acc = evaluate(model, processor, eval_records, cfg.max_new_tokens)
     log(acc.table())

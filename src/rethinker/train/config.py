@@ -54,9 +54,13 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     train: str | None = None  # parquet / JSONL / HF dataset dir in the record schema; None -> toy
-    eval: str | None = None  # held-out set; None -> toy test split (toy) or no evaluation
-    toy_train_size: int = 4000  # 300 steps x 8 queries = 2400: no query repeats in a default run
+    eval: str | None = None  # held-out dev set, evaluated every eval_every steps; None -> toy dev split (toy) or none
+    #: the test set, evaluated only at the first and the last step (the numbers to report;
+    #: choices are made on ``eval``); None -> the toy test split when toy_test_size > 0, or none
+    test: str | None = None
+    toy_train_size: int = 4000  # puzzles in the toy train split (a smaller set: several epochs)
     toy_eval_size: int = 500
+    toy_test_size: int = 0
     toy_kinds: list[str] | None = None  # toy puzzle kinds for training and evaluation; None -> the default mix
     shuffle: bool = True
     #: longer prompts (text + image tokens) are skipped with a warning naming them, never
@@ -113,6 +117,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     warmup_steps: int = 0
     scheduler: str = "constant"  # constant | cosine
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio at the last step
     micro_batch_size: int = 4  # samples per forward/backward
     mini_batch_size: int | None = 512  # samples per optimizer step; None -> one step per rollout
     bucket_by_length: bool = True
@@ -123,6 +128,10 @@ class TrainConfig:
     output_dir: str = "runs/rethinker"
     seed: int = 0
     max_steps: int = 200  # rollout steps
+    #: stop once this many responses were generated (first passes, every dynamic-sampling
+    #: round; Forced Rethinking's continuations are counted in tokens): equal budgets for
+    #: runs that draw different numbers of samples a step. 0: max_steps only
+    max_samples: int = 0
     eval_every: int = 25
     save_every: int = 50
     keep_checkpoints: int = 2
@@ -370,6 +379,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("log_samples must be >= 0 (0: no sample log)")
     if cfg.optim.micro_batch_size < 1:
         raise ConfigError("optim.micro_batch_size must be >= 1")
+    if not 0.0 <= cfg.optim.min_lr_ratio <= 1.0:
+        raise ConfigError("optim.min_lr_ratio must be within [0, 1]")
+    if cfg.max_samples < 0:
+        raise ConfigError("max_samples must be >= 0 (0: max_steps only)")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class Datasets:
     eval: Sequence[Record]
     base_dir: str | None = None
     eval_base_dir: str | None = None
+    test: Sequence[Record] = ()
+    test_base_dir: str | None = None
     skipped: list[tuple[Any, ...]] = field(default_factory=list)
 
 
@@ -54,16 +56,24 @@ def load_datasets(data_cfg, seed: int) -> Datasets:
         skipped += sk
     else:
         train = generate(data_cfg.toy_train_size, seed=seed, split="train", kinds=_toy_kinds(data_cfg))
-    if data_cfg.eval:
-        evals, sk, eval_base = _read(data_cfg.eval)
-        skipped += sk
-    elif not data_cfg.train:
-        evals = generate(data_cfg.toy_eval_size, seed=0, split="test", kinds=_toy_kinds(data_cfg))
-    else:
-        evals = []
+    evals, eval_base, sk = _held_out(data_cfg.eval, data_cfg, "dev", data_cfg.toy_eval_size)
+    skipped += sk
+    tests, test_base, sk = _held_out(data_cfg.test, data_cfg, "test", data_cfg.toy_test_size)
+    skipped += sk
     if not train:
         raise ValueError("no usable training records")
-    return Datasets(train, evals, train_base, eval_base, skipped)
+    return Datasets(train, evals, train_base, eval_base, skipped=skipped, test=tests, test_base_dir=test_base)
+
+
+def _held_out(path: str | None, data_cfg, toy_split: str, toy_size: int) -> tuple[Sequence[Record], str | None, list]:
+    """A held-out set: the named file, else (toy world only) ``toy_size`` puzzles of the
+    toy split (seed 0: the same puzzles for every run, so runs are paired), else none."""
+    if path:
+        records, skipped, base = _read(path)
+        return records, base, skipped
+    if data_cfg.train or toy_size <= 0:
+        return [], None, []
+    return generate(toy_size, seed=0, split=toy_split, kinds=_toy_kinds(data_cfg)), None, []
 
 
 class QuerySampler:

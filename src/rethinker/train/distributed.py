@@ -151,7 +151,7 @@ def load_optimizer_state(model, optimizer, state: dict, ctx: DistContext) -> Non
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=opts)
 
 
-_SUMMED = ("rollout/tokens", "rethink/attempts", "rethink/accepted", "rethink/fixed_wrong", "rethink/rejected_")
+_SUMMED = ("rollout/tokens", "rethink/tokens", "rethink/attempts", "rethink/accepted", "rethink/fixed_wrong", "rethink/rejected_")
 
 
 def merge_metrics(rows: list[dict[str, Any]], weights: list[float]) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
     plans = plan_rethinks([c.text for c in comps], [c.finished for c in comps], [len(c.token_ids) for c in comps],
                           [bool(r.correct) for r in results], params.n, rng, cfg)
     if not plans:
-        return {"rethink/attempts": 0, "rethink/accepted": 0, "rethink/acceptance_rate": 0.0}
+        return {"rethink/attempts": 0, "rethink/accepted": 0, "rethink/acceptance_rate": 0.0, "rethink/tokens": 0}
     prefixes, cont_queries = [], []
     for p in plans:
         c = comps[p.index]
@@ -185,6 +185,7 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
         "rethink/accepted": n_kept,
         "rethink/acceptance_rate": n_kept / len(plans),
         "rethink/fixed_wrong": sum(1 for p, k in zip(plans, verdict.kept) if k and not p.first_correct),
+        "rethink/tokens": sum(len(c.token_ids) for c in conts),  # generated continuation tokens (the budget)
     }
     for reason, n in verdict.counts.items():
         if reason != "kept":

@@ -37,7 +37,7 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     ctx, model = run.ctx, run.model
     rethink, sampling = cfg.rethink_for_rollout(), cfg.rollout.sampling()
     first_eval = _begin(run)
-    last_eval = first_eval
+    last_eval, last_test = first_eval, {}
     bar = tqdm(total=cfg.max_steps, initial=run.start_step, desc="rl", file=sys.stderr,
                dynamic_ncols=True) if progress and ctx.is_main else None
     for step in range(run.start_step + 1, cfg.max_steps + 1):
@@ -55,6 +55,9 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         samples = [s for p in parts for s in p[0]]
         metrics = merge_metrics([p[1] for p in parts], [len(p[0]) for p in parts])
         n_bad = sum(p[2] for p in parts)
+        n_generated = sum(len(p[3]) for p in parts)
+        run.samples_generated += n_generated
+        last = step == cfg.max_steps or 0 < cfg.max_samples <= run.samples_generated
         if not samples:
             run.logger.log({"step": step, "data/skipped_bad": n_bad, "update/skipped": 1})
             continue
@@ -71,26 +74,32 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
             run.engine.sync_weights(model)  # no-op for the transformers engine (it samples from `model`)
         # 7. metrics, evaluation, checkpoint
         row = _step_row(step, metrics, upd, selection, gstats, n_bad, run.scheduler.get_last_lr()[0], t0)
-        if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+        row.update({"rollout/samples": n_generated, "budget/samples": run.samples_generated})
+        if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
             last_eval = run.evaluate(step)
             row["eval/accuracy"] = last_eval.get("eval/accuracy")
         run.logger.log(row)
         run.log_samples(step, exp, selection)
         _report_progress(bar, row, step, cfg.log_every, ctx.is_main)
-        if cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps):
+        if cfg.save_every > 0 and (step % cfg.save_every == 0 or last):
             run.save(step)
+        if last:
+            last_test = run.evaluate(step, "test")
+            break
     if bar is not None:
         bar.close()
-    return run.finish(first_eval, last_eval)
+    return run.finish(first_eval, last_eval, last_test)
 
 
 def _begin(run: Run) -> dict[str, Any]:
-    """A fresh run logs its data counts and the base policy's held-out accuracy (step 0)."""
+    """A fresh run logs its data counts and the base policy's dev and test accuracy (step 0)."""
     if run.start_step > 0:
         return {}
     run.logger.log({"step": 0, "data/train_records": len(run.data.train), "data/eval_records": len(run.data.eval),
+                    "data/test_records": len(run.data.test),
                     "data/skipped_at_load": len(run.data.skipped)})
-    return run.evaluate(0) if run.cfg.eval_every > 0 else {}
+    first = run.evaluate(0) if run.cfg.eval_every > 0 else {}
+    return {**first, **run.evaluate(0, "test")}
 
 
 def _experience(run: Run, step: int, rethink, sampling) -> tuple[Experience, list[float], int]:

@@ -26,8 +26,8 @@ def updates_per_step(cfg: TrainConfig) -> int:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``optim.warmup_steps`` optimizer steps, then constant or cosine
-    decay to zero at the run's last optimizer step."""
-    warm, kind = cfg.optim.warmup_steps, cfg.optim.scheduler
+    decay to ``optim.min_lr_ratio`` of the peak at the run's last optimizer step."""
+    warm, kind, floor = cfg.optim.warmup_steps, cfg.optim.scheduler, cfg.optim.min_lr_ratio
     total = cfg.max_steps * updates_per_step(cfg)
 
     def factor(i: int) -> float:
@@ -35,7 +35,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.
             return (i + 1) / warm
         if kind == "cosine":
             t = (i - warm) / max(total - warm, 1)
-            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

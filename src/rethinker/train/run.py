@@ -3,6 +3,7 @@ restore from a checkpoint, evaluate on the held-out split, save, finish."""
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -18,6 +19,7 @@ from ..algo.ssr import SampleSelector
 from ..model.load import load_policy, pick_device, pick_dtype
 from ..report.run_report import build_run_report
 from ..report.samples import SampleLog
+from ..report.summary import write_atomic
 from ..rollout.base import RolloutEngine
 from ..rollout.evaluate import EvalResult, evaluate
 from ..rollout.hf import TransformersEngine
@@ -55,6 +57,7 @@ class Run:
     data: Datasets
     encoder: PromptEncoder
     eval_encoder: PromptEncoder
+    test_encoder: PromptEncoder
     engine: RolloutEngine
     sampler: QuerySampler
     selector: SampleSelector
@@ -64,31 +67,41 @@ class Run:
     logger: MetricsLogger | NullLogger
     sample_log: SampleLog | None = None
     start_step: int = 0
+    samples_generated: int = 0  # responses generated so far (first passes; the max_samples budget)
 
     @property
     def pad_id(self) -> int:
         return self.engine.pad_id
 
-    def evaluate(self, step: int) -> dict[str, Any]:
-        """Greedy accuracy on the held-out split (each rank scores its share), logged."""
-        if not self.data.eval:
+    def evaluate(self, step: int, split: str = "eval") -> dict[str, Any]:
+        """Greedy accuracy on the held-out dev set (``split="eval"``, every ``eval_every``
+        steps) or on the test set (``split="test"``, first and last step; its per-item
+        verdicts go to ``test-predictions-STEP.jsonl`` for paired comparisons of runs).
+        Each rank scores its share; logged under ``eval/`` or ``test/``."""
+        records = self.data.eval if split == "eval" else self.data.test
+        if not records:
             return {}
         cfg, ctx = self.cfg, self.ctx
         t = time.perf_counter()
+        encoder = self.eval_encoder if split == "eval" else self.test_encoder
         with gathered(self.model, ctx):
-            res = evaluate(self.engine, self.eval_encoder, self.data.eval[ctx.rank::ctx.world],
+            res = evaluate(self.engine, encoder, records[ctx.rank::ctx.world],
                            max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
                            batch_queries=cfg.rollout.max_batch_queries)
         res = EvalResult.merged(ctx.gather_objects(res))
         lo, hi = res.confidence_interval()
-        row = {"step": step, "eval/accuracy": res.accuracy, "eval/ci_low": lo, "eval/ci_high": hi,
-               "eval/n": res.n_items, "eval/skipped": len(res.skipped), "time/eval_s": time.perf_counter() - t}
-        row["eval/reflection_rate"] = reflection_rate([p.response for p in res.predictions])
-        row.update({f"eval/accuracy/{k}": v for k, v in res.by_category.items()})
+        row = {"step": step, f"{split}/accuracy": res.accuracy, f"{split}/ci_low": lo, f"{split}/ci_high": hi,
+               f"{split}/n": res.n_items, f"{split}/skipped": len(res.skipped), f"time/{split}_s": time.perf_counter() - t}
+        row[f"{split}/reflection_rate"] = reflection_rate([p.response for p in res.predictions])
+        row.update({f"{split}/accuracy/{k}": v for k, v in res.by_category.items()})
         self.logger.log(row)
         if ctx.is_main:
-            print(f"step {step}: eval accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}",
+            print(f"step {step}: {split} accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}",
                   file=sys.stderr)
+            if split == "test":
+                write_atomic(self.run_dir / f"test-predictions-{step}.jsonl", "".join(
+                    json.dumps({"id": p.id, "category": p.category, "correct": bool(p.correct)}) + "\n"
+                    for p in res.predictions))
         return row
 
     def save(self, step: int) -> None:
@@ -100,7 +113,8 @@ class Run:
         if ctx.is_main:
             state = {"optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
                      "sampler": self.sampler.state_dict(), "selector": self.selector.state_dict(),
-                     "rethink_rng": self.rethink_rng.bit_generator.state, "rng": rngs, "world_size": ctx.world}
+                     "rethink_rng": self.rethink_rng.bit_generator.state, "rng": rngs, "world_size": ctx.world,
+                     "samples_generated": self.samples_generated}
             ckpt.save_checkpoint(self.run_dir, step, self.model, self.processor, state,
                                  keep=self.cfg.keep_checkpoints, model_state=model_state)
         ctx.barrier()
@@ -114,7 +128,8 @@ class Run:
         for s in exp.samples:
             s.meta.pop("rethink_attempt", None)
 
-    def finish(self, first_eval: dict[str, Any], last_eval: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, first_eval: dict[str, Any], last_eval: dict[str, Any],
+               last_test: dict[str, Any] | None = None) -> dict[str, Any]:
         """Close the logs; merge LoRA adapters into full weights (``merged/``); write
         ``curves.png`` and ``report.html``."""
         self.logger.close()
@@ -132,7 +147,8 @@ class Run:
                 print(f"warning: could not plot curves or write report.html: {exc}", file=sys.stderr)
         self.ctx.barrier()
         return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
-                "steps": self.cfg.max_steps, "run_dir": str(self.run_dir)}
+                "base_test": first_eval.get("test/accuracy"), "final_test": (last_test or {}).get("test/accuracy"),
+                "steps": self.cfg.max_steps, "samples": self.samples_generated, "run_dir": str(self.run_dir)}
 
 
 def _seed(seed: int) -> None:
@@ -199,10 +215,10 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     encoders = [PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=base, min_pixels=cfg.model.min_pixels,
                               max_pixels=cfg.model.max_pixels, keep_images=keep_images,
                               max_prompt_tokens=cfg.data.max_prompt_tokens)
-                for base in (data.base_dir, data.eval_base_dir)]
+                for base in (data.base_dir, data.eval_base_dir, data.test_base_dir)]
     optimizer = make_optimizer(model, cfg, sharded=ctx.enabled)
     run = Run(cfg=cfg, ctx=ctx, run_dir=run_dir, device=device, dtype=dtype, model=model, processor=processor,
-              ref_model=ref_model, data=data, encoder=encoders[0], eval_encoder=encoders[1],
+              ref_model=ref_model, data=data, encoder=encoders[0], eval_encoder=encoders[1], test_encoder=encoders[2],
               engine=_engine(cfg, model, processor, dtype),
               sampler=QuerySampler(data.train, cfg.seed, cfg.data.shuffle),
               selector=SampleSelector.from_config(cfg.ssr, seed=cfg.seed),
@@ -236,4 +252,5 @@ def _restore(run: Run, last: Path) -> None:
               file=sys.stderr)
         torch.manual_seed(run.cfg.seed + ctx.rank + 7919 * int(state["step"]))
     run.start_step = int(state["step"])
+    run.samples_generated = int(state.get("samples_generated", 0))  # absent in checkpoints before the budget
     print(f"resumed from {last} at step {run.start_step}", file=sys.stderr)
