@@ -27,6 +27,7 @@ from ..algo.sample import Sample
 from ..algo.ssr import Selection
 from .distributed import gathered, merge_metrics
 from .experience import Experience, collect, encode_batch
+from .memory import proc_status_bytes, release_free_heap
 from .metrics import console_line
 from .run import Run, setup
 from .update import behaviour_logprobs, policy_update
@@ -72,9 +73,12 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
                                 max_new_tokens=cfg.rollout.max_new_tokens, ctx=ctx)
             upd["update/skipped"] = 0
             run.engine.sync_weights(model)  # no-op for the transformers engine (it samples from `model`)
-        # 7. metrics, evaluation, checkpoint
+        # 7. metrics, evaluation, checkpoint; the step's freed memory goes back to the OS
+        #    (host RSS per step in the metrics: flat over steps, see release_free_heap)
+        release_free_heap()
         row = _step_row(step, metrics, upd, selection, gstats, n_bad, run.scheduler.get_last_lr()[0], t0)
-        row.update({"rollout/samples": n_generated, "budget/samples": run.samples_generated})
+        row.update({"rollout/samples": n_generated, "budget/samples": run.samples_generated,
+                    "memory/host_rss_mb": proc_status_bytes("VmRSS") / 2**20})
         if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
             last_eval = run.evaluate(step)
             row["eval/accuracy"] = last_eval.get("eval/accuracy")
