@@ -54,6 +54,8 @@ def test_streamed_records_equal_read_records(files, name):
     assert list(streamed.records) == whole.records == good
     assert streamed.records[-1] == good[-1] and streamed.records[7] == good[7]
     assert list(streamed.records[10:40:3]) == good[10:40:3]
+    assert streamed.records.ids == [r.id for r in good]  # kept from the validation scan
+    assert streamed.records[10:40:3].ids == [r.id for r in good[10:40:3]]
     assert {s.id for s in streamed.skipped} >= {"bad-bytes", "bomb", "missing-file"}
 
 

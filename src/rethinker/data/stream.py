@@ -2,9 +2,10 @@
 
 ``open_records(path)`` validates a parquet or JSONL file once, row by row (the checks of
 ``read_records``: every field, every image's header, duplicate ids), and afterwards keeps
-only where each good row is: its row number (parquet) or byte offset (JSONL). Indexing
-the result reads that row again, with its images, when the trainer's sampler asks for
-it. A parquet file is read one row group at a time (the last ``cache_groups`` groups are
+only where each good row is: its row number (parquet) or byte offset (JSONL), and its
+id (``StreamedRecords.ids``, so that a caller needs no pass over the file for them).
+Indexing the result reads that row again, with its images, when the trainer's sampler
+asks for it. A parquet file is read one row group at a time (the last ``cache_groups`` groups are
 kept), so memory is bounded by the row-group size: rethinker writes groups of
 ``PARQUET_ROW_GROUP_ROWS`` rows, the ``datasets`` library groups of 100 for image data.
 
@@ -32,9 +33,10 @@ class StreamedRecords(Sequence[Record]):
     """The good rows of one file, read on demand (see the module docstring)."""
 
     def __init__(self, path: Path, positions: Sequence[int], convert, id_field: str, base_dir: str | Path,
-                 reader: "_RowReader"):
+                 reader: "_RowReader", ids: Sequence[str]):
         self.path = path
         self._positions = positions
+        self._ids = ids
         self._convert = convert
         self._id_field = id_field
         self._base_dir = base_dir
@@ -42,6 +44,11 @@ class StreamedRecords(Sequence[Record]):
 
     def __len__(self) -> int:
         return len(self._positions)
+
+    @property
+    def ids(self) -> list[str]:
+        """The records' ids, in order, as validated when the file was opened (no row is read)."""
+        return list(self._ids)
 
     @overload
     def __getitem__(self, i: int) -> Record: ...
@@ -52,7 +59,7 @@ class StreamedRecords(Sequence[Record]):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return StreamedRecords(self.path, self._positions[i], self._convert, self._id_field, self._base_dir,
-                                   self._reader)
+                                   self._reader, self._ids[i])
         raw = self._reader.row(self._positions[i])
         rec, _, reason, _ = check_row(raw, self._convert, base_dir=self._base_dir, check_images=False,
                                       id_field=self._id_field)
@@ -161,6 +168,7 @@ def open_records(path: str | Path, mapping: Mapping[str, str] | None = None, bas
     convert, id_field = record_converter(mapping), id_column(mapping)
     result = LoadResult(source=str(p))
     positions: list[int] = []
+    ids: list[str] = []
     seen: dict[str, int] = {}
     if suffix == ".parquet":
         try:
@@ -186,7 +194,8 @@ def open_records(path: str | Path, mapping: Mapping[str, str] | None = None, bas
             else:
                 seen[rec.id] = i
                 positions.append(position)
+                ids.append(rec.id)
     except (OSError, ValueError) as exc:
         raise DataError(f"{p}: unreadable ({exc})") from None
-    result.records = StreamedRecords(p, positions, convert, id_field, base_dir, reader)  # type: ignore[assignment]
+    result.records = StreamedRecords(p, positions, convert, id_field, base_dir, reader, ids)  # type: ignore[assignment]
     return result
