@@ -4,7 +4,7 @@ Per benchmark and category, wrong answers first: the image, question, options,
 response, extracted answer, gold answer and the judge's verdict reason, with the
 summary table (accuracy, 95% interval) on top. Built from ``predictions.jsonl`` (and
 ``summary.json`` when there), plus ``items.jsonl`` and ``thumbs/``, which
-``rethinker eval`` writes for this page (``save_items``): each item's question, options
+``rethinker eval`` writes for this page (``ItemSaver``, ``save_items``): each item's question, options
 and image thumbnails, stored once. Without them (older outputs) the page shows the
 prompt text instead.
 """
@@ -32,27 +32,72 @@ DEFAULT_MAX_ITEMS = 1000
 NO_CATEGORY = "uncategorized"
 
 
+class ItemSaver:
+    """``OUTPUT_DIR/items.jsonl`` for one benchmark, added to record by record: the items
+    already there are read once, on creation; ``add(rec)`` appends the question, options
+    and image thumbnails of a record not there yet (thumbnails under
+    ``OUTPUT_DIR/thumbs/``, one per distinct image). So a caller that reads its records
+    anyway (``rethinker eval``) needs no pass of its own for them. Never raises on a bad
+    image (it is left out)."""
+
+    def __init__(self, out_dir: str | Path, benchmark: str, base_dir: str | Path | None = None):
+        self.out = Path(out_dir)
+        self.path = self.out / ITEMS_FILE
+        self.benchmark = benchmark
+        self.base_dir = base_dir
+        self.seen = {(str(r.get("benchmark")), str(r.get("id"))) for r in read_rows(self.path)}
+        self.store = ThumbnailStore(self.out / THUMBS_DIR)
+        self.added = 0
+        self._fh = None
+
+    def missing(self, rid: Any) -> bool:
+        """Whether the item of id ``rid`` is not stored yet."""
+        return (self.benchmark, str(rid)) not in self.seen
+
+    def add(self, rec: Any) -> bool:
+        """Store ``rec``'s item unless it is there already; whether it was added."""
+        key = (self.benchmark, str(rec.id))
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        line = json.dumps({"benchmark": self.benchmark, "id": rec.id, "question": rec.question,
+                           "choices": rec.choices,
+                           "images": [self.store.add(ref, self.base_dir) for ref in rec.images]}, ensure_ascii=False)
+        if self._fh is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+            if self._fh.tell() and not _ends_with_newline(self.path):
+                self._fh.write("\n")  # a line torn by an interrupted run stays apart from the new ones
+        self._fh.write(line + "\n")
+        self._fh.flush()  # whole lines on disk as they come: an interrupted run keeps what it stored
+        self.added += 1
+        return True
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "ItemSaver":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
+
+
 def save_items(out_dir: str | Path, benchmark: str, records: Iterable[Any], base_dir: str | Path | None = None) -> int:
     """Append to ``OUTPUT_DIR/items.jsonl`` the question, options and image thumbnails of
-    the records not there yet (thumbnails under ``OUTPUT_DIR/thumbs/``, one per distinct
-    image); returns how many were added. Never raises on a bad image (it is left out)."""
-    out = Path(out_dir)
-    path = out / ITEMS_FILE
-    seen = {(str(r.get("benchmark")), str(r.get("id"))) for r in read_rows(path)}
-    store = ThumbnailStore(out / THUMBS_DIR)
-    lines = []
-    for rec in records:
-        if (benchmark, str(rec.id)) in seen:
-            continue
-        seen.add((benchmark, str(rec.id)))
-        lines.append(json.dumps({"benchmark": benchmark, "id": rec.id, "question": rec.question,
-                                 "choices": rec.choices, "images": [store.add(ref, base_dir) for ref in rec.images]},
-                                ensure_ascii=False))
-    if lines:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write("".join(line + "\n" for line in lines))
-    return len(lines)
+    the records not there yet (see ``ItemSaver``); returns how many were added."""
+    with ItemSaver(out_dir, benchmark, base_dir) as saver:
+        for rec in records:
+            saver.add(rec)
+        return saver.added
 
 
 _CHAT_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>")
