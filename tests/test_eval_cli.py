@@ -157,3 +157,60 @@ def test_limit_counts_only_the_bad_rows_before_the_cut():
     assert [s.row for s in skips_before_cut(loaded, 3, excluded=True)] == [3]
     assert [s.row for s in skips_before_cut(loaded, None)] == [1, 4]
     assert skips_before_cut(loaded, 0) == []
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_streamed_records_are_read_once_per_run(tmp_path, monkeypatch, suffix):
+    """A fresh ``rethinker eval`` of a streamed file reads each row once after the
+    open-time validation scan (items.jsonl and thumbnails are stored in the same pass, the
+    ids come from the scan); a resumed run reads only the rows still to judge and the
+    judged ones missing from items.jsonl."""
+    from collections import Counter
+
+    from rethinker.data import stream
+    from rethinker.report.eval_report import save_items
+
+    recs = generate(70, seed=11, split="test")  # parquet: row groups of 64 and 6
+    path = tmp_path / f"recs{suffix}"
+    write_records(path, recs)
+    reader = stream._ParquetRows if suffix == ".parquet" else stream._JsonlRows
+    reads: Counter = Counter()
+    scans = [0]
+    real_row, real_scan = reader.row, reader.scan
+
+    def row(self, position):
+        reads[position] += 1
+        return real_row(self, position)
+
+    def scan(self):
+        scans[0] += 1
+        return real_scan(self)
+
+    monkeypatch.setattr(reader, "row", row)
+    monkeypatch.setattr(reader, "scan", scan)
+    positions = stream.open_records(path).records._positions
+    scans[0] = 0
+
+    def run(*extra: str) -> dict[int, int]:
+        reads.clear()
+        scans[0] = 0
+        assert main(["eval", "--benchmark", "records", "--data", str(path), "--output-dir", str(out),
+                     "--max-new-tokens", "4", "--batch-size", "16", "--quiet", *extra]) == 0
+        assert scans[0] == 1  # the validation when the file is opened: one pass
+        return {positions.index(p): n for p, n in reads.items()}
+
+    out = tmp_path / "ev"
+    assert run("--limit", "40") == {i: 1 for i in range(40)}  # fresh: each record read once
+    items_path = out / "items.jsonl"
+    kept = [x for x in items_path.read_text().splitlines() if json.loads(x)["id"] not in (recs[3].id, recs[20].id)]
+    items_path.write_text("".join(x + "\n" for x in kept))
+    # resumed: the 30 records still to judge, and the 2 judged ones whose items are gone
+    assert run() == {i: 1 for i in [3, 20, *range(40, 70)]}
+    assert run() == {}  # all judged, all items there: no row read
+    assert len(lines(out / "predictions.jsonl")) == 70
+
+    stored = lines(items_path)
+    assert sorted(r["id"] for r in stored) == sorted(r.id for r in recs)
+    assert save_items(tmp_path / "whole", "records", recs, tmp_path) == 70  # the same items, read whole
+    assert sorted(stored, key=lambda r: r["id"]) == sorted(lines(tmp_path / "whole" / "items.jsonl"),
+                                                           key=lambda r: r["id"])

@@ -38,7 +38,7 @@ from ..records import Record
 from ..rollout.evaluate import Prediction, evaluate
 from ..rollout.inputs import PromptEncoder
 from ..toyworld.puzzles import DEFAULT_KINDS, generate
-from ..report.eval_report import build_eval_report, save_items
+from ..report.eval_report import ItemSaver, build_eval_report
 from ..report.summary import summarize, write_reports
 
 #: Benchmarks read without a publisher's schema.
@@ -211,6 +211,27 @@ def check_resume(out_dir: Path, config: dict[str, Any], restart: bool) -> None:
     os.replace(tmp, cfg_path)
 
 
+def record_ids(records: Sequence[Record]) -> list[str]:
+    """The records' ids: from a streamed file, those kept when it was validated on open
+    (no row is read again); otherwise read off the records."""
+    ids = getattr(records, "ids", None)
+    return list(ids) if ids is not None else [r.id for r in records]
+
+
+def read_once(records: Sequence[Record], ids: Sequence[str], todo: Sequence[int], items: ItemSaver):
+    """The records at positions ``todo``, in order, each read once (a streamed source
+    stays on disk until then) and stored in ``items`` as it is read; the records judged
+    before (not in ``todo``) are read only when ``items`` lacks them."""
+    wanted = set(todo)
+    for i, rid in enumerate(ids):
+        if i in wanted:
+            rec = records[i]
+            items.add(rec)
+            yield rec
+        elif items.missing(rid):
+            items.add(records[i])
+
+
 def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: str | Path, *,
                         params, limit: int | None = None, batch_queries: int = 64,
                         min_pixels: int | None = None, max_pixels: int | None = None,
@@ -236,7 +257,7 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
                 continue
             records = loaded.records[:limit] if limit is not None else loaded.records
             load_skips = skips_before_cut(loaded, limit)
-            ids = [r.id for r in records]  # read once: a streamed source is not read again for them
+            ids = record_ids(records)
             done = [plog.done.get((spec.name, rid)) for rid in ids]
             todo = [i for i, d in enumerate(done) if d is None]  # positions: streamed records stay on disk
             new: dict[str, dict[str, Any]] = {}
@@ -253,10 +274,12 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
 
             if log and len(todo) < len(records):
                 log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
-            save_items(out, spec.name, records, base)  # question, options, thumbnails: for report.html
             encoder = PromptEncoder(processor, base_dir=base, min_pixels=min_pixels, max_pixels=max_pixels)
-            res = evaluate(engine, encoder, (records[i] for i in todo), max_new_tokens=params.max_new_tokens,
-                           batch_queries=batch_queries, params=params, on_prediction=on_prediction)
+            # question, options, thumbnails for report.html, stored as the records are read to be judged
+            with ItemSaver(out, spec.name, base) as items:
+                res = evaluate(engine, encoder, read_once(records, ids, todo, items),
+                               max_new_tokens=params.max_new_tokens, batch_queries=batch_queries, params=params,
+                               on_prediction=on_prediction)
             rows = [d if d is not None else new[rid] for rid, d in zip(ids, done)
                     if d is not None or rid in new]
             skipped = [(s.id, s.reason) for s in load_skips] + [(rid, msg) for rid, msg in res.skipped]
