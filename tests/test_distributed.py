@@ -56,7 +56,7 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
     out = tmp_path / "run"
     flags = ["--output-dir", str(out), "--max-steps", "2", "--eval-every", "2", "--save-every", "2", "--seed", "1",
              "--rollout.queries-per-step", "4", "--rollout.group-size", "4", "--rollout.max-new-tokens", "16",
-             "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--optim.micro-batch-size", "4",
+             "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
              "--threads", "1"]
     r = _torchrun(["-m", "rethinker", "train", *flags])
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]

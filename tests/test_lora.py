@@ -14,7 +14,7 @@ pytest.importorskip("peft")
 
 FLAGS = ["--max-steps", "2", "--eval-every", "0", "--save-every", "1", "--seed", "2", "--lora-rank", "4",
          "--rollout.queries-per-step", "4", "--rollout.group-size", "4", "--rollout.max-new-tokens", "48",
-         "--data.toy-train-size", "16", "--optim.lr", "1e-2", "--threads", "1", "--ssr", "filter"]
+         "--data.toy-train-size", "16", "--data.toy-test-size", "0", "--optim.lr", "1e-2", "--threads", "1", "--ssr", "filter"]
 
 
 def test_lora_trains_adapters_only_and_exports_merged_weights(tmp_path):

@@ -18,7 +18,7 @@ from rethinker.cli import main
 TINY = [
     "--max-steps", "3", "--eval-every", "3", "--save-every", "1", "--keep-checkpoints", "3", "--seed", "3",
     "--rollout.queries-per-step", "3", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
-    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--optim.micro-batch-size", "4",
+    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
     "--ssr", "paper", "--rethink", "on", "--threads", "1", "--log-samples", "2",
 ]
 

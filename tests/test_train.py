@@ -18,7 +18,7 @@ from rethinker.train.config import ConfigError, parse_overrides, resolve
 TINY = [
     "--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--seed", "3",
     "--rollout.queries-per-step", "2", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
-    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--optim.micro-batch-size", "4",
+    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
     "--ssr", "paper", "--rethink", "on", "--threads", "1",
 ]
 TIME_KEYS = ("time/", "tokens_per_s", "memory/")  # and host memory: neither is reproducible

@@ -16,7 +16,7 @@ pytest.importorskip("vllm")
 TINY = [
     "--rollout.engine", "vllm", "--eval-every", "2", "--save-every", "2", "--seed", "3",
     "--rollout.queries-per-step", "2", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
-    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--optim.micro-batch-size", "4",
+    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
     "--ssr", "paper", "--rethink", "on", "--threads", "1", "--rollout.vllm-kv-cache-gb", "0.25",
 ]
 

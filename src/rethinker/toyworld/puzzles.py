@@ -382,8 +382,9 @@ def _count_many(rng: random.Random) -> Puzzle:
 
 
 def _add_many(rng: random.Random) -> Puzzle:
-    n, k = rng.randint(1, 10), rng.randint(1, 10)
-    img, color = _dots_image(rng, n)
+    """Few dots (1-5: countable), many added (1-15): a sum over 2-20."""
+    n, k = rng.randint(1, 5), rng.randint(1, 15)
+    img, color = _dots_image(rng, n, r=7)
     return Puzzle(
         "add_many", "arithmetic", img,
         f"If {k} more dot{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} added, how many dots will there be?",
@@ -395,16 +396,16 @@ def _add_many(rng: random.Random) -> Puzzle:
 
 
 def _sub_many(rng: random.Random) -> Puzzle:
-    n = rng.randint(2, 20)
-    k = rng.randint(1, n - 1)
-    img, color = _dots_image(rng, n)
+    """Few dots (1-5) and a target of 6-20: a difference over 1-19."""
+    n, total = rng.randint(1, 5), rng.randint(6, 20)
+    img, color = _dots_image(rng, n, r=7)
     return Puzzle(
         "sub_many", "arithmetic", img,
-        f"If {k} dot{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} taken away, how many dots are left?",
-        str(n - k), "integer", [str(v) for v in range(1, 20)],
-        f"There are {_plural(n, 'dot')}.",
-        lambda a: f"{n} - {k} = {a}.",
-        params={"n": n, "k": k, "color": color},
+        f"How many more dots are needed to make {total}?",
+        str(total - n), "integer", [str(v) for v in range(1, 20)],
+        f"There {'is' if n == 1 else 'are'} {_plural(n, 'dot')}.",
+        lambda a: f"{total} - {n} = {a}.",
+        params={"n": n, "total": total, "color": color},
     )
 
 

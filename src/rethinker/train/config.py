@@ -173,6 +173,7 @@ TOY_PRESET: dict[str, Any] = {
     "model.min_pixels": None,
     "model.max_pixels": None,
     "model.gradient_checkpointing": False,
+    "data.toy_test_size": 2000,  # judged at the first and last step (~40 s each)
     "rollout.queries_per_step": 8,
     "rollout.group_size": 8,
     "rollout.max_new_tokens": 48,
