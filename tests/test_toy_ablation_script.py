@@ -1,0 +1,83 @@
+"""benchmarks/toy_ablation.py's analysis (the trainings take hours): on synthetic run
+directories in the trainer's output format, the table holds the paired difference with
+its interval, the budget to reach GRPO's final dev accuracy, the dev AUC and the budget
+columns, and the plot is written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("toy_ablation", ROOT / "benchmarks" / "toy_ablation.py")
+ta = importlib.util.module_from_spec(_spec)
+sys.modules["toy_ablation"] = ta
+_spec.loader.exec_module(ta)
+
+N_ITEMS, STEPS = 400, 4
+
+
+def _fake_run(d: Path, seed: int, dev: list[float], n_right: int, zero_adv: float) -> Path:
+    """A finished run: 4 steps of 64 samples, dev every 2 steps, test at 0 and 4."""
+    d.mkdir(parents=True)
+    rows = [{"step": 0, "eval/accuracy": dev[0], "eval/n": 100},
+            {"step": 0, "test/accuracy": 0.5, "test/n": N_ITEMS}]
+    for s in range(1, STEPS + 1):
+        rows.append({"step": s, "reward/mean": 0.5, "budget/samples": 64 * s, "rollout/samples": 64,
+                     "rollout/tokens": 1000, "rethink/tokens": 100, "update/optimizer_steps": 1,
+                     "groups/zero_advantage_before_rethink": zero_adv, "reflection_rate": 0.1,
+                     "time/step_s": 2.0})
+        if s % 2 == 0:
+            rows.append({"step": s, "eval/accuracy": dev[s // 2], "eval/n": 100})
+    rows.append({"step": STEPS, "test/accuracy": n_right / N_ITEMS, "test/n": N_ITEMS, "test/reflection_rate": 0.2})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    preds = [{"id": f"toy-test-0-{i:06d}", "category": "count", "correct": i < n_right} for i in range(N_ITEMS)]
+    (d / f"test-predictions-{STEPS}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    return d
+
+
+def test_table_and_plot_from_finished_runs(tmp_path):
+    results = {
+        "GRPO": [ta.summarize(_fake_run(tmp_path / f"g{s}", s, [0.5, 0.55, 0.6], 240, 0.5)) for s in range(3)],
+        "GRPO+SSR": [ta.summarize(_fake_run(tmp_path / f"s{s}", s, [0.5, 0.6, 0.65], 260, 0.7)) for s in range(3)],
+    }
+    assert all(ta.finished(tmp_path / f"g{s}") for s in range(3))
+    r = results["GRPO+SSR"][0]
+    assert r["samples"] == 256 and r["tokens"] == 4400 and r["opt_steps"] == 4 and r["steps"] == 4
+    assert r["dev"] == [(0, 0.5), (128, 0.6), (256, 0.65)]
+    text = ta.table(results, [0, 1, 2], STEPS)
+    ssr = next(line for line in text.splitlines() if line.startswith("| GRPO+SSR |"))
+    assert "| 65.0 ± 0.0 |" in ssr  # 260 / 400 right on every seed
+    diff = re.search(r"\| \+5\.0 \[\+([\d.]+), \+([\d.]+)\] \|", ssr)  # 20 more puzzles right on every seed
+    assert diff and 0 < float(diff.group(1)) < 5 < float(diff.group(2)) < 10  # items resampled: an interval
+    assert "0.1K, 0.1K, 0.1K" in ssr  # 128 samples to reach GRPO's final dev 0.60
+    assert "0.50 ± 0.00 -> 0.70 ± 0.00" not in ssr and "0.70 ± 0.00" in ssr
+    grpo = next(line for line in text.splitlines() if line.startswith("| GRPO |"))
+    assert "| 60.0 ± 0.0 | - |" in grpo
+    assert "3 paired seeds" in text and "400 puzzles" in text
+    ta.plot(results, tmp_path / "ablation.png")
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_unfinished_run_is_not_reused(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 0, "test/accuracy": 0.5}) + "\n")
+    assert not ta.finished(d)  # only the step-0 test: the run did not reach its end
+    assert ta.slug("GRPO+SSR(released,age<=4)") == "grpo-ssr-released-age--4"
+
+
+@pytest.mark.parametrize("name", list(ta.VARIANTS))
+def test_each_variant_is_one_flag_set_the_trainer_accepts(name):
+    from rethinker.train.config import parse_overrides, resolve
+
+    cfg = resolve(None, parse_overrides(ta.VARIANTS[name]))
+    assert cfg.ssr.mode in ("off", "paper", "released")
+    assert cfg.rethink.enabled == ("Rethink" in name)
+    assert cfg.rollout.dynamic_sampling == ("Dyn" in name)
+    assert (cfg.ssr.max_age == 4) == ("released" in name)
