@@ -354,3 +354,15 @@ def test_photos_are_thumbnailed_as_jpeg_and_drawings_as_png(tmp_path):
     tag = sheet.tag(photo, (tmp_path / photo).read_bytes())
     assert "width:192px;height:128px" in tag and "data:image/jpeg;base64," in sheet.css()
     assert store.add(ImageRef(path="missing.png"), tmp_path) is None
+
+
+def test_run_page_summary_holds_the_test_split_first_and_last(tmp_path):
+    d = _run_dir(tmp_path)
+    with open(d / "metrics.jsonl", "a") as fh:
+        for step, acc in ((0, 0.55), (3, 0.68)):
+            fh.write(json.dumps({"step": step, "test/accuracy": acc, "test/ci_low": acc - 0.02,
+                                 "test/ci_high": acc + 0.02, "test/n": 2000, "time/test_s": 30.0}) + "\n")
+    page = build_run_report(d).read_text()
+    assert "<td>test accuracy, base</td><td>0.550 [0.530, 0.570] on 2000 (step 0)</td>" in page
+    assert "0.680 [0.660, 0.700] on 2000 (step 3)" in page and "+0.130" in page
+    assert "held-out (dev) accuracy, base" in page

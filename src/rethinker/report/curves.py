@@ -6,7 +6,7 @@ fraction when every update is the first one on its batch (the importance ratio i
 exactly 1), or the KL to the reference without a KL term, and when the run has not
 logged it yet. The panels:
 
-- held-out accuracy (greedy) with its 95% Wilson band, one point per evaluation;
+- held-out (dev) accuracy (greedy) with its 95% Wilson band, one point per evaluation;
 - reward (mean) and training accuracy;
 - the shares of all-correct / mixed / all-wrong groups, stacked (only mixed groups give
   GRPO a gradient: what SSR and Forced Rethinking are about);
@@ -61,7 +61,7 @@ class Panel:
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel("eval", "held-out accuracy (greedy, 95% CI)", (("eval/accuracy", "accuracy"),), "eval"),
+    Panel("eval", "held-out (dev) accuracy (greedy, 95% CI)", (("eval/accuracy", "accuracy"),), "eval"),
     Panel("reward", "reward and training accuracy", (("reward/mean", "reward (mean)"), ("accuracy", "train accuracy"))),
     Panel("groups", "groups: all correct / mixed / all wrong",
           (("groups/all_correct", "all correct"), ("groups/all_wrong", "all wrong")), "groups"),

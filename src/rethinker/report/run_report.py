@@ -3,7 +3,8 @@
 Reads what the run directory holds (``config.yaml``, ``metrics.jsonl``,
 ``samples.jsonl`` and its thumbnails), so it can be rebuilt while the run is going: a
 torn last line is skipped and the page says how far the run is. Sections: summary (base
-and final held-out accuracy with 95% intervals, Δ, steps, time), the curves
+and final held-out (dev) accuracy with 95% intervals, Δ, the test set's first and last
+accuracy when the run has one, steps, time), the curves
 (``curves.figure_png``), a browser of the logged samples (filter by step and by
 correct / wrong / rethought / kept / drawn by SSR), and the full config.
 """
@@ -57,12 +58,12 @@ def pick_steps(steps: Sequence[int], max_steps: int) -> list[int]:
     return [steps[i] for i in sorted(idx)]
 
 
-def _ci(row: Mapping[str, Any] | None) -> str:
+def _ci(row: Mapping[str, Any] | None, split: str = "eval") -> str:
     if not row:
         return "-"
-    n = row.get("eval/n")
-    return (f"{row['eval/accuracy']:.3f} [{row.get('eval/ci_low', 0):.3f}, {row.get('eval/ci_high', 0):.3f}]"
-            + (f" on {n}" if n else "") + f" (step {row['step']})")
+    n = row.get(f"{split}/n")
+    return (f"{row[f'{split}/accuracy']:.3f} [{row.get(f'{split}/ci_low', 0):.3f}, "
+            f"{row.get(f'{split}/ci_high', 0):.3f}]" + (f" on {n}" if n else "") + f" (step {row['step']})")
 
 
 def _duration(seconds: float) -> str:
@@ -79,7 +80,8 @@ def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
     base = evs[0] if evs and evs[0]["step"] == 0 else None
     final = evs[-1] if evs and evs[-1]["step"] > 0 else None
     t_train = sum(float(r.get("time/step_s") or 0) for r in steps)
-    t_eval = sum(float(r.get("time/eval_s") or 0) for r in rows if "eval/ci_low" in r)
+    t_eval = sum(float(r.get("time/eval_s") or r.get("time/test_s") or 0) for r in rows
+                 if "eval/ci_low" in r or "test/ci_low" in r)
     rollout = cfg.get("rollout") or {}
     ssr = cfg.get("ssr") or {}
     rethink = cfg.get("rethink") or {}
@@ -88,11 +90,19 @@ def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
     kv: list[tuple[str, Any]] = [
         ("status", f"finished ({done} steps)" if total and done >= total else f"in progress or stopped: step {done}"
          + (f" of {total}" if total else "")),
-        ("held-out accuracy, base", _ci(base)),
-        ("held-out accuracy, latest" if not (total and done >= total) else "held-out accuracy, final", _ci(final)),
+        ("held-out (dev) accuracy, base", _ci(base)),
+        ("held-out (dev) accuracy, latest" if not (total and done >= total) else "held-out (dev) accuracy, final",
+         _ci(final)),
     ]
     if base and final:
         kv.append(("change", f"{final['eval/accuracy'] - base['eval/accuracy']:+.3f}"))
+    tests = [r for r in rows if "test/ci_low" in r]  # the test set: first and last step only
+    if tests:
+        kv.append(("test accuracy, base", _ci(tests[0], "test") if tests[0]["step"] == 0 else "-"))
+        if tests[-1]["step"] > 0:
+            kv.append(("test accuracy, final", _ci(tests[-1], "test")))
+            if tests[0]["step"] == 0:
+                kv.append(("test change", f"{tests[-1]['test/accuracy'] - tests[0]['test/accuracy']:+.3f}"))
     kv += [
         ("time logged", f"{_duration(t_train + t_eval)} (steps {_duration(t_train)}, evaluation {_duration(t_eval)})"),
         ("model / data", f"{model} / {data}"),
