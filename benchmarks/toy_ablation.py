@@ -184,7 +184,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
             m = min(len(r["curves"][key]) for r in rs)
             steps = [s for s, _ in rs[0]["curves"][key][:m]]
             vals = np.array([[v for _, v in r["curves"][key][:m]] for r in rs]).mean(0)
-            k = min(10, m)  # a 10-step moving average
+            k = max(1, min(10, m // 5))  # a 10-step moving average (shorter for short runs)
             smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
             ax.plot(steps[k - 1:], smooth, color=color, label=name)
     axes[0].set(xlabel="generated samples (thousands)", ylabel="dev accuracy, greedy (%)",
