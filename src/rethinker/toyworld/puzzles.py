@@ -360,18 +360,13 @@ def _count_two(rng: random.Random) -> Puzzle:
 
 
 # -- larger answer spaces (0-20): an all-wrong group means "too hard", not "unlucky" ------
-def _dots_image(rng: random.Random, n: int, r: float = 5) -> tuple[Image.Image, str]:
-    """n small dots of one random colour (up to 20 fit at radius 5)."""
-    return _count_image(rng, n, r)
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _count_many(rng: random.Random) -> Puzzle:
     n = rng.randint(1, 20)
-    img, color = _dots_image(rng, n)
+    img, color = _count_image(rng, n, r=5)  # small dots: up to 20 fit
     return Puzzle(
         "count_many", "counting", img,
         "How many dots are there in the image?", str(n), "integer", [str(v) for v in range(1, 21)],
@@ -384,7 +379,7 @@ def _count_many(rng: random.Random) -> Puzzle:
 def _add_many(rng: random.Random) -> Puzzle:
     """Few dots (1-5: countable), many added (1-15): a sum over 2-20."""
     n, k = rng.randint(1, 5), rng.randint(1, 15)
-    img, color = _dots_image(rng, n, r=7)
+    img, color = _count_image(rng, n, r=7)
     return Puzzle(
         "add_many", "arithmetic", img,
         f"If {k} more dot{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} added, how many dots will there be?",
@@ -398,7 +393,7 @@ def _add_many(rng: random.Random) -> Puzzle:
 def _sub_many(rng: random.Random) -> Puzzle:
     """Few dots (1-5) and a target of 6-20: a difference over 1-19."""
     n, total = rng.randint(1, 5), rng.randint(6, 20)
-    img, color = _dots_image(rng, n, r=7)
+    img, color = _count_image(rng, n, r=7)
     return Puzzle(
         "sub_many", "arithmetic", img,
         f"How many more dots are needed to make {total}?",
