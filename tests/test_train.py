@@ -241,11 +241,13 @@ def test_informative_groups_keep_whole_groups_with_a_nonzero_advantage():
 
 def test_dynamic_sampling_fills_the_step_with_informative_groups(tmp_path):
     out = tmp_path / "dyn"
-    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "3", "--eval-every", "0", "--save-every", "0",
-                "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3", "--rethink", "off"])
+    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "2", "--eval-every", "0", "--save-every", "0",
+                "--data.toy-test-size", "4", "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3",
+                "--rethink", "off"])
     assert res.returncode == 0, res.stderr[-3000:]
-    steps = [r for r in _rows(out) if "reward/mean" in r]
-    assert len(steps) == 3
+    rows = _rows(out)
+    steps = [r for r in rows if "reward/mean" in r]
+    assert [r["step"] for r in steps] == [1, 2]
     for r in steps:
         assert 1 <= r["dynamic/rounds"] <= 3 and r["dynamic/kept_groups"] <= 2
         assert r["dynamic/generated_groups"] == 2 * r["dynamic/rounds"]
@@ -253,6 +255,13 @@ def test_dynamic_sampling_fills_the_step_with_informative_groups(tmp_path):
         assert r["dynamic/kept_groups"] == 2 or r["dynamic/rounds"] == 3
         if r["dynamic/kept_groups"]:
             assert r["ssr/n_unique"] <= 4 * r["dynamic/kept_groups"]
+    # with this seed the last step finds no informative group in three draws: it trains on
+    # nothing, yet logs what it generated and still ends the run with the test evaluation
+    last = steps[-1]
+    assert (last["dynamic/kept_groups"], last["dynamic/rounds"], last["update/skipped"]) == (0, 3, 1)
+    assert last["rollout/samples"] == 3 * 8 == last["budget/samples"] - steps[0]["budget/samples"]
+    assert last["groups/zero_advantage"] == 1.0
+    assert any(r.get("step") == 2 and "test/accuracy" in r for r in rows)
 
 
 def test_same_seed_and_threads_give_bit_identical_runs(tmp_path):

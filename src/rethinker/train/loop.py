@@ -59,15 +59,13 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         n_generated = sum(len(p[3]) for p in parts)
         run.samples_generated += n_generated
         last = step == cfg.max_steps or 0 < cfg.max_samples <= run.samples_generated
-        if not samples:
-            run.logger.log({"step": step, "data/skipped_bad": n_bad, "update/skipped": 1})
-            continue
-        gstats = group_stats(torch.tensor([r for p in parts for r in p[3]], dtype=torch.float64),
-                             cfg.rollout.group_size, correct_threshold=cfg.reward.correct)
-        selection = run.selector.select(samples)
-        # 6. policy update
+        rewards = torch.tensor([r for p in parts for r in p[3]], dtype=torch.float64)
+        gstats = group_stats(rewards, cfg.rollout.group_size, correct_threshold=cfg.reward.correct) if len(rewards) else {}
+        selection = run.selector.select(samples) if samples else None
+        # 6. policy update (none when the step has nothing to train on: every record was
+        #    bad, or dynamic sampling found no informative group in any of its draws)
         upd: dict[str, Any] = {"update/skipped": 1}
-        if not selection.skipped_update:
+        if selection is not None and not selection.skipped_update:
             upd = policy_update(model, run.optimizer, run.scheduler, selection.samples, cfg.algo, cfg.optim,
                                 pad_id=run.pad_id, ref_model=run.ref_model,
                                 max_new_tokens=cfg.rollout.max_new_tokens, ctx=ctx)
@@ -83,7 +81,8 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
             last_eval = run.evaluate(step)
             row["eval/accuracy"] = last_eval.get("eval/accuracy")
         run.logger.log(row)
-        run.log_samples(step, exp, selection)
+        if selection is not None:
+            run.log_samples(step, exp, selection)
         _report_progress(bar, row, step, cfg.log_every, ctx.is_main)
         if cfg.save_every > 0 and (step % cfg.save_every == 0 or last):
             run.save(step)
@@ -172,23 +171,27 @@ def _set_advantages(samples: list[Sample], cfg) -> None:
         s.advantage = a
 
 
-def _step_row(step: int, metrics: dict[str, Any], upd: dict[str, Any], selection: Selection,
+def _step_row(step: int, metrics: dict[str, Any], upd: dict[str, Any], selection: Selection | None,
               gstats: dict[str, float], n_bad: int, lr: float, t0: float) -> dict[str, Any]:
-    """One ``metrics.jsonl`` line: collection, update, SSR and group statistics."""
-    sel = selection.stats
+    """One ``metrics.jsonl`` line: collection, update, SSR and group statistics (no SSR
+    statistics when the step had nothing to select from, no group statistics when it
+    generated nothing)."""
     row: dict[str, Any] = {"step": step, **metrics, **upd}
-    # after_ssr is 1.0 by construction in every mode but off: the trained batch is described
-    # by its mean |A| and share of positive advantages
-    row.update({k: v for k, v in sel.items() if k.startswith("effective_ratio")})
-    trained = [float(s.advantage) for s in selection.samples]
-    if trained:
-        row["ssr/mean_abs_advantage"] = sum(abs(a) for a in trained) / len(trained)
-        row["ssr/positive_share"] = sum(a > 0 for a in trained) / len(trained)
-    row.update({"ssr/n_selected": sel["n_selected"], "ssr/n_unique": sel["n_unique"],
-                "ssr/n_replayed": sel["n_replayed_from_buffer"], "ssr/replay_age_max": sel["replay_age_max"],
-                "groups/all_correct": gstats["all_correct_share"], "groups/all_wrong": gstats["all_wrong_share"],
-                "groups/zero_advantage": gstats["zero_adv_share"], "data/skipped_bad": n_bad,
-                "lr": lr, "time/step_s": time.perf_counter() - t0})
+    if selection is not None:
+        sel = selection.stats
+        # after_ssr is 1.0 by construction in every mode but off: the trained batch is
+        # described by its mean |A| and share of positive advantages
+        row.update({k: v for k, v in sel.items() if k.startswith("effective_ratio")})
+        trained = [float(s.advantage) for s in selection.samples]
+        if trained:
+            row["ssr/mean_abs_advantage"] = sum(abs(a) for a in trained) / len(trained)
+            row["ssr/positive_share"] = sum(a > 0 for a in trained) / len(trained)
+        row.update({"ssr/n_selected": sel["n_selected"], "ssr/n_unique": sel["n_unique"],
+                    "ssr/n_replayed": sel["n_replayed_from_buffer"], "ssr/replay_age_max": sel["replay_age_max"]})
+    if gstats:
+        row.update({"groups/all_correct": gstats["all_correct_share"], "groups/all_wrong": gstats["all_wrong_share"],
+                    "groups/zero_advantage": gstats["zero_adv_share"]})
+    row.update({"data/skipped_bad": n_bad, "lr": lr, "time/step_s": time.perf_counter() - t0})
     return row
 
 
