@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out puzzles for the accuracy report")
     b.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
     b.add_argument("--threads", type=int, default=d.threads)
-    b.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS), help="puzzle kinds (default: the default mix)")
+    b.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS),
+                   help=f"puzzle kinds (default: the shipped policy's, {' '.join(d.kinds)})")
     m = sub.add_parser("model", help="copy the packaged toy policy to a directory")
     m.add_argument("--output-dir", required=True)
     t = sub.add_parser("data", help="write toy puzzles as records (.parquet or .jsonl)")
@@ -51,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--split", choices=list(SPLITS), default="dev", help="puzzle split (default dev)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=2)
-    e.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS), help="puzzle kinds (default: the default mix)")
+    e.add_argument("--kinds", nargs="+", choices=list(ALL_KINDS),
+                   help=f"puzzle kinds (default: the default mix, {' '.join(DEFAULT_KINDS)})")
 
 
 def run(args: argparse.Namespace) -> int:

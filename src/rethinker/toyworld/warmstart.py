@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..prompt import build_messages, question_text
 from ..records import Record, load_image
 from .model import PACKAGE_POLICY_DIR, build_model, build_processor, build_tokenizer, save_toy
-from .puzzles import CONFIRM_TRIGGERS, DEFAULT_KINDS, FIX_TRIGGER, KINDS, generate, make_record, solution_of
+from .puzzles import CONFIRM_TRIGGERS, FIX_TRIGGER, KINDS, WARM_START_KINDS, generate, make_record, solution_of
 
 #: Rethinking triggers of the method, so that they tokenize compactly.
 TRIGGERS = ("\n\nWait", "\n\nWait, does it seem right?", "\n\nWait, let's double check",
@@ -52,7 +52,7 @@ class WarmStartConfig:
     eval_n: int = 550  # held-out puzzles (dev split: the stopping point is chosen there) for the report
     eval_every: int = 0  # 0: evaluate only at the end
     max_new_tokens: int = 48
-    kinds: Sequence[str] | None = DEFAULT_KINDS
+    kinds: Sequence[str] | None = WARM_START_KINDS
     # share of the teacher's worked solutions that carry its systematic error where it has
     # one (``puzzles.teacher_answer``): the warm start imitates an imperfect teacher and RL
     # against the verifiable reward has that to correct, besides what is half-learned
