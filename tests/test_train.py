@@ -286,7 +286,7 @@ def test_sample_budget_ends_the_run_and_the_test_split_is_scored_first_and_last(
 
     out = tmp_path / "budget"
     res = _run(["--output-dir", str(out), *TINY, "--max-steps", "10", "--max-samples", "20", "--eval-every", "0",
-                "--save-every", "0", "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3",
+                "--save-every", "100", "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3",
                 "--rethink", "off", "--data.toy-test-size", "6"])
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
@@ -303,6 +303,11 @@ def test_sample_budget_ends_the_run_and_the_test_split_is_scored_first_and_last(
     assert all(p["id"].startswith("toy-test-0-") for p in preds)
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["samples"] == budgets[-1] and summary["final_test"] == tests[-1]["test/accuracy"]
+    assert summary["steps"] == last  # the step the budget ended it at, not --max-steps
+    # resuming a run whose budget is spent takes no further step
+    res = _run(["--resume", str(out)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _rows(out) == rows and json.loads(res.stdout.strip().splitlines()[-1])["steps"] == last
 
 
 def test_cosine_schedule_ends_at_its_floor():

@@ -41,8 +41,12 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     last_eval, last_test = first_eval, {}
     bar = tqdm(total=cfg.max_steps, initial=run.start_step, desc="rl", file=sys.stderr,
                dynamic_ncols=True) if progress and ctx.is_main else None
+    reached = run.start_step
     for step in range(run.start_step + 1, cfg.max_steps + 1):
+        if 0 < cfg.max_samples <= run.samples_generated:
+            break  # resumed after the sample budget had ended the run
         t0 = time.perf_counter()
+        reached = step
         # 1-4. queries (this rank's share; bad records skipped, named, counted), rollouts,
         #      rewards, Forced Rethinking, group advantages (a GRPO group stays on one rank)
         exp, generated, skipped = _experience(run, step, rethink, sampling)
@@ -91,7 +95,7 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
             break
     if bar is not None:
         bar.close()
-    return run.finish(first_eval, last_eval, last_test)
+    return run.finish(first_eval, last_eval, last_test, steps=reached)
 
 
 def _begin(run: Run) -> dict[str, Any]:
