@@ -4,16 +4,14 @@ and a tiny evaluation."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from rethinker.cli import main
+from trainrun import ENV, kill_after_checkpoint
 
 TINY = [
     "--max-steps", "3", "--eval-every", "3", "--save-every", "1", "--keep-checkpoints", "3", "--seed", "3",
@@ -23,7 +21,6 @@ TINY = [
 ]
 
 
-ENV = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +60,7 @@ def test_killed_and_resumed_run_logs_the_same_samples(tiny_run, tmp_path):
     """Resumable like metrics.jsonl: the lines of steps after the last checkpoint are
     dropped, and the resumed steps log what an uninterrupted run logs."""
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TINY], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (out / "checkpoint-1" / "trainer_state.pt").exists():
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(out, TINY, step=1)
     res = subprocess.run([sys.executable, "-m", "rethinker", "train", "--resume", str(out)], env=ENV,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

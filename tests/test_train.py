@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rethinker.train.config import ConfigError, parse_overrides, resolve
+from trainrun import kill_after_checkpoint
 
 TINY = [
     "--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--seed", "3",
@@ -77,16 +76,7 @@ def test_short_run_writes_metrics_checkpoints_and_curves(full_run):
 def test_killed_and_resumed_run_matches_uninterrupted(full_run, tmp_path):
     ref_dir, _ = full_run
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TINY],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (out / "checkpoint-2" / "trainer_state.pt").exists():
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(out, TINY, step=2)
     assert not (out / "checkpoint-4").exists()
     res = _run(["--resume", str(out)])
     assert res.returncode == 0, res.stderr[-3000:]

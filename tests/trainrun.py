@@ -1,0 +1,29 @@
+"""Shared by the trainer's end-to-end tests: start a training, kill it hard once a
+checkpoint exists (a crash, not a clean exit)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+
+
+def kill_after_checkpoint(out: Path, args: list[str], step: int, timeout: float = 600) -> None:
+    """Run ``rethinker train --output-dir out *args`` and SIGKILL it as soon as
+    ``checkpoint-{step}`` is complete (its trainer state is written last)."""
+    proc = subprocess.Popen([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while not (out / f"checkpoint-{step}" / "trainer_state.pt").exists():
+            assert proc.poll() is None, f"the run ended before checkpoint-{step}"
+            assert time.time() < deadline, f"no checkpoint-{step} within {timeout:.0f} s"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
