@@ -113,6 +113,7 @@ def summarize(run_dir: Path) -> dict:
         "test_final": tests[last]["test/accuracy"],
         "test_base": tests[0]["test/accuracy"] if 0 in tests else float("nan"),
         "test_correct": {p["id"]: int(p["correct"]) for p in preds},
+        "test_kind": {p["id"]: p.get("category") or "?" for p in preds},
         "test_reflection": tests[last].get("test/reflection_rate", float("nan")),
         "zero_adv_half": mean([r["groups/zero_advantage_before_rethink"] for r in half]),
         "zero_adv_first": mean([r["groups/zero_advantage_before_rethink"] for r in train[:len(train) // 10 or 1]]),
@@ -160,10 +161,24 @@ def table(results: dict[str, list[dict]], seeds: list[int], steps: int) -> str:
             f"{fmt([r['reflection_half'] for r in rs], 1, 2)} / {fmt([r['test_reflection'] for r in rs], 1, 2)} | "
             f"{fmt([r['tokens'] / 1e6 for r in rs], 1, 2)} | {fmt([r['opt_steps'] for r in rs], 1, 0)} | "
             f"{fmt([r['steps'] for r in rs], 1, 0)} | {fmt([r['hours'] for r in rs], 1, 2)} |")
+    lines += ["", per_kind(results)]
     base = ref[0]["test_base"]
     head = (f"toy ablation: {len(seeds)} paired seeds ({', '.join(map(str, seeds))}), budget {steps * SAMPLES_PER_STEP:,} "
             f"samples per run, test split of {len(ids)} puzzles (base policy {base * 100:.1f}%)")
     return head + "\n\n" + "\n".join(lines)
+
+
+def per_kind(results: dict[str, list[dict]]) -> str:
+    """Final test accuracy per puzzle kind, mean over seeds (%): where the variants differ."""
+    kinds = sorted(set(results["GRPO"][0]["test_kind"].values()))
+    lines = ["| variant | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for name, rs in results.items():
+        cells = []
+        for k in kinds:
+            accs = [np.mean([r["test_correct"][i] for i, kk in r["test_kind"].items() if kk == k]) for r in rs]
+            cells.append(f"{np.mean(accs) * 100:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "final test accuracy per kind (%, mean over seeds)\n\n" + "\n".join(lines)
 
 
 def plot(results: dict[str, list[dict]], path: Path) -> None:

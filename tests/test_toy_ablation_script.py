@@ -36,7 +36,8 @@ def _fake_run(d: Path, seed: int, dev: list[float], n_right: int, zero_adv: floa
             rows.append({"step": s, "eval/accuracy": dev[s // 2], "eval/n": 100})
     rows.append({"step": STEPS, "test/accuracy": n_right / N_ITEMS, "test/n": N_ITEMS, "test/reflection_rate": 0.2})
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    preds = [{"id": f"toy-test-0-{i:06d}", "category": "count", "correct": i < n_right} for i in range(N_ITEMS)]
+    preds = [{"id": f"toy-test-0-{i:06d}", "category": "color" if i < N_ITEMS // 2 else "count", "correct": i < n_right}
+             for i in range(N_ITEMS)]
     (d / f"test-predictions-{STEPS}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
     return d
 
@@ -60,6 +61,11 @@ def test_table_and_plot_from_finished_runs(tmp_path):
     grpo = next(line for line in text.splitlines() if line.startswith("| GRPO |"))
     assert "| 60.0 ± 0.0 | - |" in grpo
     assert "3 paired seeds" in text and "400 puzzles" in text
+    # per kind: the first 200 puzzles are colour ones, all right; of the 200 counting ones
+    # GRPO gets 40 right and SSR 60
+    kinds = text[text.index("per kind"):]
+    assert "| variant | color | count |" in kinds
+    assert "| GRPO | 100.0 | 20.0 |" in kinds and "| GRPO+SSR | 100.0 | 30.0 |" in kinds
     ta.plot(results, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
 
