@@ -21,8 +21,6 @@ TINY = [
 ]
 
 
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rethinker.train.config import ConfigError, parse_overrides, resolve
-from trainrun import kill_after_checkpoint
+from trainrun import ENV, kill_after_checkpoint
 
 TINY = [
     "--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--seed", "3",
@@ -24,8 +24,7 @@ TIME_KEYS = ("time/", "tokens_per_s", "memory/")  # and host memory: neither is 
 
 
 def _run(args, **kw):
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
-    return subprocess.run([sys.executable, "-m", "rethinker", "train", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "rethinker", "train", *args], env=ENV, capture_output=True,
                           text=True, timeout=600, **kw)
 
 
