@@ -177,7 +177,9 @@ def test_panels_that_cannot_move_are_left_out():
     toy = to_dict(resolve(None, {}))
     rows = _fake_rows()
     keys = _keys(toy, rows)
-    assert keys == ["eval", "reward", "groups", "reflection", "rethink", "length", "entropy", "time"]
+    assert keys == ["eval", "reward", "groups", "reflection", "length", "entropy", "time"]  # no rethinking
+    on = _keys(to_dict(resolve(None, {"rethink": "on"})), rows)
+    assert on == ["eval", "reward", "groups", "reflection", "rethink", "length", "entropy", "time"]
     # the toy run: one on-policy update per batch (ratio == 1), no KL term
     assert "clip" not in keys and "kl" not in keys
     more = to_dict(resolve(None, {"optim.mini_batch_size": "16", "algo.kl_coef": "0.01", "rethink": "off"}))

