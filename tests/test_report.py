@@ -202,7 +202,7 @@ def test_figure_is_a_png_and_curves_png_uses_it(tmp_path):
 
 # -- run page -------------------------------------------------------------------------------
 
-def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False) -> Path:
+def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False, rethink=True) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = to_dict(resolve(None, {"max_steps": "10"}))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -212,7 +212,8 @@ def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False) -> Path:
     log = SampleLog(tmp_path, 1)
     for s in steps:
         texts = {0: EVIL} if s == 2 else {}
-        meta = {1: kept_meta("I count 3.", "\n\nWait, there might be a mistake", " It is 4. \\boxed{4}")}
+        meta = ({1: kept_meta("I count 3.", "\n\nWait, there might be a mistake", " It is 4. \\boxed{4}")}
+                if rethink else None)
         log.log_step(s, [record(s, question=f"question of step {s} <b>?</b>")],
                      group(0, 3, [1, 1, 0], texts=texts, meta=meta), [1, 1, 0])
     log.close()
@@ -248,6 +249,15 @@ def test_run_page_shows_the_logged_samples_escaped_and_self_contained(tmp_path):
     # nothing fetched from anywhere
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page)
     assert "@import" not in page and "url(http" not in page
+
+
+def test_run_page_offers_rethinking_filters_only_when_the_log_holds_an_attempt(tmp_path):
+    on = build_run_report(_run_dir(tmp_path / "on")).read_text()
+    off = build_run_report(_run_dir(tmp_path / "off", rethink=False)).read_text()
+    for marker in ('value="rethought"', 'value="kept"', "Forced Rethinking trigger</span>"):
+        assert marker in on and marker not in off
+    for page in (on, off):  # the rest of the controls and legend stay
+        assert 'value="wrong"' in page and 'value="drawn"' in page and "SSR xN</span> times" in page
 
 
 def test_run_page_of_a_live_run_reads_what_is_there(tmp_path):

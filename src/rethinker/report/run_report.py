@@ -200,16 +200,20 @@ def browser_html(samples: Sequence[Mapping[str, Any]], thumbs: Path, sheet: Imag
             "(<code>rethinker report --max-steps 0</code> shows all)." if len(steps) < len(by_step)
             else f"{len(by_step)} steps logged, all shown.")
     options = [("", "all shown steps")] + [(str(s), f"step {s}") for s in reversed(steps)]
+    # Forced Rethinking's filters and legend only where the log holds an attempt (a run with
+    # rethinking off would offer filters that always show nothing)
+    rethought = any(resp.get("rethink") for row in samples for resp in row.get("responses") or [])
+    shows = [("all", "all"), ("correct", "correct"), ("wrong", "wrong")]
+    shows += [("rethought", "rethought"), ("kept", "kept continuation")] if rethought else []
     controls = (select("f-step", "step", options, selected=str(steps[-1])) + " show: "
-                + radios("f-show", [("all", "all"), ("correct", "correct"), ("wrong", "wrong"),
-                                    ("rethought", "rethought"), ("kept", "kept continuation"),
-                                    ("drawn", "drawn by SSR")])
-                + '<span id="f-count"></span>')
+                + radios("f-show", [*shows, ("drawn", "drawn by SSR")]) + '<span id="f-count"></span>')
     note += " A view can be linked: <code>report.html#step=12&amp;show=wrong</code>."
-    legend = ('<p class="legend note"><span><mark class="trig">trigger</mark> Forced Rethinking trigger</span>'
-              '<span><span class="cont kept">continuation</span> kept continuation</span>'
-              '<span><span class="cont rejected">continuation</span> rejected continuation</span>'
-              '<span><span class="badge b-ssr">SSR xN</span> times Selective Sample Replay drew the response '
+    legend = ('<p class="legend note">'
+              + ('<span><mark class="trig">trigger</mark> Forced Rethinking trigger</span>'
+                 '<span><span class="cont kept">continuation</span> kept continuation</span>'
+                 '<span><span class="cont rejected">continuation</span> rejected continuation</span>'
+                 if rethought else "")
+              + '<span><span class="badge b-ssr">SSR xN</span> times Selective Sample Replay drew the response '
               'into the update</span></p>')
     items = "".join(_query(r, sheet, thumbs) for s in reversed(steps) for r in by_step[s])
     return f'<p class="note">{note}</p>{legend}<div class="filters">{controls}</div>{items}'
