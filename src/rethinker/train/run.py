@@ -129,10 +129,10 @@ class Run:
             s.meta.pop("rethink_attempt", None)
 
     def finish(self, first_eval: dict[str, Any], last_eval: dict[str, Any],
-               last_test: dict[str, Any] | None = None, steps: int | None = None) -> dict[str, Any]:
-        """``steps``: the last step the run reached (a sample budget can end it before
-        ``max_steps``). Close the logs; merge LoRA adapters into full weights (``merged/``); write
-        ``curves.png`` and ``report.html``."""
+               last_test: dict[str, Any] | None, *, steps: int) -> dict[str, Any]:
+        """Close the logs; merge LoRA adapters into full weights (``merged/``); write
+        ``curves.png`` and ``report.html``. ``steps``: the last step the run reached (a
+        sample budget can end it before ``max_steps``)."""
         self.logger.close()
         if self.sample_log is not None:
             self.sample_log.close()
@@ -149,7 +149,7 @@ class Run:
         self.ctx.barrier()
         return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
                 "base_test": first_eval.get("test/accuracy"), "final_test": (last_test or {}).get("test/accuracy"),
-                "steps": self.cfg.max_steps if steps is None else steps, "samples": self.samples_generated, "run_dir": str(self.run_dir)}
+                "steps": steps, "samples": self.samples_generated, "run_dir": str(self.run_dir)}
 
 
 def _seed(seed: int) -> None:
