@@ -184,8 +184,9 @@ TOY_PRESET: dict[str, Any] = {
     "rollout.vllm_kv_cache_gb": 1.0,
     # Off on the toy world only (real checkpoints keep the paper's setting): over 5 paired
     # seeds SSR + Forced Rethinking reached 60.4% final dev accuracy against SSR's 64.3%
-    # (a rule fixed before the 5th seed); the toy policy's greedy answers never self-check,
-    # and the kept rethinks that start wrong reinforce the wrong first answer.
+    # (a rule fixed before the 5th seed); the toy policy's greedy answers almost never
+    # self-check (0.00-0.01), and kept rethinks that start wrong likely reinforce the wrong
+    # first answer (a reading of the sample log, not a tested cause).
     "rethink.enabled": False,
     "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 10% (a constant 6e-5 oscillated, +8.8)
     "optim.warmup_steps": 10,
