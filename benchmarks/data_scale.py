@@ -61,9 +61,14 @@ class Synthetic(Sequence):
             raise IndexError(i)
         rng = random.Random(self.seed * 1_000_003 + i)
         k = rng.randint(1, 4)
-        return Record(id=f"scale-{i:06d}", question="How many circles are there in the image?", answer=str(k),
-                      images=[ImageRef(bytes=noise_png(rng, rng.randint(50_000, 200_000)))],
-                      category="count", source="data_scale")
+        return Record(
+            id=f"scale-{i:06d}",
+            question="How many circles are there in the image?",
+            answer=str(k),
+            images=[ImageRef(bytes=noise_png(rng, rng.randint(50_000, 200_000)))],
+            category="count",
+            source="data_scale",
+        )
 
 
 def peak_rss_mb(cmd: list[str], log: Path) -> tuple[float, float, int]:
@@ -91,18 +96,59 @@ def main() -> None:
         if not data.exists():
             t0 = time.perf_counter()
             write_records(data, Synthetic(n))
-            print(f"wrote {data} ({data.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr)
+            print(
+                f"wrote {data} ({data.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+            )
         size_gb = data.stat().st_size / 2**30
         jobs = {
-            "train --max-steps 3": rk + ["train", "--data", str(data), "--output-dir", str(out / f"train-{n}"),
-                                         "--max-steps", "3", "--eval-every", "0", "--save-every", "0",
-                                         "--threads", str(args.threads), "--no-progress"],
-            "eval --limit 64": rk + ["eval", "--benchmark", "records", "--data", str(data), "--limit", "64",
-                                     "--output-dir", str(out / f"eval-{n}"), "--max-new-tokens", "48",
-                                     "--restart", "--quiet"],
-            "data annotate --limit 16": rk + ["data", "annotate", str(data), "--limit", "16", "--samples", "2",
-                                              "--max-new-tokens", "48", "--output", str(out / f"annotated-{n}.parquet")],
+            "train --max-steps 3": rk
+            + [
+                "train",
+                "--data",
+                str(data),
+                "--output-dir",
+                str(out / f"train-{n}"),
+                "--max-steps",
+                "3",
+                "--eval-every",
+                "0",
+                "--save-every",
+                "0",
+                "--threads",
+                str(args.threads),
+                "--no-progress",
+            ],
+            "eval --limit 64": rk
+            + [
+                "eval",
+                "--benchmark",
+                "records",
+                "--data",
+                str(data),
+                "--limit",
+                "64",
+                "--output-dir",
+                str(out / f"eval-{n}"),
+                "--max-new-tokens",
+                "48",
+                "--restart",
+                "--quiet",
+            ],
+            "data annotate --limit 16": rk
+            + [
+                "data",
+                "annotate",
+                str(data),
+                "--limit",
+                "16",
+                "--samples",
+                "2",
+                "--max-new-tokens",
+                "48",
+                "--output",
+                str(out / f"annotated-{n}.parquet"),
+            ],
         }
         for name, cmd in jobs.items():
             rss, secs, rc = peak_rss_mb(cmd, out / f"{name.split()[0]}-{n}.log")

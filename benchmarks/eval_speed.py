@@ -30,20 +30,26 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from rethinker.model.load import load_policy, pick_device, pick_dtype
     from rethinker.rollout.evaluate import evaluate
     from rethinker.rollout.hf import TransformersEngine
     from rethinker.rollout.inputs import PromptEncoder
-    from rethinker.toyworld.puzzles import generate
-    from rethinker.model.load import load_policy, pick_device, pick_dtype
     from rethinker.toyworld.model import resolve_model_path
+    from rethinker.toyworld.puzzles import generate
 
     device = pick_device(args.device)
-    model, processor = load_policy(resolve_model_path(args.model), device=device, dtype=pick_dtype("auto", device),
-                                   trainable=False)
+    model, processor = load_policy(
+        resolve_model_path(args.model), device=device, dtype=pick_dtype("auto", device), trainable=False
+    )
     records = generate(args.items, seed=0, split="test")
     # warm-up (first-call allocations, judge imports), not timed
-    evaluate(TransformersEngine(model, processor), PromptEncoder(processor), records[:2],
-             max_new_tokens=args.max_new_tokens, batch_queries=2)
+    evaluate(
+        TransformersEngine(model, processor),
+        PromptEncoder(processor),
+        records[:2],
+        max_new_tokens=args.max_new_tokens,
+        batch_queries=2,
+    )
 
     rows = []
     runs = [(b, None) for b in (1, *args.batch)] + [(max(args.batch), False)]
@@ -57,8 +63,10 @@ def main() -> None:
         rows.append((label, dt, res.n_items / dt, engine.stats.tokens / dt, res.accuracy))
 
     base = rows[0][2]
-    print(f"toy policy, {args.items} held-out puzzles, greedy, up to {args.max_new_tokens} new tokens, "
-          f"{args.threads} threads, device {device}")
+    print(
+        f"toy policy, {args.items} held-out puzzles, greedy, up to {args.max_new_tokens} new tokens, "
+        f"{args.threads} threads, device {device}"
+    )
     print(f"{'batch':>14}  {'seconds':>8}  {'items/s':>8}  {'tokens/s':>9}  {'speed-up':>8}  {'accuracy':>8}")
     for batch, dt, ips, tps, acc in rows:
         print(f"{batch:>14}  {dt:>8.2f}  {ips:>8.2f}  {tps:>9.0f}  {ips / base:>7.2f}x  {acc:>8.3f}")

@@ -71,14 +71,13 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int) -> float:
         for _ in range(reps):
             a @ b
 
-    return 2 * n ** 3 * reps / timed(run, device, 3)
+    return 2 * n**3 * reps / timed(run, device, 3)
 
 
 def _queries(processor, n: int, image: int):
+    from rethinker.records import ImageRef, load_image
     from rethinker.rollout.inputs import PromptEncoder
     from rethinker.toyworld.puzzles import generate
-
-    from rethinker.records import ImageRef, load_image
 
     enc = PromptEncoder(processor, min_pixels=image * image, max_pixels=image * image)
     recs = []
@@ -96,8 +95,9 @@ def model_flops(model, tokens: int, seq: int, patches: int) -> float:
     included, embeddings not), causal attention 6 x layers x hidden x seq per token, and
     6 x the vision tower's parameters per patch (its attention left out: a lower bound)."""
     tc = model.config.text_config
-    text_matmul = sum(p.numel() for n, p in model.named_parameters()
-                      if "visual" not in n and p.dim() == 2 and "embed_tokens" not in n)
+    text_matmul = sum(
+        p.numel() for n, p in model.named_parameters() if "visual" not in n and p.dim() == 2 and "embed_tokens" not in n
+    )
     text_matmul += tc.hidden_size * tc.vocab_size  # the (tied) output head
     vision = sum(p.numel() for n, p in model.named_parameters() if "visual" in n and p.dim() >= 2)
     attn = 6 * tc.num_hidden_layers * tc.hidden_size * tokens * seq  # causal: half of 12 L h s per token
@@ -142,10 +142,15 @@ def bench_update(model, queries, pad_id: int, seq: int, device: str, repeats: in
         s.logprobs.sum().backward()
         model.zero_grad(set_to_none=True)
 
-    out["grouped"] = {"s": timed(grouped, device, repeats), "full_s": timed(grouped_full, device, repeats),
-                      "tokens": len(qidx) * seq, "queries": k, "group": len(queries) // k}
+    out["grouped"] = {
+        "s": timed(grouped, device, repeats),
+        "full_s": timed(grouped_full, device, repeats),
+        "tokens": len(qidx) * seq,
+        "queries": k,
+        "group": len(queries) // k,
+    }
     if device.startswith("cuda"):
-        out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return out
 
 
@@ -200,19 +205,29 @@ def main() -> int:
     print(f"bf16 matmul peak ({args.matmul}^3): {peak / 1e12:.0f} TFLOP/s\n")
     print("| measurement | rethinker | reference | ratio |")
     print("|---|---|---|---|")
-    print(f"| update fwd+bwd, {args.queries} x {args.seq} tokens, distinct prompts | {d['s']:.3f} s, "
-          f"{100 * mfu:.1f}% MFU | 0.93 s, 20% MFU (docs/method.md, H100) | - |")
+    print(
+        f"| update fwd+bwd, {args.queries} x {args.seq} tokens, distinct prompts | {d['s']:.3f} s, "
+        f"{100 * mfu:.1f}% MFU | 0.93 s, 20% MFU (docs/method.md, H100) | - |"
+    )
     gp = upd["grouped"]
-    print(f"| update fwd+bwd, {gp['queries']} queries x G={gp['group']}, grouped vs full forward | "
-          f"{gp['s']:.3f} s | {gp['full_s']:.3f} s | {gp['s'] / gp['full_s']:.2f} |")
+    print(
+        f"| update fwd+bwd, {gp['queries']} queries x G={gp['group']}, grouped vs full forward | "
+        f"{gp['s']:.3f} s | {gp['full_s']:.3f} s | {gp['s'] / gp['full_s']:.2f} |"
+    )
     r, b = roll["rethinker"], roll["transformers generate"]
-    print(f"| rollout {args.queries} x G={args.group} x <= {args.new_tokens} tokens | {r['tok_s']:.0f} tok/s "
-          f"({r['s']:.1f} s) | generate {b['tok_s']:.0f} tok/s ({b['s']:.1f} s) | {r['tok_s'] / b['tok_s']:.2f} |")
+    print(
+        f"| rollout {args.queries} x G={args.group} x <= {args.new_tokens} tokens | {r['tok_s']:.0f} tok/s "
+        f"({r['s']:.1f} s) | generate {b['tok_s']:.0f} tok/s ({b['s']:.1f} s) | {r['tok_s'] / b['tok_s']:.2f} |"
+    )
     if "peak_mem_gb" in upd:
         print(f"\npeak GPU memory in the update: {upd['peak_mem_gb']:.1f} GiB")
     if args.json:
-        Path(args.json).write_text(json.dumps({"peak_flops": peak, "update": upd, "rollout": roll, "mfu": mfu,
-                                               "device": dev, "shape": args.shape}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {"peak_flops": peak, "update": upd, "rollout": roll, "mfu": mfu, "device": dev, "shape": args.shape},
+                indent=1,
+            )
+        )
     return 0
 
 

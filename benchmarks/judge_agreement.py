@@ -30,8 +30,8 @@ import argparse
 import json
 import logging
 import random
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from rethinker.judge import grade
@@ -62,9 +62,15 @@ def load_suites(directory: Path = SUITES_DIR) -> dict[str, tuple[dict, list[Case
         name = header["suite"]
         cases = []
         for r in rows:
-            common = dict(suite=name, label=bool(r["label"]), standard=r.get("standard", True),
-                          choices=r.get("choices"), precision=r.get("precision"),
-                          answer_type=r.get("answer_type"), note=r.get("note", ""))
+            common = dict(
+                suite=name,
+                label=bool(r["label"]),
+                standard=r.get("standard", True),
+                choices=r.get("choices"),
+                precision=r.get("precision"),
+                answer_type=r.get("answer_type"),
+                note=r.get("note", ""),
+            )
             cases.append(Case(answer=r["answer"], gold=r["gold"], **common))
             if r.get("symmetric"):
                 cases.append(Case(answer=r["gold"], gold=r["answer"], **common))
@@ -86,8 +92,9 @@ AGREEMENT_TIMEOUT_S = 10.0
 
 
 def judge_verdict(case: Case) -> bool:
-    return grade(boxed(case.answer), case.gold, case.choices, case.answer_type, case.precision,
-                 timeout_s=AGREEMENT_TIMEOUT_S).correct
+    return grade(
+        boxed(case.answer), case.gold, case.choices, case.answer_type, case.precision, timeout_s=AGREEMENT_TIMEOUT_S
+    ).correct
 
 
 def math_verify_verdict(case: Case) -> bool:
@@ -134,8 +141,16 @@ def _gen_cases(seed: int = 0) -> list[dict]:
     out: list[dict] = []
 
     def add(answer, gold, label, kind, symmetric=False, **extra):
-        out.append({"answer": answer, "gold": gold, "label": label, "kind": kind,
-                    **({"symmetric": True} if symmetric else {}), **extra})
+        out.append(
+            {
+                "answer": answer,
+                "gold": gold,
+                "label": label,
+                "kind": kind,
+                **({"symmetric": True} if symmetric else {}),
+                **extra,
+            }
+        )
 
     for _ in range(8):  # LaTeX spacing and separators inside numbers
         n = rng.randint(1000, 9_999_999)
@@ -158,8 +173,13 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         col = f"\\begin{{pmatrix}} {v[0]} \\\\ {v[1]} \\\\ {v[2]} \\end{{pmatrix}}"
         col_tight = f"\\begin{{pmatrix}}{v[0]}\\\\{v[1]}\\\\{v[2]}\\end{{pmatrix}}"
         add(col, col_tight, True, "matrix", symmetric=True)
-        add(col, f"\\begin{{pmatrix}} {v[0]} \\\\ {v[1]} \\\\ {v[2] + 2} \\end{{pmatrix}}", False, "matrix",
-            symmetric=True)
+        add(
+            col,
+            f"\\begin{{pmatrix}} {v[0]} \\\\ {v[1]} \\\\ {v[2] + 2} \\end{{pmatrix}}",
+            False,
+            "matrix",
+            symmetric=True,
+        )
     for _ in range(6):  # precision on every part of a structure
         x, y = sorted(round(rng.uniform(0.5, 9.5), 2) for _ in range(2))
         if x == y:
@@ -168,13 +188,23 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         add(f"({xa:.3f}, {ya:.3f})", f"({x:.2f}, {y:.2f})", True, "precision", symmetric=True, precision=2)
         add(f"[{xa:.3f}, {ya:.3f}]", f"[{x:.2f}, {y:.2f}]", True, "precision", symmetric=True, precision=2)
         add(f"({xa:.3f}, {ya:.3f}, 1)", f"({x:.2f}, {y:.2f}, 1)", True, "precision", symmetric=True, precision=2)
-        add(f"\\begin{{pmatrix}} {xa:.3f} \\\\ {ya:.3f} \\end{{pmatrix}}",
-            f"\\begin{{pmatrix}} {x:.2f} \\\\ {y:.2f} \\end{{pmatrix}}", True, "precision", symmetric=True,
-            precision=2)
+        add(
+            f"\\begin{{pmatrix}} {xa:.3f} \\\\ {ya:.3f} \\end{{pmatrix}}",
+            f"\\begin{{pmatrix}} {x:.2f} \\\\ {y:.2f} \\end{{pmatrix}}",
+            True,
+            "precision",
+            symmetric=True,
+            precision=2,
+        )
         add(f"({x + 0.02:.2f}, {y:.2f})", f"({x:.2f}, {y:.2f})", False, "precision", symmetric=True, precision=2)
-        add(f"\\begin{{pmatrix}} {x:.2f} \\\\ {y + 0.03:.2f} \\end{{pmatrix}}",
-            f"\\begin{{pmatrix}} {x:.2f} \\\\ {y:.2f} \\end{{pmatrix}}", False, "precision", symmetric=True,
-            precision=2)
+        add(
+            f"\\begin{{pmatrix}} {x:.2f} \\\\ {y + 0.03:.2f} \\end{{pmatrix}}",
+            f"\\begin{{pmatrix}} {x:.2f} \\\\ {y:.2f} \\end{{pmatrix}}",
+            False,
+            "precision",
+            symmetric=True,
+            precision=2,
+        )
     for _ in range(4):  # ratio ground truths are no option letters
         k = rng.randint(2, 9)
         add(str(k), f"A:B={k}", True, "ratio")
@@ -182,8 +212,16 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         add(str(k + 1), f"A:B={k}", False, "ratio")
     for _ in range(4):  # units
         n = rng.randint(2, 500)
-        for form in (f"€{n}", f"{n}€", f"{n} m²", f"{n}\\text{{ cm}}^2", f"{n} milliliters (ml)", f"{n} km/h",
-                     f"\\${n}", f"{n}\\text{{ dollars}}"):
+        for form in (
+            f"€{n}",
+            f"{n}€",
+            f"{n} m²",
+            f"{n}\\text{{ cm}}^2",
+            f"{n} milliliters (ml)",
+            f"{n} km/h",
+            f"\\${n}",
+            f"{n}\\text{{ dollars}}",
+        ):
             add(form, str(n), True, "units", symmetric=True)
         add(f"{n + 1} m²", str(n), False, "units", symmetric=True)
     for _ in range(4):  # \bmod and e-notation
@@ -192,9 +230,9 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         add(f"{a} \\bmod {b}", str(a % b), True, "mod", symmetric=True)
         add(f"{a} \\bmod {b}", str(a % b + 1), False, "mod", symmetric=True)
         m, e = rng.randint(1, 9), rng.randint(2, 6)
-        add(f"{m}e{e}", str(m * 10 ** e), True, "e-notation", symmetric=True)
-        add(f"{m}.5e-{e}", f"{(m + 0.5) / 10 ** e:.{e + 1}f}", True, "e-notation", symmetric=True)
-        add(f"{m}e{e + 1}", str(m * 10 ** e), False, "e-notation", symmetric=True)
+        add(f"{m}e{e}", str(m * 10**e), True, "e-notation", symmetric=True)
+        add(f"{m}.5e-{e}", f"{(m + 0.5) / 10**e:.{e + 1}f}", True, "e-notation", symmetric=True)
+        add(f"{m}e{e + 1}", str(m * 10**e), False, "e-notation", symmetric=True)
     for _ in range(4):  # repeating decimals
         q = rng.choice([3, 7, 9, 11, 12, 13])
         p_ = rng.randint(1, q - 1)
@@ -207,24 +245,50 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         if rest:
             start = seen[rest]
             head, rep = "".join(digits[:start]), "".join(digits[start:])
-            add(f"0.{head}\\overline{{{rep}}}", f"\\frac{{{frac.numerator}}}{{{frac.denominator}}}", True, "repeating",
-                symmetric=True)
+            add(
+                f"0.{head}\\overline{{{rep}}}",
+                f"\\frac{{{frac.numerator}}}{{{frac.denominator}}}",
+                True,
+                "repeating",
+                symmetric=True,
+            )
             add(f"0.{head}{rep[:2]}", f"0.{head}\\overline{{{rep}}}", False, "repeating", symmetric=True)
     options = ["3 cm", "5 cm", "7 cm", "9 cm"]
     for _ in range(6):  # hedges: never credit
         k = rng.randint(2, 99)
         other = k + rng.randint(1, 9)
-        for form in (f"{k} or {other}", f"{other} or {k}", f"{k}, {other}", f"{other}, {k}", f"\\pm {k}",
-                     f"\\{{{k}, {other}\\}}", f"{k} \\text{{ or }} {other}", f"x = {k} \\text{{ or }} x = {other}",
-                     f"{k} \\text{{ and }} {other}", f"{k}, {other}, {other + 1}"):
+        for form in (
+            f"{k} or {other}",
+            f"{other} or {k}",
+            f"{k}, {other}",
+            f"{other}, {k}",
+            f"\\pm {k}",
+            f"\\{{{k}, {other}\\}}",
+            f"{k} \\text{{ or }} {other}",
+            f"x = {k} \\text{{ or }} x = {other}",
+            f"{k} \\text{{ and }} {other}",
+            f"{k}, {other}, {other + 1}",
+        ):
             add(form, str(k), False, "hedge")
         add(f"\\pm {k}", f"\\pm {k}", True, "hedge-control")
         add(f"{k}, {other}", f"{k}, {other}", True, "hedge-control")
         i = rng.randrange(4)
         L, M = "ABCD"[i], "ABCD"[(i + 1) % 4]
-        for form in (f"{L} or {M}", f"{M} or {L}", f"{L}, {M}", f"{L}{M}", "ABCD", "A, B, C, D", f"({L}) or ({M})",
-                     f"({L}), ({M})", f"{L}) {options[i]}; {M}) {options[(i + 1) % 4]}", f"{L}. or {M}.",
-                     f"{L} and {M}", f"{L}/{M}", f"{L}:{M}"):
+        for form in (
+            f"{L} or {M}",
+            f"{M} or {L}",
+            f"{L}, {M}",
+            f"{L}{M}",
+            "ABCD",
+            "A, B, C, D",
+            f"({L}) or ({M})",
+            f"({L}), ({M})",
+            f"{L}) {options[i]}; {M}) {options[(i + 1) % 4]}",
+            f"{L}. or {M}.",
+            f"{L} and {M}",
+            f"{L}/{M}",
+            f"{L}:{M}",
+        ):
             add(form, L, False, "hedge")
             add(form, L, False, "hedge", choices=options)
         add(f"({L})", L, True, "hedge-control", choices=options)
@@ -237,10 +301,14 @@ def _gen_cases(seed: int = 0) -> list[dict]:
 
 def write_generated(seed: int = 0) -> Path:
     path = SUITES_DIR / "generated.jsonl"
-    header = {"suite": "generated", "source_repo": "rethinker (this repository)",
-              "source_paths": ["benchmarks/judge_agreement.py"], "seed": seed,
-              "selection": "written by `python benchmarks/judge_agreement.py --write-generated`: every failure class "
-                           "and hedging pattern of docs/judge.md with random numbers; labels by construction"}
+    header = {
+        "suite": "generated",
+        "source_repo": "rethinker (this repository)",
+        "source_paths": ["benchmarks/judge_agreement.py"],
+        "seed": seed,
+        "selection": "written by `python benchmarks/judge_agreement.py --write-generated`: every failure class "
+        "and hedging pattern of docs/judge.md with random numbers; labels by construction",
+    }
     with path.open("w", encoding="utf-8") as f:
         for row in [header, *_gen_cases(seed)]:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -264,8 +332,10 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         src = suites[r["suite"]][0].get("source_repo", "") if r["suite"] in suites else ""
-        print(f"| {r['suite']} | {src} | {r['n_std']} | {_pct(r['judge_std'], r['n_std'])} | "
-              f"{_pct(r['mv_std'], r['n_std'])} | {r['n']} | {_pct(r['judge'], r['n'])} | {_pct(r['mv'], r['n'])} |")
+        print(
+            f"| {r['suite']} | {src} | {r['n_std']} | {_pct(r['judge_std'], r['n_std'])} | "
+            f"{_pct(r['mv_std'], r['n_std'])} | {r['n']} | {_pct(r['judge'], r['n'])} | {_pct(r['mv'], r['n'])} |"
+        )
     if args.show:
         for r in rows[:-1]:
             for c in r["misses"]:

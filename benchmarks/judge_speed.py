@@ -48,8 +48,22 @@ def _query(rng: random.Random) -> dict:
     """One query: its kind, ground truth, options, type, precision and a pool of
     predictions (right ones first in the pool, wrong ones after)."""
     kind = rng.choice(
-        ["integer", "fraction", "precision", "choice", "yesno", "text", "radical", "polynomial",
-         "equation", "interval", "set", "percent", "degrees", "units"]
+        [
+            "integer",
+            "fraction",
+            "precision",
+            "choice",
+            "yesno",
+            "text",
+            "radical",
+            "polynomial",
+            "equation",
+            "interval",
+            "set",
+            "percent",
+            "degrees",
+            "units",
+        ]
     )
     q: dict = {"kind": kind, "choices": None, "answer_type": None, "precision": None}
     if kind == "integer":
@@ -92,7 +106,7 @@ def _query(rng: random.Random) -> dict:
     elif kind == "radical":
         a, b = rng.randint(2, 5), rng.choice([2, 3, 5, 6, 7])
         q["gold"] = f"{a}\\sqrt{{{b}}}"
-        right = [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}", f"{a * b ** 0.5:.6f}"]
+        right = [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}", f"{a * b**0.5:.6f}"]
         wrong = [f"\\sqrt{{{a * b}}}", f"{b}\\sqrt{{{a}}}"]
     elif kind == "polynomial":
         a = rng.randint(1, 6)
@@ -154,15 +168,25 @@ def make_pairs(n: int, seed: int) -> list[dict]:
             else:
                 pred = rng.choice(q["right"] if rng.random() < p_right else q["wrong"])
                 response = FILLER * rng.randint(1, 4) + f"Therefore the final answer is \\boxed{{{pred}}}."
-            pairs.append({"kind": kind, "response": response, "ground_truth": gold, "choices": q["choices"],
-                          "answer_type": q["answer_type"], "precision": q["precision"], "pred": pred})
+            pairs.append(
+                {
+                    "kind": kind,
+                    "response": response,
+                    "ground_truth": gold,
+                    "choices": q["choices"],
+                    "answer_type": q["answer_type"],
+                    "precision": q["precision"],
+                    "pred": pred,
+                }
+            )
     return pairs[:n]
 
 
 # -- the graders ------------------------------------------------------------------------
 def ours_single(pairs: list[dict]) -> list[bool]:
-    return [grade(p["response"], p["ground_truth"], p["choices"], p["answer_type"], p["precision"]).correct
-            for p in pairs]
+    return [
+        grade(p["response"], p["ground_truth"], p["choices"], p["answer_type"], p["precision"]).correct for p in pairs
+    ]
 
 
 def ours_pool(pairs: list[dict], workers: int) -> list[bool]:
@@ -184,16 +208,15 @@ def plain_math_verify(pairs: list[dict]) -> list[bool]:
 # -- why verdicts differ (each a documented choice) -------------------------------------------
 EXPLAIN = {
     ("no-box", False): "training rules: the answer must be in \\boxed{} (EVAL_RULES would accept "
-                       "'the answer is X'); math-verify takes any LaTeX/number it finds",
+    "'the answer is X'); math-verify takes any LaTeX/number it finds",
     ("choice", True): "option letters / option text: math-verify parses 'B' as a symbol and cannot map "
-                      "'(B)', 'B. 5 cm', '\\text{B}' or the option's text to the letter",
+    "'(B)', 'B. 5 cm', '\\text{B}' or the option's text to the letter",
     ("choice", False): "letter mismatch math-verify accepts (e.g. symbol products)",
     ("yesno", True): "yes/no compared as words: math-verify reads 'Yes' as the product E*s*y "
-                     "('yes' and 'Yes' differ, '\\text{Yes}' vs 'Yes' differ)",
+    "('yes' and 'Yes' differ, '\\text{Yes}' vs 'Yes' differ)",
     ("text", True): "short text compared as words, case-insensitive: math-verify compares symbol products, "
-                    "case-sensitive",
-    ("precision", True): "MathVista precision: we round both to the given decimals; math-verify "
-                         "rounds to 6 decimals",
+    "case-sensitive",
+    ("precision", True): "MathVista precision: we round both to the given decimals; math-verify rounds to 6 decimals",
     ("percent", True): "X% equals X and X/100 (math-verify: only for integers, e.g. 12.5% != 12.5)",
     ("percent", False): "percent rules differ",
     ("units", True): "a number with a unit equals the number (math-verify keeps some units as symbols)",
@@ -210,8 +233,12 @@ def _time(fn, *args) -> tuple[list[bool], float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000, help="pairs graded by our judge")
-    ap.add_argument("--baseline-n", type=int, default=2_000,
-                    help="pairs (the first ones) also graded by plain math-verify, which is slow")
+    ap.add_argument(
+        "--baseline-n",
+        type=int,
+        default=2_000,
+        help="pairs (the first ones) also graded by plain math-verify, which is slow",
+    )
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=int, default=1, help="examples printed per kind of difference")
@@ -222,8 +249,10 @@ def main() -> None:
     base = pairs[: min(args.baseline_n, len(pairs))]
     uniq = len({(p["response"], p["ground_truth"]) for p in pairs})
     kinds = Counter(p["kind"] for p in pairs)
-    print(f"{len(pairs)} pairs ({uniq} distinct), seed {args.seed}, {GROUP} responses per query, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(pairs)} pairs ({uniq} distinct), seed {args.seed}, {GROUP} responses per query, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     print("kinds: " + ", ".join(f"{k} {c}" for k, c in sorted(kinds.items())))
 
     # Warm-up on pairs of another seed (imports, ANTLR set-up, sympy's own caches, the
@@ -257,8 +286,10 @@ def main() -> None:
     ours_b = ours[: len(base)]
     diffs = [(p, o, m) for p, o, m in zip(base, ours_b, mv) if o != m]
     print()
-    print(f"on the {len(base)} pairs both graded: accuracy ours {sum(ours_b) / len(base):.3f}, plain math-verify "
-          f"{sum(mv) / len(base):.3f}; verdicts differ on {len(diffs)} ({100 * len(diffs) / len(base):.1f}%)")
+    print(
+        f"on the {len(base)} pairs both graded: accuracy ours {sum(ours_b) / len(base):.3f}, plain math-verify "
+        f"{sum(mv) / len(base):.3f}; verdicts differ on {len(diffs)} ({100 * len(diffs) / len(base):.1f}%)"
+    )
     groups: dict[tuple[str, bool], list] = defaultdict(list)
     for p, o, m in diffs:
         groups[(p["kind"], o)].append(p)
@@ -272,12 +303,16 @@ def main() -> None:
             shown = ("..." + p["response"][-28:]) if p["pred"] is None else p["pred"]
             extra = f" choices={p['choices']}" if p["choices"] else ""
             extra += f" precision={p['precision']}" if p["precision"] is not None else ""
-            print(f"| {kind:<10} | {str(o):<5} | {str(not o):<5} | {len(ps):>5} | "
-                  f"`{shown}` vs `{p['ground_truth']}`{extra} | {why} |")
+            print(
+                f"| {kind:<10} | {str(o):<5} | {str(not o):<5} | {len(ps):>5} | "
+                f"`{shown}` vs `{p['ground_truth']}`{extra} | {why} |"
+            )
         distinct = sorted({("no box" if p["pred"] is None else p["pred"]) for p in ps})
         if len(distinct) > args.examples:
-            print(f"|  |  |  |  | all answers: {', '.join('`' + d + '`' for d in distinct[:8])}"
-                  f"{' ...' if len(distinct) > 8 else ''} |  |")
+            print(
+                f"|  |  |  |  | all answers: {', '.join('`' + d + '`' for d in distinct[:8])}"
+                f"{' ...' if len(distinct) > 8 else ''} |  |"
+            )
 
     hostile_table()
 

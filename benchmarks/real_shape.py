@@ -122,17 +122,24 @@ def main() -> int:
     ap.add_argument("--group", type=int, default=2, help="G samples per query")
     ap.add_argument("--micro-batch", type=int, default=2, help="optim.micro_batch_size")
     ap.add_argument("--max-pixels", type=int, default=1280 * 28 * 28)
-    ap.add_argument("--images", default="1120x896;448x448,336x336",
-                    help="the queries' images, WxH, ',' between images, ';' between queries (default: one image "
-                         "at max_pixels exactly, 1280 tokens; two images, 256 + 144 tokens before min_pixels)")
+    ap.add_argument(
+        "--images",
+        default="1120x896;448x448,336x336",
+        help="the queries' images, WxH, ',' between images, ';' between queries (default: one image "
+        "at max_pixels exactly, 1280 tokens; two images, 256 + 144 tokens before min_pixels)",
+    )
     ap.add_argument("--min-pixels", type=int, default=256 * 28 * 28)
-    ap.add_argument("--trim", action="store_true",
-                    help="malloc_trim(0) after each phase and report the RSS it returns (glibc's retained heap)")
+    ap.add_argument(
+        "--trim",
+        action="store_true",
+        help="malloc_trim(0) after each phase and report the RSS it returns (glibc's retained heap)",
+    )
     ap.add_argument("--skip-prob", type=float, default=0.35, help="rethink.skip_prob (the released value)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
+    import numpy as np
     import torch
 
     from rethinker.algo.ssr import SampleSelector
@@ -148,19 +155,33 @@ def main() -> int:
     from rethinker.train.optim import make_optimizer, make_scheduler
     from rethinker.train.update import policy_update
 
-    import numpy as np
-
     if args.threads:
         torch.set_num_threads(args.threads)
     runtime = runtime_bytes()  # the process before any model: Python + torch + transformers
     torch.manual_seed(0)
-    cfg = resolve(None, {
-        "model.path": f"random-{args.shape}", "model.dtype": "bfloat16", "model.lora_rank": args.lora_rank,
-        "model.gradient_checkpointing": True, "model.min_pixels": args.min_pixels if args.shape == "3b" else 56 * 56,
-        "model.max_pixels": args.max_pixels, "rollout.queries_per_step": 2, "rollout.group_size": args.group,
-        "rollout.max_new_tokens": args.new_tokens, "rollout.max_batch_queries": 2, "rollout.top_k": 0,
-        "rollout.top_p": 1.0, "optim.micro_batch_size": args.micro_batch, "optim.mini_batch_size": None,
-        "optim.lr": 1e-5, "rethink.enabled": True, "rethink.skip_prob": args.skip_prob, "device": "cpu"})
+    cfg = resolve(
+        None,
+        {
+            "model.path": f"random-{args.shape}",
+            "model.dtype": "bfloat16",
+            "model.lora_rank": args.lora_rank,
+            "model.gradient_checkpointing": True,
+            "model.min_pixels": args.min_pixels if args.shape == "3b" else 56 * 56,
+            "model.max_pixels": args.max_pixels,
+            "rollout.queries_per_step": 2,
+            "rollout.group_size": args.group,
+            "rollout.max_new_tokens": args.new_tokens,
+            "rollout.max_batch_queries": 2,
+            "rollout.top_k": 0,
+            "rollout.top_p": 1.0,
+            "optim.micro_batch_size": args.micro_batch,
+            "optim.mini_batch_size": None,
+            "optim.lr": 1e-5,
+            "rethink.enabled": True,
+            "rethink.skip_prob": args.skip_prob,
+            "device": "cpu",
+        },
+    )
     dtype = torch.bfloat16
     t = time.perf_counter()
     processor = load_processor(toy_model_path())
@@ -175,7 +196,7 @@ def main() -> int:
     model.get_output_embeddings().register_forward_hook(eos_bias_hook(eos, 1 / 8))
     build_s = time.perf_counter() - t
     rss_model = peak_rss()
-    _note(f"built in {build_s:.0f} s, peak RSS {rss_model / 2 ** 30:.2f} GiB")
+    _note(f"built in {build_s:.0f} s, peak RSS {rss_model / 2**30:.2f} GiB")
     # the step's peak from here on (random initialisation has transients a checkpoint load does not)
     peak_was_reset = reset_peak()
 
@@ -183,8 +204,7 @@ def main() -> int:
     sizes = [[tuple(int(v) for v in im.split("x")) for im in q.split(",")] for q in args.images.split(";")]
     if args.shape == "tiny":
         sizes = [[(224, 168)], [(112, 112), (84, 84)]]
-    encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, min_pixels=m.min_pixels,
-                            max_pixels=m.max_pixels)
+    encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, min_pixels=m.min_pixels, max_pixels=m.max_pixels)
     records, queries, bad = encode_batch(encoder, _records(sizes))
     assert not bad, bad
     _note(f"queries: {[q.length for q in queries]} tokens")
@@ -196,17 +216,30 @@ def main() -> int:
 
     # 2-3. rollout, rewards, Forced Rethinking (the trainer's collect)
     t = time.perf_counter()
-    exp = collect(engine, processor.tokenizer, records, queries, params=cfg.rollout.sampling(),
-                  reward_cfg=cfg.reward, rethink_cfg=cfg.rethink_for_rollout(), rng=rng, step=1)
+    exp = collect(
+        engine,
+        processor.tokenizer,
+        records,
+        queries,
+        params=cfg.rollout.sampling(),
+        reward_cfg=cfg.reward,
+        rethink_cfg=cfg.rethink_for_rollout(),
+        rng=rng,
+        step=1,
+    )
     collect_s = time.perf_counter() - t
     rss_rollout = peak_rss()
     trims = {}
     if args.trim:
         trims["collect"] = trim()
-        _note(f"after collect: RSS {trims['collect'][0] / 2 ** 30:.2f} GiB, after malloc_trim "
-              f"{trims['collect'][1] / 2 ** 30:.2f} GiB")
-    _note(f"collected in {collect_s:.0f} s ({json.dumps({k: v for k, v in exp.metrics.items() if 'time' in k or 'rethink' in k})}), "
-          f"peak RSS {rss_rollout / 2 ** 30:.2f} GiB")
+        _note(
+            f"after collect: RSS {trims['collect'][0] / 2**30:.2f} GiB, after malloc_trim "
+            f"{trims['collect'][1] / 2**30:.2f} GiB"
+        )
+    _note(
+        f"collected in {collect_s:.0f} s ({json.dumps({k: v for k, v in exp.metrics.items() if 'time' in k or 'rethink' in k})}), "
+        f"peak RSS {rss_rollout / 2**30:.2f} GiB"
+    )
     # random weights: every reward is 0; 1, 0, ... within each group gives the update work
     for i, s in enumerate(exp.samples):
         s.reward = 1.0 if i % cfg.rollout.group_size == 0 else 0.0
@@ -214,54 +247,95 @@ def main() -> int:
     _set_advantages(exp.samples, cfg)
     selection = selector.select(exp.samples)
     t = time.perf_counter()
-    upd = policy_update(model, optimizer, scheduler, selection.samples, cfg.algo, cfg.optim,
-                        pad_id=engine.pad_id, max_new_tokens=cfg.rollout.max_new_tokens)
+    upd = policy_update(
+        model,
+        optimizer,
+        scheduler,
+        selection.samples,
+        cfg.algo,
+        cfg.optim,
+        pad_id=engine.pad_id,
+        max_new_tokens=cfg.rollout.max_new_tokens,
+    )
     update_s = time.perf_counter() - t
     rss_peak = peak_rss()
     if args.trim:
         trims["update"] = trim()
-        _note(f"after update: RSS {trims['update'][0] / 2 ** 30:.2f} GiB, after malloc_trim "
-              f"{trims['update'][1] / 2 ** 30:.2f} GiB")
+        _note(
+            f"after update: RSS {trims['update'][0] / 2**30:.2f} GiB, after malloc_trim "
+            f"{trims['update'][1] / 2**30:.2f} GiB"
+        )
 
     # the plan's prediction for this workload: the longest prompt, its images' patches
     longest = max(queries, key=lambda q: q.length)
     vis = max(int((q.mm_token_type_ids == 1).sum()) for q in queries)
     n_img = max(int(q.image_grid_thw.shape[0]) for q in queries)
-    wl = Workload(images_per_query=n_img, prompt_text_tokens=longest.length - vis - 2 * n_img,
-                  visual_tokens=vis)
+    wl = Workload(images_per_query=n_img, prompt_text_tokens=longest.length - vis - 2 * n_img, visual_tokens=vis)
     mp = plan(cfg, model.get_base_model().config, 1, device="cpu", dtype_bytes=2, workload=wl, runtime=runtime)
     err = (mp.peak - rss_peak) / rss_peak
 
     mt = exp.metrics
     rollout_s, rethink_s = mt.get("time/rollout_s", 0.0), mt.get("time/rethink_s", 0.0)
-    print(f"\n{args.shape} shape: {n_params / 1e9:.3f} B parameters (random bf16), LoRA rank {m.lora_rank} "
-          f"({mp.trainable / 1e6:.2f} M trainable), gradient checkpointing, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"queries: {', '.join(f'{q.length} tokens / {int(q.image_grid_thw.shape[0])} image(s)' for q in queries)}; "
-          f"G = {cfg.rollout.group_size}, max_new_tokens {cfg.rollout.max_new_tokens}\n")
+    print(
+        f"\n{args.shape} shape: {n_params / 1e9:.3f} B parameters (random bf16), LoRA rank {m.lora_rank} "
+        f"({mp.trainable / 1e6:.2f} M trainable), gradient checkpointing, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"queries: {', '.join(f'{q.length} tokens / {int(q.image_grid_thw.shape[0])} image(s)' for q in queries)}; "
+        f"G = {cfg.rollout.group_size}, max_new_tokens {cfg.rollout.max_new_tokens}\n"
+    )
     print("| phase | time | tokens | peak RSS so far |")
     print("|---|---|---|---|")
-    print(f"| build (random weights + LoRA) | {build_s:.1f} s | - | {rss_model / 2 ** 30:.2f} GiB "
-          f"(peak{', then reset' if peak_was_reset else ''}) |")
+    print(
+        f"| build (random weights + LoRA) | {build_s:.1f} s | - | {rss_model / 2**30:.2f} GiB "
+        f"(peak{', then reset' if peak_was_reset else ''}) |"
+    )
     print(f"| rollout (prefill + sampling) | {rollout_s:.1f} s | {mt['rollout/tokens']} generated | - |")
-    print(f"| Forced Rethinking | {rethink_s:.1f} s | {mt.get('rethink/attempts', 0)} continuations, "
-          f"{mt.get('rethink/accepted', 0)} kept | {rss_rollout / 2 ** 30:.2f} GiB |")
-    print(f"| update ({selection.stats['n_selected']:.0f} samples, micro-batch {cfg.optim.micro_batch_size}) | "
-          f"{update_s:.1f} s | {upd['update/tokens']} completion tokens | {rss_peak / 2 ** 30:.2f} GiB |")
-    print(f"\nruntime baseline (process before the model): {runtime / 2 ** 30:.2f} GiB; glibc mmap threshold: "
-          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'dynamic (default)')}")
-    print(f"peak RSS measured {rss_peak / 2 ** 30:.2f} GiB; plan predicts {mp.peak / 2 ** 30:.2f} GiB "
-          f"(error {100 * err:+.1f}%)\n")
+    print(
+        f"| Forced Rethinking | {rethink_s:.1f} s | {mt.get('rethink/attempts', 0)} continuations, "
+        f"{mt.get('rethink/accepted', 0)} kept | {rss_rollout / 2**30:.2f} GiB |"
+    )
+    print(
+        f"| update ({selection.stats['n_selected']:.0f} samples, micro-batch {cfg.optim.micro_batch_size}) | "
+        f"{update_s:.1f} s | {upd['update/tokens']} completion tokens | {rss_peak / 2**30:.2f} GiB |"
+    )
+    print(
+        f"\nruntime baseline (process before the model): {runtime / 2**30:.2f} GiB; glibc mmap threshold: "
+        f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'dynamic (default)')}"
+    )
+    print(
+        f"peak RSS measured {rss_peak / 2**30:.2f} GiB; plan predicts {mp.peak / 2**30:.2f} GiB "
+        f"(error {100 * err:+.1f}%)\n"
+    )
     print(mp.table())
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "shape": args.shape, "parameters": n_params, "build_s": build_s, "rollout_s": rollout_s,
-            "rethink_s": rethink_s, "collect_s": collect_s, "update_s": update_s, "metrics": mt,
-            "update": {k: v for k, v in upd.items() if isinstance(v, (int, float)) or v is None},
-            "rss_model": rss_model, "rss_rollout": rss_rollout, "rss_peak": rss_peak, "runtime": runtime,
-            "peak_reset_after_build": peak_was_reset, "trims": trims,
-            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
-            "plan": mp.as_dict(), "plan_error": err, "prompt_lengths": [q.length for q in queries]}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "shape": args.shape,
+                    "parameters": n_params,
+                    "build_s": build_s,
+                    "rollout_s": rollout_s,
+                    "rethink_s": rethink_s,
+                    "collect_s": collect_s,
+                    "update_s": update_s,
+                    "metrics": mt,
+                    "update": {k: v for k, v in upd.items() if isinstance(v, (int, float)) or v is None},
+                    "rss_model": rss_model,
+                    "rss_rollout": rss_rollout,
+                    "rss_peak": rss_peak,
+                    "runtime": runtime,
+                    "peak_reset_after_build": peak_was_reset,
+                    "trims": trims,
+                    "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                    "plan": mp.as_dict(),
+                    "plan_error": err,
+                    "prompt_lengths": [q.length for q in queries],
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -75,14 +75,35 @@ def finished(run_dir: Path) -> bool:
     return any("test/accuracy" in r and r.get("step", 0) > 0 for r in read_rows(run_dir))
 
 
-def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int, out: Path,
-                extra: list[str]) -> Path:
+def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int, out: Path, extra: list[str]) -> Path:
     run_dir = out / f"{slug(name)}-seed{seed}"
     if finished(run_dir):
         return run_dir  # finished earlier: reuse
-    cmd = [sys.executable, "-m", "rethinker", "train", "--output-dir", str(run_dir), "--seed", str(seed),
-           "--max-steps", str(steps), "--max-samples", str(steps * SAMPLES_PER_STEP), "--eval-every", "25",
-           "--save-every", "0", "--log-samples", "0", "--threads", str(threads), "--no-progress", *flags, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rethinker",
+        "train",
+        "--output-dir",
+        str(run_dir),
+        "--seed",
+        str(seed),
+        "--max-steps",
+        str(steps),
+        "--max-samples",
+        str(steps * SAMPLES_PER_STEP),
+        "--eval-every",
+        "25",
+        "--save-every",
+        "0",
+        "--log-samples",
+        "0",
+        "--threads",
+        str(threads),
+        "--no-progress",
+        *flags,
+        *extra,
+    ]
     print("$", " ".join(cmd), flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -101,11 +122,14 @@ def summarize(run_dir: Path) -> dict:
     train = [r for r in rows if "reward/mean" in r]
     samples_at = {r["step"]: r["budget/samples"] for r in train}
     samples_at[0] = 0
-    dev = [(samples_at[r["step"]], r["eval/accuracy"]) for r in rows
-           if r.get("eval/accuracy") is not None and "eval/n" in r and r["step"] in samples_at]
+    dev = [
+        (samples_at[r["step"]], r["eval/accuracy"])
+        for r in rows
+        if r.get("eval/accuracy") is not None and "eval/n" in r and r["step"] in samples_at
+    ]
     tests = {r["step"]: r for r in rows if "test/accuracy" in r}
     last = max(tests)
-    half = train[len(train) // 2:]
+    half = train[len(train) // 2 :]
     preds = [json.loads(line) for line in (run_dir / f"test-predictions-{last}.jsonl").read_text().splitlines()]
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return {
@@ -116,15 +140,17 @@ def summarize(run_dir: Path) -> dict:
         "test_kind": {p["id"]: p.get("category") or "?" for p in preds},
         "test_reflection": tests[last].get("test/reflection_rate", float("nan")),
         "zero_adv_half": mean([r["groups/zero_advantage_before_rethink"] for r in half]),
-        "zero_adv_first": mean([r["groups/zero_advantage_before_rethink"] for r in train[:len(train) // 10 or 1]]),
+        "zero_adv_first": mean([r["groups/zero_advantage_before_rethink"] for r in train[: len(train) // 10 or 1]]),
         "reflection_half": mean([r["reflection_rate"] for r in half]),
         "samples": train[-1]["budget/samples"],
         "tokens": sum(r.get("rollout/tokens", 0) + r.get("rethink/tokens", 0) for r in train),
         "opt_steps": sum(r.get("update/optimizer_steps", 0) for r in train),
         "steps": len(train),
         "hours": sum(r.get("time/step_s", 0) for r in train) / 3600,
-        "curves": {k: [(r["step"], r.get(k)) for r in train]
-                   for k in ("groups/zero_advantage_before_rethink", "reflection_rate")},
+        "curves": {
+            k: [(r["step"], r.get(k)) for r in train]
+            for k in ("groups/zero_advantage_before_rethink", "reflection_rate")
+        },
     }
 
 
@@ -160,11 +186,14 @@ def table(results: dict[str, list[dict]], seeds: list[int], steps: int) -> str:
             f"{fmt([r['zero_adv_first'] for r in rs], 1, 2)} -> {fmt([r['zero_adv_half'] for r in rs], 1, 2)} | "
             f"{fmt([r['reflection_half'] for r in rs], 1, 2)} / {fmt([r['test_reflection'] for r in rs], 1, 2)} | "
             f"{fmt([r['tokens'] / 1e6 for r in rs], 1, 2)} | {fmt([r['opt_steps'] for r in rs], 1, 0)} | "
-            f"{fmt([r['steps'] for r in rs], 1, 0)} | {fmt([r['hours'] for r in rs], 1, 2)} |")
+            f"{fmt([r['steps'] for r in rs], 1, 0)} | {fmt([r['hours'] for r in rs], 1, 2)} |"
+        )
     lines += ["", per_kind(results)]
     base = ref[0]["test_base"]
-    head = (f"toy ablation: {len(seeds)} paired seeds ({', '.join(map(str, seeds))}), budget {steps * SAMPLES_PER_STEP:,} "
-            f"samples per run, test split of {len(ids)} puzzles (base policy {base * 100:.1f}%)")
+    head = (
+        f"toy ablation: {len(seeds)} paired seeds ({', '.join(map(str, seeds))}), budget {steps * SAMPLES_PER_STEP:,} "
+        f"samples per run, test split of {len(ids)} puzzles (base policy {base * 100:.1f}%)"
+    )
     return head + "\n\n" + "\n".join(lines)
 
 
@@ -201,13 +230,24 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
             vals = np.array([[v for _, v in r["curves"][key][:m]] for r in rs]).mean(0)
             k = max(1, min(10, m // 5))  # a 10-step moving average (shorter for short runs)
             smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1:], smooth, color=color, label=name)
-    axes[0].set(xlabel="generated samples (thousands)", ylabel="dev accuracy, greedy (%)",
-                title="Dev accuracy (mean over seeds; band: min-max)")
-    axes[1].set(xlabel="rollout step", ylabel="share of groups", ylim=(0, 1),
-                title="Zero-advantage groups (first pass, 10-step mean)")
-    axes[2].set(xlabel="rollout step", ylabel="share of rollouts", ylim=(0, None),
-                title="Reflection rate of rollouts (10-step mean)")
+            ax.plot(steps[k - 1 :], smooth, color=color, label=name)
+    axes[0].set(
+        xlabel="generated samples (thousands)",
+        ylabel="dev accuracy, greedy (%)",
+        title="Dev accuracy (mean over seeds; band: min-max)",
+    )
+    axes[1].set(
+        xlabel="rollout step",
+        ylabel="share of groups",
+        ylim=(0, 1),
+        title="Zero-advantage groups (first pass, 10-step mean)",
+    )
+    axes[2].set(
+        xlabel="rollout step",
+        ylabel="share of rollouts",
+        ylim=(0, None),
+        title="Reflection rate of rollouts (10-step mean)",
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
@@ -233,12 +273,15 @@ def main() -> int:
     todo = [(name, seed) for seed in seeds for name in names]
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {(n, s): pool.submit(run_variant, n, VARIANTS[n], s, args.steps, threads, out, args.extra)
-                   for n, s in todo}
+        futures = {
+            (n, s): pool.submit(run_variant, n, VARIANTS[n], s, args.steps, threads, out, args.extra) for n, s in todo
+        }
         results = {n: [summarize(futures[n, s].result()) for s in seeds] for n in names}
     text = table(results, seeds, args.steps)
-    text += (f"\n\n{threads} thread(s) per run, {args.jobs} run(s) at once; this invocation took "
-             f"{(time.time() - t0) / 3600:.2f} h (finished runs are reused)")
+    text += (
+        f"\n\n{threads} thread(s) per run, {args.jobs} run(s) at once; this invocation took "
+        f"{(time.time() - t0) / 3600:.2f} h (finished runs are reused)"
+    )
     print(text)
     (out / "table.md").write_text(text + "\n")
     plot(results, out / "ablation.png")

@@ -92,17 +92,41 @@ def run_rethinker(args: argparse.Namespace, out_dir: Path) -> dict:
     from rethinker.train.metrics import read_metrics
 
     total = args.warmup + args.steps
-    cfg = resolve(None, {
-        "output_dir": str(out_dir), "seed": args.seed, "max_steps": total, "threads": args.threads,
-        "eval_every": 0, "save_every": 0, "ssr": "off", "rethink": "off", "data.shuffle": "off",
-        "data.toy_train_size": total * QUERIES, "data.toy_eval_size": 1,
-        "rollout.queries_per_step": QUERIES, "rollout.group_size": GROUP,
-        "rollout.max_new_tokens": MAX_NEW_TOKENS, "rollout.temperature": 1.0, "rollout.top_k": 0,
-        "rollout.top_p": 1.0, "optim.lr": LR, "optim.mini_batch_size": None, "optim.micro_batch_size": QUERIES * GROUP,
-        "optim.scheduler": "constant", "optim.grad_clip": 1.0, "algo.kl_coef": 0.0, "algo.clip_low": CLIP_LOW,
-        "algo.clip_high": CLIP_HIGH, "algo.aggregation": "token-mean", "algo.advantage_scale": "std",
-        "model.gradient_checkpointing": "off", "model.dtype": "float32", "model.attn_implementation": "sdpa",
-    })
+    cfg = resolve(
+        None,
+        {
+            "output_dir": str(out_dir),
+            "seed": args.seed,
+            "max_steps": total,
+            "threads": args.threads,
+            "eval_every": 0,
+            "save_every": 0,
+            "ssr": "off",
+            "rethink": "off",
+            "data.shuffle": "off",
+            "data.toy_train_size": total * QUERIES,
+            "data.toy_eval_size": 1,
+            "rollout.queries_per_step": QUERIES,
+            "rollout.group_size": GROUP,
+            "rollout.max_new_tokens": MAX_NEW_TOKENS,
+            "rollout.temperature": 1.0,
+            "rollout.top_k": 0,
+            "rollout.top_p": 1.0,
+            "optim.lr": LR,
+            "optim.mini_batch_size": None,
+            "optim.micro_batch_size": QUERIES * GROUP,
+            "optim.scheduler": "constant",
+            "optim.grad_clip": 1.0,
+            "algo.kl_coef": 0.0,
+            "algo.clip_low": CLIP_LOW,
+            "algo.clip_high": CLIP_HIGH,
+            "algo.aggregation": "token-mean",
+            "algo.advantage_scale": "std",
+            "model.gradient_checkpointing": "off",
+            "model.dtype": "float32",
+            "model.attn_implementation": "sdpa",
+        },
+    )
     clock = StepClock()
 
     class ClockedLogger(run.MetricsLogger):  # a step ends when its metrics row is written
@@ -115,10 +139,10 @@ def run_rethinker(args: argparse.Namespace, out_dir: Path) -> dict:
 
     run.MetricsLogger = ClockedLogger
     loop.train(cfg, progress=False)
-    rows = [r for r in read_metrics(out_dir) if "time/step_s" in r][args.warmup:]
+    rows = [r for r in read_metrics(out_dir) if "time/step_s" in r][args.warmup :]
     return {
-        "step_s": clock.wall[args.warmup:],
-        "cpu_s": clock.cpu[args.warmup:],
+        "step_s": clock.wall[args.warmup :],
+        "cpu_s": clock.cpu[args.warmup :],
         "own_step_s": [r["time/step_s"] for r in rows],
         "rollout_s": [r["time/rollout_s"] for r in rows],
         "rollout_tokens": [r["rollout/tokens"] for r in rows],
@@ -141,10 +165,22 @@ def _trl_dataset(records):
         if len(rec.images) != 1 or rec.images[0].bytes is None:
             raise ValueError(f"{rec.id}: the benchmark expects one in-memory image per toy record")
         img = PILImage.open(BytesIO(rec.images[0].bytes)).convert("RGB")
-        rows.append({"prompt": [{"role": "user", "content": question_text(rec)}], "image": img,
-                     "answer": rec.answer, "choices": list(rec.choices or [])})
-    features = Features({"prompt": [{"role": Value("string"), "content": Value("string")}], "image": Image(),
-                         "answer": Value("string"), "choices": Sequence(Value("string"))})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": question_text(rec)}],
+                "image": img,
+                "answer": rec.answer,
+                "choices": list(rec.choices or []),
+            }
+        )
+    features = Features(
+        {
+            "prompt": [{"role": Value("string"), "content": Value("string")}],
+            "image": Image(),
+            "answer": Value("string"),
+            "choices": Sequence(Value("string")),
+        }
+    )
     return Dataset.from_list(rows, features=features)
 
 
@@ -153,8 +189,10 @@ def run_trl(args: argparse.Namespace, out_dir: Path) -> dict:
         import trl
         from trl import GRPOConfig, GRPOTrainer
     except ImportError:
-        raise SystemExit("trl is not installed: `pip install trl` (1.16.0 was measured; it must not change "
-                         "torch/transformers, check with `pip install --dry-run trl`)") from None
+        raise SystemExit(
+            "trl is not installed: `pip install trl` (1.16.0 was measured; it must not change "
+            "torch/transformers, check with `pip install --dry-run trl`)"
+        ) from None
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
 
@@ -198,24 +236,56 @@ def run_trl(args: argparse.Namespace, out_dir: Path) -> dict:
             return ids, logprobs
 
     config = GRPOConfig(
-        output_dir=str(out_dir), seed=args.seed, max_steps=total, use_cpu=True, bf16=False, fp16=False,
-        per_device_train_batch_size=QUERIES * GROUP, gradient_accumulation_steps=1, num_generations=GROUP,
-        steps_per_generation=1, num_iterations=1, max_completion_length=MAX_NEW_TOKENS, temperature=1.0,
-        top_k=0, top_p=1.0, learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        max_grad_norm=1.0, beta=0.0, epsilon=CLIP_LOW, epsilon_high=CLIP_HIGH, loss_type="dapo",
-        scale_rewards="group", gradient_checkpointing=False, shuffle_dataset=False, dataloader_num_workers=0,
-        logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, log_completions=False,
+        output_dir=str(out_dir),
+        seed=args.seed,
+        max_steps=total,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        per_device_train_batch_size=QUERIES * GROUP,
+        gradient_accumulation_steps=1,
+        num_generations=GROUP,
+        steps_per_generation=1,
+        num_iterations=1,
+        max_completion_length=MAX_NEW_TOKENS,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        beta=0.0,
+        epsilon=CLIP_LOW,
+        epsilon_high=CLIP_HIGH,
+        loss_type="dapo",
+        scale_rewards="group",
+        gradient_checkpointing=False,
+        shuffle_dataset=False,
+        dataloader_num_workers=0,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        log_completions=False,
     )
     dataset = _trl_dataset(_records(total * QUERIES, args.seed))
-    trainer = TimedGRPOTrainer(model=model, reward_funcs=judge_reward, args=config, train_dataset=dataset,
-                               processing_class=processor, callbacks=[Clock()])
+    trainer = TimedGRPOTrainer(
+        model=model,
+        reward_funcs=judge_reward,
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[Clock()],
+    )
     trainer.train()
-    timed = [gen[k] for k in sorted(gen)][args.warmup:]
-    logs = [h for h in trainer.state.log_history if "reward" in h][args.warmup:]
+    timed = [gen[k] for k in sorted(gen)][args.warmup :]
+    logs = [h for h in trainer.state.log_history if "reward" in h][args.warmup :]
     rewards = [h["reward"] for h in logs]
     return {
-        "step_s": clock.wall[args.warmup:],
-        "cpu_s": clock.cpu[args.warmup:],
+        "step_s": clock.wall[args.warmup :],
+        "cpu_s": clock.cpu[args.warmup :],
         "own_step_s": [h["step_time"] for h in logs if "step_time" in h],
         "rollout_s": [t for t, _ in timed],
         "rollout_tokens": [n for _, n in timed],
@@ -250,14 +320,39 @@ def worker(args: argparse.Namespace) -> int:
 
 # -- driver --------------------------------------------------------------------------------
 def launch(name: str, args: argparse.Namespace, result: Path) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--result", str(result), "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--threads", str(args.threads), "--seed", str(args.seed)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               TQDM_DISABLE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--result",
+        str(result),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+    ]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        MKL_NUM_THREADS=str(args.threads),
+        TQDM_DISABLE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONWARNINGS="ignore",
+    )
     load0 = os.getloadavg()[0]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL if not args.verbose else None,
-                            stderr=subprocess.PIPE if not args.verbose else None, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL if not args.verbose else None,
+        stderr=subprocess.PIPE if not args.verbose else None,
+        text=True,
+    )
     err = proc.stderr.read() if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -265,8 +360,9 @@ def launch(name: str, args: argparse.Namespace, result: Path) -> dict:
         sys.stderr.write(err[-4000:])
         raise SystemExit(f"{name} worker failed (exit {proc.returncode})")
     res = json.loads(result.read_text())
-    res.update(peak_rss_mb=usage.ru_maxrss / 1024, wall_s=time.perf_counter() - t,
-               load=(load0 + os.getloadavg()[0]) / 2)
+    res.update(
+        peak_rss_mb=usage.ru_maxrss / 1024, wall_s=time.perf_counter() - t, load=(load0 + os.getloadavg()[0]) / 2
+    )
     return res
 
 
@@ -290,27 +386,38 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
         tok = sum(sum(r["rollout_tokens"]) for r in rs)
         gen_s = sum(sum(r["rollout_s"]) for r in rs)
         out[name] = {
-            "step_s": _median(steps), "spread": _spread(steps), "cpu_s": _median(cpu),
+            "step_s": _median(steps),
+            "spread": _spread(steps),
+            "cpu_s": _median(cpu),
             "per_run": [_median(r["step_s"]) for r in rs],
             "rollout_s": _median([x for r in rs for x in r["rollout_s"]]),
             "tok_per_step": tok / max(sum(len(r["rollout_tokens"]) for r in rs), 1),
             "tok_s": tok / gen_s if gen_s else float("nan"),
             "rss_mb": max(r["peak_rss_mb"] for r in rs),
             "reward": statistics.mean(r["reward_mean"] for r in rs if r["reward_mean"] is not None),
-            "version": rs[0]["version"], "load": statistics.mean(r["load"] for r in rs),
+            "version": rs[0]["version"],
+            "load": statistics.mean(r["load"] for r in rs),
         }
     return out
 
 
 def print_table(s: dict[str, dict], args: argparse.Namespace) -> None:
-    cols = [("step s (median)", "step_s", "{:.3f}"), ("step spread (IQR)", "spread", "{}"),
-            ("step CPU s", "cpu_s", "{:.3f}"), ("rollout s", "rollout_s", "{:.3f}"),
-            ("rollout tokens/step", "tok_per_step", "{:.0f}"), ("rollout tokens/s", "tok_s", "{:.0f}"),
-            ("peak RSS MB", "rss_mb", "{:.0f}"), ("reward mean", "reward", "{:+.3f}")]
+    cols = [
+        ("step s (median)", "step_s", "{:.3f}"),
+        ("step spread (IQR)", "spread", "{}"),
+        ("step CPU s", "cpu_s", "{:.3f}"),
+        ("rollout s", "rollout_s", "{:.3f}"),
+        ("rollout tokens/step", "tok_per_step", "{:.0f}"),
+        ("rollout tokens/s", "tok_s", "{:.0f}"),
+        ("peak RSS MB", "rss_mb", "{:.0f}"),
+        ("reward mean", "reward", "{:+.3f}"),
+    ]
     names = [n for n in FRAMEWORKS if n in s]
-    print(f"\n{QUERIES} queries x G={GROUP}, <= {MAX_NEW_TOKENS} new tokens, {args.steps} timed steps after "
-          f"{args.warmup} warm-up, {args.threads} threads, {args.repeats} repeat(s), "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        f"\n{QUERIES} queries x G={GROUP}, <= {MAX_NEW_TOKENS} new tokens, {args.steps} timed steps after "
+        f"{args.warmup} warm-up, {args.threads} threads, {args.repeats} repeat(s), "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
     head = f"| {'':22}| " + " | ".join(f"{n} {s[n]['version']:>8}" for n in names)
     ratio = len(names) == 2
     print(head + (" | rethinker/TRL |" if ratio else " |"))
@@ -328,8 +435,10 @@ def print_table(s: dict[str, dict], args: argparse.Namespace) -> None:
     if ratio:
         print("ratio < 1 favours rethinker in every row but rollout tokens/s (there > 1 does)")
     for n in names:
-        print(f"{n}: per-run median step s {', '.join(f'{x:.3f}' for x in s[n]['per_run'])}; "
-              f"mean 1-min load average during its runs {s[n]['load']:.2f}")
+        print(
+            f"{n}: per-run median step s {', '.join(f'{x:.3f}' for x in s[n]['per_run'])}; "
+            f"mean 1-min load average during its runs {s[n]['load']:.2f}"
+        )
 
 
 def main() -> int:
@@ -354,9 +463,12 @@ def main() -> int:
         try:
             import trl  # noqa: F401
         except ImportError:
-            print("trl is not installed: `pip install trl` into this environment (1.16.0 was measured; check with "
-                  "`pip install --dry-run trl` that it leaves torch and transformers alone). "
-                  "Run with --only rethinker to time rethinker alone.", file=sys.stderr)
+            print(
+                "trl is not installed: `pip install trl` into this environment (1.16.0 was measured; check with "
+                "`pip install --dry-run trl` that it leaves torch and transformers alone). "
+                "Run with --only rethinker to time rethinker alone.",
+                file=sys.stderr,
+            )
             return 2
     runs: dict[str, list[dict]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="vs_trl_") as tmp:
@@ -364,8 +476,12 @@ def main() -> int:
             for name in names if rep % 2 == 0 else names[::-1]:
                 print(f"repeat {rep + 1}/{args.repeats}: {name} ...", file=sys.stderr, flush=True)
                 res = launch(name, args, Path(tmp) / f"{name}-{rep}.json")
-                print(f"  median step {_median(res['step_s']):.3f} s, peak RSS {res['peak_rss_mb']:.0f} MB, "
-                      f"run {res['wall_s']:.0f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  median step {_median(res['step_s']):.3f} s, peak RSS {res['peak_rss_mb']:.0f} MB, "
+                    f"run {res['wall_s']:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 runs[name].append(res)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))

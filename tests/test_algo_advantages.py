@@ -4,7 +4,8 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rethinker.algo.advantages import group_advantages, group_stats
 
@@ -43,7 +44,7 @@ def test_invariant_to_adding_constant(data, c, scale):
     b = group_advantages(r.double() + c, g, scale=scale)
     assert torch.allclose(a, b, atol=1e-6)
     # groups that were all-equal stay exactly zero after the shift
-    eq = (r.view(-1, g).max(1).values == r.view(-1, g).min(1).values)
+    eq = r.view(-1, g).max(1).values == r.view(-1, g).min(1).values
     assert (b.view(-1, g)[eq] == 0).all()
 
 

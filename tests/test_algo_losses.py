@@ -4,7 +4,8 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rethinker.algo.kl import kl_penalty
 from rethinker.algo.losses import entropy_from_logits, masked_mean, policy_loss, sft_aux_loss
@@ -64,7 +65,9 @@ def test_gradient_zero_exactly_where_clipped(log_ratio, a):
         return  # at the boundary the subgradient is ambiguous
     old = torch.tensor([[-1.0]], dtype=torch.float64)
     x = (old + log_ratio).requires_grad_(True)
-    loss, stats = policy_loss(x, old, torch.tensor([a], dtype=torch.float64), torch.ones(1, 1, dtype=torch.bool), lo, hi)
+    loss, stats = policy_loss(
+        x, old, torch.tensor([a], dtype=torch.float64), torch.ones(1, 1, dtype=torch.bool), lo, hi
+    )
     loss.backward()
     clipped = (a > 0 and ratio > 1 + hi) or (a < 0 and ratio < 1 - lo)
     if clipped:
@@ -118,7 +121,9 @@ def test_normalizer_makes_micro_batch_sum_equal_full_batch(data, agg, n_micro):
     normalizer = mask.sum().item() if agg == "token-mean" else lp.shape[0]
     total = 0.0
     for rows in torch.arange(lp.shape[0]).chunk(n_micro):
-        part, _ = policy_loss(lp[rows], old[rows], adv[rows], mask[rows], aggregation=agg, max_tokens=5, normalizer=normalizer)
+        part, _ = policy_loss(
+            lp[rows], old[rows], adv[rows], mask[rows], aggregation=agg, max_tokens=5, normalizer=normalizer
+        )
         total += part.item()
     assert total == pytest.approx(full.item(), abs=1e-10)
 

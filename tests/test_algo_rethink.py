@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rethinker.algo.rethink import (
     RethinkConfig,
@@ -54,7 +55,9 @@ def test_cut_points(text, expected):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.sampled_from(["Wait", "\\boxed{7}", "answer", "Answer", "\n\n", " x ", "a", "\n", "  "]), max_size=12))
+@given(
+    st.lists(st.sampled_from(["Wait", "\\boxed{7}", "answer", "Answer", "\n\n", " x ", "a", "\n", "  "]), max_size=12)
+)
 def test_cut_is_a_prefix_before_the_final_answer(parts):
     text = "".join(parts)
     out = cut_before_final_answer(text)
@@ -212,8 +215,12 @@ def test_reflection_rate():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 50_000), max_size=20), st.lists(st.integers(0, 50_000), max_size=6),
-       st.lists(st.integers(0, 50_000), max_size=20), st.booleans())
+@given(
+    st.lists(st.integers(0, 50_000), max_size=20),
+    st.lists(st.integers(0, 50_000), max_size=6),
+    st.lists(st.integers(0, 50_000), max_size=20),
+    st.booleans(),
+)
 def test_join_tokens_masks_line_up(first, trigger, cont, train_on_trigger):
     ids, mask = join_tokens(first, trigger, cont, train_on_trigger)
     assert ids.dtype == torch.long and mask.dtype == torch.bool

@@ -8,7 +8,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rethinker.algo.sample import Sample
 from rethinker.algo.ssr import SSR_MODES, SampleSelector, ssr_probabilities
@@ -17,8 +18,14 @@ from rethinker.algo.ssr import SSR_MODES, SampleSelector, ssr_probabilities
 def make(advs, rewards=None, step=0):
     rewards = rewards if rewards is not None else [1.0 if a > 0 else 0.0 for a in advs]
     return [
-        Sample(advantage=float(a), reward=float(r), group=i // 4, step=step,
-               behaviour_logprobs=torch.full((3,), -float(i)), meta={"i": i})
+        Sample(
+            advantage=float(a),
+            reward=float(r),
+            group=i // 4,
+            step=step,
+            behaviour_logprobs=torch.full((3,), -float(i)),
+            meta={"i": i},
+        )
         for i, (a, r) in enumerate(zip(advs, rewards))
     ]
 
@@ -35,14 +42,17 @@ ADV = st.sampled_from([0.0, 0.0, 0.1, -0.3, 0.75, -1.2, 2.0])
 
 # statistical check: derandomize fixes the examples (and seeds), so a pass is reproducible
 @settings(max_examples=20, deadline=None, derandomize=True)
-@given(st.lists(ADV, min_size=1, max_size=10).filter(lambda a: any(x != 0 for x in a)),
-       st.sampled_from([0.5, 1.0, 2.0]), st.integers(0, 2**31))
+@given(
+    st.lists(ADV, min_size=1, max_size=10).filter(lambda a: any(x != 0 for x in a)),
+    st.sampled_from([0.5, 1.0, 2.0]),
+    st.integers(0, 2**31),
+)
 def test_paper_draw_frequencies_match_abs_advantage_power(advs, alpha, seed):
     n = 6000
     sel = SampleSelector("paper", alpha=alpha, batch_size=n, seed=seed).select(make(advs))
     counts = np.bincount(sel.indices, minlength=len(advs))
     a = np.abs(np.array(advs))
-    p = np.where(a > 0, a ** alpha, 0) / np.where(a > 0, a ** alpha, 0).sum()
+    p = np.where(a > 0, a**alpha, 0) / np.where(a > 0, a**alpha, 0).sum()
     assert within_binomial_bounds(counts, p, n)
     assert counts[a == 0].sum() == 0  # never a zero-advantage sample
     assert sel.stats["effective_ratio/after_ssr"] == 1.0

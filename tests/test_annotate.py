@@ -10,12 +10,12 @@ import pytest
 from rethinker.cli import main
 from rethinker.data.io import read_records, write_records
 from rethinker.eval.annotate import annotate, default_sidecar, read_sidecar
+from rethinker.model.load import load_policy
 from rethinker.records import ImageRef
 from rethinker.rollout.base import Completion, RolloutEngine, RolloutStats
 from rethinker.rollout.hf import TransformersEngine
-from rethinker.toyworld.puzzles import generate
-from rethinker.model.load import load_policy
 from rethinker.toyworld.model import resolve_model_path
+from rethinker.toyworld.puzzles import generate
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ class Scripted(RolloutEngine):
 
     def generate(self, queries, params):
         self.asked += len(queries)
-        return [[Completion([1], t, f) for t, f in self.script(q)][:params.n] for q in queries]
+        return [[Completion([1], t, f) for t, f in self.script(q)][: params.n] for q in queries]
 
 
 def test_pass_rate_uses_the_training_reward_exactly(tmp_path, policy):
@@ -46,10 +46,12 @@ def test_pass_rate_uses_the_training_reward_exactly(tmp_path, policy):
 
     def script(q):
         ans = next(a for question, a in answers.items() if question in q.text)
-        return [(f"so \\boxed{{{ans}}}", True),  # pass
-                (f"so \\boxed{{{ans}}}", False),  # truncated: invalid in training, not a pass
-                (f"the answer is {ans}", True),  # no box: invalid in training
-                ("so \\boxed{nothing}", True)]  # wrong
+        return [
+            (f"so \\boxed{{{ans}}}", True),  # pass
+            (f"so \\boxed{{{ans}}}", False),  # truncated: invalid in training, not a pass
+            (f"the answer is {ans}", True),  # no box: invalid in training
+            ("so \\boxed{nothing}", True),
+        ]  # wrong
 
     engine = Scripted(script)
     res = annotate(recs, None, processor, engine=engine, samples=4, name="mine", max_new_tokens=8)
@@ -69,8 +71,17 @@ def test_resumable_bad_images_kept_and_real_policy(tmp_path, policy):
     real = engine.generate
     engine.generate = lambda qs, p: asked.append(len(qs)) or real(qs, p)
     side = tmp_path / "side.jsonl"
-    res = annotate([*recs[:2], broken], model, processor, engine=engine, samples=2, name="toy", sidecar=side,
-                   max_new_tokens=6, batch_queries=8)
+    res = annotate(
+        [*recs[:2], broken],
+        model,
+        processor,
+        engine=engine,
+        samples=2,
+        name="toy",
+        sidecar=side,
+        max_new_tokens=6,
+        batch_queries=8,
+    )
     assert sum(asked) == 2 and res.n_annotated == 2
     assert [i for i, _ in res.skipped] == ["broken"] and res.records[2].pass_rates is None
     rates = [r.pass_rates["toy"] for r in res.records[:2]]
@@ -95,8 +106,10 @@ def test_data_annotate_command(tmp_path, capsys):
     assert "annotated 3 of 3 records with pass_rates['toy']" in capsys.readouterr().out
     back = read_records(out)
     assert len(back.records) == 3 and not back.skipped
-    assert all(0.0 <= r.pass_rates["toy"] <= 1.0 and r.pass_rates["toy"] * 2 == int(r.pass_rates["toy"] * 2)
-               for r in back.records)
+    assert all(
+        0.0 <= r.pass_rates["toy"] <= 1.0 and r.pass_rates["toy"] * 2 == int(r.pass_rates["toy"] * 2)
+        for r in back.records
+    )
     assert default_sidecar(out, "toy").exists()
     assert main(args) == 0  # resumed: nothing left to sample
     assert "3 resumed" in capsys.readouterr().out

@@ -22,13 +22,31 @@ def png(color=(255, 0, 0), size=(8, 6)) -> bytes:
 
 def sample_records() -> list[Record]:
     return [
-        Record(id="q1", question="What is 2+3?", answer="5", images=[ImageRef(bytes=png())],
-               answer_type="integer", category="arithmetic", source="toy",
-               pass_rates={"7B-base": 0.25, "32B-trained": 0.75}, meta={"split": "train", "n": 3}),
-        Record(id="q2", question="Which colour?", answer="B", images=[ImageRef(bytes=png((0, 0, 255))), ImageRef(bytes=png((0, 255, 0)))],
-               choices=["red", "blue"], answer_type="multiple_choice", precision=None, category="colour",
-               pass_rates={"7B-base": 0.5}),
-        Record(id="q3", question="Area?", answer="3.14", images=[ImageRef(bytes=png())], answer_type="float", precision=2),
+        Record(
+            id="q1",
+            question="What is 2+3?",
+            answer="5",
+            images=[ImageRef(bytes=png())],
+            answer_type="integer",
+            category="arithmetic",
+            source="toy",
+            pass_rates={"7B-base": 0.25, "32B-trained": 0.75},
+            meta={"split": "train", "n": 3},
+        ),
+        Record(
+            id="q2",
+            question="Which colour?",
+            answer="B",
+            images=[ImageRef(bytes=png((0, 0, 255))), ImageRef(bytes=png((0, 255, 0)))],
+            choices=["red", "blue"],
+            answer_type="multiple_choice",
+            precision=None,
+            category="colour",
+            pass_rates={"7B-base": 0.5},
+        ),
+        Record(
+            id="q3", question="Area?", answer="3.14", images=[ImageRef(bytes=png())], answer_type="float", precision=2
+        ),
     ]
 
 
@@ -53,8 +71,19 @@ def test_parquet_columns_follow_records_md(tmp_path):
     out = tmp_path / "d.parquet"
     write_records(out, sample_records())
     schema = pq.read_schema(out)
-    assert schema.names == ["id", "question", "answer", "images", "choices", "answer_type", "precision",
-                            "category", "source", "pass_rates", "meta"]
+    assert schema.names == [
+        "id",
+        "question",
+        "answer",
+        "images",
+        "choices",
+        "answer_type",
+        "precision",
+        "category",
+        "source",
+        "pass_rates",
+        "meta",
+    ]
     assert schema.field("images").type == pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
     assert schema.field("meta").type == pa.string()
     row = pq.read_table(out).to_pylist()[0]
@@ -122,8 +151,20 @@ def _bad_rows() -> list[dict]:
         {"id": "noans", "question": "What is 1+2?", "answer": None, "images": [ok], "choices": None},
         {"id": "emptyq", "question": "   ", "answer": "3", "images": [ok], "choices": None},
         {"id": "good1", "question": "dup", "answer": "4", "images": [ok], "choices": None},
-        {"id": "badimg", "question": "Look", "answer": "5", "images": [{"bytes": b"not an image", "path": None}], "choices": None},
-        {"id": "nofile", "question": "Look", "answer": "6", "images": [{"bytes": None, "path": "missing.png"}], "choices": None},
+        {
+            "id": "badimg",
+            "question": "Look",
+            "answer": "5",
+            "images": [{"bytes": b"not an image", "path": None}],
+            "choices": None,
+        },
+        {
+            "id": "nofile",
+            "question": "Look",
+            "answer": "6",
+            "images": [{"bytes": None, "path": "missing.png"}],
+            "choices": None,
+        },
         {"id": "good2", "question": "Pick", "answer": "A", "images": [ok], "choices": ["x", "y"]},
     ]
 
@@ -134,11 +175,21 @@ def test_bad_parquet_rows_are_counted_with_reasons(tmp_path):
     res = read_records(out)
     assert [r.id for r in res.records] == ["good1", "good2"]
     got = {(s.row, s.id, reason_kind(s.reason)) for s in res.skipped}
-    assert got == {(1, "noans", "missing answer"), (2, "emptyq", "empty question"), (3, "good1", "duplicate id"),
-                   (4, "badimg", "unreadable image"), (5, "nofile", "missing image")}
+    assert got == {
+        (1, "noans", "missing answer"),
+        (2, "emptyq", "empty question"),
+        (3, "good1", "duplicate id"),
+        (4, "badimg", "unreadable image"),
+        (5, "nofile", "missing image"),
+    }
     assert res.n_rows == 7
-    assert res.skip_counts() == {"missing answer": 1, "empty question": 1, "duplicate id": 1,
-                                 "unreadable image": 1, "missing image": 1}
+    assert res.skip_counts() == {
+        "missing answer": 1,
+        "empty question": 1,
+        "duplicate id": 1,
+        "unreadable image": 1,
+        "missing image": 1,
+    }
     assert "first at row 0" in next(s.reason for s in res.skipped if s.row == 3)
 
 
@@ -160,8 +211,14 @@ def test_bad_jsonl_rows_are_counted(tmp_path):
     assert [r.id for r in res.records] == ["a", "f"]
     assert res.records[1].answer == "12"
     kinds = {s.row: reason_kind(s.reason) for s in res.skipped}
-    assert kinds == {1: "malformed row", 2: "bad choices", 3: "bad choices", 4: "malformed row",
-                     5: "unreadable image", 6: "malformed row"}
+    assert kinds == {
+        1: "malformed row",
+        2: "bad choices",
+        3: "bad choices",
+        4: "malformed row",
+        5: "unreadable image",
+        6: "malformed row",
+    }
     assert len(res.skipped) + len(res.records) == 8  # the blank line is not a row
 
 
@@ -175,13 +232,26 @@ def test_require_images(tmp_path):
 def test_column_mapping_virl_style(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "x.jpg").write_bytes(png())
-    rows = [{"qid": "v1", "question": "<image>Find x.", "answer": "\\boxed{3}", "PassRate_32BTrained": 0.5,
-             "PassRate_7BBase": 0.125, "category": "(GradeSchool) Geometric", "source": "Geometry3K",
-             "image": ["images/x.jpg"]}]
+    rows = [
+        {
+            "qid": "v1",
+            "question": "<image>Find x.",
+            "answer": "\\boxed{3}",
+            "PassRate_32BTrained": 0.5,
+            "PassRate_7BBase": 0.125,
+            "category": "(GradeSchool) Geometric",
+            "source": "Geometry3K",
+            "image": ["images/x.jpg"],
+        }
+    ]
     out = tmp_path / "v.parquet"
     pq.write_table(pa.Table.from_pylist(rows), out)
-    mapping = {"qid": "id", "image": "images", "PassRate_32BTrained": "pass_rates.32B-trained",
-               "PassRate_7BBase": "pass_rates.7B-base"}
+    mapping = {
+        "qid": "id",
+        "image": "images",
+        "PassRate_32BTrained": "pass_rates.32B-trained",
+        "PassRate_7BBase": "pass_rates.7B-base",
+    }
     res = read_records(out, mapping)
     assert res.skipped == []
     r = res.records[0]
@@ -191,10 +261,17 @@ def test_column_mapping_virl_style(tmp_path):
 
 
 def test_mapping_joins_image_columns_and_keeps_unknowns_in_meta():
-    row = {"qid": 1, "image_2": {"bytes": b"2", "path": None}, "image_1": {"bytes": b"1", "path": None},
-           "image_3": None, "topic": "Art", "blob": b"\x00"}
-    out = apply_mapping(row, {"qid": "id", "image_1": "images", "image_2": "images", "image_3": "images",
-                              "topic": "meta.subject"})
+    row = {
+        "qid": 1,
+        "image_2": {"bytes": b"2", "path": None},
+        "image_1": {"bytes": b"1", "path": None},
+        "image_3": None,
+        "topic": "Art",
+        "blob": b"\x00",
+    }
+    out = apply_mapping(
+        row, {"qid": "id", "image_1": "images", "image_2": "images", "image_3": "images", "topic": "meta.subject"}
+    )
     assert [im["bytes"] for im in out["images"]] == [b"1", b"2"]
     assert out["meta"] == {"subject": "Art"}  # bytes are not JSON: not copied to meta
     assert out["id"] == 1

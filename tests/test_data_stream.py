@@ -33,8 +33,11 @@ def files(tmp_path_factory):
     write_records(d / "t.parquet", recs)
     table = pq.read_table(d / "t.parquet").to_pylist()
     table.insert(100, {**table[0], "id": "no-answer", "answer": None})
-    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(d / "t.parquet")), d / "t.parquet",
-                   row_group_size=PARQUET_ROW_GROUP_ROWS)
+    pq.write_table(
+        pa.Table.from_pylist(table, schema=pq.read_schema(d / "t.parquet")),
+        d / "t.parquet",
+        row_group_size=PARQUET_ROW_GROUP_ROWS,
+    )
     write_records(d / "t.jsonl", recs)
     with open(d / "t.jsonl", "a") as fh:
         fh.write("{not json\n")
@@ -46,6 +49,7 @@ def test_streamed_records_equal_read_records(files, name):
     d, good = files
     whole, streamed = read_records(d / name), open_records(d / name)
     assert isinstance(streamed.records, StreamedRecords) and len(streamed.records) == len(whole.records) == 150
+
     def norm(skips):  # PIL names the BytesIO object's address in its message
         return [s._replace(reason=re.sub(r"0x[0-9a-f]+", "0x", s.reason)) for s in skips]
 

@@ -14,16 +14,32 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from rethinker.data.io import DataError, reason_kind, write_records, read_records
+from rethinker.data.io import DataError, read_records, reason_kind, write_records
 from rethinker.data.virl39k import MAPPING, extract_images, load_virl39k
 from rethinker.prompt import SUFFIX, question_text
 from rethinker.records import load_image
 
 
-def row(qid, question="<image>Find x.", answer="\\boxed{3}", p32=0.5, p7=None, category="(GradeSchool) Geometric",
-        source="MMK12", image=("images/a.png",)):
-    return {"qid": qid, "question": question, "answer": answer, "PassRate_32BTrained": p32, "PassRate_7BBase": p7,
-            "category": category, "source": source, "image": list(image) if image is not None else None}
+def row(
+    qid,
+    question="<image>Find x.",
+    answer="\\boxed{3}",
+    p32=0.5,
+    p7=None,
+    category="(GradeSchool) Geometric",
+    source="MMK12",
+    image=("images/a.png",),
+):
+    return {
+        "qid": qid,
+        "question": question,
+        "answer": answer,
+        "PassRate_32BTrained": p32,
+        "PassRate_7BBase": p7,
+        "category": category,
+        "source": source,
+        "image": list(image) if image is not None else None,
+    }
 
 
 @pytest.fixture
@@ -38,10 +54,26 @@ def virl_dir(tmp_path):
             img.unlink()
     rows = [
         row("q1", p7=0.875),
-        row("q2", "<image><image>Which figure is symmetric?\nA. left\nB. right", "\\boxed{B}", 0.25, float("nan"),
-            "Spatial Reasoning", "M3CoT", ("images/a.png", "images/b.png")),
-        row("q3", "What is 1/2 + 1/4?", "\\boxed{\\frac{3}{4}}", 1.0, -1.0, "(GradeSchool) Non-Geo Math",
-            "DeepScaleR", ()),
+        row(
+            "q2",
+            "<image><image>Which figure is symmetric?\nA. left\nB. right",
+            "\\boxed{B}",
+            0.25,
+            float("nan"),
+            "Spatial Reasoning",
+            "M3CoT",
+            ("images/a.png", "images/b.png"),
+        ),
+        row(
+            "q3",
+            "What is 1/2 + 1/4?",
+            "\\boxed{\\frac{3}{4}}",
+            1.0,
+            -1.0,
+            "(GradeSchool) Non-Geo Math",
+            "DeepScaleR",
+            (),
+        ),
         row("q4", answer=""),  # empty answer
         row("q5", image=("images/nope.png",)),  # image file not in the archive
         row("q6", p32=1.5),  # pass rate outside [0, 1]
@@ -56,8 +88,12 @@ def test_load_virl39k(virl_dir):
     assert (virl_dir / "images" / "b.png").is_file()  # archive extracted beside the parquet
     recs = {r.id: r for r in res.records}
     assert sorted(recs) == ["q1", "q2", "q3"]
-    assert {s.row: reason_kind(s.reason) for s in res.skipped} == {3: "missing answer", 4: "missing image",
-                                                                   5: "malformed row", 6: "duplicate id"}
+    assert {s.row: reason_kind(s.reason) for s in res.skipped} == {
+        3: "missing answer",
+        4: "missing image",
+        5: "malformed row",
+        6: "duplicate id",
+    }
     q1, q2, q3 = recs["q1"], recs["q2"], recs["q3"]
     assert q1.pass_rates == {"32B-trained": 0.5, "7B-base": 0.875}
     assert q2.pass_rates == {"32B-trained": 0.25}  # NaN: not annotated

@@ -22,15 +22,28 @@ def _env():
 
 
 def _torchrun(args, nproc=2, timeout=600):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", "0",
-           "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        "0",
+        "--rdzv_backend",
+        "c10d",
+        "--rdzv_endpoint",
+        "localhost:0",
+        *args,
+    ]
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def test_two_process_update_matches_single_process(tmp_path):
     single, double = tmp_path / "one.pt", tmp_path / "two.pt"
-    r1 = subprocess.run([sys.executable, str(SCRIPT), str(single)], env=_env(), capture_output=True, text=True,
-                        timeout=600)
+    r1 = subprocess.run(
+        [sys.executable, str(SCRIPT), str(single)], env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert r1.returncode == 0, r1.stderr[-3000:]
     r2 = _torchrun([str(SCRIPT), str(double)])
     assert r2.returncode == 0, (r2.stdout + r2.stderr)[-3000:]
@@ -54,10 +67,34 @@ def test_two_process_update_matches_single_process(tmp_path):
 
 def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path):
     out = tmp_path / "run"
-    flags = ["--output-dir", str(out), "--max-steps", "2", "--eval-every", "2", "--save-every", "2", "--seed", "1",
-             "--rollout.queries-per-step", "4", "--rollout.group-size", "4", "--rollout.max-new-tokens", "16",
-             "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
-             "--threads", "1"]
+    flags = [
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--save-every",
+        "2",
+        "--seed",
+        "1",
+        "--rollout.queries-per-step",
+        "4",
+        "--rollout.group-size",
+        "4",
+        "--rollout.max-new-tokens",
+        "16",
+        "--data.toy-train-size",
+        "32",
+        "--data.toy-eval-size",
+        "8",
+        "--data.toy-test-size",
+        "0",
+        "--optim.micro-batch-size",
+        "4",
+        "--threads",
+        "1",
+    ]
     r = _torchrun(["-m", "rethinker", "train", *flags])
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -73,8 +110,13 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
     state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     # continue the 2-process run in one process
-    r = subprocess.run([sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
-                       env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if "reward/mean" in row] == [1, 2, 3]

@@ -8,13 +8,22 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_data_benchmarks import (MVERSE_3422, MVERSE_3425, MVERSE_Q1, MVERSE_Q2, mathverse_row, mathvista_row,
-                                  mathvista_verified_rows, png, write)
+from test_data_benchmarks import (
+    MVERSE_3422,
+    MVERSE_3425,
+    MVERSE_Q1,
+    MVERSE_Q2,
+    mathverse_row,
+    mathvista_row,
+    mathvista_verified_rows,
+    png,
+    write,
+)
 
 from rethinker.eval.suite import BenchSpec, evaluate_benchmarks
+from rethinker.model.load import load_policy
 from rethinker.report.summary import format_table, pass_at_k, to_csv, to_markdown, wilson_interval
 from rethinker.rollout.base import Completion, RolloutEngine, RolloutStats, SamplingParams
-from rethinker.model.load import load_policy
 from rethinker.toyworld.model import resolve_model_path
 
 BROKEN = {"bytes": b"\x89PNG but not really", "path": None}
@@ -47,18 +56,26 @@ def processor():
     """The packaged toy policy's processor, loaded the way ``rethinker eval`` loads it."""
     import torch
 
-    return load_policy(resolve_model_path(None), device=torch.device("cpu"), dtype=torch.float32,
-                       trainable=False)[1]
+    return load_policy(resolve_model_path(None), device=torch.device("cpu"), dtype=torch.float32, trainable=False)[1]
 
 
 @pytest.fixture
 def mathvista(tmp_path):
     rows = [
         *mathvista_verified_rows(),
-        mathvista_row("900", "How many?", "", qtype="free_form", atype="integer", task="figure question answering",
-                      query=""),  # no answer
-        mathvista_row("902", "How many dots?", "3", qtype="free_form", atype="integer",
-                      task="figure question answering", query="", image=BROKEN),  # unreadable image
+        mathvista_row(
+            "900", "How many?", "", qtype="free_form", atype="integer", task="figure question answering", query=""
+        ),  # no answer
+        mathvista_row(
+            "902",
+            "How many dots?",
+            "3",
+            qtype="free_form",
+            atype="integer",
+            task="figure question answering",
+            query="",
+            image=BROKEN,
+        ),  # unreadable image
     ]
     write(tmp_path / "MathVista" / "data" / "testmini-00000-of-00001.parquet", rows)
     return tmp_path / "MathVista"
@@ -97,8 +114,11 @@ def test_mathvista_and_mathverse_numbers_are_exact(tmp_path, mathvista, mathvers
     summary = evaluate_benchmarks(specs, engine, processor, out, params=GREEDY)
     mv = summary["mathvista"]
     assert (mv["n_items"], mv["n_skipped"], mv["accuracy"]) == (3, 2, pytest.approx(2 / 3))
-    assert mv["by_category"] == {"geometry problem solving": 1.0, "textbook question answering": 1.0,
-                                 "visual question answering": 0.0}
+    assert mv["by_category"] == {
+        "geometry problem solving": 1.0,
+        "textbook question answering": 1.0,
+        "visual question answering": 0.0,
+    }
     assert mv["skipped_by_reason"] == {"missing answer": 1, "unreadable image": 1}
     assert mv["reference"]["accuracy"] == 80.3 and "2504.08837" in mv["reference"]["source"]
     assert mv["reasons"] == {"correct": 2, "mismatch": 1}
@@ -112,9 +132,14 @@ def test_mathvista_and_mathverse_numbers_are_exact(tmp_path, mathvista, mathvers
     assert json.loads((out / "summary.json").read_text()) == summary
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert [(p["benchmark"], p["id"], p["correct"]) for p in preds] == [
-        ("mathvista", "1", True), ("mathvista", "2", False), ("mathvista", "5", True),
-        ("mathverse", "1", True), ("mathverse", "2", False), ("mathverse", "3425", True),
-        ("mathverse", "3422", True)]
+        ("mathvista", "1", True),
+        ("mathvista", "2", False),
+        ("mathvista", "5", True),
+        ("mathverse", "1", True),
+        ("mathverse", "2", False),
+        ("mathverse", "3425", True),
+        ("mathverse", "3422", True),
+    ]
     assert preds[2]["extracted"] == "97" and preds[5]["extracted"] == "14"
     assert preds[3]["problem_version"] == "Text Dominant"
     assert "A. 97\nB. 102" in preds[2]["prompt"]  # options rendered as the paper does
@@ -129,19 +154,22 @@ def test_mathvista_and_mathverse_numbers_are_exact(tmp_path, mathvista, mathvers
     assert len(engine.asked) == asked == 7
 
     def stable(summ):  # skip reasons may quote object addresses; compare their ids
-        return {b: {k: ([i for i, _ in v] if k == "skipped_items" else v) for k, v in x.items()}
-                for b, x in summ.items()}
+        return {
+            b: {k: ([i for i, _ in v] if k == "skipped_items" else v) for k, v in x.items()} for b, x in summ.items()
+        }
 
     assert stable(again) == stable(summary)
 
 
 def test_samples_give_mean_accuracy_and_pass_at_k(tmp_path, mathverse, processor):
-    engine = ScriptedEngine({
-        "in triangle ABC, it is known": ["\\boxed{D}", "\\boxed{B}", "\\boxed{D}", "\\boxed{D}"],  # 3 of 4
-        "As shown in the figure, it is known": ["\\boxed{A}"],  # 0 of 4
-        "According to the question shown in the image": ["\\boxed{13}", "\\boxed{14}"],  # 2 of 4
-        "The radius is 3 cm": ["\\boxed{14}"],  # 4 of 4
-    })
+    engine = ScriptedEngine(
+        {
+            "in triangle ABC, it is known": ["\\boxed{D}", "\\boxed{B}", "\\boxed{D}", "\\boxed{D}"],  # 3 of 4
+            "As shown in the figure, it is known": ["\\boxed{A}"],  # 0 of 4
+            "According to the question shown in the image": ["\\boxed{13}", "\\boxed{14}"],  # 2 of 4
+            "The radius is 3 cm": ["\\boxed{14}"],  # 4 of 4
+        }
+    )
     params = SamplingParams(max_new_tokens=32, n=4, temperature=0.6, top_p=0.95)
     s = evaluate_benchmarks([BenchSpec("mathverse", str(mathverse))], engine, processor, tmp_path, params=params)
     v = s["mathverse"]
@@ -169,6 +197,5 @@ def test_unused_fixture_builders_still_match(tmp_path):
     """The imported builders still write rows the readers accept (guards the coupling)."""
     from rethinker.data.benchmarks import BENCHMARKS
 
-    write(tmp_path / "v" / "testmini.parquet", [mathverse_row("1", "1", "Text Dominant", MVERSE_Q1, "D",
-                                                              image=png())])
+    write(tmp_path / "v" / "testmini.parquet", [mathverse_row("1", "1", "Text Dominant", MVERSE_Q1, "D", image=png())])
     assert [r.id for r in BENCHMARKS["mathverse"](tmp_path / "v").records] == ["1"]

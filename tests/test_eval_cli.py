@@ -40,8 +40,23 @@ def lines(path: Path) -> list[dict]:
 
 
 def toy_eval(out: Path, limit: int, *extra: str) -> int:
-    return main(["eval", "--benchmark", "toy", "--limit", str(limit), "--output-dir", str(out),
-                 "--max-new-tokens", "12", "--batch-size", "4", "--quiet", *extra])
+    return main(
+        [
+            "eval",
+            "--benchmark",
+            "toy",
+            "--limit",
+            str(limit),
+            "--output-dir",
+            str(out),
+            "--max-new-tokens",
+            "12",
+            "--batch-size",
+            "4",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def test_toy_eval_files_numbers_and_resume(tmp_path, generated, capsys):
@@ -108,14 +123,34 @@ def test_bad_input_is_counted_and_unreadable_files_reported(tmp_path, capsys):
         fh.write(json.dumps(no_answer) + "\n")
         fh.write("{not json\n")
     out = tmp_path / "ev"
-    rc = main(["eval", "--benchmark", "records", "--data", str(path), "--benchmark", "mathvista", "--data",
-               str(tmp_path / "no-such-dir"), "--output-dir", str(out), "--max-new-tokens", "8", "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "--benchmark",
+            "records",
+            "--data",
+            str(path),
+            "--benchmark",
+            "mathvista",
+            "--data",
+            str(tmp_path / "no-such-dir"),
+            "--output-dir",
+            str(out),
+            "--max-new-tokens",
+            "8",
+            "--quiet",
+        ]
+    )
     assert rc == 1  # an unreadable benchmark is reported, the others still run
     summary = json.loads((out / "summary.json").read_text())
     rec = summary["records"]
     assert (rec["n_items"], rec["n_skipped"]) == (2, 5)
-    assert rec["skipped_by_reason"] == {"malformed row": 1, "missing answer": 1, "missing image": 1,
-                                        "unreadable image": 2}
+    assert rec["skipped_by_reason"] == {
+        "malformed row": 1,
+        "missing answer": 1,
+        "missing image": 1,
+        "unreadable image": 2,
+    }
     assert {i for i, _ in rec["skipped_items"]} == {"bad-image", "missing-file", "no-answer", "sliver", None}
     assert "aspect ratio" in dict((i, r) for i, r in rec["skipped_items"] if i)["sliver"]
     assert "no such file" in summary["mathvista"]["error"] and summary["mathvista"]["n_items"] == 0
@@ -148,8 +183,11 @@ def test_limit_counts_only_the_bad_rows_before_the_cut():
     from rethinker.eval.suite import skips_before_cut
 
     recs = generate(3, seed=1, split="test")  # kept at rows 0, 2, 5
-    loaded = LoadResult(records=recs, skipped=[Skip(1, "a", "missing answer"), Skip(4, "b", "no image")],
-                        excluded=[Skip(3, "c", "out of scope")])
+    loaded = LoadResult(
+        records=recs,
+        skipped=[Skip(1, "a", "missing answer"), Skip(4, "b", "no image")],
+        excluded=[Skip(3, "c", "out of scope")],
+    )
     assert [s.row for s in skips_before_cut(loaded, 1)] == []
     assert [s.row for s in skips_before_cut(loaded, 2)] == [1]
     assert [s.row for s in skips_before_cut(loaded, 2, excluded=True)] == []
@@ -194,8 +232,26 @@ def test_streamed_records_are_read_once_per_run(tmp_path, monkeypatch, suffix):
     def run(*extra: str) -> dict[int, int]:
         reads.clear()
         scans[0] = 0
-        assert main(["eval", "--benchmark", "records", "--data", str(path), "--output-dir", str(out),
-                     "--max-new-tokens", "4", "--batch-size", "16", "--quiet", *extra]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--benchmark",
+                    "records",
+                    "--data",
+                    str(path),
+                    "--output-dir",
+                    str(out),
+                    "--max-new-tokens",
+                    "4",
+                    "--batch-size",
+                    "16",
+                    "--quiet",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         assert scans[0] == 1  # the validation when the file is opened: one pass
         return {positions.index(p): n for p, n in reads.items()}
 
@@ -212,5 +268,6 @@ def test_streamed_records_are_read_once_per_run(tmp_path, monkeypatch, suffix):
     stored = lines(items_path)
     assert sorted(r["id"] for r in stored) == sorted(r.id for r in recs)
     assert save_items(tmp_path / "whole", "records", recs, tmp_path) == 70  # the same items, read whole
-    assert sorted(stored, key=lambda r: r["id"]) == sorted(lines(tmp_path / "whole" / "items.jsonl"),
-                                                           key=lambda r: r["id"])
+    assert sorted(stored, key=lambda r: r["id"]) == sorted(
+        lines(tmp_path / "whole" / "items.jsonl"), key=lambda r: r["id"]
+    )

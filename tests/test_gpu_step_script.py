@@ -11,9 +11,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_step_script_runs_on_a_tiny_shape(tmp_path):
     out = tmp_path / "r.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--shape", "tiny", "--device", "cpu",
-           "--seq", "128", "--image", "112", "--queries", "4", "--group", "2", "--new-tokens", "4",
-           "--repeats", "1", "--matmul", "128", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "gpu_step.py"),
+        "--shape",
+        "tiny",
+        "--device",
+        "cpu",
+        "--seq",
+        "128",
+        "--image",
+        "112",
+        "--queries",
+        "4",
+        "--group",
+        "2",
+        "--new-tokens",
+        "4",
+        "--repeats",
+        "1",
+        "--matmul",
+        "128",
+        "--json",
+        str(out),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "| rollout 4 x G=2 x <= 4 tokens |" in res.stdout

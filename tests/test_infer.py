@@ -8,10 +8,10 @@ import pytest
 
 from rethinker.cli import main
 from rethinker.eval.infer import infer
-from rethinker.prompt import SUFFIX
-from rethinker.toyworld.puzzles import generate
 from rethinker.model.load import load_policy
+from rethinker.prompt import SUFFIX
 from rethinker.toyworld.model import resolve_model_path
+from rethinker.toyworld.puzzles import generate
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,9 @@ def test_infer_streams_the_response_and_extracts(puzzle):
     import torch
 
     rec, path = puzzle
-    model, processor = load_policy(resolve_model_path(None), device=torch.device("cpu"), dtype=torch.float32,
-                                   trainable=False)
+    model, processor = load_policy(
+        resolve_model_path(None), device=torch.device("cpu"), dtype=torch.float32, trainable=False
+    )
     out = io.StringIO()
     res = infer(rec.question, path, model=model, processor=processor, max_new_tokens=12, stream=out)
     assert out.getvalue().strip() == res.response.strip() and res.response
@@ -36,8 +37,9 @@ def test_infer_streams_the_response_and_extracts(puzzle):
 
     assert res.answer == extract_answer(res.response, EVAL_RULES)
     assert res.n_image_tokens == 16  # 112x112 puzzle within the toy processor's own limits
-    small = infer(rec.question, path, model=model, processor=processor, max_new_tokens=2, min_pixels=56 * 56,
-                  max_pixels=56 * 56)
+    small = infer(
+        rec.question, path, model=model, processor=processor, max_new_tokens=2, min_pixels=56 * 56, max_pixels=56 * 56
+    )
     assert small.n_image_tokens == 4  # --max-pixels overrides the processor: 56x56 -> 2x2 merged patches
 
 

@@ -74,6 +74,11 @@ def test_generated_corpus_fully_agrees(rows) -> None:
 def test_misses_are_only_documented_conventions(rows) -> None:
     """Every case where the judge and a suite's label differ has a non-standard label,
     whose reason docs/judge.md explains."""
-    undocumented = [(r["suite"], c.answer, c.gold, c.label) for name, r in rows.items() if name != "total"
-                    for c in r["misses"] if c.standard]
+    undocumented = [
+        (r["suite"], c.answer, c.gold, c.label)
+        for name, r in rows.items()
+        if name != "total"
+        for c in r["misses"]
+        if c.standard
+    ]
     assert not undocumented

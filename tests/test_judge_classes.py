@@ -28,8 +28,12 @@ SYMMETRIC = [
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", {}, True),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{bmatrix}1\\\\2\\end{bmatrix}", {}, True),
     ("\\begin{pmatrix} 1 & -2 \\\\ 0 & 3 \\end{pmatrix}", "\\begin{bmatrix}1&-2\\\\0&3\\end{bmatrix}", {}, True),
-    ("\\begin{pmatrix} \\frac{1}{2} \\\\ 0.25 \\end{pmatrix}", "\\begin{pmatrix}0.5\\\\\\frac14\\end{pmatrix}",
-     {}, True),
+    (
+        "\\begin{pmatrix} \\frac{1}{2} \\\\ 0.25 \\end{pmatrix}",
+        "\\begin{pmatrix}0.5\\\\\\frac14\\end{pmatrix}",
+        {},
+        True,
+    ),
     ("\\left(\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}\\right)", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", {}, True),
     ("\\begin{array}{cc} 1 & 2 \\\\ 3 & 4 \\end{array}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", {}, True),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}2\\\\1\\end{pmatrix}", {}, False),
@@ -40,8 +44,12 @@ SYMMETRIC = [
     ("[1.234, 4.566)", "[1.23, 4.57)", {"precision": 2}, True),
     ("(1.234, 4.566, 7)", "(1.23, 4.57, 7)", {"precision": 2}, True),
     ("(4.566, 1.234)", "(4.57, 1.23)", {"precision": 2}, True),
-    ("\\begin{pmatrix} 0.333 \\\\ 0.2 \\end{pmatrix}", "\\begin{pmatrix}\\frac13\\\\\\frac15\\end{pmatrix}",
-     {"precision": 2}, True),
+    (
+        "\\begin{pmatrix} 0.333 \\\\ 0.2 \\end{pmatrix}",
+        "\\begin{pmatrix}\\frac13\\\\\\frac15\\end{pmatrix}",
+        {"precision": 2},
+        True,
+    ),
     ("(1.25, 4.566)", "(1.23, 4.57)", {"precision": 2}, False),
     ("(1.234, 4.566)", "(1.23, 4.57)", {}, False),  # no precision: 6 decimals
     # units other than plain ASCII words
@@ -93,14 +101,58 @@ ONE_WAY = [
     ("185\\ ", "185", {}, True),
 ]
 
-HEDGES_NUMBER = ["12 or 14", "14 or 12", "12, 14", "14, 12", "\\pm 12", "12 \\pm 2", "\\{12, 14\\}",
-                 "12 \\text{ or } 14", "x = 12 \\text{ or } x = 14", "12 \\text{ and } 14", "12, 14, 16",
-                 "(12, 14)", "12; 14", "12 / 14", "12 or fourteen", "12 cm or more", "12 apples or pears",
-                 "12 and more", "12 plus 2", "12\\text{ or more}", "12\\text{ or } 14\\text{ cm}", "12–14"]
-HEDGES_LETTER = ["A or B", "B or A", "A, B", "B, A", "AB", "ABCD", "A, B, C, D", "A B C D", "(A) or (B)",
-                 "(A), (B)", "(A)(B)", "(A) (B)", "A) 3 cm; B) 5 cm", "A. 3 cm or B. 5 cm", "(A) 3 cm (B) 5 cm",
-                 "A. or B.", "A: or B", "A and B", "A/B", "A:B", "A \\text{ or } B", "\\text{(A) or (B)}",
-                 "Option A or option B", "(a) or (b)", "A \\lor B", "A \\vee B"]
+HEDGES_NUMBER = [
+    "12 or 14",
+    "14 or 12",
+    "12, 14",
+    "14, 12",
+    "\\pm 12",
+    "12 \\pm 2",
+    "\\{12, 14\\}",
+    "12 \\text{ or } 14",
+    "x = 12 \\text{ or } x = 14",
+    "12 \\text{ and } 14",
+    "12, 14, 16",
+    "(12, 14)",
+    "12; 14",
+    "12 / 14",
+    "12 or fourteen",
+    "12 cm or more",
+    "12 apples or pears",
+    "12 and more",
+    "12 plus 2",
+    "12\\text{ or more}",
+    "12\\text{ or } 14\\text{ cm}",
+    "12–14",
+]
+HEDGES_LETTER = [
+    "A or B",
+    "B or A",
+    "A, B",
+    "B, A",
+    "AB",
+    "ABCD",
+    "A, B, C, D",
+    "A B C D",
+    "(A) or (B)",
+    "(A), (B)",
+    "(A)(B)",
+    "(A) (B)",
+    "A) 3 cm; B) 5 cm",
+    "A. 3 cm or B. 5 cm",
+    "(A) 3 cm (B) 5 cm",
+    "A. or B.",
+    "A: or B",
+    "A and B",
+    "A/B",
+    "A:B",
+    "A \\text{ or } B",
+    "\\text{(A) or (B)}",
+    "Option A or option B",
+    "(a) or (b)",
+    "A \\lor B",
+    "A \\vee B",
+]
 BLANKS = ["", " ", "\\ ", "\\quad", "\\text{}", "{}", "\\text{ }", "$ $"]
 
 
@@ -184,9 +236,21 @@ def test_linear_equation_shortcut_agrees_with_math_verify() -> None:
         linear_equations_differ,
     )
 
-    pairs = [("y=2x+1", "y=2x-1"), ("y=2x+1", "2y=4x+2"), ("y=2x+1", "y-2x=1"), ("x+y=3", "y=3-x"),
-             ("x+y=3", "x-y=3"), ("y=3x", "y=x+3"), ("2x+3y=6", "4x+6y=12"), ("y=x^2", "y=x"), ("y=0.5x", "y=x/2"),
-             ("x=2", "2x=4"), ("x=2", "x=3"), ("x+y+z=1", "z=1-x-y"), ("y=2x+1", "y=2x+1+z")]
+    pairs = [
+        ("y=2x+1", "y=2x-1"),
+        ("y=2x+1", "2y=4x+2"),
+        ("y=2x+1", "y-2x=1"),
+        ("x+y=3", "y=3-x"),
+        ("x+y=3", "x-y=3"),
+        ("y=3x", "y=x+3"),
+        ("2x+3y=6", "4x+6y=12"),
+        ("y=x^2", "y=x"),
+        ("y=0.5x", "y=x/2"),
+        ("x=2", "2x=4"),
+        ("x=2", "x=3"),
+        ("x+y+z=1", "z=1-x-y"),
+        ("y=2x+1", "y=2x+1+z"),
+    ]
     for g, p in pairs:
         gp, pp = _parse(g), _parse(p)
         if _linear_equations_differ(gp[0], pp[0]):

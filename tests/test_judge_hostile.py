@@ -27,8 +27,8 @@ def _payloads(sentinel: str) -> list[tuple[str, str, str]]:
     code = [
         ("os-system", f"\\boxed{{{touch}}}", "0"),
         ("os-system-eval-rules", f"The answer is {touch}", "0"),
-        ("eval-call", f"\\boxed{{eval(\"{touch}\")}}", "0"),
-        ("exec-call", f"\\boxed{{exec(\"{touch}\")}}", "None"),
+        ("eval-call", f'\\boxed{{eval("{touch}")}}', "0"),
+        ("exec-call", f'\\boxed{{exec("{touch}")}}', "None"),
         ("open-write", f"\\boxed{{open('{sentinel}', 'w').write('1')}}", "1"),
         ("builtins-mutation", "\\boxed{__import__('builtins').__dict__.__setitem__('PWNED', 1)}", "None"),
         ("environ-mutation", "\\boxed{__import__('os').environ.__setitem__('RETHINKER_PWNED', '1')}", "None"),

@@ -80,10 +80,26 @@ def test_percent_rules() -> None:
 # -- letters ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "text,letter",
-    [("B", "B"), ("(B)", "B"), ("B.", "B"), ("B: 5 cm", "B"), ("(B) 5", "B"), ("[C]", "C"), ("b", "B"),
-     ("Option D", "D"), ("The answer is (A)", "A"), ("**C**", "C"), ("\\text{(A)}", "A"),
-     ("Area is 5", None), ("A triangle", None), ("Because", None), ("AB", None), ("A, B", None), ("5", None),
-     ("", None)],
+    [
+        ("B", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("B: 5 cm", "B"),
+        ("(B) 5", "B"),
+        ("[C]", "C"),
+        ("b", "B"),
+        ("Option D", "D"),
+        ("The answer is (A)", "A"),
+        ("**C**", "C"),
+        ("\\text{(A)}", "A"),
+        ("Area is 5", None),
+        ("A triangle", None),
+        ("Because", None),
+        ("AB", None),
+        ("A, B", None),
+        ("5", None),
+        ("", None),
+    ],
 )
 def test_parse_letter(text, letter) -> None:
     assert parse_letter(text) == letter
@@ -111,10 +127,19 @@ def test_normalization() -> None:
 
 @pytest.mark.parametrize(
     "pred,gold,same",
-    [("[1, 2)", "[1,2)", True), ("(1,2]", "[1,2)", False), ("(-\\infty,3]", "(-∞, 3]", True),
-     ("\\{2,1\\}", "\\{1,2\\}", True), ("\\{1,2\\}", "\\{1,2,3\\}", False), ("(1,2,3)", "(1, 2, 3)", True),
-     ("(3,2,1)", "(1,2,3)", False), ("(2,1)", "(1,2)", False), ("(2,1)", "(2,1.0)", True), ("[1,2]\\cup[3,4]", "[1,4]", None),
-     ("\\{x, 1\\}", "\\{1, x\\}", None)],
+    [
+        ("[1, 2)", "[1,2)", True),
+        ("(1,2]", "[1,2)", False),
+        ("(-\\infty,3]", "(-∞, 3]", True),
+        ("\\{2,1\\}", "\\{1,2\\}", True),
+        ("\\{1,2\\}", "\\{1,2,3\\}", False),
+        ("(1,2,3)", "(1, 2, 3)", True),
+        ("(3,2,1)", "(1,2,3)", False),
+        ("(2,1)", "(1,2)", False),
+        ("(2,1)", "(2,1.0)", True),
+        ("[1,2]\\cup[3,4]", "[1,4]", None),
+        ("\\{x, 1\\}", "\\{1, x\\}", None),
+    ],
 )
 def test_structured(pred, gold, same) -> None:
     assert compare_structured(pred, gold) is same
@@ -122,9 +147,21 @@ def test_structured(pred, gold, same) -> None:
 
 @pytest.mark.parametrize(
     "latex,refused",
-    [("x^2+1", False), ("10^{23}", False), ("e^{-3}", False), ("5!", False), ("2^{0.5}", False),
-     ("9^{9^{9}}", True), ("a^b^c", True), ("2^{99999}", True), ("1001!", True), ("(3)!", True),
-     ("\\sqrt{" * 13 + "2" + "}" * 13, True), ("1" * 101, True), ("x" * 1001, True)],
+    [
+        ("x^2+1", False),
+        ("10^{23}", False),
+        ("e^{-3}", False),
+        ("5!", False),
+        ("2^{0.5}", False),
+        ("9^{9^{9}}", True),
+        ("a^b^c", True),
+        ("2^{99999}", True),
+        ("1001!", True),
+        ("(3)!", True),
+        ("\\sqrt{" * 13 + "2" + "}" * 13, True),
+        ("1" * 101, True),
+        ("x" * 1001, True),
+    ],
 )
 def test_screen(latex: str, refused: bool) -> None:
     assert (screen(latex) is not None) == refused
@@ -168,10 +205,15 @@ def test_helper_missing_its_deadline_is_killed_and_restarted() -> None:
 
 @pytest.mark.parametrize(
     "a,b,different",
-    [("4\\sqrt{7}", "\\sqrt{28}", True), ("(x+3)^2", "x^2+3x+9", True), ("(x+3)^2", "x^2+6x+9", False),
-     ("\\pi", "3.14159", False),  # closer than the tolerance: left to math-verify
-     ("\\frac{1}{x}", "\\frac{2}{2x}", False), ("x+1", "y+1", False),  # other symbols: left to math-verify
-     ("x", "2x", False)],  # a bare symbol: left to math-verify (it matches words to symbol products)
+    [
+        ("4\\sqrt{7}", "\\sqrt{28}", True),
+        ("(x+3)^2", "x^2+3x+9", True),
+        ("(x+3)^2", "x^2+6x+9", False),
+        ("\\pi", "3.14159", False),  # closer than the tolerance: left to math-verify
+        ("\\frac{1}{x}", "\\frac{2}{2x}", False),
+        ("x+1", "y+1", False),  # other symbols: left to math-verify
+        ("x", "2x", False),
+    ],  # a bare symbol: left to math-verify (it matches words to symbol products)
 )
 def test_numeric_probe(a: str, b: str, different: bool) -> None:
     from rethinker.judge.symbolic import _clearly_different, _parse

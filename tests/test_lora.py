@@ -12,9 +12,34 @@ import torch
 
 pytest.importorskip("peft")
 
-FLAGS = ["--max-steps", "2", "--eval-every", "0", "--save-every", "1", "--seed", "2", "--lora-rank", "4",
-         "--rollout.queries-per-step", "4", "--rollout.group-size", "4", "--rollout.max-new-tokens", "48",
-         "--data.toy-train-size", "16", "--data.toy-test-size", "0", "--optim.lr", "1e-2", "--threads", "1", "--ssr", "filter"]
+FLAGS = [
+    "--max-steps",
+    "2",
+    "--eval-every",
+    "0",
+    "--save-every",
+    "1",
+    "--seed",
+    "2",
+    "--lora-rank",
+    "4",
+    "--rollout.queries-per-step",
+    "4",
+    "--rollout.group-size",
+    "4",
+    "--rollout.max-new-tokens",
+    "48",
+    "--data.toy-train-size",
+    "16",
+    "--data.toy-test-size",
+    "0",
+    "--optim.lr",
+    "1e-2",
+    "--threads",
+    "1",
+    "--ssr",
+    "filter",
+]
 
 
 def test_lora_trains_adapters_only_and_exports_merged_weights(tmp_path):
@@ -24,8 +49,13 @@ def test_lora_trains_adapters_only_and_exports_merged_weights(tmp_path):
 
     out = tmp_path / "run"
     env = dict(os.environ, TQDM_DISABLE="1")
-    r = subprocess.run([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *FLAGS], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *FLAGS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoint-2"
     assert (ckpt / "adapter_config.json").is_file() and (ckpt / "adapter_model.safetensors").is_file()
@@ -40,8 +70,13 @@ def test_lora_trains_adapters_only_and_exports_merged_weights(tmp_path):
     # LoRA targets the language model's projections only: the vision tower and embeddings are untouched
     assert all("language_model.layers" in k and k.endswith("proj.weight") for k in changed)
     # resume from the adapter checkpoint
-    r = subprocess.run([sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
-                       env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if "reward/mean" in row] == [1, 2, 3]

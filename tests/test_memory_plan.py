@@ -5,8 +5,15 @@ import torch
 
 from rethinker.model.shapes import build_random, qwen25vl_config, save_config
 from rethinker.train.config import ModelConfig, resolve
-from rethinker.train.memory import (Workload, count_parameters, layer_activation_elements, plan, plan_for,
-                                    smart_resize, visual_tokens)
+from rethinker.train.memory import (
+    Workload,
+    count_parameters,
+    layer_activation_elements,
+    plan,
+    plan_for,
+    smart_resize,
+    visual_tokens,
+)
 
 TARGETS = ModelConfig().lora_targets
 
@@ -100,8 +107,15 @@ def test_activation_coefficients_match_autograd(lora, dtype):
     saved = []
     for layers in (1, 2):
         cfg = qwen25vl_config("tiny")
-        cfg.text_config.update(dict(hidden_size=h, intermediate_size=inter, num_hidden_layers=layers,
-                                    num_attention_heads=heads, num_key_value_heads=kv_heads))
+        cfg.text_config.update(
+            dict(
+                hidden_size=h,
+                intermediate_size=inter,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                num_key_value_heads=kv_heads,
+            )
+        )
         cfg.vision_config.out_hidden_size = h
         cfg.text_config.rope_parameters["mrope_section"] = [8, 12, 12]
         torch.manual_seed(0)
@@ -131,8 +145,20 @@ def test_dry_run_prints_the_plan_without_weights(tmp_path, capsys):
     from rethinker.cli import main
 
     model_dir = save_config("3b", tmp_path / "qwen3b")  # config.json only: no weights to load
-    rc = main(["train", "--dry-run", "--model", str(model_dir), "--model.lora-rank", "64", "--world-size", "8",
-               "--model.dtype", "bfloat16"])
+    rc = main(
+        [
+            "train",
+            "--dry-run",
+            "--model",
+            str(model_dir),
+            "--model.lora-rank",
+            "64",
+            "--world-size",
+            "8",
+            "--model.dtype",
+            "bfloat16",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "memory plan: 8 rank(s)" in out and "peak per rank" in out and "3.75 B" in out

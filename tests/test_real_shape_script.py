@@ -12,8 +12,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_real_shape_script_runs_on_the_tiny_shape(tmp_path):
     out = tmp_path / "r.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "real_shape.py"), "--shape", "tiny", "--lora-rank", "8",
-           "--new-tokens", "16", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "real_shape.py"),
+        "--shape",
+        "tiny",
+        "--lora-rank",
+        "8",
+        "--new-tokens",
+        "16",
+        "--json",
+        str(out),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "| Forced Rethinking |" in res.stdout and "plan predicts" in res.stdout

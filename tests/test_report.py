@@ -32,41 +32,86 @@ def png(color=(255, 0, 0), size=(40, 30)) -> bytes:
 
 
 def record(i: int, img: bytes | None = None, **kw) -> Record:
-    return Record(id=f"q{i}", question=kw.pop("question", f"How many {i}?"), answer=str(i),
-                  images=[ImageRef(bytes=img or png())], **kw)
+    return Record(
+        id=f"q{i}",
+        question=kw.pop("question", f"How many {i}?"),
+        answer=str(i),
+        images=[ImageRef(bytes=img or png())],
+        **kw,
+    )
 
 
 def group(g: int, G: int, rewards, *, texts=None, meta=None) -> list[Sample]:
     out = []
     for k, r in enumerate(rewards):
-        m = {"text": (texts or {}).get(k, f"answer {k} \\boxed{{{g}}}"), "finished": True,
-             "rule": "correct" if r > 0 else "wrong", "reason": "match" if r > 0 else "mismatch", "extracted": str(g)}
+        m = {
+            "text": (texts or {}).get(k, f"answer {k} \\boxed{{{g}}}"),
+            "finished": True,
+            "rule": "correct" if r > 0 else "wrong",
+            "reason": "match" if r > 0 else "mismatch",
+            "extracted": str(g),
+        }
         m.update((meta or {}).get(k, {}))
-        out.append(Sample(advantage=r - 0.5, reward=float(r), group=g, step=1, completion_ids=[1] * (5 + k),
-                          correct=r > 0, meta=m))
+        out.append(
+            Sample(
+                advantage=r - 0.5, reward=float(r), group=g, step=1, completion_ids=[1] * (5 + k), correct=r > 0, meta=m
+            )
+        )
     return out
 
 
 def kept_meta(first: str, trigger: str, cont: str, cut=False, original=None) -> dict:
-    return {"text": first + trigger + cont, "rethink": True,
-            "rethink_attempt": {"original": original or first, "first": first, "cut": cut, "trigger": trigger,
-                                "continuation": cont, "kept": True, "why": "kept", "first_correct": False,
-                                "joined_correct": True}}
+    return {
+        "text": first + trigger + cont,
+        "rethink": True,
+        "rethink_attempt": {
+            "original": original or first,
+            "first": first,
+            "cut": cut,
+            "trigger": trigger,
+            "continuation": cont,
+            "kept": True,
+            "why": "kept",
+            "first_correct": False,
+            "joined_correct": True,
+        },
+    }
 
 
 def rejected_meta(text: str, trigger: str, cont: str, why="incorrect") -> dict:
-    return {"rethink_attempt": {"original": text, "first": text, "cut": False, "trigger": trigger,
-                                "continuation": cont, "kept": False, "why": why, "first_correct": True,
-                                "joined_correct": False}}
+    return {
+        "rethink_attempt": {
+            "original": text,
+            "first": text,
+            "cut": False,
+            "trigger": trigger,
+            "continuation": cont,
+            "kept": False,
+            "why": why,
+            "first_correct": True,
+            "joined_correct": False,
+        }
+    }
 
 
 # -- sample rows ------------------------------------------------------------------------
 
+
 def test_sample_rows_hold_the_first_queries_with_rewards_verdicts_rethinking_and_ssr_draws():
     recs = [record(0, choices=["a", "b"]), record(1), record(2)]
-    samples = (group(0, 4, [1, 0, 0, 1], meta={1: kept_meta("I see 3.", "\n\nWait", " no, 0. \\boxed{0}"),
-                                              2: rejected_meta("answer 2", "\n\nWait, let's double check", " ok")})
-               + group(1, 4, [0, 0, 0, 0]) + group(2, 4, [1, 1, 1, 1]))
+    samples = (
+        group(
+            0,
+            4,
+            [1, 0, 0, 1],
+            meta={
+                1: kept_meta("I see 3.", "\n\nWait", " no, 0. \\boxed{0}"),
+                2: rejected_meta("answer 2", "\n\nWait, let's double check", " ok"),
+            },
+        )
+        + group(1, 4, [0, 0, 0, 0])
+        + group(2, 4, [1, 1, 1, 1])
+    )
     indices = [0, 0, 3, 1, -1, 5]  # positions drawn by SSR (-1: a replay from an earlier step)
     rows = sample_rows(7, recs, samples, indices, n_queries=2, images=lambda r: ["img.png"])
     assert [r["id"] for r in rows] == ["q0", "q1"]  # the first two queries only
@@ -78,8 +123,12 @@ def test_sample_rows_hold_the_first_queries_with_rewards_verdicts_rethinking_and
     assert [x["reward"] for x in r0["responses"]] == [1.0, 0.0, 0.0, 1.0]
     assert r0["responses"][0]["advantage"] == 0.5 and r0["responses"][0]["reason"] == "match"
     kept = r0["responses"][1]["rethink"]
-    assert (kept["kept"], kept["why"], kept["trigger"], kept["continuation"]) == (True, "kept", "\n\nWait",
-                                                                                  " no, 0. \\boxed{0}")
+    assert (kept["kept"], kept["why"], kept["trigger"], kept["continuation"]) == (
+        True,
+        "kept",
+        "\n\nWait",
+        " no, 0. \\boxed{0}",
+    )
     assert r0["responses"][1]["text"] == "I see 3.\n\nWait no, 0. \\boxed{0}"
     rej = r0["responses"][2]["rethink"]
     assert (rej["kept"], rej["why"]) == (False, "incorrect") and "first" not in rej  # not cut: first == text
@@ -150,6 +199,7 @@ def test_sample_table_goes_to_tensorboard_and_wandb(monkeypatch):
 
 # -- curves -------------------------------------------------------------------------------
 
+
 def test_smoothing_is_debiased_and_keeps_gaps():
     assert curves.smooth([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])
     out = curves.smooth([0.0, None, 1.0], 0.5)
@@ -164,11 +214,28 @@ def _keys(cfg, rows):
 def _fake_rows(n=20, **extra):
     rows = [{"step": 0, "eval/accuracy": 0.5, "eval/ci_low": 0.4, "eval/ci_high": 0.6, "eval/n": 100}]
     for s in range(1, n + 1):
-        rows.append({"step": s, "reward/mean": 0.1 * (s % 5), "accuracy": 0.5, "groups/all_correct": 0.2,
-                     "groups/all_wrong": 0.3, "reflection_rate": 0.1, "rethink/attempts": 10, "rethink/accepted": 3,
-                     "response_length/mean": 20.0, "response_length/max": 40, "entropy": 0.3,
-                     "loss/clip_frac_low": 0.0, "loss/clip_frac_high": 0.0, "time/rollout_s": 1.0,
-                     "time/update_s": 0.5, "time/step_s": 2.0, "update/skipped": 0, **extra})
+        rows.append(
+            {
+                "step": s,
+                "reward/mean": 0.1 * (s % 5),
+                "accuracy": 0.5,
+                "groups/all_correct": 0.2,
+                "groups/all_wrong": 0.3,
+                "reflection_rate": 0.1,
+                "rethink/attempts": 10,
+                "rethink/accepted": 3,
+                "response_length/mean": 20.0,
+                "response_length/max": 40,
+                "entropy": 0.3,
+                "loss/clip_frac_low": 0.0,
+                "loss/clip_frac_high": 0.0,
+                "time/rollout_s": 1.0,
+                "time/update_s": 0.5,
+                "time/step_s": 2.0,
+                "update/skipped": 0,
+                **extra,
+            }
+        )
     rows.append({"step": n, "eval/accuracy": 0.6, "eval/ci_low": 0.5, "eval/ci_high": 0.7, "eval/n": 100})
     return rows
 
@@ -202,6 +269,7 @@ def test_figure_is_a_png_and_curves_png_uses_it(tmp_path):
 
 # -- run page -------------------------------------------------------------------------------
 
+
 def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False, rethink=True) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = to_dict(resolve(None, {"max_steps": "10"}))
@@ -212,10 +280,17 @@ def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False, rethink=True) -> Path:
     log = SampleLog(tmp_path, 1)
     for s in steps:
         texts = {0: EVIL} if s == 2 else {}
-        meta = ({1: kept_meta("I count 3.", "\n\nWait, there might be a mistake", " It is 4. \\boxed{4}")}
-                if rethink else None)
-        log.log_step(s, [record(s, question=f"question of step {s} <b>?</b>")],
-                     group(0, 3, [1, 1, 0], texts=texts, meta=meta), [1, 1, 0])
+        meta = (
+            {1: kept_meta("I count 3.", "\n\nWait, there might be a mistake", " It is 4. \\boxed{4}")}
+            if rethink
+            else None
+        )
+        log.log_step(
+            s,
+            [record(s, question=f"question of step {s} <b>?</b>")],
+            group(0, 3, [1, 1, 0], texts=texts, meta=meta),
+            [1, 1, 0],
+        )
     log.close()
     if torn:
         with open(tmp_path / "samples.jsonl", "a") as fh:
@@ -277,8 +352,17 @@ def test_run_page_spreads_a_long_log_over_the_shown_steps(tmp_path):
 
 
 def test_response_html_highlights_cut_and_rejected_attempts():
-    cut = response_html("I count 3.\n\nWait 4. \\boxed{4}", {"kept": True, "trigger": "\n\nWait", "continuation":
-                        " 4. \\boxed{4}", "cut": True, "first": "I count 3.", "original": "I count 3. \\boxed{3}"})
+    cut = response_html(
+        "I count 3.\n\nWait 4. \\boxed{4}",
+        {
+            "kept": True,
+            "trigger": "\n\nWait",
+            "continuation": " 4. \\boxed{4}",
+            "cut": True,
+            "first": "I count 3.",
+            "original": "I count 3. \\boxed{3}",
+        },
+    )
     assert "original response" in cut and "I count 3. \\boxed{3}" in cut
     rej = response_html("answer <3", {"kept": False, "why": "length", "trigger": "\n\nWait", "continuation": "<x>"})
     assert "rejected: length" in rej and '<span class="cont rejected">&lt;x&gt;</span>' in rej
@@ -287,19 +371,50 @@ def test_response_html_highlights_cut_and_rejected_attempts():
 
 # -- evaluation page ------------------------------------------------------------------------
 
+
 def _preds():
-    base = {"benchmark": "bench", "finished": True, "prompt": "<|im_start|>user\nWhat? <b><|im_end|>\n"
-            "<|im_start|>assistant\n"}
+    base = {
+        "benchmark": "bench",
+        "finished": True,
+        "prompt": "<|im_start|>user\nWhat? <b><|im_end|>\n<|im_start|>assistant\n",
+    }
     return [
-        {**base, "id": "a", "category": "geo", "correct": True, "response": "fine \\boxed{A}", "extracted": "A",
-         "answer": "A", "reason": "match"},
-        {**base, "id": "b", "category": "geo", "correct": False, "response": EVIL, "extracted": "B",
-         "answer": "A", "reason": "mismatch"},
-        {**base, "id": "c", "category": "alg", "correct": True, "response": "ok", "extracted": "2", "answer": "2",
-         "reason": "match", "n_samples": 2, "n_correct": 1,
-         "samples": [{"response": "ok", "extracted": "2", "correct": True, "reason": "match", "finished": True},
-                     {"response": "no <3", "extracted": "3", "correct": False, "reason": "mismatch",
-                      "finished": True}]},
+        {
+            **base,
+            "id": "a",
+            "category": "geo",
+            "correct": True,
+            "response": "fine \\boxed{A}",
+            "extracted": "A",
+            "answer": "A",
+            "reason": "match",
+        },
+        {
+            **base,
+            "id": "b",
+            "category": "geo",
+            "correct": False,
+            "response": EVIL,
+            "extracted": "B",
+            "answer": "A",
+            "reason": "mismatch",
+        },
+        {
+            **base,
+            "id": "c",
+            "category": "alg",
+            "correct": True,
+            "response": "ok",
+            "extracted": "2",
+            "answer": "2",
+            "reason": "match",
+            "n_samples": 2,
+            "n_correct": 1,
+            "samples": [
+                {"response": "ok", "extracted": "2", "correct": True, "reason": "match", "finished": True},
+                {"response": "no <3", "extracted": "3", "correct": False, "reason": "mismatch", "finished": True},
+            ],
+        },
     ]
 
 
@@ -309,10 +424,22 @@ def test_eval_page_orders_wrong_first_per_category_and_escapes(tmp_path):
     preds = _preds()
     (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
     write_reports(tmp_path, {"bench": summarize(preds, benchmark="bench")})
-    recs = [Record(id="a", question="Which <shape>?", answer="A", choices=["circle", "square & co"],
-                   images=[ImageRef(bytes=png())]),
-            Record(id="b", question="Which <shape>?", answer="A", choices=["circle", "square & co"],
-                   images=[ImageRef(bytes=png())])]
+    recs = [
+        Record(
+            id="a",
+            question="Which <shape>?",
+            answer="A",
+            choices=["circle", "square & co"],
+            images=[ImageRef(bytes=png())],
+        ),
+        Record(
+            id="b",
+            question="Which <shape>?",
+            answer="A",
+            choices=["circle", "square & co"],
+            images=[ImageRef(bytes=png())],
+        ),
+    ]
     assert save_items(tmp_path, "bench", recs) == 2
     assert save_items(tmp_path, "bench", recs) == 0  # stored once
     assert len(list((tmp_path / "thumbs").glob("*.png"))) == 1  # the same image
@@ -330,8 +457,10 @@ def test_eval_page_orders_wrong_first_per_category_and_escapes(tmp_path):
 
 
 def test_prompt_question_strips_the_chat_template():
-    p = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>How many?\nPlease reason<|im_end|>\n" \
+    p = (
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>How many?\nPlease reason<|im_end|>\n"
         "<|im_start|>assistant\n"
+    )
     assert prompt_question(p) == "How many?\nPlease reason"
 
 
@@ -372,8 +501,19 @@ def test_run_page_summary_holds_the_test_split_first_and_last(tmp_path):
     d = _run_dir(tmp_path)
     with open(d / "metrics.jsonl", "a") as fh:
         for step, acc in ((0, 0.55), (3, 0.68)):
-            fh.write(json.dumps({"step": step, "test/accuracy": acc, "test/ci_low": acc - 0.02,
-                                 "test/ci_high": acc + 0.02, "test/n": 2000, "time/test_s": 30.0}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "test/accuracy": acc,
+                        "test/ci_low": acc - 0.02,
+                        "test/ci_high": acc + 0.02,
+                        "test/n": 2000,
+                        "time/test_s": 30.0,
+                    }
+                )
+                + "\n"
+            )
     page = build_run_report(d).read_text()
     assert "<td>test accuracy, base</td><td>0.550 [0.530, 0.570] on 2000 (step 0)</td>" in page
     assert "0.680 [0.660, 0.700] on 2000 (step 3)" in page and "+0.130" in page

@@ -9,23 +9,56 @@ import subprocess
 import sys
 
 import pytest
-
-from rethinker.cli import main
 from trainrun import ENV, kill_after_checkpoint
 
+from rethinker.cli import main
+
 TINY = [
-    "--max-steps", "3", "--eval-every", "3", "--save-every", "1", "--keep-checkpoints", "3", "--seed", "3",
-    "--rollout.queries-per-step", "3", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
-    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
-    "--ssr", "paper", "--rethink", "on", "--threads", "1", "--log-samples", "2",
+    "--max-steps",
+    "3",
+    "--eval-every",
+    "3",
+    "--save-every",
+    "1",
+    "--keep-checkpoints",
+    "3",
+    "--seed",
+    "3",
+    "--rollout.queries-per-step",
+    "3",
+    "--rollout.group-size",
+    "4",
+    "--rollout.max-new-tokens",
+    "20",
+    "--data.toy-train-size",
+    "32",
+    "--data.toy-eval-size",
+    "8",
+    "--data.toy-test-size",
+    "0",
+    "--optim.micro-batch-size",
+    "4",
+    "--ssr",
+    "paper",
+    "--rethink",
+    "on",
+    "--threads",
+    "1",
+    "--log-samples",
+    "2",
 ]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
-    res = subprocess.run([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TINY], env=ENV,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TINY],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 
@@ -34,8 +67,9 @@ def test_training_run_logs_samples_and_writes_its_page(tiny_run):
     out = tiny_run
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [(r["step"], r["query"]) for r in rows] == [(s, q) for s in (1, 2, 3) for q in (0, 1)]
-    metrics = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-               if "reward/mean" in r}
+    metrics = {
+        r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "reward/mean" in r
+    }
     for r in rows:
         assert len(r["responses"]) == 4 and r["id"].startswith("toy-train")
         assert all(name and (out / "samples" / name).is_file() for name in r["images"])
@@ -59,16 +93,38 @@ def test_killed_and_resumed_run_logs_the_same_samples(tiny_run, tmp_path):
     dropped, and the resumed steps log what an uninterrupted run logs."""
     out = tmp_path / "killed"
     kill_after_checkpoint(out, TINY, step=1)
-    res = subprocess.run([sys.executable, "-m", "rethinker", "train", "--resume", str(out)], env=ENV,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--resume", str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "samples.jsonl").read_text() == (tiny_run / "samples.jsonl").read_text()
 
 
 def test_evaluation_writes_its_page(tmp_path):
     out = tmp_path / "ev"
-    assert main(["eval", "--benchmark", "toy", "--limit", "5", "--output-dir", str(out), "--max-new-tokens", "12",
-                 "--batch-size", "5", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--benchmark",
+                "toy",
+                "--limit",
+                "5",
+                "--output-dir",
+                str(out),
+                "--max-new-tokens",
+                "12",
+                "--batch-size",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     page = (out / "report.html").read_text()
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]

@@ -160,7 +160,7 @@ def test_next_tokens_masks_like_transformers_warpers():
             assert allowed.gather(1, tok[:, None]).all()
         # and every allowed token can come out: draw many times from one row
         row = 3
-        many = next_tokens(logits[row:row + 1].expand(4000, -1), params)
+        many = next_tokens(logits[row : row + 1].expand(4000, -1), params)
         assert set(many.tolist()) == set(allowed[row].nonzero().squeeze(-1).tolist())
 
 
@@ -200,5 +200,4 @@ def test_two_image_queries_take_the_same_paths(toy_policy):
     with torch.no_grad():
         s_full = score(model, qs, full)
         tb, s_grouped = score_grouped(model, qs, comps, owner, enc.pad_token_id)
-    torch.testing.assert_close(s_grouped.logprobs[tb.target_mask], s_full.logprobs[full.target_mask],
-                               atol=2e-5, rtol=0)
+    torch.testing.assert_close(s_grouped.logprobs[tb.target_mask], s_full.logprobs[full.target_mask], atol=2e-5, rtol=0)

@@ -44,7 +44,7 @@ def _expand_pads(ids, grid_thw, pad_id, merge):
     out, k = [], 0
     for t in ids:
         if t == pad_id:
-            out.extend([pad_id] * (int(grid_thw[k].prod()) // merge ** 2))
+            out.extend([pad_id] * (int(grid_thw[k].prod()) // merge**2))
             k += 1
         else:
             out.append(t)
@@ -76,8 +76,9 @@ def test_first_pass_prompt_is_text_and_images_that_reprocess_to_our_ids(setup):
         assert p["prompt"].count(PLACEHOLDER) == n_img == len(p["multi_modal_data"]["image"]) >= 1
         assert p["prompt"].count("<|image_pad|>") == n_img  # not pre-expanded
         # what vLLM does with a text prompt: the HF processor on text + images + kwargs
-        again = processor(text=[p["prompt"]], images=p["multi_modal_data"]["image"],
-                          return_tensors="pt", **p["mm_processor_kwargs"])
+        again = processor(
+            text=[p["prompt"]], images=p["multi_modal_data"]["image"], return_tensors="pt", **p["mm_processor_kwargs"]
+        )
         assert torch.equal(again["input_ids"][0], q.input_ids)
         assert torch.equal(again["image_grid_thw"], q.image_grid_thw)
 
@@ -89,10 +90,13 @@ def test_pixel_limits_reach_vllm_and_change_the_expansion(toy_policy, toy_record
     default = PromptEncoder(processor).encode(toy_records[0])
     assert q.length < default.length  # the limit matters for these 112x112 images
     vocab = processor.tokenizer.get_vocab()
-    (p,) = build_vllm_inputs([q], processor.tokenizer, [vocab["<|image_pad|>"]], pixel_limits(processor, max_pixels=small))
+    (p,) = build_vllm_inputs(
+        [q], processor.tokenizer, [vocab["<|image_pad|>"]], pixel_limits(processor, max_pixels=small)
+    )
     assert p["mm_processor_kwargs"]["max_pixels"] == small
-    again = processor(text=[p["prompt"]], images=p["multi_modal_data"]["image"], return_tensors="pt",
-                      **p["mm_processor_kwargs"])
+    again = processor(
+        text=[p["prompt"]], images=p["multi_modal_data"]["image"], return_tensors="pt", **p["mm_processor_kwargs"]
+    )
     assert torch.equal(again["input_ids"][0], q.input_ids)
 
 
@@ -111,8 +115,8 @@ def test_continuation_is_token_ids_that_vllm_expands_back_to_ours(setup):
     for q, ext, p in zip(queries, conts, prompts):
         assert "prompt" not in p
         ids = p["prompt_token_ids"]
-        assert ids[-len(extra):] == extra  # the trained-on tokens, verbatim
-        assert ids[:-len(extra)] == tok.encode(q.text, add_special_tokens=False)
+        assert ids[-len(extra) :] == extra  # the trained-on tokens, verbatim
+        assert ids[: -len(extra)] == tok.encode(q.text, add_special_tokens=False)
         assert ids.count(pads[0]) == int(q.image_grid_thw.shape[0])
         assert _expand_pads(ids, q.image_grid_thw, pads[0], merge) == ext.input_ids.tolist()
         assert p["multi_modal_data"]["image"] is not q.images and p["multi_modal_data"]["image"] == q.images
@@ -142,17 +146,28 @@ def test_sampling_kwargs_map_ours_to_vllms(toy_policy):
     _, processor = toy_policy
     banned = vision_token_ids(processor)
     vocab_size = len(processor.tokenizer)
-    kw = vllm_sampling_kwargs(SamplingParams(max_new_tokens=77, temperature=0.7, top_p=0.9, top_k=0, n=5),
-                              banned, [2, 0], vocab_size)
+    kw = vllm_sampling_kwargs(
+        SamplingParams(max_new_tokens=77, temperature=0.7, top_p=0.9, top_k=0, n=5), banned, [2, 0], vocab_size
+    )
     assert kw["n"] == 5 and kw["temperature"] == 0.7 and kw["top_p"] == 0.9 and kw["max_tokens"] == 77
     assert kw["top_k"] == VLLM_TOP_K_DISABLED == -1
     assert kw["stop_token_ids"] == [2, 0] and kw["detokenize"] is False
     allowed = set(kw["allowed_token_ids"])
     assert set(range(vocab_size)) - allowed == set(banned)
     names = {processor.tokenizer.convert_ids_to_tokens(t) for t in set(range(vocab_size)) - allowed}
-    assert names == {"<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-                     "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|object_ref_start|>",
-                     "<|object_ref_end|>"}
+    assert names == {
+        "<|image_pad|>",
+        "<|video_pad|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|vision_pad|>",
+        "<|box_start|>",
+        "<|box_end|>",
+        "<|quad_start|>",
+        "<|quad_end|>",
+        "<|object_ref_start|>",
+        "<|object_ref_end|>",
+    }
     assert vllm_sampling_kwargs(SamplingParams(top_k=20), banned, [2], vocab_size)["top_k"] == 20
 
 
@@ -217,14 +232,23 @@ def _expected_vllm_params(cfg):
     for b in range(v.depth):
         p = f"visual.blocks.{b}."
         names |= {p + "norm1.weight", p + "norm2.weight"}
-        names |= {p + m + "." + w for m in ("attn.qkv", "attn.proj", "mlp.gate_up_proj", "mlp.down_proj")
-                  for w in ("weight", "bias")}
+        names |= {
+            p + m + "." + w
+            for m in ("attn.qkv", "attn.proj", "mlp.gate_up_proj", "mlp.down_proj")
+            for w in ("weight", "bias")
+        }
     names |= {"language_model.model.embed_tokens.weight", "language_model.model.norm.weight"}
     for i in range(text.num_hidden_layers):
         p = f"language_model.model.layers.{i}."
-        names |= {p + "self_attn.qkv_proj.weight", p + "self_attn.qkv_proj.bias", p + "self_attn.o_proj.weight",
-                  p + "mlp.gate_up_proj.weight", p + "mlp.down_proj.weight", p + "input_layernorm.weight",
-                  p + "post_attention_layernorm.weight"}
+        names |= {
+            p + "self_attn.qkv_proj.weight",
+            p + "self_attn.qkv_proj.bias",
+            p + "self_attn.o_proj.weight",
+            p + "mlp.gate_up_proj.weight",
+            p + "mlp.down_proj.weight",
+            p + "input_layernorm.weight",
+            p + "post_attention_layernorm.weight",
+        }
     if not text.tie_word_embeddings:
         names.add("language_model.lm_head.weight")
     return names
@@ -253,7 +277,9 @@ def test_every_toy_weight_maps_to_a_vllm_parameter(toy_policy):
     mapping = to_vllm_weight_names(keys, tie_word_embeddings=True)
     assert mapping["lm_head.weight"] is None  # tied: vLLM skips it
     assert mapping["model.language_model.layers.0.self_attn.k_proj.weight"] == (
-        "language_model.model.layers.0.self_attn.qkv_proj.weight", "k")
+        "language_model.model.layers.0.self_attn.qkv_proj.weight",
+        "k",
+    )
     assert mapping["model.visual.blocks.1.mlp.up_proj.bias"] == ("visual.blocks.1.mlp.gate_up_proj.bias", 1)
     assert mapping["model.visual.blocks.0.attn.qkv.weight"] == ("visual.blocks.0.attn.qkv.weight", None)
     assert mapping["model.visual.merger.mlp.2.weight"] == ("visual.merger.mlp.2.weight", None)
@@ -288,12 +314,20 @@ def test_iter_sync_weights_are_the_policy_tensors(toy_policy):
 
 
 def test_policy_weight_name_strips_wrappers():
-    assert policy_weight_name("base_model.model.model.language_model.layers.0.self_attn.q_proj.base_layer.weight") == \
-        "model.language_model.layers.0.self_attn.q_proj.weight"
-    assert policy_weight_name("base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight") is None
+    assert (
+        policy_weight_name("base_model.model.model.language_model.layers.0.self_attn.q_proj.base_layer.weight")
+        == "model.language_model.layers.0.self_attn.q_proj.weight"
+    )
+    assert (
+        policy_weight_name("base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight")
+        is None
+    )
     assert policy_weight_name("base_model.model.lm_head.modules_to_save.default.weight") == "lm_head.weight"
     assert policy_weight_name("base_model.model.lm_head.original_module.weight") is None
-    assert policy_weight_name("model.language_model._checkpoint_wrapped_module.norm.weight") == "model.language_model.norm.weight"
+    assert (
+        policy_weight_name("model.language_model._checkpoint_wrapped_module.norm.weight")
+        == "model.language_model.norm.weight"
+    )
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft not installed")

@@ -25,19 +25,30 @@ N_ITEMS, STEPS = 400, 4
 def _fake_run(d: Path, seed: int, dev: list[float], n_right: int, zero_adv: float) -> Path:
     """A finished run: 4 steps of 64 samples, dev every 2 steps, test at 0 and 4."""
     d.mkdir(parents=True)
-    rows = [{"step": 0, "eval/accuracy": dev[0], "eval/n": 100},
-            {"step": 0, "test/accuracy": 0.5, "test/n": N_ITEMS}]
+    rows = [{"step": 0, "eval/accuracy": dev[0], "eval/n": 100}, {"step": 0, "test/accuracy": 0.5, "test/n": N_ITEMS}]
     for s in range(1, STEPS + 1):
-        rows.append({"step": s, "reward/mean": 0.5, "budget/samples": 64 * s, "rollout/samples": 64,
-                     "rollout/tokens": 1000, "rethink/tokens": 100, "update/optimizer_steps": 1,
-                     "groups/zero_advantage_before_rethink": zero_adv, "reflection_rate": 0.1,
-                     "time/step_s": 2.0})
+        rows.append(
+            {
+                "step": s,
+                "reward/mean": 0.5,
+                "budget/samples": 64 * s,
+                "rollout/samples": 64,
+                "rollout/tokens": 1000,
+                "rethink/tokens": 100,
+                "update/optimizer_steps": 1,
+                "groups/zero_advantage_before_rethink": zero_adv,
+                "reflection_rate": 0.1,
+                "time/step_s": 2.0,
+            }
+        )
         if s % 2 == 0:
             rows.append({"step": s, "eval/accuracy": dev[s // 2], "eval/n": 100})
     rows.append({"step": STEPS, "test/accuracy": n_right / N_ITEMS, "test/n": N_ITEMS, "test/reflection_rate": 0.2})
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    preds = [{"id": f"toy-test-0-{i:06d}", "category": "color" if i < N_ITEMS // 2 else "count", "correct": i < n_right}
-             for i in range(N_ITEMS)]
+    preds = [
+        {"id": f"toy-test-0-{i:06d}", "category": "color" if i < N_ITEMS // 2 else "count", "correct": i < n_right}
+        for i in range(N_ITEMS)
+    ]
     (d / f"test-predictions-{STEPS}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
     return d
 
@@ -63,7 +74,7 @@ def test_table_and_plot_from_finished_runs(tmp_path):
     assert "3 paired seeds" in text and "400 puzzles" in text
     # per kind: the first 200 puzzles are colour ones, all right; of the 200 counting ones
     # GRPO gets 40 right and SSR 60
-    kinds = text[text.index("per kind"):]
+    kinds = text[text.index("per kind") :]
     assert "| variant | color | count |" in kinds
     assert "| GRPO | 100.0 | 20.0 |" in kinds and "| GRPO+SSR | 100.0 | 30.0 |" in kinds
     ta.plot(results, tmp_path / "ablation.png")

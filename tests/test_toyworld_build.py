@@ -82,7 +82,9 @@ def test_cli_model_and_data(tmp_path, capsys):
     from rethinker.data.io import read_records
 
     assert main(["toy", "model", "--output-dir", str(tmp_path / "policy")]) == 0
-    assert (tmp_path / "policy" / "model.safetensors").read_bytes() == (toy_model_path() / "model.safetensors").read_bytes()
+    assert (tmp_path / "policy" / "model.safetensors").read_bytes() == (
+        toy_model_path() / "model.safetensors"
+    ).read_bytes()
     assert main(["toy", "model", "--output-dir", str(tmp_path / "policy")]) == 2  # refuses to overwrite
 
     out = tmp_path / "test.parquet"

@@ -86,7 +86,9 @@ def test_chat_template_renders_image_placeholder(packaged):
     )
 
 
-@pytest.mark.parametrize("size,tokens", [((112, 112), 16), ((56, 56), 4), ((640, 480), 12), ((2000, 2000), 16), ((30, 30), 4)])
+@pytest.mark.parametrize(
+    "size,tokens", [((112, 112), 16), ((56, 56), 4), ((640, 480), 12), ((2000, 2000), 16), ((30, 30), 4)]
+)
 def test_image_token_count(packaged, size, tokens):
     _, proc = packaged
     inputs = _inputs(proc, size)
@@ -134,7 +136,7 @@ def test_generation_runs_and_never_emits_vision_tokens(packaged):
     torch.manual_seed(0)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=24, do_sample=True, num_return_sequences=4)
-    new = out[:, inputs["input_ids"].shape[1]:]
+    new = out[:, inputs["input_ids"].shape[1] :]
     assert new.shape[0] == 4 and new.shape[1] >= 1
     vision_ids = set(proc.tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS)
     assert not vision_ids & set(new.flatten().tolist())

@@ -6,11 +6,22 @@ import hashlib
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rethinker.prompt import question_text
 from rethinker.records import Record, load_image
-from rethinker.toyworld.puzzles import DEFAULT_KINDS, KINDS, LETTERS, TEACHER_CONFUSIONS, PALETTE, SIZE, generate, make_record, solution_of
+from rethinker.toyworld.puzzles import (
+    DEFAULT_KINDS,
+    KINDS,
+    LETTERS,
+    PALETTE,
+    SIZE,
+    TEACHER_CONFUSIONS,
+    generate,
+    make_record,
+    solution_of,
+)
 from rethinker.toyworld.warmstart import boxed, exact_check
 
 N = 8 * len(KINDS)
@@ -39,7 +50,9 @@ def test_deterministic(train):
 
 def test_prefix_stable(train):
     """Item i does not depend on n: a longer list starts with the shorter one."""
-    assert [r.to_dict() for r in generate(len(KINDS), seed=0, split="train")] == [r.to_dict() for r in train[: len(KINDS)]]
+    assert [r.to_dict() for r in generate(len(KINDS), seed=0, split="train")] == [
+        r.to_dict() for r in train[: len(KINDS)]
+    ]
 
 
 def test_splits_disjoint_by_content(train, test):
@@ -56,9 +69,12 @@ def test_train_split_kept_its_puzzles_when_dev_was_added():
     the rest is halved into dev and test (so train-only artefacts need no rebuild)."""
     import hashlib
 
-    for r in generate(40, seed=0, split="train") + generate(40, seed=0, split="dev") + generate(40, seed=0, split="test"):
-        digest = hashlib.sha1((r.question + "|" + "|".join(r.choices or [])).encode() + b"\0"
-                              + b"\0".join(im.bytes for im in r.images)).digest()
+    for r in (
+        generate(40, seed=0, split="train") + generate(40, seed=0, split="dev") + generate(40, seed=0, split="test")
+    ):
+        digest = hashlib.sha1(
+            (r.question + "|" + "|".join(r.choices or [])).encode() + b"\0" + b"\0".join(im.bytes for im in r.images)
+        ).digest()
         owner = "train" if not digest[0] & 1 else ("dev", "test")[(digest[0] >> 1) & 1]
         assert owner == r.meta["split"]
 
@@ -216,8 +232,12 @@ def test_bad_arguments():
 
 
 @settings(max_examples=25, deadline=None)
-@given(kind=st.sampled_from(list(KINDS)), seed=st.integers(0, 2**31), index=st.integers(0, 10**6),
-       split=st.sampled_from(["train", "dev", "test"]))
+@given(
+    kind=st.sampled_from(list(KINDS)),
+    seed=st.integers(0, 2**31),
+    index=st.integers(0, 10**6),
+    split=st.sampled_from(["train", "dev", "test"]),
+)
 def test_any_item_is_verifiable(kind, seed, index, split):
     r = make_record(kind, seed, split, index)
     assert boxed(solution_of(r)) == r.answer

@@ -10,22 +10,47 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from rethinker.train.config import ConfigError, parse_overrides, resolve
 from trainrun import ENV, kill_after_checkpoint
 
+from rethinker.train.config import ConfigError, parse_overrides, resolve
+
 TINY = [
-    "--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--seed", "3",
-    "--rollout.queries-per-step", "2", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
-    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
-    "--ssr", "paper", "--rethink", "on", "--threads", "1",
+    "--max-steps",
+    "4",
+    "--eval-every",
+    "2",
+    "--save-every",
+    "2",
+    "--seed",
+    "3",
+    "--rollout.queries-per-step",
+    "2",
+    "--rollout.group-size",
+    "4",
+    "--rollout.max-new-tokens",
+    "20",
+    "--data.toy-train-size",
+    "32",
+    "--data.toy-eval-size",
+    "8",
+    "--data.toy-test-size",
+    "0",
+    "--optim.micro-batch-size",
+    "4",
+    "--ssr",
+    "paper",
+    "--rethink",
+    "on",
+    "--threads",
+    "1",
 ]
 TIME_KEYS = ("time/", "tokens_per_s", "memory/")  # and host memory: neither is reproducible
 
 
 def _run(args, **kw):
-    return subprocess.run([sys.executable, "-m", "rethinker", "train", *args], env=ENV, capture_output=True,
-                          text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", *args], env=ENV, capture_output=True, text=True, timeout=600, **kw
+    )
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -50,9 +75,19 @@ def test_short_run_writes_metrics_checkpoints_and_curves(full_run):
     train_rows = [r for r in rows if "reward/mean" in r]
     assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
     for r in train_rows:
-        for key in ("reward/mean", "accuracy", "effective_ratio/before_ssr", "effective_ratio/after_ssr",
-                    "reflection_rate", "time/step_s", "groups/all_correct", "groups/all_wrong",
-                    "rethink/attempts", "response_length/mean", "rollout/tokens_per_s"):
+        for key in (
+            "reward/mean",
+            "accuracy",
+            "effective_ratio/before_ssr",
+            "effective_ratio/after_ssr",
+            "reflection_rate",
+            "time/step_s",
+            "groups/all_correct",
+            "groups/all_wrong",
+            "rethink/attempts",
+            "response_length/mean",
+            "rollout/tokens_per_s",
+        ):
             assert key in r, key
         assert -0.1 <= r["reward/mean"] <= 1.1
         assert 0.0 <= r["effective_ratio/before_ssr"] <= 1.0
@@ -111,8 +146,23 @@ def test_bad_records_are_skipped_and_counted(tmp_path):
 
     pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(path)), path)
     out = tmp_path / "run"
-    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "3", "--save-every", "0", "--eval-every", "0",
-                "--data", str(path), "--rollout.queries-per-step", "3"])
+    res = _run(
+        [
+            "--output-dir",
+            str(out),
+            *TINY,
+            "--max-steps",
+            "3",
+            "--save-every",
+            "0",
+            "--eval-every",
+            "0",
+            "--data",
+            str(path),
+            "--rollout.queries-per-step",
+            "3",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
     head = rows[0]
@@ -131,7 +181,9 @@ def test_images_that_fail_only_at_decode_are_skipped_per_step(toy_policy):
 
     _, processor = toy_policy
     good = generate(2, seed=9, split="train")
-    bad = Record(id="torn", question="What colour?", answer="red", images=[ImageRef(bytes=good[0].images[0].bytes[:60])])
+    bad = Record(
+        id="torn", question="What colour?", answer="red", images=[ImageRef(bytes=good[0].images[0].bytes[:60])]
+    )
     kept, queries, skipped = encode_batch(PromptEncoder(processor), [good[0], bad, good[1]])
     assert [r.id for r in kept] == [good[0].id, good[1].id] and len(queries) == 2
     assert [s[0] for s in skipped] == ["torn"] and "unreadable image" in skipped[0][1]
@@ -188,14 +240,21 @@ def test_config_sections_are_the_algorithms_own():
     from rethinker.judge import RewardConfig
     from rethinker.train.config import to_dict
 
-    cfg = resolve(None, parse_overrides(["--rethink.min-continuation", "5", "--reward.penalize-truncated", "off",
-                                         "--ssr.refill-factor", "3"]))
+    cfg = resolve(
+        None,
+        parse_overrides(
+            ["--rethink.min-continuation", "5", "--reward.penalize-truncated", "off", "--ssr.refill-factor", "3"]
+        ),
+    )
     assert isinstance(cfg.rethink, RethinkConfig) and isinstance(cfg.ssr, SSRConfig)
     assert isinstance(cfg.reward, RewardConfig) and cfg.reward.penalize_truncated is False
     assert cfg.rethink.min_continuation == 5 and cfg.ssr.refill_factor == 3
     assert "max_response_tokens" not in to_dict(cfg)["rethink"]  # derived from rollout.max_new_tokens
-    for bad in (["--rethink.max-response-tokens", "9"], ["--ssr.refill-factor", "2.5"],
-                ["--rethink.min-continuation", "2000"]):
+    for bad in (
+        ["--rethink.max-response-tokens", "9"],
+        ["--ssr.refill-factor", "2.5"],
+        ["--rethink.min-continuation", "2000"],
+    ):
         with pytest.raises(ConfigError):
             resolve(None, parse_overrides(bad))
     # a section checks itself once, with all its values: raising both bounds together is fine
@@ -233,9 +292,27 @@ def test_informative_groups_keep_whole_groups_with_a_nonzero_advantage():
 
 def test_dynamic_sampling_fills_the_step_with_informative_groups(tmp_path):
     out = tmp_path / "dyn"
-    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "2", "--eval-every", "0", "--save-every", "0",
-                "--data.toy-test-size", "4", "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3",
-                "--rethink", "off"])
+    res = _run(
+        [
+            "--output-dir",
+            str(out),
+            *TINY,
+            "--max-steps",
+            "2",
+            "--eval-every",
+            "0",
+            "--save-every",
+            "0",
+            "--data.toy-test-size",
+            "4",
+            "--rollout.dynamic-sampling",
+            "on",
+            "--rollout.max-sampling-rounds",
+            "3",
+            "--rethink",
+            "off",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
     steps = [r for r in rows if "reward/mean" in r]
@@ -261,9 +338,15 @@ def test_same_seed_and_threads_give_bit_identical_runs(tmp_path):
     bit (the shared-prompt update's index_put_ accumulate is order-dependent across threads
     unless torch's deterministic algorithms are on; with --deterministic off this fails)."""
     args = [*TINY, "--max-steps", "3", "--eval-every", "0", "--save-every", "0", "--threads", "2"]
-    procs = [subprocess.Popen([sys.executable, "-m", "rethinker", "train", "--output-dir", str(tmp_path / f"r{i}"), *args],
-                              env=dict(os.environ, TQDM_DISABLE="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rethinker", "train", "--output-dir", str(tmp_path / f"r{i}"), *args],
+            env=dict(os.environ, TQDM_DISABLE="1"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         assert p.wait(timeout=900) == 0, p.stderr.read()[-3000:]
     a, b = (_comparable(_rows(tmp_path / f"r{i}")) for i in range(2))
@@ -277,9 +360,29 @@ def test_sample_budget_ends_the_run_and_the_test_split_is_scored_first_and_last(
     import itertools
 
     out = tmp_path / "budget"
-    res = _run(["--output-dir", str(out), *TINY, "--max-steps", "10", "--max-samples", "20", "--eval-every", "0",
-                "--save-every", "100", "--rollout.dynamic-sampling", "on", "--rollout.max-sampling-rounds", "3",
-                "--rethink", "off", "--data.toy-test-size", "6"])
+    res = _run(
+        [
+            "--output-dir",
+            str(out),
+            *TINY,
+            "--max-steps",
+            "10",
+            "--max-samples",
+            "20",
+            "--eval-every",
+            "0",
+            "--save-every",
+            "100",
+            "--rollout.dynamic-sampling",
+            "on",
+            "--rollout.max-sampling-rounds",
+            "3",
+            "--rethink",
+            "off",
+            "--data.toy-test-size",
+            "6",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
     steps = [r for r in rows if "reward/mean" in r]
@@ -307,8 +410,23 @@ def test_cosine_schedule_ends_at_its_floor():
 
     from rethinker.train.optim import make_scheduler
 
-    cfg = resolve(None, parse_overrides(["--max-steps", "20", "--optim.scheduler", "cosine", "--optim.warmup-steps",
-                                         "4", "--optim.min-lr-ratio", "0.1", "--optim.lr", "1e-3"]))
+    cfg = resolve(
+        None,
+        parse_overrides(
+            [
+                "--max-steps",
+                "20",
+                "--optim.scheduler",
+                "cosine",
+                "--optim.warmup-steps",
+                "4",
+                "--optim.min-lr-ratio",
+                "0.1",
+                "--optim.lr",
+                "1e-3",
+            ]
+        ),
+    )
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim.lr)
     sched = make_scheduler(opt, cfg)
     lrs = []

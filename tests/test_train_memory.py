@@ -40,8 +40,14 @@ def _records(n: int):
     for i in range(n):
         k = rng.randint(1, 4)
         w, h = rng.randint(96, 320), rng.randint(96, 320)  # a new pixel size (and tensor shape) per record
-        yield Record(id=f"mem-{i:04d}", question="How many circles are there in the image?", answer=str(k),
-                     images=[ImageRef(bytes=_noise_png(rng, w, h))], category="count", source="test")
+        yield Record(
+            id=f"mem-{i:04d}",
+            question="How many circles are there in the image?",
+            answer=str(k),
+            images=[ImageRef(bytes=_noise_png(rng, w, h))],
+            category="count",
+            source="test",
+        )
 
 
 @pytest.mark.slow
@@ -51,13 +57,36 @@ def test_streamed_training_host_memory_stays_flat_over_steps(tmp_path):
     data = tmp_path / "train.parquet"
     write_records(data, list(_records(STEPS * 16)))  # every record is drawn once: no repeats
     out = tmp_path / "run"
-    args = ["--data", str(data), "--output-dir", str(out), "--max-steps", str(STEPS), "--eval-every", "0",
-            "--save-every", "0", "--log-samples", "0", "--threads", "1", "--seed", "0",
-            "--rollout.queries-per-step", "16", "--rollout.group-size", "4", "--rollout.max-new-tokens", "16",
-            "--rethink", "off"]
+    args = [
+        "--data",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        str(STEPS),
+        "--eval-every",
+        "0",
+        "--save-every",
+        "0",
+        "--log-samples",
+        "0",
+        "--threads",
+        "1",
+        "--seed",
+        "0",
+        "--rollout.queries-per-step",
+        "16",
+        "--rollout.group-size",
+        "4",
+        "--rollout.max-new-tokens",
+        "16",
+        "--rethink",
+        "off",
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
-    res = subprocess.run([sys.executable, "-m", "rethinker", "train", *args], env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", *args], env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = {r["step"]: r for r in rows if r.get("step", 0) > 0 and "memory/host_rss_mb" in r}
@@ -72,4 +101,5 @@ def test_streamed_training_host_memory_stays_flat_over_steps(tmp_path):
     table = " ".join(f"{s}:{v:.0f}" for s, v in rss.items())
     assert later[worst] - rss[ref] <= MARGIN_MB, (
         f"host RSS grew {later[worst] - rss[ref]:.0f} MB from step {ref} to step {worst} "
-        f"(limit {MARGIN_MB:.0f} MB); per step (MB): {table}")
+        f"(limit {MARGIN_MB:.0f} MB); per step (MB): {table}"
+    )

@@ -16,8 +16,12 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
 def kill_after_checkpoint(out: Path, args: list[str], step: int, timeout: float = 600) -> None:
     """Run ``rethinker train --output-dir out *args`` and SIGKILL it as soon as
     ``checkpoint-{step}`` is complete (its trainer state is written last)."""
-    proc = subprocess.Popen([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *args], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *args],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + timeout
     try:
         while not (out / f"checkpoint-{step}" / "trainer_state.pt").exists():

@@ -37,7 +37,7 @@ class ImageRef:
         return {"bytes": self.bytes, "path": self.path}
 
     @classmethod
-    def coerce(cls, value: Any) -> "ImageRef":
+    def coerce(cls, value: Any) -> ImageRef:
         """Accept an ImageRef, raw bytes, a path string, a ``{bytes, path}`` dict
         (the ``datasets`` Image layout), base64 text (``data:...;base64,`` or bare) or a
         PIL image."""
@@ -84,7 +84,7 @@ class Record:
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Record":
+    def from_dict(cls, row: dict[str, Any]) -> Record:
         """Build a record from a row with canonical names; raises RecordError naming the
         row's id when a field is missing or malformed."""
         rid = row.get("id")
@@ -180,8 +180,9 @@ def _open_checked(ref: ImageRef, base_dir: str | Path | None, max_pixels: int):
     return img
 
 
-def image_problem(ref: ImageRef, base_dir: str | Path | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS,
-                  decode: bool = False) -> str | None:
+def image_problem(
+    ref: ImageRef, base_dir: str | Path | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS, decode: bool = False
+) -> str | None:
     """Why an image cannot be used (missing file, unreadable, too large, empty), or None.
     Without ``decode`` only the header and chunk checksums are read (PIL ``verify``)."""
     try:
@@ -194,8 +195,9 @@ def image_problem(ref: ImageRef, base_dir: str | Path | None = None, *, max_pixe
     return None
 
 
-def load_image(ref: ImageRef, base_dir: str | Path | None = None, *, record_id: str = "?",
-               max_pixels: int = MAX_IMAGE_PIXELS):
+def load_image(
+    ref: ImageRef, base_dir: str | Path | None = None, *, record_id: str = "?", max_pixels: int = MAX_IMAGE_PIXELS
+):
     """Decode one image to RGB. Raises RecordError (naming the record) when the bytes or
     file are unreadable, the decoder refuses them, or the image exceeds ``max_pixels``
     (checked from the header, before the pixels are decoded)."""

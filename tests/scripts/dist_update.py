@@ -6,14 +6,15 @@
 Writes the loss statistics and the full weights after the update (rank 0)."""
 
 import sys
+
 import torch
 
 from rethinker.algo.advantages import group_advantages
-from rethinker.train.config import AlgoConfig, OptimConfig
 from rethinker.algo.sample import Sample
 from rethinker.rollout.inputs import PromptEncoder
 from rethinker.toyworld.model import load_toy
 from rethinker.toyworld.puzzles import generate
+from rethinker.train.config import AlgoConfig, OptimConfig
 from rethinker.train.distributed import full_model_state, init_distributed, shard_model
 from rethinker.train.update import policy_update
 
@@ -32,8 +33,16 @@ for qi, q in enumerate(queries):
     for j in range(G):
         n = int(torch.randint(3, 12, (1,), generator=gen))
         ids = torch.randint(30, 300, (n,), generator=gen).tolist()
-        samples.append(Sample(advantage=0.0, reward=rewards[qi * G + j], group=qi, prompt=q,
-                              completion_ids=ids, completion_mask=[1] * n))
+        samples.append(
+            Sample(
+                advantage=0.0,
+                reward=rewards[qi * G + j],
+                group=qi,
+                prompt=q,
+                completion_ids=ids,
+                completion_mask=[1] * n,
+            )
+        )
 adv = group_advantages(torch.tensor(rewards), G)
 for s, a in zip(samples, adv.tolist()):
     s.advantage = a
@@ -43,8 +52,9 @@ chosen = chosen + chosen[:1]
 if ctx.enabled:
     shard_model(model, ctx, torch.device("cpu"))
 opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
-algo = AlgoConfig(clip_low=0.2, clip_high=0.35, aggregation="token-mean", kl_coef=0.0, kl_kind="k3",
-                  entropy_coef=0.0, sft_coef=0.0)
+algo = AlgoConfig(
+    clip_low=0.2, clip_high=0.35, aggregation="token-mean", kl_coef=0.0, kl_kind="k3", entropy_coef=0.0, sft_coef=0.0
+)
 optim = OptimConfig(mini_batch_size=None, micro_batch_size=2, bucket_by_length=True, grad_clip=0.0)
 out = policy_update(model, opt, None, chosen, algo, optim, pad_id=enc.pad_token_id, ctx=ctx)
 state = full_model_state(model, ctx) if ctx.enabled else {k: v.detach().clone() for k, v in model.state_dict().items()}

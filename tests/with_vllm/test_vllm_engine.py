@@ -50,8 +50,16 @@ def setup(toy_policy, toy_records):
     enc = PromptEncoder(processor, keep_images=True)
     queries = [enc.encode(r) for r in toy_records]
     t0 = time.perf_counter()
-    engine = VLLMEngine(str(PACKAGE_POLICY_DIR), processor, policy=model, dtype="float32", sleep_level=1,
-                        enforce_eager=True, kv_cache_gb=0.25, seed=0)
+    engine = VLLMEngine(
+        str(PACKAGE_POLICY_DIR),
+        processor,
+        policy=model,
+        dtype="float32",
+        sleep_level=1,
+        enforce_eager=True,
+        kv_cache_gb=0.25,
+        seed=0,
+    )
     build_s = time.perf_counter() - t0
     return model, processor, queries, engine, build_s
 
@@ -93,7 +101,7 @@ def _trainer_logprobs(model, queries, comps, qidx, pad_id) -> list[list[float]]:
     """The update's recomputation (``score_grouped``) of the same tokens."""
     with torch.no_grad():
         gb, scores = score_grouped(model, queries, comps, qidx, pad_id)
-    return [scores.logprobs[i, :len(c)].tolist() for i, c in enumerate(comps)]
+    return [scores.logprobs[i, : len(c)].tolist() for i, c in enumerate(comps)]
 
 
 def _max_logprob_diff(model, engine, queries, params: SamplingParams) -> tuple[float, int]:
@@ -125,8 +133,11 @@ def test_engine_builds_on_this_platform(setup, capsys):
     assert cfg.model_config.enforce_eager is True
     if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):  # the legacy variable wins on a CPU
         assert cfg.cache_config.kv_cache_memory_bytes == int(0.25 * 2**30)
-    _report(capsys, f"platform {current_platform.device_type}: engine built in {build_s:.1f} s "
-                    f"(enforce_eager, kv cache {cfg.cache_config.kv_cache_memory_bytes / 2**30:.2f} GiB)")
+    _report(
+        capsys,
+        f"platform {current_platform.device_type}: engine built in {build_s:.1f} s "
+        f"(enforce_eager, kv cache {cfg.cache_config.kv_cache_memory_bytes / 2**30:.2f} GiB)",
+    )
 
 
 def test_our_weight_names_are_this_vllms(setup):
@@ -135,8 +146,9 @@ def test_our_weight_names_are_this_vllms(setup):
     from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 
     model, processor, queries, engine, _ = setup
-    assert tuple(Qwen2_5_VLForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix.items()) == \
-        QWEN2_5_VL_PREFIX_MAP
+    assert (
+        tuple(Qwen2_5_VLForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix.items()) == QWEN2_5_VL_PREFIX_MAP
+    )
     (vllm_names,) = engine.llm.apply_model(lambda m: sorted(n for n, _ in m.named_parameters()))
     ours = {v[0] for v in to_vllm_weight_names(dict(model.named_parameters()), True).values() if v}
     assert ours == set(vllm_names)
@@ -185,8 +197,9 @@ def test_vision_tokens_are_never_sampled(setup):
     queries = queries[:FEW]
     params = SamplingParams(max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0, n=8)
     engine.sync_weights(model)
-    counts = Counter(t for g in engine.generate(queries, params) for c in g for t in c.token_ids
-                     if t not in engine.eos_ids)
+    counts = Counter(
+        t for g in engine.generate(queries, params) for c in g for t in c.token_ids if t not in engine.eos_ids
+    )
     favourite = counts.most_common(1)[0][0]
     banned = sorted(set(vision_token_ids(processor)) - set(engine.eos_ids))
     lured = copy.deepcopy(model)
@@ -250,8 +263,9 @@ def test_temperature_is_applied(setup, capsys):
         return sum(flat) / len(flat)
 
     means = {t: mean_logprob(t) for t in (0.25, 1.0, 2.0)}
-    _report(capsys, "mean sampled-token log-prob by temperature: "
-            + ", ".join(f"T={t}: {m:.3f}" for t, m in means.items()))
+    _report(
+        capsys, "mean sampled-token log-prob by temperature: " + ", ".join(f"T={t}: {m:.3f}" for t, m in means.items())
+    )
     assert means[0.25] > means[1.0] > means[2.0] + 2.0
 
 
@@ -300,8 +314,11 @@ def _check_push(setup, policy, capsys, label: str, min_changed: int = 1):
     assert _ids(ours) == _ids(ref)
     diff, n = _max_logprob_diff(policy, engine, queries, SamplingParams(max_new_tokens=32, temperature=1.0, n=2))
     assert diff < LOGPROB_TOL
-    _report(capsys, f"{label}: sync {sync_s:.3f} s; greedy identical on {len(queries)} queries "
-                    f"({changed} changed by the update); log-prob max |diff| {diff:.2e} over {n} tokens")
+    _report(
+        capsys,
+        f"{label}: sync {sync_s:.3f} s; greedy identical on {len(queries)} queries "
+        f"({changed} changed by the update); log-prob max |diff| {diff:.2e} over {n} tokens",
+    )
     engine.sync_weights(model)
 
 
@@ -322,8 +339,9 @@ def test_vision_tower_push_leaves_no_stale_image_embeddings(setup, capsys):
     """Only the vision tower changes and every image was seen before the push: the
     encoder cache must not serve the old tower's embeddings."""
     model = setup[0]
-    _check_push(setup, _perturbed(model, lambda n: ".visual." in f".{n}", 2.0, 3), capsys, "vision tower",
-                min_changed=2)
+    _check_push(
+        setup, _perturbed(model, lambda n: ".visual." in f".{n}", 2.0, 3), capsys, "vision tower", min_changed=2
+    )
 
 
 @pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft not installed")
@@ -331,8 +349,10 @@ def test_lora_push_samples_the_merged_policy(setup, capsys):
     from peft import LoraConfig, get_peft_model
 
     model = setup[0]
-    lora = get_peft_model(copy.deepcopy(model), LoraConfig(
-        r=8, lora_alpha=16, target_modules=r".*language_model.*\.(q_proj|v_proj|down_proj)$"))
+    lora = get_peft_model(
+        copy.deepcopy(model),
+        LoraConfig(r=8, lora_alpha=16, target_modules=r".*language_model.*\.(q_proj|v_proj|down_proj)$"),
+    )
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         for n, p in lora.named_parameters():

@@ -14,17 +14,44 @@ import pytest
 pytest.importorskip("vllm")
 
 TINY = [
-    "--rollout.engine", "vllm", "--eval-every", "2", "--save-every", "2", "--seed", "3",
-    "--rollout.queries-per-step", "2", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
-    "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0", "--optim.micro-batch-size", "4",
-    "--ssr", "paper", "--rethink", "on", "--threads", "1", "--rollout.vllm-kv-cache-gb", "0.25",
+    "--rollout.engine",
+    "vllm",
+    "--eval-every",
+    "2",
+    "--save-every",
+    "2",
+    "--seed",
+    "3",
+    "--rollout.queries-per-step",
+    "2",
+    "--rollout.group-size",
+    "4",
+    "--rollout.max-new-tokens",
+    "20",
+    "--data.toy-train-size",
+    "32",
+    "--data.toy-eval-size",
+    "8",
+    "--data.toy-test-size",
+    "0",
+    "--optim.micro-batch-size",
+    "4",
+    "--ssr",
+    "paper",
+    "--rethink",
+    "on",
+    "--threads",
+    "1",
+    "--rollout.vllm-kv-cache-gb",
+    "0.25",
 ]
 
 
 def _run(args):
     env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
-    return subprocess.run([sys.executable, "-m", "rethinker", "train", *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -33,9 +33,7 @@ def _grouped(rewards: Tensor, group_size: int) -> Tensor:
     if not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size must be a positive int, got {group_size!r}")
     if rewards.numel() % group_size != 0:
-        raise ValueError(
-            f"rewards has {rewards.numel()} entries, not a multiple of group_size={group_size}"
-        )
+        raise ValueError(f"rewards has {rewards.numel()} entries, not a multiple of group_size={group_size}")
     if not torch.isfinite(rewards.double()).all():
         raise ValueError("rewards contain NaN or inf")
     return rewards.double().view(-1, group_size)
@@ -68,7 +66,7 @@ def group_advantages(
             adv = torch.zeros_like(r)
     else:
         adv = centred
-    all_equal = (r.max(dim=1, keepdim=True).values == r.min(dim=1, keepdim=True).values)
+    all_equal = r.max(dim=1, keepdim=True).values == r.min(dim=1, keepdim=True).values
     adv = torch.where(all_equal, torch.zeros_like(adv), adv)
     return adv.reshape(-1).to(dtype=out_dtype, device=device)
 

@@ -31,9 +31,7 @@ def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor | None, kind: KLKind = "k3
     if ref_logprobs is None:
         return torch.zeros_like(logprobs)
     if ref_logprobs.shape != logprobs.shape:
-        raise ValueError(
-            f"ref_logprobs shape {tuple(ref_logprobs.shape)} != logprobs shape {tuple(logprobs.shape)}"
-        )
+        raise ValueError(f"ref_logprobs shape {tuple(ref_logprobs.shape)} != logprobs shape {tuple(logprobs.shape)}")
     log_r = ref_logprobs.to(logprobs.dtype) - logprobs
     if kind == "k1":
         return -log_r

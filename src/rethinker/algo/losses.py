@@ -175,8 +175,13 @@ def policy_loss(
             }
         else:
             stats = {
-                "clip_frac_low": 0.0, "clip_frac_high": 0.0, "approx_kl": 0.0,
-                "ratio_min": 1.0, "ratio_max": 1.0, "ratio_mean": 1.0, "n_tokens": 0.0,
+                "clip_frac_low": 0.0,
+                "clip_frac_high": 0.0,
+                "approx_kl": 0.0,
+                "ratio_min": 1.0,
+                "ratio_max": 1.0,
+                "ratio_mean": 1.0,
+                "n_tokens": 0.0,
             }
     return loss, stats
 

@@ -34,8 +34,8 @@ as docs/method.md states the rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -45,10 +45,19 @@ from torch import Tensor
 from rethinker.judge.selfcheck import count_self_checks
 
 __all__ = [
-    "Acceptance", "RethinkConfig", "RethinkPlan", "accept", "choose_trigger", "count_self_checks",
-    "cut_before_final_answer", "eligible", "join_tokens", "plan_rethinks", "reflection_rate", "reflects",
+    "Acceptance",
+    "RethinkConfig",
+    "RethinkPlan",
+    "accept",
+    "choose_trigger",
+    "count_self_checks",
+    "cut_before_final_answer",
+    "eligible",
+    "join_tokens",
+    "plan_rethinks",
+    "reflection_rate",
+    "reflects",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -89,12 +98,13 @@ class RethinkConfig:
         if any(w < 0 for w in self.generic_weights) or sum(self.generic_weights) <= 0:
             raise ValueError("generic_weights must be >= 0 with a positive sum")
         if self.min_continuation < 0 or self.max_continuation <= self.min_continuation:
-            raise ValueError("need 0 <= min_continuation < max_continuation, got "
-                             f"{self.min_continuation}, {self.max_continuation}")
+            raise ValueError(
+                f"need 0 <= min_continuation < max_continuation, got {self.min_continuation}, {self.max_continuation}"
+            )
         if self.max_response_tokens < 1 or self.headroom_tokens < 0:
             raise ValueError("max_response_tokens must be >= 1 and headroom_tokens >= 0")
 
-    def scaled(self, max_response_tokens: int, reference_tokens: int = 2048) -> "RethinkConfig":
+    def scaled(self, max_response_tokens: int, reference_tokens: int = 2048) -> RethinkConfig:
         """Same config for a response limit of ``max_response_tokens``: headroom,
         min_continuation and max_continuation scaled by max_response_tokens /
         reference_tokens (rounded; at least 1, max_continuation at least
@@ -111,7 +121,7 @@ class RethinkConfig:
             max_continuation=max(min_cont + 1, round(self.max_continuation * f)),
         )
 
-    def for_responses(self, max_response_tokens: int) -> "RethinkConfig":
+    def for_responses(self, max_response_tokens: int) -> RethinkConfig:
         """This config for responses of up to ``max_response_tokens`` tokens: thresholds
         scaled (``scaled``) when ``scale_to_response_limit``, else only the limit set."""
         if self.scale_to_response_limit:

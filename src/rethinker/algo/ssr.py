@@ -47,8 +47,9 @@ Determinism: the selector owns a ``numpy.random.Generator`` (PCG64) seeded by ``
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def ssr_probabilities(advantages: Sequence[float] | np.ndarray, alpha: float = 1
         raise ValueError("advantages contain NaN or inf")
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    w = np.where(a > 0, a ** alpha, 0.0)
+    w = np.where(a > 0, a**alpha, 0.0)
     total = w.sum()
     if total <= 0:
         raise ValueError("no non-zero advantage to draw from")
@@ -159,9 +160,16 @@ class SampleSelector:
         self.buffer: deque[Sample] = deque(maxlen=buffer_capacity)
 
     @classmethod
-    def from_config(cls, config: SSRConfig, seed: int = 0) -> "SampleSelector":
-        return cls(config.mode, config.alpha, config.batch_size, seed, refill_factor=config.refill_factor,
-                   positive_share=config.positive_share, max_age=config.max_age)
+    def from_config(cls, config: SSRConfig, seed: int = 0) -> SampleSelector:
+        return cls(
+            config.mode,
+            config.alpha,
+            config.batch_size,
+            seed,
+            refill_factor=config.refill_factor,
+            positive_share=config.positive_share,
+            max_age=config.max_age,
+        )
 
     # ------------------------------------------------------------------ selection
     def select(self, samples: Sequence[Sample]) -> Selection:
@@ -196,8 +204,13 @@ class SampleSelector:
         }
         skipped = len(chosen) == 0
         stats["skipped_update"] = float(skipped)
-        return Selection(samples=chosen, indices=[p[1] for p in picked], from_buffer=[p[2] for p in picked],
-                         stats=stats, skipped_update=skipped)
+        return Selection(
+            samples=chosen,
+            indices=[p[1] for p in picked],
+            from_buffer=[p[2] for p in picked],
+            stats=stats,
+            skipped_update=skipped,
+        )
 
     def _paper(self, samples: list[Sample], advs: list[float]) -> list[tuple[Sample, int, bool]]:
         nonzero = [i for i, a in enumerate(advs) if a != 0]
@@ -233,8 +246,9 @@ class SampleSelector:
         self.buffer.extend(samples[i] for i in nonzero)
         if self.max_age is not None and samples:  # staleness cap: drop what is too old to replay
             newest = max(int(x.step) for x in samples)
-            self.buffer = deque((x for x in self.buffer if newest - int(x.step) <= self.max_age),
-                                maxlen=self.buffer.maxlen)
+            self.buffer = deque(
+                (x for x in self.buffer if newest - int(x.step) <= self.max_age), maxlen=self.buffer.maxlen
+            )
         target = self.batch_size if self.batch_size is not None else n // self.refill_factor
 
         shuffled = [nonzero[j] for j in self.rng.permutation(len(nonzero))]

@@ -20,8 +20,8 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..data.curate import compute_stats, format_stats, rate_name, select
 from ..data.io import DataError, reason_kind, write_records
@@ -44,13 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sel.add_argument("--mapping", help="column mapping as JSON")
     sel.add_argument("--category", nargs="+", help="keep these categories")
     sel.add_argument("--source", nargs="+", help="keep these sources")
-    sel.add_argument("--pass-rate-range", nargs=2, type=float, metavar=("LO", "HI"),
-                     help="keep queries whose pass rate is in [LO, HI]")
-    sel.add_argument("--model-size", default="7B",
-                     help="whose pass rate: 7B (7B-base), 32B (32B-trained), or a pass-rate name (default 7B)")
+    sel.add_argument(
+        "--pass-rate-range",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="keep queries whose pass rate is in [LO, HI]",
+    )
+    sel.add_argument(
+        "--model-size",
+        default="7B",
+        help="whose pass rate: 7B (7B-base), 32B (32B-trained), or a pass-rate name (default 7B)",
+    )
     sel.add_argument("--embed-images", action="store_true", help="copy image bytes into the output")
-    _annotate_arguments(sub.add_parser("annotate", help="each query's pass rate for your model (K samples, the "
-                                                       "training judge): rethinker.eval.annotate"))
+    _annotate_arguments(
+        sub.add_parser(
+            "annotate",
+            help="each query's pass rate for your model (K samples, the training judge): rethinker.eval.annotate",
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if rng is not None and not 0.0 <= rng[0] <= rng[1] <= 1.0:
         print(f"rethinker data select: --pass-rate-range needs 0 <= LO <= HI <= 1, got {rng[0]} {rng[1]}")
         return 2
-    chosen, unannotated = select(result.records, categories=args.category, sources=args.source,
-                                 pass_rate_range=rng, rate=rate)
+    chosen, unannotated = select(
+        result.records, categories=args.category, sources=args.source, pass_rate_range=rng, rate=rate
+    )
     src = Path(args.file)
     write_records(args.output, chosen, base_dir=src if src.is_dir() else src.parent, embed_images=args.embed_images)
     msg = f"selected {len(chosen)} of {len(result.records)} records -> {args.output}"
@@ -126,18 +139,33 @@ def _annotate(args: argparse.Namespace) -> int:
     src = Path(args.file)
     base = src if src.is_dir() else src.parent
     records: Sequence[Record] = loaded.records
-    head = records[:args.limit] if args.limit is not None else records
+    head = records[: args.limit] if args.limit is not None else records
     sidecar = Path(args.sidecar) if args.sidecar else default_sidecar(args.output, name)
-    res = annotate(head, model, processor, samples=args.samples, name=name, sidecar=sidecar,
-                   max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                   top_k=args.top_k, batch_queries=args.batch_size, base_dir=base, min_pixels=args.min_pixels,
-                   max_pixels=args.max_pixels, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = annotate(
+        head,
+        model,
+        processor,
+        samples=args.samples,
+        name=name,
+        sidecar=sidecar,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        batch_queries=args.batch_size,
+        base_dir=base,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     write_records(args.output, MappedRecords(records, res.apply), base_dir=base, embed_images=args.embed_images)
     rates = list(res.rates.values())
     mean = sum(rates) / len(rates) if rates else 0.0
-    msg = (f"annotated {res.n_annotated} of {len(records)} records with pass_rates[{name!r}] "
-           f"({args.samples} samples each; {res.n_resumed} resumed from {sidecar}; mean pass rate {mean:.3f}) "
-           f"-> {args.output}")
+    msg = (
+        f"annotated {res.n_annotated} of {len(records)} records with pass_rates[{name!r}] "
+        f"({args.samples} samples each; {res.n_resumed} resumed from {sidecar}; mean pass rate {mean:.3f}) "
+        f"-> {args.output}"
+    )
     if res.skipped:
         msg += f"; {len(res.skipped)} left unannotated (bad input): {res.skipped[:5]}"
     if loaded.skipped:

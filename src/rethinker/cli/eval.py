@@ -17,9 +17,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..eval.suite import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TOY_ITEMS,
+    BenchSpec,
+    EvalError,
+    benchmark_names,
+    check_resume,
+    evaluate_benchmarks,
+    model_max_new_tokens,
+    run_config,
+)
 from ..report.summary import format_table
-from ..eval.suite import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOY_ITEMS, BenchSpec, EvalError, benchmark_names,
-                          check_resume, evaluate_benchmarks, model_max_new_tokens, run_config)
 
 
 class _SpecAction(argparse.Action):
@@ -41,26 +50,49 @@ class _SpecAction(argparse.Action):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
-    parser.add_argument("--benchmark", dest="benchmarks", action=_SpecAction, metavar="NAME",
-                        help="a benchmark to run (repeat for several): " + ", ".join(benchmark_names()))
-    parser.add_argument("--data", dest="benchmarks", action=_SpecAction, metavar="PATH",
-                        help="the preceding benchmark's file or folder as its publisher distributes it")
-    parser.add_argument("--split", dest="benchmarks", action=_SpecAction, metavar="SPLIT",
-                        help="the preceding benchmark's split (default: the one the paper reports)")
+    parser.add_argument(
+        "--benchmark",
+        dest="benchmarks",
+        action=_SpecAction,
+        metavar="NAME",
+        help="a benchmark to run (repeat for several): " + ", ".join(benchmark_names()),
+    )
+    parser.add_argument(
+        "--data",
+        dest="benchmarks",
+        action=_SpecAction,
+        metavar="PATH",
+        help="the preceding benchmark's file or folder as its publisher distributes it",
+    )
+    parser.add_argument(
+        "--split",
+        dest="benchmarks",
+        action=_SpecAction,
+        metavar="SPLIT",
+        help="the preceding benchmark's split (default: the one the paper reports)",
+    )
     parser.add_argument("--output-dir", required=True, help="where predictions and summaries go")
     parser.add_argument("--limit", type=int, help="evaluate the first N items of each benchmark")
     parser.add_argument("--samples", type=int, default=1, help="samples per item (K > 1: sampling, pass@k)")
-    parser.add_argument("--temperature", type=float,
-                        help="sampling temperature (default: greedy for 1 sample, 0.6 for K > 1)")
+    parser.add_argument(
+        "--temperature", type=float, help="sampling temperature (default: greedy for 1 sample, 0.6 for K > 1)"
+    )
     parser.add_argument("--top-p", type=float, default=0.95, help="top-p when sampling (default 0.95)")
     parser.add_argument("--top-k", type=int, default=0, help="top-k when sampling (default 0: off)")
-    parser.add_argument("--max-new-tokens", type=int,
-                        help=f"response limit (default: the model's generation config, else {DEFAULT_MAX_NEW_TOKENS})")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"response limit (default: the model's generation config, else {DEFAULT_MAX_NEW_TOKENS})",
+    )
     parser.add_argument("--min-pixels", type=int, help="image pixel floor (default: the model's processor)")
     parser.add_argument("--max-pixels", type=int, help="image pixel ceiling (default: the model's processor)")
     parser.add_argument("--batch-size", type=int, default=64, help="queries per generate call (default 64)")
-    parser.add_argument("--toy-items", type=int, default=DEFAULT_TOY_ITEMS,
-                        help=f"held-out toy puzzles when --benchmark toy has no --data (default {DEFAULT_TOY_ITEMS})")
+    parser.add_argument(
+        "--toy-items",
+        type=int,
+        default=DEFAULT_TOY_ITEMS,
+        help=f"held-out toy puzzles when --benchmark toy has no --data (default {DEFAULT_TOY_ITEMS})",
+    )
     parser.add_argument("--toy-seed", type=int, default=0, help="seed of the toy puzzles (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed for sampling (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default auto)")
@@ -76,9 +108,9 @@ def _stderr(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..model.load import load_policy, pick_device, pick_dtype
     from ..rollout.base import SamplingParams
     from ..rollout.hf import TransformersEngine
-    from ..model.load import load_policy, pick_device, pick_dtype
     from ..toyworld.model import resolve_model_path
 
     specs: list[BenchSpec] = args.benchmarks or []
@@ -109,16 +141,33 @@ def run(args: argparse.Namespace) -> int:
         return 2
     device = pick_device(args.device)
     model, processor = load_policy(model_path, device=device, dtype=pick_dtype(args.dtype, device), trainable=False)
-    params = SamplingParams(max_new_tokens=config["max_new_tokens"], n=args.samples, greedy=config["greedy"],
-                            temperature=config["temperature"] or 1.0, top_p=config["top_p"] or 1.0,
-                            top_k=config["top_k"] or 0)
+    params = SamplingParams(
+        max_new_tokens=config["max_new_tokens"],
+        n=args.samples,
+        greedy=config["greedy"],
+        temperature=config["temperature"] or 1.0,
+        top_p=config["top_p"] or 1.0,
+        top_k=config["top_k"] or 0,
+    )
     torch.manual_seed(args.seed)
     engine = TransformersEngine(model, processor, max_batch_queries=args.batch_size)
-    summary = evaluate_benchmarks(specs, engine, processor, out_dir, params=params, limit=args.limit,
-                                  batch_queries=args.batch_size, min_pixels=args.min_pixels,
-                                  max_pixels=args.max_pixels, toy_items=args.toy_items, toy_seed=args.toy_seed,
-                                  log=None if args.quiet else _stderr)
+    summary = evaluate_benchmarks(
+        specs,
+        engine,
+        processor,
+        out_dir,
+        params=params,
+        limit=args.limit,
+        batch_queries=args.batch_size,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        toy_items=args.toy_items,
+        toy_seed=args.toy_seed,
+        log=None if args.quiet else _stderr,
+    )
     print(format_table(summary))
-    print(f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
-          f"(also summary.md, summary.csv)\npage: {out_dir / 'report.html'}")
+    print(
+        f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
+        f"(also summary.md, summary.csv)\npage: {out_dir / 'report.html'}"
+    )
     return 1 if any("error" in s for s in summary.values()) else 0

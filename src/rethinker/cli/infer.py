@@ -13,10 +13,12 @@ from ..records import RecordError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("question", help="the question (the method's reasoning suffix is appended)")
     parser.add_argument("--model", help="a local model directory (default: the packaged toy policy)")
-    parser.add_argument("--image", action="append", default=[], metavar="FILE",
-                        help="an image file (repeat for several, in order)")
-    parser.add_argument("--max-new-tokens", type=int,
-                        help="response limit (default: the model's generation config, else 8192)")
+    parser.add_argument(
+        "--image", action="append", default=[], metavar="FILE", help="an image file (repeat for several, in order)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, help="response limit (default: the model's generation config, else 8192)"
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
     parser.add_argument("--top-p", type=float, default=1.0, help="top-p when sampling (default 1.0)")
     parser.add_argument("--min-pixels", type=int, help="image pixel floor (default: the model's processor)")
@@ -32,9 +34,18 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.infer import infer  # torch and the model: only when a run starts
 
     try:
-        res = infer(args.question, args.image, model_path=args.model, max_new_tokens=args.max_new_tokens,
-                    temperature=args.temperature, top_p=args.top_p, min_pixels=args.min_pixels,
-                    max_pixels=args.max_pixels, stream=sys.stdout, device=args.device)
+        res = infer(
+            args.question,
+            args.image,
+            model_path=args.model,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            stream=sys.stdout,
+            device=args.device,
+        )
     except (RecordError, FileNotFoundError, ValueError) as exc:
         print(f"rethinker infer: {exc}", file=sys.stderr)
         return 2

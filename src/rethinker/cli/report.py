@@ -16,10 +16,18 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="a training run's --output-dir, or an evaluation's --output-dir")
     parser.add_argument("--output", default=None, help="HTML path (default DIR/report.html)")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="training run: logged steps shown in the browser, spread evenly (default 60; 0: all)")
-    parser.add_argument("--max-items", type=int, default=None,
-                        help="evaluation: items shown per benchmark, wrong ones first (default 1000; 0: all)")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="training run: logged steps shown in the browser, spread evenly (default 60; 0: all)",
+    )
+    parser.add_argument(
+        "--max-items",
+        type=int,
+        default=None,
+        help="evaluation: items shown per benchmark, wrong ones first (default 1000; 0: all)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
         if (d / "predictions.jsonl").exists() and not (d / "metrics.jsonl").exists():
             from ..report.eval_report import DEFAULT_MAX_ITEMS, build_eval_report
 
-            out = build_eval_report(d, args.output, max_items=DEFAULT_MAX_ITEMS if args.max_items is None
-                                    else args.max_items)
+            out = build_eval_report(
+                d, args.output, max_items=DEFAULT_MAX_ITEMS if args.max_items is None else args.max_items
+            )
         else:
             from ..report.run_report import DEFAULT_MAX_STEPS, build_run_report
 
-            out = build_run_report(d, args.output, max_steps=DEFAULT_MAX_STEPS if args.max_steps is None
-                                   else args.max_steps)
+            out = build_run_report(
+                d, args.output, max_steps=DEFAULT_MAX_STEPS if args.max_steps is None else args.max_steps
+            )
     except FileNotFoundError as exc:
         print(f"rethinker report: {exc}", file=sys.stderr)
         return 2

@@ -11,22 +11,31 @@ ACCEPTS_OVERRIDES = True  # every config field is also a --flag (see rethinker/t
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML file of config values")
-    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its latest checkpoint")
+    parser.add_argument(
+        "--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the memory plan of the resolved config and model (per rank) and exit; "
-                             "loads no weights")
-    parser.add_argument("--world-size", type=int, default=None,
-                        help="--dry-run: ranks to plan for (default: $WORLD_SIZE or 1)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the memory plan of the resolved config and model (per rank) and exit; loads no weights",
+    )
+    parser.add_argument(
+        "--world-size", type=int, default=None, help="--dry-run: ranks to plan for (default: $WORLD_SIZE or 1)"
+    )
     parser.add_argument("--images-per-query", type=int, default=1, help="--dry-run: images per prompt")
-    parser.add_argument("--prompt-text-tokens", type=int, default=None,
-                        help="--dry-run: text tokens per prompt, visual tokens (at max_pixels) on top "
-                             "(default: 256; toy preset: 66)")
+    parser.add_argument(
+        "--prompt-text-tokens",
+        type=int,
+        default=None,
+        help="--dry-run: text tokens per prompt, visual tokens (at max_pixels) on top (default: 256; toy preset: 66)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
-    parser.epilog = ("Any config field can be set as --field value or --section.field value, e.g. "
-                     "--output-dir runs/x --max-steps 100 --seed 1 --ssr paper|released|filter|off "
-                     "--rethink on|off --model PATH --data FILE.parquet --optim.lr 1e-6 --rollout.group-size 8")
+    parser.epilog = (
+        "Any config field can be set as --field value or --section.field value, e.g. "
+        "--output-dir runs/x --max-steps 100 --seed 1 --ssr paper|released|filter|off "
+        "--rethink on|off --model PATH --data FILE.parquet --optim.lr 1e-6 --rollout.group-size 8"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,8 +56,9 @@ def format_stats(st: dict[str, Any]) -> str:
     lines.append("\nimages per query: " + ", ".join(f"{k}: {n}" for k, n in st["n_images"].items()))
     bins = st["bins"]
     for name, r in st["pass_rates"].items():
-        lines.append(f"\npass rate {name}: annotated {r['annotated']}, mean {r['mean']:.3f}, "
-                     f"=0: {r['zero']}, =1: {r['one']}")
+        lines.append(
+            f"\npass rate {name}: annotated {r['annotated']}, mean {r['mean']:.3f}, =0: {r['zero']}, =1: {r['one']}"
+        )
         width = max(r["histogram"]) or 1
         for k, n in enumerate(r["histogram"]):
             hi = "]" if k == bins - 1 else ")"
@@ -69,8 +70,14 @@ def rate_name(model_size: str) -> str:
     return MODEL_SIZES.get(model_size.upper(), model_size)
 
 
-def select(records: list[Record], *, categories: list[str] | None = None, sources: list[str] | None = None,
-           pass_rate_range: tuple[float, float] | None = None, rate: str = "7B-base") -> tuple[list[Record], int]:
+def select(
+    records: list[Record],
+    *,
+    categories: list[str] | None = None,
+    sources: list[str] | None = None,
+    pass_rate_range: tuple[float, float] | None = None,
+    rate: str = "7B-base",
+) -> tuple[list[Record], int]:
     """Records matching every given filter; also the number dropped for lacking the
     ``rate`` annotation when a pass-rate range is given."""
     out, unannotated = [], 0

@@ -32,8 +32,19 @@ import pyarrow.parquet as pq
 from ..records import MAX_IMAGE_PIXELS, ImageRef, Record, RecordError, image_problem
 
 #: The record's canonical field names (the columns ``write_records`` writes).
-FIELDS = ("id", "question", "answer", "images", "choices", "answer_type", "precision",
-          "category", "source", "pass_rates", "meta")
+FIELDS = (
+    "id",
+    "question",
+    "answer",
+    "images",
+    "choices",
+    "answer_type",
+    "precision",
+    "category",
+    "source",
+    "pass_rates",
+    "meta",
+)
 
 ROW_FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
 
@@ -136,8 +147,13 @@ def _strip_record_prefix(msg: str) -> str:
     return msg
 
 
-def make_record(row: Mapping[str, Any], *, base_dir: str | Path | None = None,
-                check_images: bool = True, require_images: bool = False) -> tuple[Record | None, str]:
+def make_record(
+    row: Mapping[str, Any],
+    *,
+    base_dir: str | Path | None = None,
+    check_images: bool = True,
+    require_images: bool = False,
+) -> tuple[Record | None, str]:
     """Build and validate one record from a canonical row: ``(record, "")`` or
     ``(None, reason)``. Checks what ``Record.from_dict`` does plus: ``choices`` a list of
     strings (a bare string is refused, never split into characters), every image
@@ -170,21 +186,27 @@ def _is_hf_saved_dir(p: Path) -> bool:
 
 
 def _split_files(p: Path, split: str | None) -> list[Path]:
-    files = sorted(f for f in p.rglob("*") if f.suffix in ROW_FILE_SUFFIXES and f.is_file()
-                   and not any(part.startswith(".") for part in f.relative_to(p).parts))
+    files = sorted(
+        f
+        for f in p.rglob("*")
+        if f.suffix in ROW_FILE_SUFFIXES
+        and f.is_file()
+        and not any(part.startswith(".") for part in f.relative_to(p).parts)
+    )
     if split is None:
         return files
 
     def matches(f: Path) -> bool:
         rel = f.relative_to(p)
         stem = f.name.split(".")[0]
-        return (stem == split or stem.startswith(f"{split}-") or stem.startswith(f"{split}_")
-                or split in rel.parts[:-1])
+        return stem == split or stem.startswith(f"{split}-") or stem.startswith(f"{split}_") or split in rel.parts[:-1]
 
     return [f for f in files if matches(f)]
 
 
-def iter_rows(path: str | Path, split: str | None = None, batch_size: int = 256) -> Iterator[dict[str, Any] | Exception]:
+def iter_rows(
+    path: str | Path, split: str | None = None, batch_size: int = 256
+) -> Iterator[dict[str, Any] | Exception]:
     """Yield the raw rows of a file, in order: a dict per row, or the exception that made
     a row unreadable (a malformed JSONL line) so the caller can count it.
 
@@ -225,7 +247,9 @@ def iter_rows(path: str | Path, split: str | None = None, batch_size: int = 256)
                 except json.JSONDecodeError as exc:
                     yield ValueError(f"malformed json line: {exc}")
                     continue
-                yield obj if isinstance(obj, dict) else ValueError(f"json line is a {type(obj).__name__}, not an object")
+                yield (
+                    obj if isinstance(obj, dict) else ValueError(f"json line is a {type(obj).__name__}, not an object")
+                )
     elif suffix == ".json":
         try:
             with open(p, encoding="utf-8") as fh:
@@ -349,9 +373,15 @@ def apply_mapping(row: Mapping[str, Any], mapping: Mapping[str, str] | None = No
 # read / write
 
 
-def check_row(raw: Mapping[str, Any], convert: Callable[[Mapping[str, Any]], Mapping[str, Any]], *,
-              base_dir: str | Path | None = None, check_images: bool = True, require_images: bool = False,
-              id_field: str = "id") -> tuple[Record | None, Any, str, bool]:
+def check_row(
+    raw: Mapping[str, Any],
+    convert: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    *,
+    base_dir: str | Path | None = None,
+    check_images: bool = True,
+    require_images: bool = False,
+    id_field: str = "id",
+) -> tuple[Record | None, Any, str, bool]:
     """One raw row through ``convert`` and ``make_record``: ``(record, id, reason,
     excluded)``; ``record`` is None when the row is skipped (``reason``) or excluded by the
     reader's scope (``excluded``). Never raises for a bad row."""
@@ -370,10 +400,16 @@ def check_row(raw: Mapping[str, Any], convert: Callable[[Mapping[str, Any]], Map
     return rec, (row.get("id", rid) if rec is None else rec.id), reason, False
 
 
-def build_records(rows: Iterable[Mapping[str, Any] | Exception],
-                  convert: Callable[[Mapping[str, Any]], Mapping[str, Any]], *,
-                  base_dir: str | Path | None = None, check_images: bool = True, require_images: bool = False,
-                  id_field: str = "id", source: str = "") -> LoadResult:
+def build_records(
+    rows: Iterable[Mapping[str, Any] | Exception],
+    convert: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    *,
+    base_dir: str | Path | None = None,
+    check_images: bool = True,
+    require_images: bool = False,
+    id_field: str = "id",
+    source: str = "",
+) -> LoadResult:
     """The shared driver of every reader: ``convert`` turns one raw row into a canonical
     row (it raises ``Excluded`` for out-of-scope rows, or ``RecordError`` / ``KeyError``
     / ``ValueError`` / ``TypeError`` for bad ones); the result is validated by
@@ -385,8 +421,9 @@ def build_records(rows: Iterable[Mapping[str, Any] | Exception],
         if isinstance(raw, Exception):
             result.add(i, rid=None, reason=str(raw))
             continue
-        rec, rid, reason, excluded = check_row(raw, convert, base_dir=base_dir, check_images=check_images,
-                                               require_images=require_images, id_field=id_field)
+        rec, rid, reason, excluded = check_row(
+            raw, convert, base_dir=base_dir, check_images=check_images, require_images=require_images, id_field=id_field
+        )
         if excluded:
             result.excluded.append(Skip(i, None if rid is None else str(rid), reason))
             continue
@@ -417,8 +454,15 @@ def id_column(mapping: Mapping[str, str] | None) -> str:
     return next((c for c, t in (mapping or {}).items() if t == "id"), "id")
 
 
-def read_records(path: str | Path, mapping: Mapping[str, str] | None = None, base_dir: str | Path | None = None,
-                 *, split: str | None = None, check_images: bool = True, require_images: bool = False) -> LoadResult:
+def read_records(
+    path: str | Path,
+    mapping: Mapping[str, str] | None = None,
+    base_dir: str | Path | None = None,
+    *,
+    split: str | None = None,
+    check_images: bool = True,
+    require_images: bool = False,
+) -> LoadResult:
     """Read records from a parquet / JSONL / JSON file, a hub-style directory of them, or
     a ``datasets`` saved directory. Relative image paths resolve against ``base_dir``
     (default: the file's folder, or the directory itself). Bad rows are skipped and
@@ -426,9 +470,15 @@ def read_records(path: str | Path, mapping: Mapping[str, str] | None = None, bas
     p = Path(path)
     if base_dir is None:
         base_dir = p if p.is_dir() else p.parent
-    return build_records(iter_rows(p, split), record_converter(mapping), base_dir=base_dir,
-                         check_images=check_images, require_images=require_images, id_field=id_column(mapping),
-                         source=str(p))
+    return build_records(
+        iter_rows(p, split),
+        record_converter(mapping),
+        base_dir=base_dir,
+        check_images=check_images,
+        require_images=require_images,
+        id_field=id_column(mapping),
+        source=str(p),
+    )
 
 
 def _hf_features_metadata(pass_rate_names: list[str]) -> bytes:
@@ -438,12 +488,18 @@ def _hf_features_metadata(pass_rate_names: list[str]) -> bytes:
 
     string = datasets.Value("string")
     feats: dict[str, Any] = {
-        "id": string, "question": string, "answer": string,
+        "id": string,
+        "question": string,
+        "answer": string,
         "images": datasets.List(datasets.Image()) if hasattr(datasets, "List") else datasets.Sequence(datasets.Image()),
         "choices": datasets.List(string) if hasattr(datasets, "List") else datasets.Sequence(string),
-        "answer_type": string, "precision": datasets.Value("int64"), "category": string, "source": string,
-        "pass_rates": ({n: datasets.Value("float64") for n in pass_rate_names} if pass_rate_names
-                       else datasets.Value("null")),
+        "answer_type": string,
+        "precision": datasets.Value("int64"),
+        "category": string,
+        "source": string,
+        "pass_rates": (
+            {n: datasets.Value("float64") for n in pass_rate_names} if pass_rate_names else datasets.Value("null")
+        ),
         "meta": string,
     }
     return datasets.Features(feats).arrow_schema.metadata[b"huggingface"]
@@ -462,12 +518,21 @@ def record_schema(pass_rate_names: list[str], *, pass_rates_layout: str = "struc
         rates_type = pa.struct([(n, pa.float64()) for n in pass_rate_names]) if pass_rate_names else pa.null()
     else:
         raise ValueError(f"pass_rates_layout must be 'struct' or 'map', not {pass_rates_layout!r}")
-    schema = pa.schema([
-        ("id", pa.string()), ("question", pa.string()), ("answer", pa.string()),
-        ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
-        ("choices", pa.list_(pa.string())), ("answer_type", pa.string()), ("precision", pa.int64()),
-        ("category", pa.string()), ("source", pa.string()), ("pass_rates", rates_type), ("meta", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("question", pa.string()),
+            ("answer", pa.string()),
+            ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
+            ("choices", pa.list_(pa.string())),
+            ("answer_type", pa.string()),
+            ("precision", pa.int64()),
+            ("category", pa.string()),
+            ("source", pa.string()),
+            ("pass_rates", rates_type),
+            ("meta", pa.string()),
+        ]
+    )
     if hf_metadata and pass_rates_layout == "struct":
         schema = schema.with_metadata({b"huggingface": _hf_features_metadata(pass_rate_names)})
     return schema
@@ -489,8 +554,14 @@ def _relocate(ref: ImageRef, base_dir: Path | None, out_dir: Path, embed: bool) 
     return ImageRef(path=os.path.relpath(src.resolve(), out_dir.resolve()))
 
 
-def write_records(path: str | Path, records: Iterable[Record], *, base_dir: str | Path | None = None,
-                  embed_images: bool = False, pass_rates_layout: str = "struct") -> int:
+def write_records(
+    path: str | Path,
+    records: Iterable[Record],
+    *,
+    base_dir: str | Path | None = None,
+    embed_images: bool = False,
+    pass_rates_layout: str = "struct",
+) -> int:
     """Write records to ``.parquet`` or ``.jsonl`` (chosen by suffix); returns the count.
 
     Parquet: the columns of ``record_schema`` (images as ``{bytes, path}`` structs, meta

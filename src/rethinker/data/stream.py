@@ -32,8 +32,16 @@ from .io import DataError, LoadResult, Skip, check_row, id_column, read_records,
 class StreamedRecords(Sequence[Record]):
     """The good rows of one file, read on demand (see the module docstring)."""
 
-    def __init__(self, path: Path, positions: Sequence[int], convert, id_field: str, base_dir: str | Path,
-                 reader: "_RowReader", ids: Sequence[str]):
+    def __init__(
+        self,
+        path: Path,
+        positions: Sequence[int],
+        convert,
+        id_field: str,
+        base_dir: str | Path,
+        reader: _RowReader,
+        ids: Sequence[str],
+    ):
         self.path = path
         self._positions = positions
         self._ids = ids
@@ -54,15 +62,17 @@ class StreamedRecords(Sequence[Record]):
     def __getitem__(self, i: int) -> Record: ...
 
     @overload
-    def __getitem__(self, i: slice) -> "StreamedRecords": ...
+    def __getitem__(self, i: slice) -> StreamedRecords: ...
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return StreamedRecords(self.path, self._positions[i], self._convert, self._id_field, self._base_dir,
-                                   self._reader, self._ids[i])
+            return StreamedRecords(
+                self.path, self._positions[i], self._convert, self._id_field, self._base_dir, self._reader, self._ids[i]
+            )
         raw = self._reader.row(self._positions[i])
-        rec, _, reason, _ = check_row(raw, self._convert, base_dir=self._base_dir, check_images=False,
-                                      id_field=self._id_field)
+        rec, _, reason, _ = check_row(
+            raw, self._convert, base_dir=self._base_dir, check_images=False, id_field=self._id_field
+        )
         if rec is None:  # the file changed since it was validated
             raise DataError(f"{self.path}: row {self._positions[i]} no longer reads as a record ({reason})")
         return rec
@@ -150,12 +160,19 @@ class _JsonlRows(_RowReader):
                 except json.JSONDecodeError as exc:
                     yield start, ValueError(f"malformed json line: {exc}")
                     continue
-                yield start, obj if isinstance(obj, dict) else ValueError(
-                    f"json line is a {type(obj).__name__}, not an object")
+                yield (
+                    start,
+                    obj if isinstance(obj, dict) else ValueError(f"json line is a {type(obj).__name__}, not an object"),
+                )
 
 
-def open_records(path: str | Path, mapping: Mapping[str, str] | None = None, base_dir: str | Path | None = None,
-                 *, cache_groups: int = 2) -> LoadResult:
+def open_records(
+    path: str | Path,
+    mapping: Mapping[str, str] | None = None,
+    base_dir: str | Path | None = None,
+    *,
+    cache_groups: int = 2,
+) -> LoadResult:
     """A ``LoadResult`` whose ``records`` are read on demand for a parquet or JSONL file
     (``StreamedRecords``), and read whole (``read_records``) for any other source. The
     skipped rows are those ``read_records`` skips, with the same reasons."""

@@ -93,8 +93,14 @@ def find_parquet(path: Path) -> Path:
     return files[0]
 
 
-def load_virl39k(path: str | Path, split: str | None = None, *, image_dir: str | Path | None = None,
-                 extract: bool = True, check_images: bool = True) -> LoadResult:
+def load_virl39k(
+    path: str | Path,
+    split: str | None = None,
+    *,
+    image_dir: str | Path | None = None,
+    extract: bool = True,
+    check_images: bool = True,
+) -> LoadResult:
     """Read ViRL39K from its parquet (or the folder holding it). Image paths resolve
     against ``image_dir`` (default: the parquet's folder). When that folder has no
     ``images/`` but has ``images.zip``, the archive is extracted there first (``extract``)."""
@@ -106,8 +112,9 @@ def load_virl39k(path: str | Path, split: str | None = None, *, image_dir: str |
     archive = base / "images.zip"
     if extract and not (base / "images").exists() and archive.is_file():
         extract_images(archive, base)
-    return build_records(iter_rows(parquet), convert, base_dir=base, check_images=check_images,
-                         id_field="qid", source=str(parquet))
+    return build_records(
+        iter_rows(parquet), convert, base_dir=base, check_images=check_images, id_field="qid", source=str(parquet)
+    )
 
 
 def load_any(path: str | Path, mapping: dict[str, str] | None = None) -> LoadResult:

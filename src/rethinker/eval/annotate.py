@@ -92,12 +92,26 @@ def _open_sidecar(path: Path):
     return open(path, "a", encoding="utf-8")
 
 
-def annotate(records: Iterable[Record], model=None, processor=None, *, samples: int = 8, name: str = "model",
-             engine=None, sidecar: str | Path | None = None, max_new_tokens: int | None = None,
-             temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P, top_k: int = DEFAULT_TOP_K,
-             batch_queries: int = 16, base_dir: str | Path | None = None, min_pixels: int | None = None,
-             max_pixels: int | None = None, reward_config=None,
-             log: Callable[[str], None] | None = None) -> AnnotateResult:
+def annotate(
+    records: Iterable[Record],
+    model=None,
+    processor=None,
+    *,
+    samples: int = 8,
+    name: str = "model",
+    engine=None,
+    sidecar: str | Path | None = None,
+    max_new_tokens: int | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_p: float = DEFAULT_TOP_P,
+    top_k: int = DEFAULT_TOP_K,
+    batch_queries: int = 16,
+    base_dir: str | Path | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    reward_config=None,
+    log: Callable[[str], None] | None = None,
+) -> AnnotateResult:
     """Pass rate of ``model`` on each record from ``samples`` sampled responses (see the
     module docstring). ``engine``: any ``RolloutEngine`` (default: a ``TransformersEngine``
     over ``model``); ``sidecar``: the resume file (None: no resume)."""
@@ -119,11 +133,13 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
     if max_new_tokens is None:
         gen_cfg = getattr(model, "generation_config", None)
         max_new_tokens = getattr(gen_cfg, "max_new_tokens", None) or 2048
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                            n=samples, greedy=False)
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, n=samples, greedy=False
+    )
     cfg = reward_config or RewardConfig()
-    encoder = PromptEncoder(processor, base_dir=None if base_dir is None else str(base_dir),
-                            min_pixels=min_pixels, max_pixels=max_pixels)
+    encoder = PromptEncoder(
+        processor, base_dir=None if base_dir is None else str(base_dir), min_pixels=min_pixels, max_pixels=max_pixels
+    )
     done = read_sidecar(sidecar) if sidecar is not None else {}
     result = AnnotateResult([], name)
     counts: dict[str, dict[str, Any]] = {}
@@ -139,7 +155,7 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
     try:
         for start in range(0, len(todo), batch_queries):
             chunk, queries = [], []
-            for rec in (records[i] for i in todo[start:start + batch_queries]):
+            for rec in (records[i] for i in todo[start : start + batch_queries]):
                 try:
                     queries.append(encoder.encode(rec))
                     chunk.append(rec)
@@ -152,11 +168,24 @@ def annotate(records: Iterable[Record], model=None, processor=None, *, samples: 
             groups = engine.generate(queries, params)
             for rec, group in zip(chunk, groups):
                 n_correct = sum(
-                    reward(c.text, rec.answer, choices=rec.choices, finished=c.finished, config=cfg,
-                           answer_type=rec.answer_type, precision=rec.precision).rule in PASS_RULES
-                    for c in group)
-                row = {"id": rec.id, "n_correct": n_correct, "n_samples": len(group),
-                       "pass_rate": n_correct / len(group)}
+                    reward(
+                        c.text,
+                        rec.answer,
+                        choices=rec.choices,
+                        finished=c.finished,
+                        config=cfg,
+                        answer_type=rec.answer_type,
+                        precision=rec.precision,
+                    ).rule
+                    in PASS_RULES
+                    for c in group
+                )
+                row = {
+                    "id": rec.id,
+                    "n_correct": n_correct,
+                    "n_samples": len(group),
+                    "pass_rate": n_correct / len(group),
+                }
                 counts[rec.id] = row
                 if fh is not None:
                     fh.write(json.dumps(row) + "\n")

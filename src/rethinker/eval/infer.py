@@ -17,9 +17,10 @@ Python: ``infer(question, image=..., model=..., processor=...)`` -> ``InferResul
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 import torch
 from transformers import TextStreamer
@@ -43,6 +44,7 @@ class InferResult:
 
 def _streamer(tokenizer, out: IO[str] | None):
     """A ``TextStreamer`` that skips the prompt and writes to ``out``."""
+
     class _Streamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if out is None:
@@ -53,11 +55,22 @@ def _streamer(tokenizer, out: IO[str] | None):
     return _Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
-def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes] | None = None, *,
-          model=None, processor=None, model_path: str | None = None, max_new_tokens: int | None = None,
-          temperature: float = 0.0, top_p: float = 1.0, min_pixels: int | None = None,
-          max_pixels: int | None = None, suffix: str = SUFFIX, stream: IO[str] | None = None,
-          device: str = "auto") -> InferResult:
+def infer(
+    question: str,
+    image: str | Path | bytes | Sequence[str | Path | bytes] | None = None,
+    *,
+    model=None,
+    processor=None,
+    model_path: str | None = None,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    suffix: str = SUFFIX,
+    stream: IO[str] | None = None,
+    device: str = "auto",
+) -> InferResult:
     """Answer ``question`` about ``image`` (a path, encoded bytes, or several of them).
 
     ``model`` / ``processor``: an already loaded policy; else loaded from ``model_path``
@@ -68,11 +81,13 @@ def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes
         raise ValueError("the question is empty")
     if model is None or processor is None:
         dev = pick_device(device)
-        model, processor = load_policy(resolve_model_path(model_path), device=dev, dtype=pick_dtype("auto", dev),
-                                       trainable=False)
+        model, processor = load_policy(
+            resolve_model_path(model_path), device=dev, dtype=pick_dtype("auto", dev), trainable=False
+        )
     images = [] if image is None else list(image) if isinstance(image, (list, tuple)) else [image]
-    refs = [ImageRef(bytes=bytes(im)) if isinstance(im, (bytes, bytearray)) else ImageRef(path=str(im))
-            for im in images]
+    refs = [
+        ImageRef(bytes=bytes(im)) if isinstance(im, (bytes, bytearray)) else ImageRef(path=str(im)) for im in images
+    ]
     record = Record(id="infer", question=question, answer="", images=refs)
     q = PromptEncoder(processor, suffix=suffix, min_pixels=min_pixels, max_pixels=max_pixels).encode(record)
     tok = processor.tokenizer
@@ -84,9 +99,13 @@ def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes
         max_new_tokens = getattr(gen_cfg, "max_new_tokens", None) or 8192
     params_dev = next(model.parameters())
     batch = collate_prompts([q], pad).to(params_dev.device, params_dev.dtype)
-    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad,
-                                  suppress_tokens=[t for t in vision_token_ids(processor) if t not in eos_ids] or None,
-                                  streamer=_streamer(tok, stream))
+    kwargs: dict[str, Any] = dict(
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_ids,
+        pad_token_id=pad,
+        suppress_tokens=[t for t in vision_token_ids(processor) if t not in eos_ids] or None,
+        streamer=_streamer(tok, stream),
+    )
     if temperature and temperature > 0:
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     else:
@@ -98,9 +117,9 @@ def infer(question: str, image: str | Path | bytes | Sequence[str | Path | bytes
             seqs = model.generate(**batch.model_kwargs(), **kwargs)
     finally:
         model.train(was_training)
-    new = seqs[0, batch.input_ids.shape[1]:].tolist()
+    new = seqs[0, batch.input_ids.shape[1] :].tolist()
     cut = next((j for j, t in enumerate(new) if t in set(eos_ids)), None)
-    ids = new if cut is None else new[:cut + 1]
+    ids = new if cut is None else new[: cut + 1]
     response = tok.decode(ids, skip_special_tokens=True)
     n_image = int((q.mm_token_type_ids == 1).sum())
     return InferResult(response, extract_answer(response, EVAL_RULES), cut is not None, q.text, n_image)

@@ -35,11 +35,11 @@ from ..data.benchmarks import BENCHMARKS
 from ..data.io import DataError, LoadResult, read_records
 from ..data.stream import open_records
 from ..records import Record
+from ..report.eval_report import ItemSaver, build_eval_report
+from ..report.summary import summarize, write_reports
 from ..rollout.evaluate import Prediction, evaluate
 from ..rollout.inputs import PromptEncoder
 from ..toyworld.puzzles import DEFAULT_KINDS, generate
-from ..report.eval_report import ItemSaver, build_eval_report
-from ..report.summary import summarize, write_reports
 
 #: Benchmarks read without a publisher's schema.
 GENERIC = ("toy", "records")
@@ -53,8 +53,7 @@ DEFAULT_MAX_NEW_TOKENS = 8192
 #: Toy puzzles evaluated when ``--benchmark toy`` has no ``--data``.
 DEFAULT_TOY_ITEMS = 200
 #: Settings that change the predictions: a resumed run must match them.
-RUN_KEYS = ("model", "samples", "greedy", "temperature", "top_p", "top_k", "max_new_tokens", "min_pixels",
-            "max_pixels")
+RUN_KEYS = ("model", "samples", "greedy", "temperature", "top_p", "top_k", "max_new_tokens", "min_pixels", "max_pixels")
 
 
 class EvalError(ValueError):
@@ -74,6 +73,7 @@ class BenchSpec:
 
 
 # -- predictions file --------------------------------------------------------------------
+
 
 class PredictionLog:
     """``predictions.jsonl``: earlier lines are read on open (a torn last line, left by a
@@ -123,9 +123,16 @@ class PredictionLog:
 def prediction_row(benchmark: str, rec: Record, pred: Prediction) -> dict[str, Any]:
     """The ``predictions.jsonl`` line of one judged item."""
     row: dict[str, Any] = {
-        "id": rec.id, "benchmark": benchmark, "prompt": pred.prompt, "response": pred.response,
-        "extracted": pred.extracted, "correct": pred.correct, "reason": pred.reason, "category": rec.category,
-        "answer": rec.answer, "finished": pred.finished,
+        "id": rec.id,
+        "benchmark": benchmark,
+        "prompt": pred.prompt,
+        "response": pred.response,
+        "extracted": pred.extracted,
+        "correct": pred.correct,
+        "reason": pred.reason,
+        "category": rec.category,
+        "answer": rec.answer,
+        "finished": pred.finished,
     }
     for key in GROUP_KEYS.get(benchmark, ()):
         if rec.meta.get(key) is not None:
@@ -133,12 +140,21 @@ def prediction_row(benchmark: str, rec: Record, pred: Prediction) -> dict[str, A
     if pred.samples:
         row["n_samples"] = pred.n_samples
         row["n_correct"] = pred.n_correct
-        row["samples"] = [{"response": s.response, "extracted": s.extracted, "correct": s.correct,
-                           "reason": s.reason, "finished": s.finished} for s in pred.samples]
+        row["samples"] = [
+            {
+                "response": s.response,
+                "extracted": s.extracted,
+                "correct": s.correct,
+                "reason": s.reason,
+                "finished": s.finished,
+            }
+            for s in pred.samples
+        ]
     return row
 
 
 # -- loading ----------------------------------------------------------------------------
+
 
 def load_benchmark(spec: BenchSpec, *, toy_items: int = DEFAULT_TOY_ITEMS, toy_seed: int = 0):
     """``(LoadResult, base_dir)`` for one spec; ``DataError`` when the file is unreadable,
@@ -148,8 +164,10 @@ def load_benchmark(spec: BenchSpec, *, toy_items: int = DEFAULT_TOY_ITEMS, toy_s
     if spec.data is None:
         if spec.name != "toy":
             raise EvalError(f"--benchmark {spec.name} needs --data PATH (the files its publisher distributes)")
-        return LoadResult(records=generate(toy_items, seed=toy_seed, split=spec.split or "test", kinds=DEFAULT_KINDS),
-                          source="toyworld"), None
+        return LoadResult(
+            records=generate(toy_items, seed=toy_seed, split=spec.split or "test", kinds=DEFAULT_KINDS),
+            source="toyworld",
+        ), None
     path = Path(spec.data)
     base = str(path if path.is_dir() else path.parent)
     if spec.name in GENERIC:
@@ -180,13 +198,22 @@ def skips_before_cut(loaded, limit: int | None, *, excluded: bool = False) -> li
 
 # -- the run ------------------------------------------------------------------------------
 
+
 def run_config(args: argparse.Namespace, model_path: str, max_new_tokens: int) -> dict[str, Any]:
     greedy = args.samples == 1 and not args.temperature
     temperature = None if greedy else (0.6 if args.temperature is None else args.temperature)
-    return {"model": model_path, "samples": args.samples, "greedy": greedy, "temperature": temperature,
-            "top_p": None if greedy else args.top_p, "top_k": None if greedy else args.top_k,
-            "max_new_tokens": max_new_tokens, "min_pixels": args.min_pixels, "max_pixels": args.max_pixels,
-            "toy_seed": args.toy_seed}
+    return {
+        "model": model_path,
+        "samples": args.samples,
+        "greedy": greedy,
+        "temperature": temperature,
+        "top_p": None if greedy else args.top_p,
+        "top_k": None if greedy else args.top_k,
+        "max_new_tokens": max_new_tokens,
+        "min_pixels": args.min_pixels,
+        "max_pixels": args.max_pixels,
+        "toy_seed": args.toy_seed,
+    }
 
 
 def check_resume(out_dir: Path, config: dict[str, Any], restart: bool) -> None:
@@ -202,9 +229,11 @@ def check_resume(out_dir: Path, config: dict[str, Any], restart: bool) -> None:
             old = {}
         diff = [k for k in RUN_KEYS if old.get(k) != config.get(k)]
         if diff:
-            raise EvalError(f"{out_dir} holds predictions made with other settings ("
-                            + ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
-                            + "); use another --output-dir or --restart")
+            raise EvalError(
+                f"{out_dir} holds predictions made with other settings ("
+                + ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
+                + "); use another --output-dir or --restart"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = cfg_path.with_name("run.json.tmp")
     tmp.write_text(json.dumps(config, indent=2) + "\n")
@@ -232,11 +261,21 @@ def read_once(records: Sequence[Record], ids: Sequence[str], todo: Sequence[int]
             items.add(records[i])
 
 
-def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: str | Path, *,
-                        params, limit: int | None = None, batch_queries: int = 64,
-                        min_pixels: int | None = None, max_pixels: int | None = None,
-                        toy_items: int = DEFAULT_TOY_ITEMS, toy_seed: int = 0,
-                        log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+def evaluate_benchmarks(
+    specs: Sequence[BenchSpec],
+    engine,
+    processor,
+    out_dir: str | Path,
+    *,
+    params,
+    limit: int | None = None,
+    batch_queries: int = 64,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    toy_items: int = DEFAULT_TOY_ITEMS,
+    toy_seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Evaluate each benchmark through ``engine`` (any ``RolloutEngine``), append every
     judged item to ``out_dir/predictions.jsonl``, skip the items already there, and return
     (and write) the summary of the items selected this time."""
@@ -277,15 +316,21 @@ def evaluate_benchmarks(specs: Sequence[BenchSpec], engine, processor, out_dir: 
             encoder = PromptEncoder(processor, base_dir=base, min_pixels=min_pixels, max_pixels=max_pixels)
             # question, options, thumbnails for report.html, stored as the records are read to be judged
             with ItemSaver(out, spec.name, base) as items:
-                res = evaluate(engine, encoder, read_once(records, ids, todo, items),
-                               max_new_tokens=params.max_new_tokens, batch_queries=batch_queries, params=params,
-                               on_prediction=on_prediction)
-            rows = [d if d is not None else new[rid] for rid, d in zip(ids, done)
-                    if d is not None or rid in new]
+                res = evaluate(
+                    engine,
+                    encoder,
+                    read_once(records, ids, todo, items),
+                    max_new_tokens=params.max_new_tokens,
+                    batch_queries=batch_queries,
+                    params=params,
+                    on_prediction=on_prediction,
+                )
+            rows = [d if d is not None else new[rid] for rid, d in zip(ids, done) if d is not None or rid in new]
             skipped = [(s.id, s.reason) for s in load_skips] + [(rid, msg) for rid, msg in res.skipped]
             n_excluded = len(skips_before_cut(loaded, limit, excluded=True))
-            summary[spec.name] = summarize(rows, skipped, benchmark=spec.name, n_excluded=n_excluded,
-                                           extra_groups=GROUP_KEYS.get(spec.name, ()))
+            summary[spec.name] = summarize(
+                rows, skipped, benchmark=spec.name, n_excluded=n_excluded, extra_groups=GROUP_KEYS.get(spec.name, ())
+            )
             if loaded.source:
                 summary[spec.name]["source"] = str(loaded.source)
     finally:
@@ -307,5 +352,3 @@ def model_max_new_tokens(model_path: str) -> int | None:
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
     return int(value) if isinstance(value, int) and value > 0 else None
-
-

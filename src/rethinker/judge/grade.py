@@ -124,9 +124,15 @@ def _no(path: str, detail: str = "") -> _Outcome:
 
 
 def _compare_values(
-    pred: str, gold: str, answer_type: str | None, precision: int | None,
-    allow_percent: bool, timeout_s: float | None, backend: str,
-    pred_sym: str | None = None, gold_sym: str | None = None,
+    pred: str,
+    gold: str,
+    answer_type: str | None,
+    precision: int | None,
+    allow_percent: bool,
+    timeout_s: float | None,
+    backend: str,
+    pred_sym: str | None = None,
+    gold_sym: str | None = None,
 ) -> _Outcome:
     """Steps 4-7 on cleaned strings; ``pred_sym`` / ``gold_sym``: the forms handed to
     math-verify (a trailing unit in ``\\text{}`` dropped), when they differ."""
@@ -156,8 +162,14 @@ def _compare_values(
 
 
 def _compare_choice(
-    pred_raw: str, pred: str, letter: str, choices: Sequence[str] | None, allow_percent: bool,
-    timeout_s: float | None, backend: str, pred_sym: str | None = None,
+    pred_raw: str,
+    pred: str,
+    letter: str,
+    choices: Sequence[str] | None,
+    allow_percent: bool,
+    timeout_s: float | None,
+    backend: str,
+    pred_sym: str | None = None,
 ) -> _Outcome:
     p_letter = parse_letter(pred_raw, len(LETTERS), choices)
     if p_letter is not None:
@@ -171,14 +183,21 @@ def _compare_choice(
         return _ok("choice", "matched option text") if p_letter == letter else _no("choice", "matched option text")
     option = str(choices[LETTERS.index(letter)])
     gold_text = clean_latex(option)
-    out = _compare_values(pred, gold_text, None, None, allow_percent, timeout_s, backend,
-                          pred_sym, clean_latex(drop_unit_text(option)))
+    out = _compare_values(
+        pred, gold_text, None, None, allow_percent, timeout_s, backend, pred_sym, clean_latex(drop_unit_text(option))
+    )
     return _Outcome(out.correct, out.reason, out.path, (out.detail + " (vs option text)").strip())
 
 
 def _judge_answer(
-    pred_raw: str, gt: str, choices: tuple[str, ...] | None, answer_type: str | None,
-    precision: int | None, allow_percent: bool, timeout_s: float | None, backend: str,
+    pred_raw: str,
+    gt: str,
+    choices: tuple[str, ...] | None,
+    answer_type: str | None,
+    precision: int | None,
+    allow_percent: bool,
+    timeout_s: float | None,
+    backend: str,
 ) -> _Outcome:
     key = (pred_raw, gt, choices, answer_type, precision, allow_percent)
     hit = _CACHE.get(key)
@@ -190,8 +209,7 @@ def _judge_answer(
     if letter is not None:
         out = _compare_choice(pred_raw, pred, letter, choices, allow_percent, timeout_s, backend, pred_sym)
     else:
-        out = _compare_values(pred, gold, answer_type, precision, allow_percent, timeout_s, backend,
-                              pred_sym, gold_sym)
+        out = _compare_values(pred, gold, answer_type, precision, allow_percent, timeout_s, backend, pred_sym, gold_sym)
     if out.reason != "timeout":
         _CACHE.put(key, out)
     return out
@@ -226,8 +244,16 @@ def grade(
     if ex.answer is None:
         return Verdict(None, None, gt, False, "no_answer", None)
     if len(ex.answer) > MAX_ANSWER_CHARS or len(gt) > MAX_ANSWER_CHARS:
-        return Verdict(ex.answer[:MAX_ANSWER_CHARS], None, gt[:MAX_ANSWER_CHARS], False, "parse_error", ex.rule,
-                       None, f"longer than {MAX_ANSWER_CHARS} characters")
+        return Verdict(
+            ex.answer[:MAX_ANSWER_CHARS],
+            None,
+            gt[:MAX_ANSWER_CHARS],
+            False,
+            "parse_error",
+            ex.rule,
+            None,
+            f"longer than {MAX_ANSWER_CHARS} characters",
+        )
     if precision is not None:
         try:
             precision = int(precision)
@@ -236,8 +262,9 @@ def grade(
     at = answer_type.lower() if isinstance(answer_type, str) else None
     ch = tuple(str(c) for c in choices) if choices else None
     out = _judge_answer(ex.answer, gt, ch, at, precision, allow_percent, timeout_s, backend)
-    return Verdict(ex.answer, clean_latex(ex.answer), clean_latex(gt), out.correct, out.reason, ex.rule,
-                   out.path, out.detail)
+    return Verdict(
+        ex.answer, clean_latex(ex.answer), clean_latex(gt), out.correct, out.reason, ex.rule, out.path, out.detail
+    )
 
 
 def is_correct(*args: Any, **kwargs: Any) -> bool:
@@ -311,8 +338,9 @@ def grade_many(
                     return
                 start, chunk = queue.popleft()
             try:
-                answer = helper.request({"op": "grade", "items": chunk, "options": wire_options},
-                                        30.0 + per_item_s * len(chunk))
+                answer = helper.request(
+                    {"op": "grade", "items": chunk, "options": wire_options}, 30.0 + per_item_s * len(chunk)
+                )
             except Exception:  # the helper could not start
                 answer = None
             verdicts = answer.get("verdicts") if isinstance(answer, dict) else None
@@ -335,5 +363,13 @@ def grade_many(
 
 
 def _no_answer_in_time(args: dict[str, Any]) -> Verdict:
-    return Verdict(None, None, unbox(args["ground_truth"] or ""), False, "timeout", None, None,
-                   "helper process gave no answer in time")
+    return Verdict(
+        None,
+        None,
+        unbox(args["ground_truth"] or ""),
+        False,
+        "timeout",
+        None,
+        None,
+        "helper process gave no answer in time",
+    )

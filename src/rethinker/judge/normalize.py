@@ -46,11 +46,24 @@ _DEGREE = re.compile(r"(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree(?![A-Za-
 _WS = re.compile(r"\s+")
 # Unicode math that models write, as the LaTeX it stands for (not the en dash: "12–14"
 # is a range, not a subtraction)
-_UNICODE = str.maketrans({
-    "−": "-", "∞": "\\infty ", "π": "\\pi ", "×": "\\times ", "÷": "\\div ", "·": "\\cdot ",
-    "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "²": "^2", "³": "^3",
-    "½": "\\frac{1}{2}", "¼": "\\frac{1}{4}", "¾": "\\frac{3}{4}",
-})
+_UNICODE = str.maketrans(
+    {
+        "−": "-",
+        "∞": "\\infty ",
+        "π": "\\pi ",
+        "×": "\\times ",
+        "÷": "\\div ",
+        "·": "\\cdot ",
+        "≤": "\\le ",
+        "≥": "\\ge ",
+        "≠": "\\ne ",
+        "²": "^2",
+        "³": "^3",
+        "½": "\\frac{1}{2}",
+        "¼": "\\frac{1}{4}",
+        "¾": "\\frac{3}{4}",
+    }
+)
 _ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[A-Za-z]|\{[^{}]*\}|\([^()]*\))")
 # scientific notation as calculators and programs write it (1e4, 1.5E-3): digits on both
 # sides of the e, so 2e (twice Euler's number) stays as it is

@@ -61,9 +61,7 @@ _UNIT_SPACED = re.compile(
     rf"(?:\s*/\s*{_UNIT_WORD}|\s+{_UNIT_WORD}){{0,3}}(?:\s*\({_UNIT_WORD}\))?$"
 )
 # "5cm", "3m^2", "10m/s" (no space: only known units, so "5x" stays an expression)
-_UNIT_TIGHT = re.compile(
-    rf"^(?:{_KNOWN_UNITS}){_POWER}?(?:\s*/\s*(?:{_KNOWN_UNITS}){_POWER}?)?$"
-)
+_UNIT_TIGHT = re.compile(rf"^(?:{_KNOWN_UNITS}){_POWER}?(?:\s*/\s*(?:{_KNOWN_UNITS}){_POWER}?)?$")
 
 
 @dataclass(frozen=True)

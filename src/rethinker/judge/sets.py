@@ -98,6 +98,7 @@ def parse_matrix(s: str) -> list[list[Num]] | None:
 def compare_structured(pred: str, gold: str, precision: int | None = None) -> bool | None:
     """True/False when both sides are the same recognized form, else None. ``precision``:
     decimals every entry is rounded to (a benchmark's rule for its numbers)."""
+
     def eq(x: Num, y: Num) -> bool:
         return numbers_equal(x, y, precision)
 

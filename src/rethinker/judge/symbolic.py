@@ -32,10 +32,10 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from functools import lru_cache
-from typing import Iterator
 
 from .helper import helpers
 from .normalize import MAX_ANSWER_CHARS
@@ -288,8 +288,12 @@ def compare_unbounded(gold: str, pred: str, precision: int | None = None) -> str
         gv, pv = _rounded_value(g[0], precision), _rounded_value(p[0], precision)
         if gv is not None and pv is not None:
             return CORRECT if gv == pv else MISMATCH
-    if len(g) == 1 and len(p) == 1 and "%" not in gold and "%" not in pred and (
-        _clearly_different(g[0], p[0]) or _linear_equations_differ(g[0], p[0])
+    if (
+        len(g) == 1
+        and len(p) == 1
+        and "%" not in gold
+        and "%" not in pred
+        and (_clearly_different(g[0], p[0]) or _linear_equations_differ(g[0], p[0]))
     ):
         return MISMATCH  # fast: no simplify (or solve) for answers that clearly differ
     return CORRECT if math_verify.verify(g, p, timeout_seconds=None) else MISMATCH
@@ -393,8 +397,9 @@ def linear_equations_differ(gold: str, pred: str) -> bool:
     return linear_equations_compare(gold, pred) == MISMATCH
 
 
-def compare(gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = "auto",
-            precision: int | None = None) -> str:
+def compare(
+    gold: str, pred: str, timeout_s: float | None = 1.0, backend: str = "auto", precision: int | None = None
+) -> str:
     """Screen both sides, then compare within ``timeout_s`` seconds. ``backend``:
     ``auto`` (main thread: here; other threads: the sandbox process), ``inline`` (here,
     whatever thread), ``sandbox`` (always the helper process)."""
@@ -418,8 +423,10 @@ SANDBOX_MARGIN_S = 0.5
 
 def _sandbox_compare(gold: str, pred: str, timeout_s: float | None, precision: int | None = None) -> str:
     helper = helpers("symbolic", 1)[0]
-    answer = helper.request({"op": "compare", "g": gold, "p": pred, "t": timeout_s, "n": precision},
-                            (timeout_s or 3600.0) + SANDBOX_MARGIN_S)
+    answer = helper.request(
+        {"op": "compare", "g": gold, "p": pred, "t": timeout_s, "n": precision},
+        (timeout_s or 3600.0) + SANDBOX_MARGIN_S,
+    )
     if not isinstance(answer, dict) or answer.get("r") not in (CORRECT, MISMATCH, PARSE_ERROR, TIMEOUT):
         return TIMEOUT
     return answer["r"]

@@ -8,5 +8,14 @@
 from .introspect import forward_params, supports_shared_vision, vision_module
 from .load import add_lora, is_adapter_dir, load_policy, load_processor, pick_device, pick_dtype
 
-__all__ = ["add_lora", "forward_params", "is_adapter_dir", "load_policy", "load_processor", "pick_device",
-           "pick_dtype", "supports_shared_vision", "vision_module"]
+__all__ = [
+    "add_lora",
+    "forward_params",
+    "is_adapter_dir",
+    "load_policy",
+    "load_processor",
+    "pick_device",
+    "pick_dtype",
+    "supports_shared_vision",
+    "vision_module",
+]

@@ -28,5 +28,8 @@ def supports_shared_vision(model) -> bool:
     """The model takes pre-computed vision features (and is not wrapped by PEFT, whose
     forward would not pass them on by name)."""
     fwd = getattr(model, "forward", None)
-    return (fwd is not None and not hasattr(model, "get_base_model")
-            and "mm_encoder_outputs" in inspect.signature(fwd).parameters)
+    return (
+        fwd is not None
+        and not hasattr(model, "get_base_model")
+        and "mm_encoder_outputs" in inspect.signature(fwd).parameters
+    )

@@ -20,8 +20,14 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}[name]
+        return {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r} (float32, bfloat16, float16, auto)") from None
 
@@ -54,17 +60,24 @@ def add_lora(model, rank: int, alpha: int | None, dropout: float, targets: str, 
         raise ImportError("LoRA needs PEFT: pip install 'rethinker[peft]'") from None
     if adapter_dir is not None:
         return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
-    cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets,
-                     bias="none")
+    cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets, bias="none")
     peft_model = get_peft_model(model, cfg)
     if not any(p.requires_grad for p in peft_model.parameters()):
         raise ValueError(f"LoRA: no module of this model matches {targets!r}")
     return peft_model
 
 
-def load_policy(path: str, *, device: torch.device, dtype: torch.dtype, attn_implementation: str = "sdpa",
-                gradient_checkpointing: bool = False, freeze_vision: bool = False, trainable: bool = True,
-                lora: dict | None = None):
+def load_policy(
+    path: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    attn_implementation: str = "sdpa",
+    gradient_checkpointing: bool = False,
+    freeze_vision: bool = False,
+    trainable: bool = True,
+    lora: dict | None = None,
+):
     """Model and processor from a local directory (``AutoModelForImageTextToText``).
     ``lora``: ``add_lora`` keyword arguments; when ``path`` holds saved adapters (a LoRA
     checkpoint), the base model comes from ``lora["base"]``."""
@@ -74,8 +87,9 @@ def load_policy(path: str, *, device: torch.device, dtype: torch.dtype, attn_imp
         adapter_dir, path = path, lora["base"]
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
     if lora and trainable:
-        model = add_lora(model, lora["rank"], lora.get("alpha"), lora.get("dropout", 0.0), lora["targets"],
-                         adapter_dir=adapter_dir)
+        model = add_lora(
+            model, lora["rank"], lora.get("alpha"), lora.get("dropout", 0.0), lora["targets"], adapter_dir=adapter_dir
+        )
     model.to(device)
     if not trainable:
         model.eval().requires_grad_(False)

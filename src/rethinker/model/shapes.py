@@ -16,19 +16,59 @@ from pathlib import Path
 from typing import Any
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "3b": dict(text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                         num_key_value_heads=2, vocab_size=151936, rope_theta=1e6, rms_norm_eps=1e-6),
-               vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-                           fullatt_block_indexes=[7, 15, 23, 31], window_size=112, tokens_per_second=2)),
-    "tiny": dict(text=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=2, vocab_size=1024, rope_theta=1e6, rms_norm_eps=1e-6),
-                 vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=128,
-                             fullatt_block_indexes=[1], window_size=112, tokens_per_second=2)),
+    "3b": dict(
+        text=dict(
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            rope_theta=1e6,
+            rms_norm_eps=1e-6,
+        ),
+        vision=dict(
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            out_hidden_size=2048,
+            fullatt_block_indexes=[7, 15, 23, 31],
+            window_size=112,
+            tokens_per_second=2,
+        ),
+    ),
+    "tiny": dict(
+        text=dict(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=1024,
+            rope_theta=1e6,
+            rms_norm_eps=1e-6,
+        ),
+        vision=dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=4,
+            out_hidden_size=128,
+            fullatt_block_indexes=[1],
+            window_size=112,
+            tokens_per_second=2,
+        ),
+    ),
 }
 
 #: Qwen2.5-VL's special token ids (its published config and tokenizer)
-QWEN_TOKEN_IDS = {"image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
-                  "vision_end_token_id": 151653}
+QWEN_TOKEN_IDS = {
+    "image_token_id": 151655,
+    "video_token_id": 151656,
+    "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+}
 QWEN_EOS, QWEN_BOS, QWEN_PAD = 151645, 151643, 151643
 #: the toy tokenizer's ids (Qwen's special tokens at the lowest ids): defaults of small vocabularies
 TOY_TOKEN_IDS = {"image_token_id": 12, "video_token_id": 13, "vision_start_token_id": 9, "vision_end_token_id": 10}
@@ -44,8 +84,14 @@ def mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
-def qwen25vl_config(shape: str = "3b", *, token_ids: dict[str, int] | None = None, eos: int | None = None,
-                    pad: int | None = None, attn_implementation: str = "sdpa"):
+def qwen25vl_config(
+    shape: str = "3b",
+    *,
+    token_ids: dict[str, int] | None = None,
+    eos: int | None = None,
+    pad: int | None = None,
+    attn_implementation: str = "sdpa",
+):
     """A ``Qwen2_5_VLConfig`` of ``shape``. ``token_ids`` (image/video/vision start/end),
     ``eos`` and ``pad`` default to Qwen's own (the toy tokenizer's for a small vocabulary); pass a smaller tokenizer's to pair the
     shape with it (the vocabulary size stays the shape's)."""
@@ -54,17 +100,24 @@ def qwen25vl_config(shape: str = "3b", *, token_ids: dict[str, int] | None = Non
     s = SHAPES[shape]
     text = {k: v for k, v in s["text"].items() if k != "rope_theta"}
     head_dim = text["hidden_size"] // text["num_attention_heads"]
-    text.update(max_position_embeddings=128000 if shape == "3b" else 32768, rope_parameters={
-        "rope_type": "default", "rope_theta": s["text"]["rope_theta"], "mrope_section": mrope_section(head_dim)})
+    text.update(
+        max_position_embeddings=128000 if shape == "3b" else 32768,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": s["text"]["rope_theta"],
+            "mrope_section": mrope_section(head_dim),
+        },
+    )
     small = s["text"]["vocab_size"] <= QWEN_EOS
     eos = (TOY_EOS if small else QWEN_EOS) if eos is None else eos
     pad = (TOY_PAD if small else QWEN_PAD) if pad is None else pad
     token_ids = token_ids or (TOY_TOKEN_IDS if small else QWEN_TOKEN_IDS)
-    cfg = Qwen2_5_VLConfig(text_config=dict(text, eos_token_id=eos, bos_token_id=None, pad_token_id=pad,
-                                            tie_word_embeddings=True),
-                           vision_config=dict(s["vision"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-                                              in_channels=3),
-                           tie_word_embeddings=True, **token_ids)
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(text, eos_token_id=eos, bos_token_id=None, pad_token_id=pad, tie_word_embeddings=True),
+        vision_config=dict(s["vision"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        tie_word_embeddings=True,
+        **token_ids,
+    )
     cfg._attn_implementation = attn_implementation
     return cfg
 
@@ -78,10 +131,19 @@ def build_random(shape: str, device, dtype, processor=None):
     kw: dict[str, Any] = {}
     if processor is not None:
         tok = processor.tokenizer
-        kw = dict(token_ids={k: tok.convert_tokens_to_ids(v) for k, v in (
-            ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-            ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))},
-                  eos=tok.convert_tokens_to_ids("<|im_end|>"), pad=tok.pad_token_id)
+        kw = dict(
+            token_ids={
+                k: tok.convert_tokens_to_ids(v)
+                for k, v in (
+                    ("image_token_id", "<|image_pad|>"),
+                    ("video_token_id", "<|video_pad|>"),
+                    ("vision_start_token_id", "<|vision_start|>"),
+                    ("vision_end_token_id", "<|vision_end|>"),
+                )
+            },
+            eos=tok.convert_tokens_to_ids("<|im_end|>"),
+            pad=tok.pad_token_id,
+        )
     cfg = qwen25vl_config(shape, **kw)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=dtype)

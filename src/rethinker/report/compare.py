@@ -8,13 +8,14 @@ item and seed by seed, which removes the spread that items and seeds share.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, level: float = 0.95,
-                     seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """The mean of ``a - b`` with a percentile bootstrap interval.
 
     ``a`` and ``b`` are ``[seeds, items]`` arrays of per-item scores (1/0 correctness) of
@@ -36,7 +37,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, level: 
         k = min(chunk, n_boot - start)
         s = rng.integers(0, n_seeds, size=(k, n_seeds))
         i = rng.integers(0, n_items, size=(k, n_items))
-        means[start:start + k] = d[s[:, :, None], i[:, None, :]].mean(axis=(1, 2))
+        means[start : start + k] = d[s[:, :, None], i[:, None, :]].mean(axis=(1, 2))
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(d.mean()), float(lo), float(hi)
 

@@ -25,8 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-COLORS = {"correct": "#2e7d32", "mixed": "#f9a825", "wrong": "#c62828", "a": "#1f77b4", "b": "#ff7f0e",
-          "c": "#2ca02c", "d": "#9467bd", "grey": "#9e9e9e"}
+COLORS = {
+    "correct": "#2e7d32",
+    "mixed": "#f9a825",
+    "wrong": "#c62828",
+    "a": "#1f77b4",
+    "b": "#ff7f0e",
+    "c": "#2ca02c",
+    "d": "#9467bd",
+    "grey": "#9e9e9e",
+}
 
 
 def smoothing_weight(n: int) -> float:
@@ -63,18 +71,29 @@ class Panel:
 PANELS: tuple[Panel, ...] = (
     Panel("eval", "held-out (dev) accuracy (greedy, 95% CI)", (("eval/accuracy", "accuracy"),), "eval"),
     Panel("reward", "reward and training accuracy", (("reward/mean", "reward (mean)"), ("accuracy", "train accuracy"))),
-    Panel("groups", "groups: all correct / mixed / all wrong",
-          (("groups/all_correct", "all correct"), ("groups/all_wrong", "all wrong")), "groups"),
+    Panel(
+        "groups",
+        "groups: all correct / mixed / all wrong",
+        (("groups/all_correct", "all correct"), ("groups/all_wrong", "all wrong")),
+        "groups",
+    ),
     Panel("reflection", "reflection rate (responses with a self-check)", (("reflection_rate", "reflection rate"),)),
-    Panel("rethink", "Forced Rethinking per step",
-          (("rethink/attempts", "attempts"), ("rethink/accepted", "kept")), "rethink"),
-    Panel("length", "response length (tokens)",
-          (("response_length/mean", "mean"), ("response_length/max", "max"))),
+    Panel(
+        "rethink",
+        "Forced Rethinking per step",
+        (("rethink/attempts", "attempts"), ("rethink/accepted", "kept")),
+        "rethink",
+    ),
+    Panel("length", "response length (tokens)", (("response_length/mean", "mean"), ("response_length/max", "max"))),
     Panel("entropy", "policy entropy (nats/token)", (("entropy", "entropy"),)),
     Panel("kl", "KL to the reference policy", (("loss/kl", "KL"),)),
     Panel("clip", "clipped-token fraction", (("loss/clip_frac_low", "low"), ("loss/clip_frac_high", "high"))),
-    Panel("time", "step time by phase (s)",
-          (("time/rollout_s", "rollout"), ("time/rethink_s", "rethink"), ("time/update_s", "update")), "time"),
+    Panel(
+        "time",
+        "step time by phase (s)",
+        (("time/rollout_s", "rollout"), ("time/rethink_s", "rethink"), ("time/update_s", "update")),
+        "time",
+    ),
 )
 
 
@@ -149,6 +168,7 @@ def panels_for(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> lis
 
 # -- drawing -------------------------------------------------------------------------------
 
+
 def _fill(ys: Sequence[float | None]) -> list[float]:
     """None -> 0 for stacked areas (a step without rethinking spent 0 s in it)."""
     return [0.0 if y is None else y for y in ys]
@@ -163,8 +183,15 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
         lo = [float(r.get("eval/ci_low", y)) for r, y in zip(ev, ys)]
         hi = [float(r.get("eval/ci_high", y)) for r, y in zip(ev, ys)]
         ax.fill_between(xs, lo, hi, color=COLORS["a"], alpha=0.18, linewidth=0, label="95% CI")
-        ax.errorbar(xs, ys, yerr=[[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]], marker="o",
-                    color=COLORS["a"], capsize=3, label="accuracy")
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]],
+            marker="o",
+            color=COLORS["a"],
+            capsize=3,
+            label="accuracy",
+        )
         for x, y in zip(xs, ys):
             ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
         return
@@ -175,8 +202,15 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
         _, aw = series(steps, "groups/all_wrong")
         ac_s, aw_s = _fill(smooth(ac, w)), _fill(smooth(aw, w))
         mixed = [max(0.0, 1.0 - a - b) for a, b in zip(ac_s, aw_s)]
-        ax.stackplot(xs, aw_s, mixed, ac_s, colors=[COLORS["wrong"], COLORS["mixed"], COLORS["correct"]],
-                     labels=["all wrong", "mixed", "all correct"], alpha=0.85)
+        ax.stackplot(
+            xs,
+            aw_s,
+            mixed,
+            ac_s,
+            colors=[COLORS["wrong"], COLORS["mixed"], COLORS["correct"]],
+            labels=["all wrong", "mixed", "all correct"],
+            alpha=0.85,
+        )
         ax.set_ylim(0, 1)
         ax.set_ylabel("share of groups")
         return
@@ -202,8 +236,9 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
         ax.plot(*zip(*sm), color=color, linewidth=1.8, label=label)
 
 
-def figure_png(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, columns: int = 3,
-               dpi: int = 80) -> bytes | None:
+def figure_png(
+    cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, columns: int = 3, dpi: int = 80
+) -> bytes | None:
     """The run's panels as one PNG (None when there is nothing to draw yet)."""
     panels = panels_for(cfg, rows)
     if not panels:
@@ -232,10 +267,13 @@ def figure_png(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], *, col
         handles, labels = ax.get_legend_handles_labels()
         if len(labels) > 1:
             ax.legend(fontsize=7, loc="best", framealpha=0.7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    note = (f"smoothed: exponential moving average, weight {w:.2f} (raw values faint)" if w > 0
-            else "raw values (too few steps to smooth)")
+    note = (
+        f"smoothed: exponential moving average, weight {w:.2f} (raw values faint)"
+        if w > 0
+        else "raw values (too few steps to smooth)"
+    )
     fig.text(0.995, 0.003, note, ha="right", va="bottom", fontsize=7, color="#555")
     fig.tight_layout(rect=(0, 0.015, 1, 1))
     buf = io.BytesIO()

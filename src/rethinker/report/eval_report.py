@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .summary import summarize, write_atomic
 from .html import ImageSheet, esc, fmt, page, radios, select, table
 from .images import ThumbnailStore
 from .run_report import read_rows
+from .summary import summarize, write_atomic
 
 REPORT_FILE = "report.html"
 ITEMS_FILE = "items.jsonl"
@@ -60,9 +60,16 @@ class ItemSaver:
         if key in self.seen:
             return False
         self.seen.add(key)
-        line = json.dumps({"benchmark": self.benchmark, "id": rec.id, "question": rec.question,
-                           "choices": rec.choices,
-                           "images": [self.store.add(ref, self.base_dir) for ref in rec.images]}, ensure_ascii=False)
+        line = json.dumps(
+            {
+                "benchmark": self.benchmark,
+                "id": rec.id,
+                "question": rec.question,
+                "choices": rec.choices,
+                "images": [self.store.add(ref, self.base_dir) for ref in rec.images],
+            },
+            ensure_ascii=False,
+        )
         if self._fh is None:
             self.out.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
@@ -78,7 +85,7 @@ class ItemSaver:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "ItemSaver":
+    def __enter__(self) -> ItemSaver:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -116,8 +123,15 @@ def order_predictions(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, An
     bench_order: dict[str, int] = {}
     for r in rows:
         bench_order.setdefault(str(r.get("benchmark")), len(bench_order))
-    return sorted(rows, key=lambda r: (bench_order[str(r.get("benchmark"))], str(r.get("category") or NO_CATEGORY),
-                                       bool(r.get("correct")), str(r.get("id"))))
+    return sorted(
+        rows,
+        key=lambda r: (
+            bench_order[str(r.get("benchmark"))],
+            str(r.get("category") or NO_CATEGORY),
+            bool(r.get("correct")),
+            str(r.get("id")),
+        ),
+    )
 
 
 def _summary_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
@@ -125,8 +139,9 @@ def _summary_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
     for name, s in summary.items():
         lo, hi = (s.get("ci95") or [None, None])[:2]
         ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "-"
-        rows.append((name, "overall", s.get("n_items"), s.get("n_skipped"), fmt(s.get("accuracy")), ci,
-                     s.get("error") or ""))
+        rows.append(
+            (name, "overall", s.get("n_items"), s.get("n_skipped"), fmt(s.get("accuracy")), ci, s.get("error") or "")
+        )
         counts = s.get("category_counts") or {}
         for cat, acc in (s.get("by_category") or {}).items():
             rows.append(("", cat, counts.get(cat, ""), "", fmt(acc), "", ""))
@@ -143,32 +158,43 @@ def _item(row: Mapping[str, Any], info: Mapping[str, Any] | None, sheet: ImageSh
         choices = info.get("choices")
     else:
         question, choices = prompt_question(str(row.get("prompt") or "")), None
-    opts = ("<div>" + "<br>".join(f"{chr(65 + i)}. {esc(c)}" for i, c in enumerate(choices)) + "</div>"
-            if choices else "")
-    score = (f' · {row["n_correct"]}/{row["n_samples"]} samples correct' if "n_samples" in row else "")
-    head = (f'<div class="qhead">{"".join(imgs)}<div><div class="meta">{esc(bench)} · {esc(cat)} · '
-            f'{esc(row.get("id"))}</div><div class="question">{esc(question)}</div>{opts}'
-            f'<div>gold: <span class="gold">{esc(row.get("answer"))}</span> · extracted: '
-            f'<code>{esc(row.get("extracted"))}</code> · verdict: {esc(row.get("reason"))}{score}'
-            + ("" if row.get("finished", True) else " · truncated") + "</div></div></div>")
+    opts = (
+        "<div>" + "<br>".join(f"{chr(65 + i)}. {esc(c)}" for i, c in enumerate(choices)) + "</div>" if choices else ""
+    )
+    score = f" · {row['n_correct']}/{row['n_samples']} samples correct" if "n_samples" in row else ""
+    head = (
+        f'<div class="qhead">{"".join(imgs)}<div><div class="meta">{esc(bench)} · {esc(cat)} · '
+        f'{esc(row.get("id"))}</div><div class="question">{esc(question)}</div>{opts}'
+        f'<div>gold: <span class="gold">{esc(row.get("answer"))}</span> · extracted: '
+        f"<code>{esc(row.get('extracted'))}</code> · verdict: {esc(row.get('reason'))}{score}"
+        + ("" if row.get("finished", True) else " · truncated")
+        + "</div></div></div>"
+    )
     badge = f'<span class="badge {"b-ok" if ok else "b-bad"}">{"correct" if ok else "wrong"}</span>'
-    resp = (f'<div class="resp {"ok" if ok else "bad"}" data-tags="{"correct" if ok else "wrong"}">'
-            f'<div class="rmeta">{badge} response{" (sample 1)" if "n_samples" in row else ""}</div>'
-            f'<pre class="text">{esc(row.get("response"))}</pre>')
+    resp = (
+        f'<div class="resp {"ok" if ok else "bad"}" data-tags="{"correct" if ok else "wrong"}">'
+        f'<div class="rmeta">{badge} response{" (sample 1)" if "n_samples" in row else ""}</div>'
+        f'<pre class="text">{esc(row.get("response"))}</pre>'
+    )
     others = (row.get("samples") or [])[1:]
     if others:
-        resp += (f'<details><summary>{len(others)} more sample(s)</summary>'
-                 + "".join(f'<div class="rmeta">sample {k + 2}: {"correct" if s.get("correct") else "wrong"} · '
-                           f'extracted <code>{esc(s.get("extracted"))}</code> · {esc(s.get("reason"))}</div>'
-                           f'<pre class="text">{esc(s.get("response"))}</pre>' for k, s in enumerate(others))
-                 + "</details>")
+        resp += (
+            f"<details><summary>{len(others)} more sample(s)</summary>"
+            + "".join(
+                f'<div class="rmeta">sample {k + 2}: {"correct" if s.get("correct") else "wrong"} · '
+                f"extracted <code>{esc(s.get('extracted'))}</code> · {esc(s.get('reason'))}</div>"
+                f'<pre class="text">{esc(s.get("response"))}</pre>'
+                for k, s in enumerate(others)
+            )
+            + "</details>"
+        )
     resp += "</div>"
-    return (f'<div class="item" data-bench="{esc(bench)}" data-group="{esc(bench + " / " + cat)}">'
-            f"{head}{resp}</div>")
+    return f'<div class="item" data-bench="{esc(bench)}" data-group="{esc(bench + " / " + cat)}">{head}{resp}</div>'
 
 
-def build_eval_report(out_dir: str | Path, out: str | Path | None = None, *,
-                      max_items: int = DEFAULT_MAX_ITEMS) -> Path:
+def build_eval_report(
+    out_dir: str | Path, out: str | Path | None = None, *, max_items: int = DEFAULT_MAX_ITEMS
+) -> Path:
     """Write the evaluation's page (default ``OUTPUT_DIR/report.html``) and return its path."""
 
     d = Path(out_dir)
@@ -196,8 +222,10 @@ def build_eval_report(out_dir: str | Path, out: str | Path | None = None, *,
             keep = sorted(rs, key=lambda r: bool(r.get("correct")))[:max_items]
             keep_ids = {id(r) for r in keep}
             rs = [r for r in rs if id(r) in keep_ids]
-            notes.append(f"{bench}: {len(rs)} of {len(wrong_first[bench])} items shown, wrong ones first "
-                         "(rethinker report --max-items 0 shows all)")
+            notes.append(
+                f"{bench}: {len(rs)} of {len(wrong_first[bench])} items shown, wrong ones first "
+                "(rethinker report --max-items 0 shows all)"
+            )
         shown += rs
     sheet = ImageSheet()
     options: list[tuple[str, str]] = [("", "all benchmarks")]
@@ -205,9 +233,12 @@ def build_eval_report(out_dir: str | Path, out: str | Path | None = None, *,
         options.append((bench, f"{bench} (all categories)"))
         cats = sorted({str(r.get("category") or NO_CATEGORY) for r in wrong_first[bench]})
         options += [(f"{bench} / {c}", f"{bench} / {c}") for c in cats]
-    controls = (select("f-group", "benchmark / category", options) + " show: "
-                + radios("f-show", [("all", "all"), ("wrong", "wrong"), ("correct", "correct")])
-                + '<span id="f-count"></span>')
+    controls = (
+        select("f-group", "benchmark / category", options)
+        + " show: "
+        + radios("f-show", [("all", "all"), ("wrong", "wrong"), ("correct", "correct")])
+        + '<span id="f-count"></span>'
+    )
     parts, last = [], None
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for r in shown:
@@ -218,25 +249,33 @@ def build_eval_report(out_dir: str | Path, out: str | Path | None = None, *,
         key = (str(r["benchmark"]), str(r.get("category") or NO_CATEGORY))
         if key != last:
             n, n_wrong = counts[key]
-            parts.append(f'<div class="grouphead" data-bench="{esc(key[0])}" '
-                         f'data-group="{esc(key[0] + " / " + key[1])}">{esc(key[0])} / {esc(key[1])} '
-                         f'<span class="note">{n} items, {n_wrong} wrong</span></div>')
+            parts.append(
+                f'<div class="grouphead" data-bench="{esc(key[0])}" '
+                f'data-group="{esc(key[0] + " / " + key[1])}">{esc(key[0])} / {esc(key[1])} '
+                f'<span class="note">{n} items, {n_wrong} wrong</span></div>'
+            )
             last = key
         parts.append(_item(r, items.get((str(r["benchmark"]), str(r["id"]))), sheet, d / THUMBS_DIR))
     body_items = "".join(parts)
     note_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
     if not items and preds:
-        note_html += ('<p class="note">No items.jsonl beside the predictions (an older evaluation): the prompt '
-                      'text is shown, without images.</p>')
-    body = (f"<h2>Summary</h2>{_summary_table(summary)}<h2>Predictions</h2>{note_html}"
-            f'<div class="filters">{controls}</div>{body_items or "<p class=note>No prediction yet.</p>"}')
+        note_html += (
+            '<p class="note">No items.jsonl beside the predictions (an older evaluation): the prompt '
+            "text is shown, without images.</p>"
+        )
+    body = (
+        f"<h2>Summary</h2>{_summary_table(summary)}<h2>Predictions</h2>{note_html}"
+        f'<div class="filters">{controls}</div>{body_items or "<p class=note>No prediction yet.</p>"}'
+    )
     run_cfg = {}
     try:
         run_cfg = json.loads((d / "run.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         pass
-    sub = (f"{d.resolve()} · model {run_cfg.get('model', '?')} · {len(preds)} predictions · built "
-           f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} by rethinker")
+    sub = (
+        f"{d.resolve()} · model {run_cfg.get('model', '?')} · {len(preds)} predictions · built "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} by rethinker"
+    )
     doc = page(f"rethinker eval: {d.resolve().name}", sub, body, sheet.css())
     out = Path(out) if out else d / REPORT_FILE
     write_atomic(out, doc)

@@ -75,8 +75,10 @@ class ImageSheet:
         w, h = image_size(data) or (self.max_side, self.max_side)
         long = max(w, h, 1)
         scale = min(self.max_side / long, max(1.0, self.min_side / long))
-        return (f'<div class="thumb {cls}" role="img" aria-label="{esc(alt)}" '
-                f'style="width:{round(w * scale)}px;height:{round(h * scale)}px"></div>')
+        return (
+            f'<div class="thumb {cls}" role="img" aria-label="{esc(alt)}" '
+            f'style="width:{round(w * scale)}px;height:{round(h * scale)}px"></div>'
+        )
 
     def thumbs(self, folder, names, alt: str = "") -> list[str]:
         """Elements for the thumbnails ``names`` stored in ``folder`` (a name with a path
@@ -109,35 +111,44 @@ def response_html(text: str, rethink: Mapping[str, Any] | None) -> str:
         tail = trig + cont
         if tail and text.endswith(tail):
             head = text[: len(text) - len(tail)]
-            parts.append(f'<pre class="text">{esc(head)}<mark class="trig" title="Forced Rethinking trigger">'
-                         f'{esc(trig)}</mark><span class="cont kept" title="kept continuation">{esc(cont)}</span>'
-                         '</pre>')
+            parts.append(
+                f'<pre class="text">{esc(head)}<mark class="trig" title="Forced Rethinking trigger">'
+                f'{esc(trig)}</mark><span class="cont kept" title="kept continuation">{esc(cont)}</span>'
+                "</pre>"
+            )
         else:  # cut by the log's length cap: no highlighting
             parts.append(f'<pre class="text">{esc(text)}</pre>')
         if rethink.get("original") is not None:
-            parts.append('<details class="orig"><summary>original response (cut back before its answer, then '
-                         f'continued)</summary><pre class="text faint">{esc(rethink["original"])}</pre></details>')
+            parts.append(
+                '<details class="orig"><summary>original response (cut back before its answer, then '
+                f'continued)</summary><pre class="text faint">{esc(rethink["original"])}</pre></details>'
+            )
         return "".join(parts)
     first = rethink.get("first")
     first = text if first is None else str(first)
     parts.append(f'<pre class="text">{esc(text)}</pre>')
-    parts.append(f'<details class="attempt"><summary>Forced Rethinking tried, rejected: {esc(rethink.get("why"))}'
-                 f'{" (first pass cut before its answer)" if rethink.get("cut") else ""}</summary>'
-                 f'<pre class="text faint">{esc(first)}<mark class="trig">{esc(trig)}</mark>'
-                 f'<span class="cont rejected">{esc(cont)}</span></pre></details>')
+    parts.append(
+        f'<details class="attempt"><summary>Forced Rethinking tried, rejected: {esc(rethink.get("why"))}'
+        f"{' (first pass cut before its answer)' if rethink.get('cut') else ''}</summary>"
+        f'<pre class="text faint">{esc(first)}<mark class="trig">{esc(trig)}</mark>'
+        f'<span class="cont rejected">{esc(cont)}</span></pre></details>'
+    )
     return "".join(parts)
 
 
 def select(id_: str, label: str, options: Sequence[tuple[str, str]], selected: str = "") -> str:
-    opts = "".join(f'<option value="{esc(v)}"{" selected" if v == selected else ""}>{esc(t)}</option>'
-                   for v, t in options)
+    opts = "".join(
+        f'<option value="{esc(v)}"{" selected" if v == selected else ""}>{esc(t)}</option>' for v, t in options
+    )
     return f'<label>{esc(label)} <select id="{esc(id_)}" onchange="applyFilters()">{opts}</select></label>'
 
 
 def radios(name: str, options: Sequence[tuple[str, str]], checked: str = "all") -> str:
-    return " ".join(f'<label class="radio"><input type="radio" name="{esc(name)}" value="{esc(v)}"'
-                    f'{" checked" if v == checked else ""} onchange="applyFilters()"> {esc(t)}</label>'
-                    for v, t in options)
+    return " ".join(
+        f'<label class="radio"><input type="radio" name="{esc(name)}" value="{esc(v)}"'
+        f'{" checked" if v == checked else ""} onchange="applyFilters()"> {esc(t)}</label>'
+        for v, t in options
+    )
 
 
 def table(head: Sequence[str] | None, rows: Iterable[Sequence[Any]], cls: str = "") -> str:
@@ -235,8 +246,10 @@ window.addEventListener('hashchange',function(){filtersFromHash();applyFilters()
 
 def page(title: str, subtitle: str, body: str, extra_css: str = "") -> str:
     """The whole document: no external resource of any kind."""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-            f"<title>{esc(title)}</title><style>{CSS}\n{extra_css}</style>"
-            f"<script>{SCRIPT}</script></head><body><header><h1>{esc(title)}</h1>"
-            f"<div class=\"sub\">{esc(subtitle)}</div></header><main>{body}</main></body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}\n{extra_css}</style>"
+        f"<script>{SCRIPT}</script></head><body><header><h1>{esc(title)}</h1>"
+        f'<div class="sub">{esc(subtitle)}</div></header><main>{body}</main></body></html>\n'
+    )

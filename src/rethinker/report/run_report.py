@@ -62,8 +62,10 @@ def _ci(row: Mapping[str, Any] | None, split: str = "eval") -> str:
     if not row:
         return "-"
     n = row.get(f"{split}/n")
-    return (f"{row[f'{split}/accuracy']:.3f} [{row.get(f'{split}/ci_low', 0):.3f}, "
-            f"{row.get(f'{split}/ci_high', 0):.3f}]" + (f" on {n}" if n else "") + f" (step {row['step']})")
+    return (
+        f"{row[f'{split}/accuracy']:.3f} [{row.get(f'{split}/ci_low', 0):.3f}, "
+        f"{row.get(f'{split}/ci_high', 0):.3f}]" + (f" on {n}" if n else "") + f" (step {row['step']})"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -80,19 +82,28 @@ def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
     base = evs[0] if evs and evs[0]["step"] == 0 else None
     final = evs[-1] if evs and evs[-1]["step"] > 0 else None
     t_train = sum(float(r.get("time/step_s") or 0) for r in steps)
-    t_eval = sum(float(r.get("time/eval_s") or r.get("time/test_s") or 0) for r in rows
-                 if "eval/ci_low" in r or "test/ci_low" in r)
+    t_eval = sum(
+        float(r.get("time/eval_s") or r.get("time/test_s") or 0)
+        for r in rows
+        if "eval/ci_low" in r or "test/ci_low" in r
+    )
     rollout = cfg.get("rollout") or {}
     ssr = cfg.get("ssr") or {}
     rethink = cfg.get("rethink") or {}
     model = (cfg.get("model") or {}).get("path") or "built-in toy policy"
     data = (cfg.get("data") or {}).get("train") or "toy puzzles"
     kv: list[tuple[str, Any]] = [
-        ("status", f"finished ({done} steps)" if total and done >= total else f"in progress or stopped: step {done}"
-         + (f" of {total}" if total else "")),
+        (
+            "status",
+            f"finished ({done} steps)"
+            if total and done >= total
+            else f"in progress or stopped: step {done}" + (f" of {total}" if total else ""),
+        ),
         ("held-out (dev) accuracy, base", _ci(base)),
-        ("held-out (dev) accuracy, latest" if not (total and done >= total) else "held-out (dev) accuracy, final",
-         _ci(final)),
+        (
+            "held-out (dev) accuracy, latest" if not (total and done >= total) else "held-out (dev) accuracy, final",
+            _ci(final),
+        ),
     ]
     if base and final:
         kv.append(("change", f"{final['eval/accuracy'] - base['eval/accuracy']:+.3f}"))
@@ -106,10 +117,16 @@ def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
     kv += [
         ("time logged", f"{_duration(t_train + t_eval)} (steps {_duration(t_train)}, evaluation {_duration(t_eval)})"),
         ("model / data", f"{model} / {data}"),
-        ("GRPO", f"{rollout.get('queries_per_step')} queries x G={rollout.get('group_size')} per step, "
-                 f"max {rollout.get('max_new_tokens')} new tokens"),
-        ("SSR / Forced Rethinking", f"SSR {ssr.get('mode')} (alpha {ssr.get('alpha')}); rethinking "
-                                    f"{'on' if rethink.get('enabled', True) else 'off'}"),
+        (
+            "GRPO",
+            f"{rollout.get('queries_per_step')} queries x G={rollout.get('group_size')} per step, "
+            f"max {rollout.get('max_new_tokens')} new tokens",
+        ),
+        (
+            "SSR / Forced Rethinking",
+            f"SSR {ssr.get('mode')} (alpha {ssr.get('alpha')}); rethinking "
+            f"{'on' if rethink.get('enabled', True) else 'off'}",
+        ),
         ("learning rate", f"{(cfg.get('optim') or {}).get('lr')} ({(cfg.get('optim') or {}).get('scheduler')})"),
         ("seed", cfg.get("seed")),
     ]
@@ -123,11 +140,13 @@ def curves_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], png_o
     if png is None:
         return '<p class="note">No step logged yet.</p>'
     shown = [p.title for p in panels_for(cfg, rows)]
-    return (f'<div class="curves"><img alt="training curves: {esc(", ".join(shown))}" src="{data_uri(png)}"></div>'
-            '<p class="note">Panels whose quantity cannot move in this configuration are left out (the clip '
-            'fraction when each batch gets one on-policy update, the KL without a KL term, Forced Rethinking '
-            'when it is off). The group shares are over the step\'s queries: only mixed groups carry a '
-            'GRPO gradient.</p>')
+    return (
+        f'<div class="curves"><img alt="training curves: {esc(", ".join(shown))}" src="{data_uri(png)}"></div>'
+        '<p class="note">Panels whose quantity cannot move in this configuration are left out (the clip '
+        "fraction when each batch gets one on-policy update, the KL without a KL term, Forced Rethinking "
+        "when it is off). The group shares are over the step's queries: only mixed groups carry a "
+        "GRPO gradient.</p>"
+    )
 
 
 def response_tags(resp: Mapping[str, Any]) -> list[str]:
@@ -148,16 +167,24 @@ def _response(resp: Mapping[str, Any], k: int) -> str:
     elif rt:
         badges.append(f'<span class="badge b-rej">rethinking rejected: {esc(rt.get("why"))}</span>')
     draws = int(resp.get("ssr_draws") or 0)
-    badges.append(f'<span class="badge b-ssr">SSR x{draws}</span>' if draws else
-                  '<span class="badge b-rej">not drawn</span>')
-    meta = (f'#{k + 1} reward {fmt(resp.get("reward"), 2)} · advantage {fmt(resp.get("advantage"), 3)} · '
-            f'verdict {esc(resp.get("reason"))} ({esc(resp.get("rule"))}) · extracted '
-            f'<code>{esc(resp.get("extracted"))}</code> · {esc(resp.get("tokens"))} tokens'
-            + ("" if resp.get("finished", True) else " · truncated")
-            + (f' · text cut at {len(resp.get("text") or "")} of {resp["text_chars"]} chars'
-               if resp.get("text_chars") else ""))
-    return (f'<div class="resp {"ok" if ok else "bad"}" data-tags="{" ".join(response_tags(resp))}">'
-            f'<div class="rmeta">{"".join(badges)} {meta}</div>{response_html(resp.get("text") or "", rt)}</div>')
+    badges.append(
+        f'<span class="badge b-ssr">SSR x{draws}</span>' if draws else '<span class="badge b-rej">not drawn</span>'
+    )
+    meta = (
+        f"#{k + 1} reward {fmt(resp.get('reward'), 2)} · advantage {fmt(resp.get('advantage'), 3)} · "
+        f"verdict {esc(resp.get('reason'))} ({esc(resp.get('rule'))}) · extracted "
+        f"<code>{esc(resp.get('extracted'))}</code> · {esc(resp.get('tokens'))} tokens"
+        + ("" if resp.get("finished", True) else " · truncated")
+        + (
+            f" · text cut at {len(resp.get('text') or '')} of {resp['text_chars']} chars"
+            if resp.get("text_chars")
+            else ""
+        )
+    )
+    return (
+        f'<div class="resp {"ok" if ok else "bad"}" data-tags="{" ".join(response_tags(resp))}">'
+        f'<div class="rmeta">{"".join(badges)} {meta}</div>{response_html(resp.get("text") or "", rt)}</div>'
+    )
 
 
 def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
@@ -167,8 +194,9 @@ def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
     badge = {"all correct": "b-ok", "all wrong": "b-bad", "mixed": "b-mix"}[kind]
     imgs = sheet.thumbs(thumbs, row.get("images"), alt=f"image of {row.get('id')}")
     choices = row.get("choices")
-    opts = ("<div>" + "<br>".join(f"{chr(65 + i)}. {esc(c)}" for i, c in enumerate(choices)) + "</div>"
-            if choices else "")
+    opts = (
+        "<div>" + "<br>".join(f"{chr(65 + i)}. {esc(c)}" for i, c in enumerate(choices)) + "</div>" if choices else ""
+    )
     n_draws = sum(int(r.get("ssr_draws") or 0) for r in resps)
     values: dict[float, int] = {}
     for r in resps:
@@ -176,51 +204,76 @@ def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
         key = float(v) if isinstance(v, (int, float)) else float("nan")
         values[key] = values.get(key, 0) + 1
     rewards = ", ".join(f"{fmt(v, 2)} x{n}" for v, n in sorted(values.items(), reverse=True))
-    where = " · ".join(esc(x) for x in (f"step {row.get('step')}", f"query {row.get('query')}", row.get("id"),
-                                          row.get("category")) if x)
-    head = (f'<div class="qhead">{"".join(imgs)}<div><div class="meta">{where}</div>'
-            f'<div class="question">{esc(row.get("question"))}</div>{opts}'
-            f'<div>gold: <span class="gold">{esc(row.get("answer"))}</span> · '
-            f'<span class="badge {badge}">{kind}</span> {n_ok}/{len(resps)} correct · rewards {rewards} · SSR drew '
-            f'this group {n_draws} time(s)</div></div></div>')
+    where = " · ".join(
+        esc(x)
+        for x in (f"step {row.get('step')}", f"query {row.get('query')}", row.get("id"), row.get("category"))
+        if x
+    )
+    head = (
+        f'<div class="qhead">{"".join(imgs)}<div><div class="meta">{where}</div>'
+        f'<div class="question">{esc(row.get("question"))}</div>{opts}'
+        f'<div>gold: <span class="gold">{esc(row.get("answer"))}</span> · '
+        f'<span class="badge {badge}">{kind}</span> {n_ok}/{len(resps)} correct · rewards {rewards} · SSR drew '
+        f"this group {n_draws} time(s)</div></div></div>"
+    )
     body = "".join(_response(r, k) for k, r in enumerate(resps))
     return f'<div class="item" data-step="{esc(row.get("step"))}">{head}{body}</div>'
 
 
-def browser_html(samples: Sequence[Mapping[str, Any]], thumbs: Path, sheet: ImageSheet,
-                 max_steps: int = DEFAULT_MAX_STEPS) -> str:
+def browser_html(
+    samples: Sequence[Mapping[str, Any]], thumbs: Path, sheet: ImageSheet, max_steps: int = DEFAULT_MAX_STEPS
+) -> str:
     if not samples:
-        return ('<p class="note">No samples logged (the run predates the sample log, or ran with '
-                '<code>--log-samples 0</code>).</p>')
+        return (
+            '<p class="note">No samples logged (the run predates the sample log, or ran with '
+            "<code>--log-samples 0</code>).</p>"
+        )
     by_step: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for r in samples:
         by_step[int(r["step"])].append(r)
     steps = pick_steps(list(by_step), max_steps)
-    note = (f"{len(by_step)} steps logged; the {len(steps)} shown are spread evenly over them "
-            "(<code>rethinker report --max-steps 0</code> shows all)." if len(steps) < len(by_step)
-            else f"{len(by_step)} steps logged, all shown.")
+    note = (
+        f"{len(by_step)} steps logged; the {len(steps)} shown are spread evenly over them "
+        "(<code>rethinker report --max-steps 0</code> shows all)."
+        if len(steps) < len(by_step)
+        else f"{len(by_step)} steps logged, all shown."
+    )
     options = [("", "all shown steps")] + [(str(s), f"step {s}") for s in reversed(steps)]
     # Forced Rethinking's filters and legend only where the log holds an attempt (a run with
     # rethinking off would offer filters that always show nothing)
     rethought = any(resp.get("rethink") for row in samples for resp in row.get("responses") or [])
     shows = [("all", "all"), ("correct", "correct"), ("wrong", "wrong")]
     shows += [("rethought", "rethought"), ("kept", "kept continuation")] if rethought else []
-    controls = (select("f-step", "step", options, selected=str(steps[-1])) + " show: "
-                + radios("f-show", [*shows, ("drawn", "drawn by SSR")]) + '<span id="f-count"></span>')
+    controls = (
+        select("f-step", "step", options, selected=str(steps[-1]))
+        + " show: "
+        + radios("f-show", [*shows, ("drawn", "drawn by SSR")])
+        + '<span id="f-count"></span>'
+    )
     note += " A view can be linked: <code>report.html#step=12&amp;show=wrong</code>."
-    legend = ('<p class="legend note">'
-              + ('<span><mark class="trig">trigger</mark> Forced Rethinking trigger</span>'
-                 '<span><span class="cont kept">continuation</span> kept continuation</span>'
-                 '<span><span class="cont rejected">continuation</span> rejected continuation</span>'
-                 if rethought else "")
-              + '<span><span class="badge b-ssr">SSR xN</span> times Selective Sample Replay drew the response '
-              'into the update</span></p>')
+    legend = (
+        '<p class="legend note">'
+        + (
+            '<span><mark class="trig">trigger</mark> Forced Rethinking trigger</span>'
+            '<span><span class="cont kept">continuation</span> kept continuation</span>'
+            '<span><span class="cont rejected">continuation</span> rejected continuation</span>'
+            if rethought
+            else ""
+        )
+        + '<span><span class="badge b-ssr">SSR xN</span> times Selective Sample Replay drew the response '
+        "into the update</span></p>"
+    )
     items = "".join(_query(r, sheet, thumbs) for s in reversed(steps) for r in by_step[s])
     return f'<p class="note">{note}</p>{legend}<div class="filters">{controls}</div>{items}'
 
 
-def build_run_report(run_dir: str | Path, out: str | Path | None = None, *,
-                     max_steps: int = DEFAULT_MAX_STEPS, curves_png: str | Path | None = None) -> Path:
+def build_run_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    curves_png: str | Path | None = None,
+) -> Path:
     """Write the run's page (default ``RUN_DIR/report.html``, atomically) and return its
     path; ``curves_png``: also save the figure there (the trainer's ``curves.png``)."""
     run_dir = Path(run_dir)
@@ -231,11 +284,13 @@ def build_run_report(run_dir: str | Path, out: str | Path | None = None, *,
     samples = read_samples(run_dir)
     sheet = ImageSheet()
     browser = browser_html(samples, run_dir / THUMBS_DIR, sheet, max_steps)
-    body = (f"<h2>Summary</h2>{summary_html(cfg, rows)}"
-            f"<h2>Curves</h2>{curves_html(cfg, rows, Path(curves_png) if curves_png else None)}"
-            f"<h2>Samples</h2>{browser}"
-            f"<h2>Config</h2><details><summary>config.yaml</summary><pre class=\"text\">{esc(cfg_text)}</pre>"
-            "</details>")
+    body = (
+        f"<h2>Summary</h2>{summary_html(cfg, rows)}"
+        f"<h2>Curves</h2>{curves_html(cfg, rows, Path(curves_png) if curves_png else None)}"
+        f"<h2>Samples</h2>{browser}"
+        f'<h2>Config</h2><details><summary>config.yaml</summary><pre class="text">{esc(cfg_text)}</pre>'
+        "</details>"
+    )
     subtitle = f"{run_dir.resolve()} · built {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by rethinker report"
     doc = page(f"rethinker run: {run_dir.resolve().name}", subtitle, body, sheet.css())
     out = Path(out) if out else run_dir / REPORT_FILE

@@ -71,18 +71,30 @@ def response_row(sample: Any, draws: int) -> dict[str, Any]:
     meta = sample.meta or {}
     text = str(meta.get("text", ""))
     row: dict[str, Any] = {
-        "text": _cap(text), "reward": _num(sample.reward), "advantage": _num(sample.advantage),
-        "correct": bool(sample.correct), "rule": meta.get("rule"), "reason": meta.get("reason"),
-        "extracted": meta.get("extracted"), "finished": meta.get("finished"),
-        "tokens": len(sample.completion_ids) if sample.completion_ids is not None else None, "ssr_draws": int(draws),
+        "text": _cap(text),
+        "reward": _num(sample.reward),
+        "advantage": _num(sample.advantage),
+        "correct": bool(sample.correct),
+        "rule": meta.get("rule"),
+        "reason": meta.get("reason"),
+        "extracted": meta.get("extracted"),
+        "finished": meta.get("finished"),
+        "tokens": len(sample.completion_ids) if sample.completion_ids is not None else None,
+        "ssr_draws": int(draws),
     }
     if len(text) > MAX_TEXT_CHARS:
         row["text_chars"] = len(text)
     att = meta.get("rethink_attempt")
     if att:
-        rt = {"kept": bool(att.get("kept")), "why": att.get("why"), "cut": bool(att.get("cut")),
-              "trigger": att.get("trigger", ""), "continuation": _cap(att.get("continuation")),
-              "first_correct": att.get("first_correct"), "joined_correct": att.get("joined_correct")}
+        rt = {
+            "kept": bool(att.get("kept")),
+            "why": att.get("why"),
+            "cut": bool(att.get("cut")),
+            "trigger": att.get("trigger", ""),
+            "continuation": _cap(att.get("continuation")),
+            "first_correct": att.get("first_correct"),
+            "joined_correct": att.get("joined_correct"),
+        }
         if rt["cut"]:  # the first pass was cut back before its answer: say where
             rt["first"] = _cap(att.get("first"))
             if rt["kept"]:
@@ -91,8 +103,14 @@ def response_row(sample: Any, draws: int) -> dict[str, Any]:
     return row
 
 
-def sample_rows(step: int, records: Sequence[Any], samples: Sequence[Any], indices: Sequence[int], n_queries: int,
-                images: Callable[[Any], list[str | None]] | None = None) -> list[dict[str, Any]]:
+def sample_rows(
+    step: int,
+    records: Sequence[Any],
+    samples: Sequence[Any],
+    indices: Sequence[int],
+    n_queries: int,
+    images: Callable[[Any], list[str | None]] | None = None,
+) -> list[dict[str, Any]]:
     """The log lines of one step: the first ``n_queries`` groups of ``samples`` (their
     ``group`` indexes ``records``), each with its G responses and SSR draw counts.
 
@@ -109,8 +127,16 @@ def sample_rows(step: int, records: Sequence[Any], samples: Sequence[Any], indic
         rec = records[g] if isinstance(g, int) and 0 <= g < len(records) else None
         row: dict[str, Any] = {"step": int(step), "query": q}
         if rec is not None:
-            row.update({"id": rec.id, "question": _cap(rec.question), "answer": rec.answer, "choices": rec.choices,
-                        "category": rec.category, "images": images(rec) if images else []})
+            row.update(
+                {
+                    "id": rec.id,
+                    "question": _cap(rec.question),
+                    "answer": rec.answer,
+                    "choices": rec.choices,
+                    "category": rec.category,
+                    "images": images(rec) if images else [],
+                }
+            )
         row["responses"] = [response_row(samples[i], draws.get(i, 0)) for i in members]
         rows.append(row)
     return rows
@@ -159,8 +185,15 @@ class SampleLog:
     """Writes ``samples.jsonl`` and the thumbnails, step by step; also hands each step's
     table to the ``report_to`` sinks that take one (wandb, tensorboard)."""
 
-    def __init__(self, run_dir: str | Path, n_queries: int, *, resume_step: int | None = None,
-                 base_dir: str | Path | None = None, sinks: Sequence[tuple[str, Any]] = ()):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        n_queries: int,
+        *,
+        resume_step: int | None = None,
+        base_dir: str | Path | None = None,
+        sinks: Sequence[tuple[str, Any]] = (),
+    ):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / SAMPLES_FILE
         self.n_queries = n_queries
@@ -176,8 +209,9 @@ class SampleLog:
     def _images(self, rec: Any) -> list[str | None]:
         return [self.thumbs.add(ref, self.base_dir) for ref in rec.images]
 
-    def log_step(self, step: int, records: Sequence[Any], samples: Sequence[Any],
-                 indices: Sequence[int]) -> list[dict[str, Any]]:
+    def log_step(
+        self, step: int, records: Sequence[Any], samples: Sequence[Any], indices: Sequence[int]
+    ) -> list[dict[str, Any]]:
         rows = sample_rows(step, records, samples, indices, self.n_queries, self._images)
         text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
         self._fh.write(text)
@@ -194,8 +228,20 @@ class SampleLog:
         self._fh.close()
 
 
-TABLE_COLUMNS = ["step", "query", "id", "question", "answer", "response", "reward", "advantage", "correct",
-                 "reason", "rethink", "ssr_draws"]
+TABLE_COLUMNS = [
+    "step",
+    "query",
+    "id",
+    "question",
+    "answer",
+    "response",
+    "reward",
+    "advantage",
+    "correct",
+    "reason",
+    "rethink",
+    "ssr_draws",
+]
 
 
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
@@ -204,9 +250,22 @@ def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     for r in rows:
         for resp in r.get("responses", []):
             rt = resp.get("rethink")
-            out.append([r.get("step"), r.get("query"), r.get("id"), r.get("question"), r.get("answer"),
-                        resp.get("text"), resp.get("reward"), resp.get("advantage"), resp.get("correct"),
-                        resp.get("reason"), (rt["why"] if rt else ""), resp.get("ssr_draws")])
+            out.append(
+                [
+                    r.get("step"),
+                    r.get("query"),
+                    r.get("id"),
+                    r.get("question"),
+                    r.get("answer"),
+                    resp.get("text"),
+                    resp.get("reward"),
+                    resp.get("advantage"),
+                    resp.get("correct"),
+                    resp.get("reason"),
+                    (rt["why"] if rt else ""),
+                    resp.get("ssr_draws"),
+                ]
+            )
     return out
 
 
@@ -218,6 +277,7 @@ def push_table(kind: str, sink: Any, step: int, rows: Sequence[Mapping[str, Any]
 
         sink.log({"samples": wandb.Table(columns=TABLE_COLUMNS, data=data)}, step=step)
     elif kind == "tensorboard":
+
         def cell(v: Any) -> str:
             return str(v).replace("|", "\\|").replace("\n", " ")[:500]
 

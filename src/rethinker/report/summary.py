@@ -58,8 +58,8 @@ REFERENCES: dict[str, Reference] = {
 def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a proportion ``p`` observed on ``n`` items:
 
-        centre = (p + z^2 / 2n) / (1 + z^2 / n)
-        half   = z * sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n)
+    centre = (p + z^2 / 2n) / (1 + z^2 / n)
+    half   = z * sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n)
     """
     if n <= 0:
         return (0.0, 0.0)
@@ -94,8 +94,14 @@ def _ks(k_max: int) -> list[int]:
     return ks + [k_max]
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], skipped: Sequence[tuple[str | None, str]] = (), *,
-              benchmark: str = "", n_excluded: int = 0, extra_groups: Sequence[str] = ()) -> dict[str, Any]:
+def summarize(
+    rows: Sequence[Mapping[str, Any]],
+    skipped: Sequence[tuple[str | None, str]] = (),
+    *,
+    benchmark: str = "",
+    n_excluded: int = 0,
+    extra_groups: Sequence[str] = (),
+) -> dict[str, Any]:
     """One benchmark's summary from its prediction lines and its skipped items.
 
     ``skipped``: ``(id, reason)`` of every item left out as bad input; ``n_excluded``:
@@ -146,6 +152,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], skipped: Sequence[tuple[str | N
 
 # -- rendering -----------------------------------------------------------------------
 
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -155,15 +162,24 @@ def _rows(summary: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for name, s in summary.items():
         ref = s.get("reference")
-        rows.append({"benchmark": name, "group": "overall", "name": "", "n": s["n_items"],
-                     "skipped": s["n_skipped"], "accuracy": s["accuracy"], "ci_low": s["ci95"][0],
-                     "ci_high": s["ci95"][1], "reference": ref["accuracy"] if ref else None,
-                     "reference_model": ref["model"] if ref else "",
-                     **{f"pass@{k}": v for k, v in (s.get("pass_at_k") or {}).items()}})
+        rows.append(
+            {
+                "benchmark": name,
+                "group": "overall",
+                "name": "",
+                "n": s["n_items"],
+                "skipped": s["n_skipped"],
+                "accuracy": s["accuracy"],
+                "ci_low": s["ci95"][0],
+                "ci_high": s["ci95"][1],
+                "reference": ref["accuracy"] if ref else None,
+                "reference_model": ref["model"] if ref else "",
+                **{f"pass@{k}": v for k, v in (s.get("pass_at_k") or {}).items()},
+            }
+        )
         counts = s.get("category_counts", {})
         for cat, acc in s.get("by_category", {}).items():
-            rows.append({"benchmark": name, "group": "category", "name": cat, "n": counts.get(cat),
-                         "accuracy": acc})
+            rows.append({"benchmark": name, "group": "category", "name": cat, "n": counts.get(cat), "accuracy": acc})
         for key, groups in s.items():
             if key.startswith("by_") and key != "by_category" and isinstance(groups, dict):
                 for g, acc in groups.items():
@@ -180,8 +196,16 @@ def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
     for name, s in summary.items():
         ref = s.get("reference")
         ref_txt = f"{ref['accuracy']:.1f} ({ref['model']}, {ref['split']})" if ref else "-"
-        lines.append((name, str(s["n_items"]), str(s["n_skipped"]), _pct(s["accuracy"]),
-                      f"[{_pct(s['ci95'][0])}, {_pct(s['ci95'][1])}]", ref_txt))
+        lines.append(
+            (
+                name,
+                str(s["n_items"]),
+                str(s["n_skipped"]),
+                _pct(s["accuracy"]),
+                f"[{_pct(s['ci95'][0])}, {_pct(s['ci95'][1])}]",
+                ref_txt,
+            )
+        )
         counts = s.get("category_counts", {})
         for cat, acc in s.get("by_category", {}).items():
             lines.append((f"  {cat}", str(counts.get(cat, "")), "", _pct(acc), "", ""))
@@ -190,15 +214,20 @@ def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
                 for g, acc in groups.items():
                     lines.append((f"  {key[3:]}: {g}", "", "", _pct(acc), "", ""))
         if s.get("pass_at_k"):
-            notes.append(f"{name}: " + ", ".join(f"pass@{k} {_pct(v)}" for k, v in s["pass_at_k"].items())
-                         + f" (accuracy = mean over {s.get('n_samples')} samples)")
+            notes.append(
+                f"{name}: "
+                + ", ".join(f"pass@{k} {_pct(v)}" for k, v in s["pass_at_k"].items())
+                + f" (accuracy = mean over {s.get('n_samples')} samples)"
+            )
         if s.get("skipped_by_reason"):
             notes.append(f"{name}: skipped " + ", ".join(f"{k} {v}" for k, v in s["skipped_by_reason"].items()))
         if s.get("error"):
             notes.append(f"{name}: NOT EVALUATED: {s['error']}")
         if "coverage" in s:
-            notes.append(f"{name}: coverage {_pct(s['coverage'])}% ({s['n_excluded']} items no rule-based judge "
-                         "can score left out)")
+            notes.append(
+                f"{name}: coverage {_pct(s['coverage'])}% ({s['n_excluded']} items no rule-based judge "
+                "can score left out)"
+            )
         if ref:
             notes.append(f"{name}: reference from {ref['source']}")
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
@@ -212,14 +241,18 @@ def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
 
 def to_markdown(summary: Mapping[str, Mapping[str, Any]]) -> str:
     """The summary as a markdown table (accuracies in percent)."""
-    lines = ["| benchmark | group | items | skipped | accuracy (%) | 95% CI | reference (%) |",
-             "|---|---|---:|---:|---:|---|---|"]
+    lines = [
+        "| benchmark | group | items | skipped | accuracy (%) | 95% CI | reference (%) |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
     for r in _rows(summary):
         ci = f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]" if "ci_low" in r else ""
         ref = f"{r['reference']:.1f} ({r['reference_model']})" if r.get("reference") is not None else ""
         group = "overall" if r["group"] == "overall" else f"{r['group']}: {r['name']}"
-        lines.append(f"| {r['benchmark']} | {group} | {r.get('n') if r.get('n') is not None else ''} | "
-                     f"{r.get('skipped', '')} | {_pct(r['accuracy'])} | {ci} | {ref} |")
+        lines.append(
+            f"| {r['benchmark']} | {group} | {r.get('n') if r.get('n') is not None else ''} | "
+            f"{r.get('skipped', '')} | {_pct(r['accuracy'])} | {ci} | {ref} |"
+        )
     sources = {s["reference"]["source"] for s in summary.values() if s.get("reference")}
     lines += [""] + [f"Reference numbers: {src}." for src in sorted(sources)]
     return "\n".join(lines).rstrip() + "\n"
@@ -229,8 +262,18 @@ def to_csv(summary: Mapping[str, Mapping[str, Any]]) -> str:
     """The summary as CSV: one row per benchmark (group ``overall``), category and extra
     group; accuracies as fractions in [0, 1]."""
     rows = _rows(summary)
-    fields = ["benchmark", "group", "name", "n", "skipped", "accuracy", "ci_low", "ci_high", "reference",
-              "reference_model"]
+    fields = [
+        "benchmark",
+        "group",
+        "name",
+        "n",
+        "skipped",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "reference",
+        "reference_model",
+    ]
     fields += sorted({k for r in rows for k in r if k.startswith("pass@")}, key=lambda k: int(k[5:]))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Sequence
 
 import torch
 
@@ -31,7 +31,7 @@ class SamplingParams(Sampling):
     greedy: bool = False
 
     @classmethod
-    def from_sampling(cls, sampling: Sampling, **changes) -> "SamplingParams":
+    def from_sampling(cls, sampling: Sampling, **changes) -> SamplingParams:
         """The request for ``sampling``'s knobs (any object with ``Sampling``'s fields),
         with ``changes`` (e.g. ``n``) on top."""
         values = {f.name: getattr(sampling, f.name) for f in fields(Sampling)}

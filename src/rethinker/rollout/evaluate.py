@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from ..judge import EVAL_RULES, grade
 from ..records import Record, RecordError
@@ -80,7 +80,7 @@ class EvalResult:
         return (centre - half, centre + half)
 
     @classmethod
-    def merged(cls, parts: list["EvalResult"]) -> "EvalResult":
+    def merged(cls, parts: list[EvalResult]) -> EvalResult:
         """One result from the shares of several processes."""
         if len(parts) == 1:
             return parts[0]
@@ -119,14 +119,29 @@ def evaluate(
         for (rec, q), group in zip(pending, groups):
             samples = []
             for comp in group:
-                verdict = grade(comp.text, rec.answer, choices=rec.choices, answer_type=rec.answer_type,
-                                precision=rec.precision, rules=EVAL_RULES)
-                samples.append(JudgedSample(comp.text, verdict.extracted, bool(verdict.correct), verdict.reason,
-                                      comp.finished))
+                verdict = grade(
+                    comp.text,
+                    rec.answer,
+                    choices=rec.choices,
+                    answer_type=rec.answer_type,
+                    precision=rec.precision,
+                    rules=EVAL_RULES,
+                )
+                samples.append(
+                    JudgedSample(comp.text, verdict.extracted, bool(verdict.correct), verdict.reason, comp.finished)
+                )
             first = samples[0]
-            pred = Prediction(rec.id, rec.category, first.response, first.extracted, first.correct, first.reason,
-                              first.finished, prompt=getattr(q, "text", ""),
-                              samples=samples if len(samples) > 1 else [])
+            pred = Prediction(
+                rec.id,
+                rec.category,
+                first.response,
+                first.extracted,
+                first.correct,
+                first.reason,
+                first.finished,
+                prompt=getattr(q, "text", ""),
+                samples=samples if len(samples) > 1 else [],
+            )
             result.n_items += 1
             result.n_correct += int(pred.correct)
             cat = per_cat[rec.category or "all"]

@@ -13,7 +13,7 @@ through ``model.generate``.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -22,8 +22,12 @@ from .base import Completion, RolloutEngine, RolloutStats, SamplingParams
 from .inputs import ModelBatch, QueryInputs, collate_prompts, vision_token_ids
 
 
-def next_tokens(logits: torch.Tensor, params: SamplingParams, suppress: list[int] | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def next_tokens(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    suppress: list[int] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """One token per row of ``logits`` ([B, V]): argmax when ``params.greedy``, else a draw
     from softmax(logits / T) restricted to the top-k tokens and then to the smallest set
     whose probability reaches top-p (``transformers``' order and tie rules)."""
@@ -74,7 +78,7 @@ class TransformersEngine(RolloutEngine):
         out: list[list[Completion]] = []
         t0 = time.perf_counter()
         for start in range(0, len(queries), self.max_batch_queries):
-            out.extend(self._generate_chunk(queries[start:start + self.max_batch_queries], params))
+            out.extend(self._generate_chunk(queries[start : start + self.max_batch_queries], params))
         self.stats.seconds += time.perf_counter() - t0
         self.stats.tokens += sum(len(c.token_ids) for group in out for c in group)
         return out
@@ -95,9 +99,9 @@ class TransformersEngine(RolloutEngine):
         groups: list[list[Completion]] = []
         for i in range(len(queries)):
             group = []
-            for row in rows[i * params.n:(i + 1) * params.n]:
+            for row in rows[i * params.n : (i + 1) * params.n]:
                 cut = next((j for j, t in enumerate(row) if t in eos), None)
-                ids = row if cut is None else row[:cut + 1]
+                ids = row if cut is None else row[: cut + 1]
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 group.append(Completion(ids, text, cut is not None))
             groups.append(group)
@@ -156,4 +160,4 @@ class TransformersEngine(RolloutEngine):
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         seqs = self.model.generate(**batch.model_kwargs(self.model), **kwargs)
-        return seqs[:, batch.input_ids.shape[1]:].tolist()
+        return seqs[:, batch.input_ids.shape[1] :].tolist()

@@ -9,8 +9,9 @@ so the trainer, the evaluator and every rollout engine share one padding/masking
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -21,9 +22,19 @@ from ..records import Record, RecordError, load_image
 #: Token names that belong to the vision side of a Qwen-style VLM; completions must never
 #: contain them (a generated ``<|image_pad|>`` breaks the next forward).
 VISION_TOKEN_NAMES = (
-    "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|object_ref_start|>",
-    "<|object_ref_end|>", "<image>", "<video>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<image>",
+    "<video>",
 )
 
 
@@ -72,17 +83,20 @@ class ModelBatch:
                 kw["image_grid_thw"] = self.image_grid_thw
         return kw
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ModelBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModelBatch:
         def mv(t: torch.Tensor | None, floating: bool = False) -> torch.Tensor | None:
             if t is None:
                 return None
             return t.to(device=device, dtype=dtype) if (floating and dtype is not None) else t.to(device)
 
         return ModelBatch(
-            input_ids=mv(self.input_ids), attention_mask=mv(self.attention_mask),
-            mm_token_type_ids=mv(self.mm_token_type_ids), pixel_values=mv(self.pixel_values, True),
+            input_ids=mv(self.input_ids),
+            attention_mask=mv(self.attention_mask),
+            mm_token_type_ids=mv(self.mm_token_type_ids),
+            pixel_values=mv(self.pixel_values, True),
             image_grid_thw=mv(self.image_grid_thw),
-            target_mask=mv(self.target_mask), query_index=self.query_index,
+            target_mask=mv(self.target_mask),
+            query_index=self.query_index,
         )
 
 
@@ -117,9 +131,18 @@ class PromptEncoder:
     tensors and image bytes, the oldest dropped first, so the cache never grows with the
     data set (one real-sized image's pixels take ~24 MB)."""
 
-    def __init__(self, processor, *, suffix: str = SUFFIX, base_dir: str | None = None,
-                 min_pixels: int | None = None, max_pixels: int | None = None, cache_bytes: int = 256 << 20,
-                 keep_images: bool = False, max_prompt_tokens: int | None = None):
+    def __init__(
+        self,
+        processor,
+        *,
+        suffix: str = SUFFIX,
+        base_dir: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        cache_bytes: int = 256 << 20,
+        keep_images: bool = False,
+        max_prompt_tokens: int | None = None,
+    ):
         self.processor = processor
         #: a longer prompt is refused (``RecordError``), never truncated: a cut could fall
         #: inside a run of image tokens and break the vision features' alignment
@@ -164,8 +187,10 @@ class PromptEncoder:
         out = self.processor(**kwargs)
         ids = out["input_ids"][0]
         if self.max_prompt_tokens is not None and ids.shape[0] > self.max_prompt_tokens:
-            raise RecordError(f"record {record.id!r}: prompt of {int(ids.shape[0])} tokens exceeds the limit of "
-                              f"{self.max_prompt_tokens} (skipped, not truncated)")
+            raise RecordError(
+                f"record {record.id!r}: prompt of {int(ids.shape[0])} tokens exceeds the limit of "
+                f"{self.max_prompt_tokens} (skipped, not truncated)"
+            )
         q = QueryInputs(
             input_ids=ids,
             mm_token_type_ids=mm_token_types(ids, self.image_token_id, self.video_token_id),
@@ -207,9 +232,9 @@ def collate_prompts(queries: Sequence[QueryInputs], pad_token_id: int) -> ModelB
     attention_mask = torch.zeros((n, width), dtype=torch.long)
     types = torch.zeros((n, width), dtype=torch.int32)
     for i, q in enumerate(queries):
-        input_ids[i, width - q.length:] = q.input_ids
-        attention_mask[i, width - q.length:] = 1
-        types[i, width - q.length:] = q.mm_token_type_ids
+        input_ids[i, width - q.length :] = q.input_ids
+        attention_mask[i, width - q.length :] = 1
+        types[i, width - q.length :] = q.mm_token_type_ids
     pv, grid = concat_images(queries)
     return ModelBatch(input_ids, attention_mask, types, pv, grid, query_index=list(range(n)))
 
@@ -243,6 +268,6 @@ def collate_sequences(
         input_ids[i, p_end:end] = torch.as_tensor(list(comp), dtype=torch.long)
         attention_mask[i, start:end] = 1
         types[i, start:p_end] = q.mm_token_type_ids
-        target[i, p_end - 1:end - 1] = True
+        target[i, p_end - 1 : end - 1] = True
     pv, grid = concat_images([queries[qi] for qi in query_index])
     return ModelBatch(input_ids, attention_mask, types, pv, grid, target, list(query_index))

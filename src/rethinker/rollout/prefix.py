@@ -128,13 +128,24 @@ def select_rows(pre: Prefill, rows: torch.Tensor) -> Prefill:
     return Prefill(pre.last_logits[rows], pre.cache, pre.next_pos[..., rows, :], pre.attention_mask[rows])
 
 
-def continue_forward(model, cache, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     first_pos: torch.Tensor, cache_name: str | None = None):
+def continue_forward(
+    model,
+    cache,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    first_pos: torch.Tensor,
+    cache_name: str | None = None,
+):
     """Forward ``input_ids`` ([B, T], text) after the cached tokens. ``attention_mask`` covers
     cache + new tokens; ``first_pos`` ([3, B, 1] or [B, 1]) is the position of the first new
     token; ``cache_name`` is ``cache_kwarg(model)`` (pass it in a loop: it reads the
     forward's signature). Returns the model output (logits [B, T, V]); the cache grows by T."""
     steps = torch.arange(input_ids.shape[1], device=input_ids.device)
     pos = first_pos + steps
-    return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
-                 use_cache=True, **{cache_name or cache_kwarg(model): cache})
+    return model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=pos,
+        use_cache=True,
+        **{cache_name or cache_kwarg(model): cache},
+    )

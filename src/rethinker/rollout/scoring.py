@@ -47,7 +47,7 @@ def _shared_vision_kwargs(model, queries: list[QueryInputs], batch: ModelBatch) 
     k = 0
     for qi in with_images:
         n_img = int(queries[qi].image_grid_thw.shape[0])
-        per_query[qi] = list(pooled[k:k + n_img])
+        per_query[qi] = list(pooled[k : k + n_img])
         k += n_img
     ordered = tuple(t for qi in batch.query_index for t in per_query.get(qi, []))
     return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=ordered)}}
@@ -63,8 +63,16 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     return picked - torch.logsumexp(logits, dim=-1)
 
 
-def score(model, queries: list[QueryInputs], batch: ModelBatch, *, temperature: float = 1.0,
-          with_entropy: bool = False, entropy_grad: bool = False, share_vision: bool | None = None) -> Scores:
+def score(
+    model,
+    queries: list[QueryInputs],
+    batch: ModelBatch,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
+    share_vision: bool | None = None,
+) -> Scores:
     """Forward ``batch`` (already on the model's device) and read the completion tokens'
     log-probs. Gradients flow unless the caller wraps this in ``torch.no_grad``; the
     entropy (``with_entropy``) carries gradients only with ``entropy_grad`` (a bonus)."""
@@ -88,8 +96,14 @@ def score(model, queries: list[QueryInputs], batch: ModelBatch, *, temperature: 
     else:
         first = 0
     out = model(**kwargs, use_cache=False)
-    scores = _read(out.logits[:, :-1], batch.input_ids[:, first + 1:], batch.target_mask[:, first:], temperature,
-                   with_entropy, entropy_grad)
+    scores = _read(
+        out.logits[:, :-1],
+        batch.input_ids[:, first + 1 :],
+        batch.target_mask[:, first:],
+        temperature,
+        with_entropy,
+        entropy_grad,
+    )
     if first == 0:
         return scores
     pad = lambda t: None if t is None else torch.nn.functional.pad(t, (first, 0))  # noqa: E731
@@ -101,8 +115,14 @@ def _first_target(target_mask: torch.Tensor) -> int:
     return int(cols[0]) if cols.numel() else 0
 
 
-def _read(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
-          with_entropy: bool, entropy_grad: bool) -> Scores:
+def _read(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+    with_entropy: bool,
+    entropy_grad: bool,
+) -> Scores:
     lp = token_logprobs(logits, targets, temperature)
     lp = torch.where(mask, lp, torch.zeros_like(lp))
     ent = None
@@ -121,9 +141,17 @@ class GroupedBatch:
     target_mask: torch.Tensor  # [N, C] bool
 
 
-def score_grouped(model, queries: list[QueryInputs], completions: list[list[int]], query_index: list[int],
-                  pad_id: int, *, temperature: float = 1.0, with_entropy: bool = False,
-                  entropy_grad: bool = False) -> tuple[GroupedBatch, Scores]:
+def score_grouped(
+    model,
+    queries: list[QueryInputs],
+    completions: list[list[int]],
+    query_index: list[int],
+    pad_id: int,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
+) -> tuple[GroupedBatch, Scores]:
     """``score`` with each distinct query's prompt run once (see the module docstring).
     Always two forwards (prompt, then completions), so ranks of a sharded model stay in
     lockstep. Needs ``prefix.supported(model)``."""
@@ -136,8 +164,8 @@ def score_grouped(model, queries: list[QueryInputs], completions: list[list[int]
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.bool)
     for i, c in enumerate(completions):
-        ids[i, :len(c)] = torch.as_tensor(list(c), dtype=torch.long)
-        mask[i, :len(c)] = True
+        ids[i, : len(c)] = torch.as_tensor(list(c), dtype=torch.long)
+        mask[i, : len(c)] = True
     ids, mask = ids.to(device), mask.to(device)
     attn = torch.cat([pre.attention_mask, mask.long()], dim=1)
     out = prefix.continue_forward(model, pre.cache, ids, attn, pre.next_pos)

@@ -28,7 +28,8 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -57,14 +58,20 @@ QWEN2_5_VL_PREFIX_MAP: tuple[tuple[str, str], ...] = (
 #: Fused parameters of the language model: vllm/model_executor/models/qwen2.py
 #: ``Qwen2Model.load_weights`` ``stacked_params_mapping`` (param, checkpoint name, shard).
 LM_STACKED: tuple[tuple[str, str, str | int], ...] = (
-    ("qkv_proj", "q_proj", "q"), ("qkv_proj", "k_proj", "k"), ("qkv_proj", "v_proj", "v"),
-    ("gate_up_proj", "gate_proj", 0), ("gate_up_proj", "up_proj", 1),
+    ("qkv_proj", "q_proj", "q"),
+    ("qkv_proj", "k_proj", "k"),
+    ("qkv_proj", "v_proj", "v"),
+    ("gate_up_proj", "gate_proj", 0),
+    ("gate_up_proj", "up_proj", 1),
 )
 #: Fused parameters of the vision tower: qwen2_5_vl.py ``Qwen2_5_VisionTransformer.load_weights``
 #: (the HF ``attn.qkv`` is already fused and loads as is).
 VISION_STACKED: tuple[tuple[str, str, str | int], ...] = (
-    ("attn.qkv.", "attn.q.", "q"), ("attn.qkv.", "attn.k.", "k"), ("attn.qkv.", "attn.v.", "v"),
-    ("mlp.gate_up_proj.", "mlp.gate_proj.", 0), ("mlp.gate_up_proj.", "mlp.up_proj.", 1),
+    ("attn.qkv.", "attn.q.", "q"),
+    ("attn.qkv.", "attn.k.", "k"),
+    ("attn.qkv.", "attn.v.", "v"),
+    ("mlp.gate_up_proj.", "mlp.gate_proj.", 0),
+    ("mlp.gate_up_proj.", "mlp.up_proj.", 1),
 )
 
 
@@ -124,14 +131,15 @@ def build_vllm_inputs(
         if len(images) != n_images:
             raise ValueError(
                 f"query {i} has {n_images} encoded image(s) but {len(images)} kept: encode with "
-                "PromptEncoder(keep_images=True), and carry `images` through extend_query")
+                "PromptEncoder(keep_images=True), and carry `images` through extend_query"
+            )
         if q.text not in cache:
             cache[q.text] = list(tokenizer.encode(q.text, add_special_tokens=False))
         base = cache[q.text]
         ids = collapse_pads(q.input_ids.tolist(), pad_ids)
-        if ids[:len(base)] != base:
+        if ids[: len(base)] != base:
             raise ValueError(f"query {i}: input_ids do not start with its chat text; cannot build a vLLM prompt")
-        extra = ids[len(base):]
+        extra = ids[len(base) :]
         if any(t in pad_ids for t in extra):
             raise ValueError(f"query {i}: a placeholder token follows the chat text")
         entry: dict[str, Any] = {"prompt_token_ids": ids} if extra else {"prompt": q.text}
@@ -195,7 +203,7 @@ def completion_from_vllm(output, eos_ids: Sequence[int], tokenizer, banned_ids: 
     finished = output.finish_reason == "stop"
     cut = next((j for j, t in enumerate(ids) if t in eos_set), None)
     if cut is not None:
-        ids, finished = ids[:cut + 1], True
+        ids, finished = ids[: cut + 1], True
     elif finished:
         reason = getattr(output, "stop_reason", None)
         ids.append(int(reason) if isinstance(reason, int) and not isinstance(reason, bool) else eos[0])
@@ -229,7 +237,7 @@ def vllm_param_name(hf_name: str, tie_word_embeddings: bool) -> tuple[str, str |
     name = hf_name
     for old, new in QWEN2_5_VL_PREFIX_MAP:
         if name.startswith(old):
-            name = new + name[len(old):]
+            name = new + name[len(old) :]
     if name.startswith("language_model.lm_head."):
         return None if tie_word_embeddings else (name, None)
     if name.startswith("visual."):
@@ -246,7 +254,9 @@ def vllm_param_name(hf_name: str, tie_word_embeddings: bool) -> tuple[str, str |
     return name, None
 
 
-def to_vllm_weight_names(hf_names: Iterable[str], tie_word_embeddings: bool) -> dict[str, tuple[str, str | int | None] | None]:
+def to_vllm_weight_names(
+    hf_names: Iterable[str], tie_word_embeddings: bool
+) -> dict[str, tuple[str, str | int | None] | None]:
     """``vllm_param_name`` of every (wrapper-free) name; adapter weights are left out."""
     out: dict[str, tuple[str, str | int | None] | None] = {}
     for n in hf_names:
@@ -358,11 +368,24 @@ class VLLMEngine(RolloutEngine):
     Needs queries encoded with ``PromptEncoder(keep_images=True)``.
     """
 
-    def __init__(self, model_path: str, processor, *, policy: torch.nn.Module | None = None,
-                 gpu_memory_utilization: float = 0.3, sleep_level: int = 1, max_model_len: int | None = None,
-                 dtype: str = "auto", min_pixels: int | None = None, max_pixels: int | None = None,
-                 max_images_per_prompt: int = 4, seed: int = 0, enforce_eager: bool = False,
-                 kv_cache_gb: float | None = None, llm_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model_path: str,
+        processor,
+        *,
+        policy: torch.nn.Module | None = None,
+        gpu_memory_utilization: float = 0.3,
+        sleep_level: int = 1,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        max_images_per_prompt: int = 4,
+        seed: int = 0,
+        enforce_eager: bool = False,
+        kv_cache_gb: float | None = None,
+        llm_kwargs: dict[str, Any] | None = None,
+    ):
         try:
             import vllm
         except ImportError as exc:
@@ -376,8 +399,11 @@ class VLLMEngine(RolloutEngine):
         from vllm.platforms import current_platform
 
         if sleep_level and not current_platform.is_sleep_mode_available():
-            print(f"warning: vLLM has no sleep mode on this platform ({current_platform.device_type}): "
-                  f"sleep_level {sleep_level} -> 0 (weights and KV cache stay allocated)", file=sys.stderr)
+            print(
+                f"warning: vLLM has no sleep mode on this platform ({current_platform.device_type}): "
+                f"sleep_level {sleep_level} -> 0 (weights and KV cache stay allocated)",
+                file=sys.stderr,
+            )
             sleep_level = 0
         self._vllm = vllm
         self.processor = processor
@@ -412,16 +438,27 @@ class VLLMEngine(RolloutEngine):
         # the "external_launcher" executor keeps vLLM's model in this process (what a
         # colocated sync needs); it reads the torchrun variables, set here for one process
         # while vLLM starts (a child process must not inherit a port this one listens on)
-        launcher_env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+        launcher_env = {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(_free_port()),
+        }
         launcher_env = {k: v for k, v in launcher_env.items() if k not in os.environ}
         os.environ.update(launcher_env)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kwargs: dict[str, Any] = dict(
-            model=str(model_path), tokenizer=str(model_path), dtype=dtype,
-            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-            enable_sleep_mode=sleep_level > 0, distributed_executor_backend="external_launcher",
-            tensor_parallel_size=1, seed=seed + rank, enforce_eager=enforce_eager,
+            model=str(model_path),
+            tokenizer=str(model_path),
+            dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enable_sleep_mode=sleep_level > 0,
+            distributed_executor_backend="external_launcher",
+            tensor_parallel_size=1,
+            seed=seed + rank,
+            enforce_eager=enforce_eager,
             limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
             mm_processor_kwargs=dict(self.mm_processor_kwargs) or None,
         )
@@ -461,8 +498,9 @@ class VLLMEngine(RolloutEngine):
         on the CPU, so its post-load processing runs again. Every rank takes part (FSDP
         shards are gathered inside ``iter_sync_weights``)."""
         t0 = time.perf_counter()
-        self.llm.collective_rpc("reload_weights", kwargs={
-            "weights_iterator": iter_sync_weights(model), "is_checkpoint_format": True})
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": iter_sync_weights(model), "is_checkpoint_format": True}
+        )
         self.llm.apply_model(_reprocess_shared_weights)
         self._weights_lost = False
         self.stats.extra["sync_s"] = self.stats.extra.get("sync_s", 0.0) + time.perf_counter() - t0
@@ -504,7 +542,9 @@ class VLLMEngine(RolloutEngine):
         for out in outs:
             comps = [completion_from_vllm(o, self.eos_ids, self.tokenizer, self.banned) for o in out.outputs]
             if kw["n"] == 1 and params.n > 1:  # greedy: the same completion n times
-                comps = [Completion(list(comps[0].token_ids), comps[0].text, comps[0].finished) for _ in range(params.n)]
+                comps = [
+                    Completion(list(comps[0].token_ids), comps[0].text, comps[0].finished) for _ in range(params.n)
+                ]
             if len(comps) != params.n:
                 raise RuntimeError(f"vLLM returned {len(comps)} completions for a query, expected {params.n}")
             groups.append(comps)

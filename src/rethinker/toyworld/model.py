@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import AutoModelForImageTextToText, GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import (
+    AutoModelForImageTextToText,
+    GenerationConfig,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+)
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
 from ..model.load import load_processor
@@ -162,7 +167,9 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE):
         },
         chat_template=CHAT_TEMPLATE,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)}, replace_extra_special_tokens=False)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": list(SPECIAL_TOKENS)}, replace_extra_special_tokens=False
+    )
     for i, tok in enumerate(SPECIAL_TOKENS):
         if tokenizer.convert_tokens_to_ids(tok) != i:
             raise AssertionError(f"special token {tok} maps to {tokenizer.convert_tokens_to_ids(tok)}, expected {i}")
@@ -181,7 +188,11 @@ def build_processor(tokenizer):
     processor limited to 56*56 .. 112*112 pixels. Its PIL backend
     (``Qwen2VLImageProcessorPil``) gives the same pixels as the torchvision one to 3e-7
     and is ~30x faster on these small images on a CPU (0.04 s vs 1.5 s for 32 images)."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil, Qwen2VLVideoProcessor  # PIL class: recent transformers only
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessorPil,
+        Qwen2VLVideoProcessor,
+    )  # PIL class: recent transformers only
 
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=MIN_PIXELS,

@@ -52,8 +52,8 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from PIL import Image, ImageDraw
 
@@ -160,8 +160,13 @@ def _bar_extreme(kind: str, colors: list[str], heights: list[int], pick: Callabl
     _bars(draw, colors, heights)
     answer = colors[heights.index(pick(heights))]
     return Puzzle(
-        kind, "chart", img,
-        f"Which bar is the {word}? Answer with its colour.", answer, "text", COLORS,
+        kind,
+        "chart",
+        img,
+        f"Which bar is the {word}? Answer with its colour.",
+        answer,
+        "text",
+        COLORS,
         f"The bars are {_and(colors)}.",
         lambda a: f"The {a} bar is the {word}.",
         params={"colors": colors, "heights": heights},
@@ -176,8 +181,12 @@ def _bar_compare(rng: random.Random) -> Puzzle:
     a, b = rng.sample(colors, 2)
     taller = heights[colors.index(a)] > heights[colors.index(b)]
     return Puzzle(
-        "bar_compare", "chart", img,
-        f"Is the {a} bar taller than the {b} bar? Answer yes or no.", "yes" if taller else "no", "text",
+        "bar_compare",
+        "chart",
+        img,
+        f"Is the {a} bar taller than the {b} bar? Answer yes or no.",
+        "yes" if taller else "no",
+        "text",
         ["yes", "no"],
         "I compare the two bars.",
         lambda ans: f"The {a} bar is {'taller' if ans == 'yes' else 'shorter'} than the {b} bar.",
@@ -198,8 +207,13 @@ def _count(rng: random.Random) -> Puzzle:
     n = rng.randint(1, 4)
     img, color = _count_image(rng, n)
     return Puzzle(
-        "count", "counting", img,
-        "How many circles are there in the image?", str(n), "integer", ["1", "2", "3", "4"],
+        "count",
+        "counting",
+        img,
+        "How many circles are there in the image?",
+        str(n),
+        "integer",
+        ["1", "2", "3", "4"],
         "I count the circles.",
         lambda a: f"There {'is' if a == '1' else 'are'} {a} circle{'' if a == '1' else 's'}.",
         params={"n": n, "color": color},
@@ -211,9 +225,13 @@ def _add(rng: random.Random) -> Puzzle:
     img, color = _count_image(rng, n)
     total = n + k
     return Puzzle(
-        "add", "arithmetic", img,
+        "add",
+        "arithmetic",
+        img,
         f"If {k} more circle{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} added, how many circles will there be?",
-        str(total), "integer", [str(v) for v in range(2, 8)],
+        str(total),
+        "integer",
+        [str(v) for v in range(2, 8)],
         f"There {'is' if n == 1 else 'are'} {n} circle{'' if n == 1 else 's'}.",
         lambda a: f"{n} + {k} = {a}.",
         params={"n": n, "k": k, "color": color},
@@ -231,8 +249,13 @@ def _position(rng: random.Random) -> Puzzle:
     img, draw = _canvas()
     _shape(draw, shape, fx * SIZE + rng.uniform(-jit, jit), fy * SIZE + rng.uniform(-jit, jit), r, color)
     return Puzzle(
-        "position", "spatial", img,
-        f"Where is the {color} {shape}: left, right, top or bottom?", pos, "text", list(POSITIONS),
+        "position",
+        "spatial",
+        img,
+        f"Where is the {color} {shape}: left, right, top or bottom?",
+        pos,
+        "text",
+        list(POSITIONS),
         f"I find the {color} {shape}.",
         lambda a: f"It is at the {a}.",
         params={"pos": pos, "color": color, "shape": shape},
@@ -251,8 +274,12 @@ def _relation(rng: random.Random) -> Puzzle:
     a, b = rng.sample([c1, c2], 2)
     left = a == c1
     return Puzzle(
-        "relation", "spatial", img,
-        f"Is the {a} {shape} to the left of the {b} {shape}? Answer yes or no.", "yes" if left else "no", "text",
+        "relation",
+        "spatial",
+        img,
+        f"Is the {a} {shape} to the left of the {b} {shape}? Answer yes or no.",
+        "yes" if left else "no",
+        "text",
         ["yes", "no"],
         f"The {c1} {shape} is on the left.",
         lambda ans: f"So the answer is {ans}.",
@@ -271,8 +298,13 @@ def _size(rng: random.Random) -> Puzzle:
     a, b = rng.sample([c1, c2], 2)
     larger = c1 if r1 > r2 else c2
     return Puzzle(
-        "size", "geometry", img,
-        f"Which {shape} is larger, the {a} one or the {b} one?", larger, "text", [a, b],
+        "size",
+        "geometry",
+        img,
+        f"Which {shape} is larger, the {a} one or the {b} one?",
+        larger,
+        "text",
+        [a, b],
         "I compare the sizes.",
         lambda ans: f"The {ans} {shape} is larger.",
         params={"colors": [c1, c2], "radii": [round(r1, 2), round(r2, 2)], "shape": shape},
@@ -285,8 +317,13 @@ def _color(rng: random.Random) -> Puzzle:
     r = rng.uniform(14, 22)
     _shape(draw, shape, rng.uniform(r + 6, SIZE - r - 6), rng.uniform(r + 6, SIZE - r - 6), r, color)
     return Puzzle(
-        "color", "attribute", img,
-        f"What colour is the {shape}?", color, "text", COLORS,
+        "color",
+        "attribute",
+        img,
+        f"What colour is the {shape}?",
+        color,
+        "text",
+        COLORS,
         f"I look at the {shape}.",
         lambda a: f"It is {a}.",
         params={"color": color, "shape": shape},
@@ -307,8 +344,13 @@ def _count_color(rng: random.Random) -> Puzzle:
     for i, (cx, cy) in enumerate(pts):
         _shape(draw, "circle", cx, cy, 10, target if i < n else other)
     return Puzzle(
-        "count_color", "counting", img,
-        f"How many {target} circles are there?", str(n), "integer", ["1", "2", "3", "4"],
+        "count_color",
+        "counting",
+        img,
+        f"How many {target} circles are there?",
+        str(n),
+        "integer",
+        ["1", "2", "3", "4"],
         f"I count the {target} circles.",
         lambda a: f"There {'is' if a == '1' else 'are'} {a} {target} circle{'' if a == '1' else 's'}.",
         params={"n": n, "m": m, "target": target, "other": other},
@@ -328,8 +370,13 @@ def _more_color(rng: random.Random) -> Puzzle:
     a, b = rng.sample([c1, c2], 2)
     more = c1 if n1 > n2 else c2
     return Puzzle(
-        "more_color", "counting", img,
-        f"Which colour has more circles, {a} or {b}?", more, "text", [a, b],
+        "more_color",
+        "counting",
+        img,
+        f"Which colour has more circles, {a} or {b}?",
+        more,
+        "text",
+        [a, b],
         f"I compare the {a} and {b} circles.",
         lambda ans: f"There are more {ans} circles.",
         params={"counts": {c1: n1, c2: n2}, "asked": [a, b]},
@@ -342,9 +389,13 @@ def _sub(rng: random.Random) -> Puzzle:
     img, color = _count_image(rng, n, r=10)
     left = n - k
     return Puzzle(
-        "sub", "arithmetic", img,
+        "sub",
+        "arithmetic",
+        img,
         f"If {k} circle{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} taken away, how many circles are left?",
-        str(left), "integer", [str(v) for v in range(1, 5)],
+        str(left),
+        "integer",
+        [str(v) for v in range(1, 5)],
         f"There are {n} circles.",
         lambda a: f"{n} - {k} = {a}.",
         params={"n": n, "k": k, "color": color},
@@ -356,12 +407,18 @@ def _count_two(rng: random.Random) -> Puzzle:
     img1, c1 = _count_image(rng, n1)
     img2, c2 = _count_image(rng, n2)
     return Puzzle(
-        "count_two", "counting", img1, "How many circles are there in the two images together?",
-        str(n1 + n2), "integer", [str(v) for v in range(2, 9)],
+        "count_two",
+        "counting",
+        img1,
+        "How many circles are there in the two images together?",
+        str(n1 + n2),
+        "integer",
+        [str(v) for v in range(2, 9)],
         f"The first image has {n1} circle{'' if n1 == 1 else 's'}. "
         f"The second image has {n2} circle{'' if n2 == 1 else 's'}.",
         lambda a: f"{n1} + {n2} = {a}.",
-        params={"n1": n1, "n2": n2, "colors": [c1, c2]}, more_images=[img2],
+        params={"n1": n1, "n2": n2, "colors": [c1, c2]},
+        more_images=[img2],
     )
 
 
@@ -374,8 +431,13 @@ def _count_many(rng: random.Random) -> Puzzle:
     n = rng.randint(1, 20)
     img, color = _count_image(rng, n, r=5)  # small dots: up to 20 fit
     return Puzzle(
-        "count_many", "counting", img,
-        "How many dots are there in the image?", str(n), "integer", [str(v) for v in range(1, 21)],
+        "count_many",
+        "counting",
+        img,
+        "How many dots are there in the image?",
+        str(n),
+        "integer",
+        [str(v) for v in range(1, 21)],
         "I count the dots.",
         lambda a: f"There {'is' if a == '1' else 'are'} {_plural(int(a), 'dot')}.",
         params={"n": n, "color": color},
@@ -387,9 +449,13 @@ def _add_many(rng: random.Random) -> Puzzle:
     n, k = rng.randint(1, 5), rng.randint(1, 15)
     img, color = _count_image(rng, n, r=7)
     return Puzzle(
-        "add_many", "arithmetic", img,
+        "add_many",
+        "arithmetic",
+        img,
         f"If {k} more dot{'' if k == 1 else 's'} {'is' if k == 1 else 'are'} added, how many dots will there be?",
-        str(n + k), "integer", [str(v) for v in range(2, 21)],
+        str(n + k),
+        "integer",
+        [str(v) for v in range(2, 21)],
         f"There {'is' if n == 1 else 'are'} {_plural(n, 'dot')}.",
         lambda a: f"{n} + {k} = {a}.",
         params={"n": n, "k": k, "color": color},
@@ -401,9 +467,13 @@ def _sub_many(rng: random.Random) -> Puzzle:
     n, total = rng.randint(1, 5), rng.randint(6, 20)
     img, color = _count_image(rng, n, r=7)
     return Puzzle(
-        "sub_many", "arithmetic", img,
+        "sub_many",
+        "arithmetic",
+        img,
         f"How many more dots are needed to make {total}?",
-        str(total - n), "integer", [str(v) for v in range(1, 20)],
+        str(total - n),
+        "integer",
+        [str(v) for v in range(1, 20)],
         f"There {'is' if n == 1 else 'are'} {_plural(n, 'dot')}.",
         lambda a: f"{total} - {n} = {a}.",
         params={"n": n, "total": total, "color": color},
@@ -427,8 +497,12 @@ def _bar_value(rng: random.Random) -> Puzzle:
     asked = rng.choice(colors)
     value = values[colors.index(asked)]
     return Puzzle(
-        "bar_value", "chart", img,
-        f"What is the value of the {asked} bar? Grid lines are drawn every 5, from 0.", str(value), "integer",
+        "bar_value",
+        "chart",
+        img,
+        f"What is the value of the {asked} bar? Grid lines are drawn every 5, from 0.",
+        str(value),
+        "integer",
         [str(v) for v in range(1, 21)],
         f"I read the {asked} bar against the grid lines.",
         lambda a: f"The {asked} bar reaches {a}.",
@@ -448,10 +522,17 @@ def _multiple_choice(base: Callable[[random.Random], Puzzle]) -> Callable[[rando
         inner_claim = p.claim
         question = p.question.split("?")[0] + "?"
         return Puzzle(
-            p.kind + "_mc", "multiple_choice", p.image, question, letter[p.answer], "multiple_choice",
-            list(LETTERS), p.context,
+            p.kind + "_mc",
+            "multiple_choice",
+            p.image,
+            question,
+            letter[p.answer],
+            "multiple_choice",
+            list(LETTERS),
+            p.context,
             lambda a: f"{inner_claim(options[LETTERS.index(a)])} That is option {a}.",
-            choices=options, params=dict(p.params or {}, options=options),
+            choices=options,
+            params=dict(p.params or {}, options=options),
         )
 
     return make
@@ -490,8 +571,17 @@ ALL_KINDS: dict[str, Callable[[random.Random], Puzzle]] = {**KINDS, **MULTI_IMAG
 #: and the ``*_mc`` variants stay near chance after 1000 supervised steps (they need
 #: absolute positions, which the vision tower's rotary embedding hardly carries, or
 #: copying an option letter): pass ``kinds`` to use them.
-WARM_START_KINDS: tuple[str, ...] = ("bar_max", "bar_min", "count", "count_color", "more_color", "add", "sub",
-                                     "size", "color")
+WARM_START_KINDS: tuple[str, ...] = (
+    "bar_max",
+    "bar_min",
+    "count",
+    "count_color",
+    "more_color",
+    "add",
+    "sub",
+    "size",
+    "color",
+)
 
 #: The default mix (RL training and held-out evaluation), a regime like the paper's: kinds
 #: the warm start nearly saturates or soon saturates under RL (``color``, ``size``), kinds
@@ -534,8 +624,7 @@ def teacher_answer(p: Puzzle) -> str | None:
     if p.answer_type == "integer":
         wrong = str(int(p.answer) - 1) if int(p.answer) >= 4 else None
     elif p.answer in TEACHER_CONFUSIONS:
-        wrong = ([o for o in p.options if o != p.answer][0] if len(p.options) == 2
-                 else TEACHER_CONFUSIONS[p.answer])
+        wrong = [o for o in p.options if o != p.answer][0] if len(p.options) == 2 else TEACHER_CONFUSIONS[p.answer]
     else:
         wrong = None
     return wrong if wrong in p.options and wrong != p.answer else None

@@ -18,9 +18,9 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +31,14 @@ from .model import PACKAGE_POLICY_DIR, build_model, build_processor, build_token
 from .puzzles import CONFIRM_TRIGGERS, FIX_TRIGGER, KINDS, WARM_START_KINDS, generate, make_record, solution_of
 
 #: Rethinking triggers of the method, so that they tokenize compactly.
-TRIGGERS = ("\n\nWait", "\n\nWait, does it seem right?", "\n\nWait, let's double check",
-            "\n\nWait, there might be a mistake", *CONFIRM_TRIGGERS, FIX_TRIGGER)
+TRIGGERS = (
+    "\n\nWait",
+    "\n\nWait, does it seem right?",
+    "\n\nWait, let's double check",
+    "\n\nWait, there might be a mistake",
+    *CONFIRM_TRIGGERS,
+    FIX_TRIGGER,
+)
 
 
 @dataclass
@@ -95,11 +101,11 @@ def sft_batch(processor, records: Sequence[Record], completions: Sequence[str] |
     the assistant turn's end, so the model learns to stop."""
     tok = processor.tokenizer
     completions = list(completions) if completions is not None else [solution_of(r) for r in records]
-    prompts = [processor.apply_chat_template(build_messages(r), add_generation_prompt=True, tokenize=False)
-               for r in records]
+    prompts = [
+        processor.apply_chat_template(build_messages(r), add_generation_prompt=True, tokenize=False) for r in records
+    ]
     images = [load_image(im, record_id=r.id) for r in records for im in r.images]
-    enc = processor(text=prompts, images=images or None, return_tensors="pt", padding=True,
-                    padding_side="right")
+    enc = processor(text=prompts, images=images or None, return_tensors="pt", padding=True, padding_side="right")
     comp_ids = [tok(c + tok.eos_token, add_special_tokens=False)["input_ids"] for c in completions]
     p_len = enc["attention_mask"].sum(1).tolist()
     total = max(pl + len(c) for pl, c in zip(p_len, comp_ids))
@@ -111,9 +117,9 @@ def sft_batch(processor, records: Sequence[Record], completions: Sequence[str] |
     for i, (pl, c) in enumerate(zip(p_len, comp_ids)):
         input_ids[i, :pl] = enc["input_ids"][i, :pl]
         mm_types[i, :pl] = enc["mm_token_type_ids"][i, :pl]
-        input_ids[i, pl:pl + len(c)] = torch.tensor(c)
-        labels[i, pl:pl + len(c)] = torch.tensor(c)
-        attention[i, :pl + len(c)] = 1
+        input_ids[i, pl : pl + len(c)] = torch.tensor(c)
+        labels[i, pl : pl + len(c)] = torch.tensor(c)
+        attention[i, : pl + len(c)] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention, "mm_token_type_ids": mm_types, "labels": labels}
     if "pixel_values" in enc:
         batch["pixel_values"] = enc["pixel_values"]
@@ -159,26 +165,29 @@ def _judge() -> Callable[[str, Record], bool]:
         from ..judge import is_correct  # type: ignore[attr-defined]
 
         return lambda response, record: bool(
-            is_correct(response, record.answer, record.choices, record.answer_type, record.precision))
+            is_correct(response, record.answer, record.choices, record.answer_type, record.precision)
+        )
     except Exception:
         return exact_check
 
 
-def greedy_responses(model, processor, records: Sequence[Record], max_new_tokens: int = 48,
-                     batch_size: int = 64) -> list[str]:
+def greedy_responses(
+    model, processor, records: Sequence[Record], max_new_tokens: int = 48, batch_size: int = 64
+) -> list[str]:
     """Greedy completions (left-padded batches, ``torch.no_grad``)."""
     out: list[str] = []
     for s in range(0, len(records), batch_size):
-        chunk = records[s:s + batch_size]
-        prompts = [processor.apply_chat_template(build_messages(r), add_generation_prompt=True, tokenize=False)
-                   for r in chunk]
+        chunk = records[s : s + batch_size]
+        prompts = [
+            processor.apply_chat_template(build_messages(r), add_generation_prompt=True, tokenize=False) for r in chunk
+        ]
         images = [load_image(im, record_id=r.id) for r in chunk for im in r.images]
-        enc = processor(text=prompts, images=images or None, return_tensors="pt", padding=True,
-                        padding_side="left")
+        enc = processor(text=prompts, images=images or None, return_tensors="pt", padding=True, padding_side="left")
         with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, top_k=None, top_p=None,
-                                 temperature=None)
-        out += processor.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            gen = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, top_k=None, top_p=None, temperature=None
+            )
+        out += processor.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     return out
 
 
@@ -236,9 +245,14 @@ def evaluate(model, processor, records: Sequence[Record], max_new_tokens: int = 
 
 
 # -- training --------------------------------------------------------------------------
-def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None] = print,
-               eval_records: Sequence[Record] | None = None,
-               on_eval: Callable[[int, object], None] | None = None) -> list[dict]:
+def warm_start(
+    model,
+    processor,
+    cfg: WarmStartConfig,
+    log: Callable[[str], None] = print,
+    eval_records: Sequence[Record] | None = None,
+    on_eval: Callable[[int, object], None] | None = None,
+) -> list[dict]:
     """Supervised steps on freshly generated train puzzles (a new batch each step, so no
     puzzle is seen twice); AdamW, linear warm-up then cosine decay, grad clipping.
     Returns the log rows (step, loss, and eval accuracy where evaluated)."""
@@ -257,8 +271,11 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
     kinds = list(cfg.kinds) if cfg.kinds else list(KINDS)
     for step in range(min(cfg.steps, cfg.stop_after or cfg.steps)):
         records = generate_batch(cfg.seed, step, cfg.batch_size, kinds, cfg.kind_weights)
-        batch = sft_batch(processor, records, teacher_solutions(records, cfg.teacher_error_rate, cfg.seed, step,
-                                                                cfg.teacher_exact_kinds))
+        batch = sft_batch(
+            processor,
+            records,
+            teacher_solutions(records, cfg.teacher_error_rate, cfg.seed, step, cfg.teacher_exact_kinds),
+        )
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = sft_loss(model, batch)
@@ -275,9 +292,11 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
             model.train()
             row["eval_accuracy"] = acc.value
             row["per_kind"] = {k: c / n for k, (c, n) in acc.per_kind.items()}
-            log(f"step {step + 1}: loss {loss.item():.3f}  eval {acc.value:.3f}  "
+            log(
+                f"step {step + 1}: loss {loss.item():.3f}  eval {acc.value:.3f}  "
                 + " ".join(f"{k}={c / n:.2f}" for k, (c, n) in sorted(acc.per_kind.items()))
-                + f"  ({time.time() - t0:.0f}s)")
+                + f"  ({time.time() - t0:.0f}s)"
+            )
         elif (step + 1) % 50 == 0:
             log(f"step {step + 1}: loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
         rows.append(row)
@@ -285,8 +304,9 @@ def warm_start(model, processor, cfg: WarmStartConfig, log: Callable[[str], None
     return rows
 
 
-def teacher_solutions(records: Sequence[Record], error_rate: float, seed: int, step: int,
-                      exact_kinds: Sequence[str] = ()) -> list[str]:
+def teacher_solutions(
+    records: Sequence[Record], error_rate: float, seed: int, step: int, exact_kinds: Sequence[str] = ()
+) -> list[str]:
     """The worked solutions the warm start imitates: the correct one, or with probability
     ``error_rate`` the teacher's wrong one where it has one and the kind is not one of
     ``exact_kinds`` (deterministic per step)."""
@@ -298,8 +318,9 @@ def teacher_solutions(records: Sequence[Record], error_rate: float, seed: int, s
     return out
 
 
-def generate_batch(seed: int, step: int, batch_size: int, kinds: Sequence[str],
-                   weights: dict | None = None) -> list[Record]:
+def generate_batch(
+    seed: int, step: int, batch_size: int, kinds: Sequence[str], weights: dict | None = None
+) -> list[Record]:
     """The ``step``-th supervised batch: train-split puzzles with kinds drawn at random,
     in proportion to ``weights`` (default 1 each); a different item stream from the
     tokenizer corpus and from the RL data."""
@@ -312,16 +333,19 @@ def generate_batch(seed: int, step: int, batch_size: int, kinds: Sequence[str],
     return [make_record(k, seed + 1, "train", base + i) for i, k in enumerate(drawn)]
 
 
-def build(path: str | Path | None = None, cfg: WarmStartConfig | None = None,
-          log: Callable[[str], None] = print) -> tuple[Path, Accuracy]:
+def build(
+    path: str | Path | None = None, cfg: WarmStartConfig | None = None, log: Callable[[str], None] = print
+) -> tuple[Path, Accuracy]:
     """Rebuild the toy policy (tokenizer, model, warm start) and save it to ``path``
     (default: the packaged ``assets/policy``). Returns the path and its held-out accuracy."""
     cfg = cfg or WarmStartConfig()
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     model, processor = build_untrained(cfg.seed, cfg.corpus_size, **cfg.text_overrides)
-    log(f"tokenizer ({len(processor.tokenizer)} tokens) and model "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) built in {time.time() - t0:.1f}s")
+    log(
+        f"tokenizer ({len(processor.tokenizer)} tokens) and model "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) built in {time.time() - t0:.1f}s"
+    )
     eval_records = generate(cfg.eval_n, seed=cfg.seed, split="dev", kinds=cfg.kinds)
     warm_start(model, processor, cfg, log, eval_records)
     acc = evaluate(model, processor, eval_records, cfg.max_new_tokens)

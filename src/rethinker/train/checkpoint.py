@@ -44,8 +44,15 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model, processor, state: dict[str, Any], keep: int = 2,
-                    model_state: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model,
+    processor,
+    state: dict[str, Any],
+    keep: int = 2,
+    model_state: dict[str, Any] | None = None,
+) -> Path:
     """Write ``checkpoint-STEP`` atomically and keep only the newest ``keep``.
     ``model_state``: a full state dict to write instead of the model's own (sharded runs)."""
     run_dir = Path(run_dir)

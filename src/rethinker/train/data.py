@@ -9,9 +9,10 @@ queries as an uninterrupted one.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,9 @@ class QuerySampler:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state["n"] != len(self.records):
-            raise ValueError(f"the data changed since the checkpoint ({state['n']} records then, {len(self.records)} now)")
+            raise ValueError(
+                f"the data changed since the checkpoint ({state['n']} records then, {len(self.records)} now)"
+            )
         self.seed = state["seed"]
         self.epoch = state["epoch"]
         self.position = state["position"]

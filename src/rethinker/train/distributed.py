@@ -22,14 +22,19 @@ On CPU the backend is gloo, on GPU nccl.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
@@ -151,7 +156,14 @@ def load_optimizer_state(model, optimizer, state: dict, ctx: DistContext) -> Non
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=opts)
 
 
-_SUMMED = ("rollout/tokens", "rethink/tokens", "rethink/attempts", "rethink/accepted", "rethink/fixed_wrong", "rethink/rejected_")
+_SUMMED = (
+    "rollout/tokens",
+    "rethink/tokens",
+    "rethink/attempts",
+    "rethink/accepted",
+    "rethink/fixed_wrong",
+    "rethink/rejected_",
+)
 
 
 def merge_metrics(rows: list[dict[str, Any]], weights: list[float]) -> dict[str, Any]:

@@ -33,7 +33,9 @@ class Experience:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def encode_batch(encoder: PromptEncoder, records: list[Record]) -> tuple[list[Record], list[QueryInputs], list[tuple[str, str]]]:
+def encode_batch(
+    encoder: PromptEncoder, records: list[Record]
+) -> tuple[list[Record], list[QueryInputs], list[tuple[str, str]]]:
     """Encode records; a bad one (unreadable image, decompression bomb ...) is skipped with
     a warning naming it, and returned in the third list."""
     kept, queries, bad = [], [], []
@@ -80,9 +82,17 @@ def collect(
     owner = [qi for qi in range(len(queries)) for _ in range(G)]
     results = [_score(c.text, records[owner[i]], c.finished, reward_cfg) for i, c in enumerate(comps)]
     samples = [
-        Sample(advantage=0.0, reward=float(r.value), group=owner[i], step=step, prompt=queries[owner[i]],
-               completion_ids=list(c.token_ids), completion_mask=[1] * len(c.token_ids), correct=bool(r.correct),
-               meta={"text": c.text, "finished": c.finished, "rule": r.rule, **_verdict_meta(r)})
+        Sample(
+            advantage=0.0,
+            reward=float(r.value),
+            group=owner[i],
+            step=step,
+            prompt=queries[owner[i]],
+            completion_ids=list(c.token_ids),
+            completion_mask=[1] * len(c.token_ids),
+            correct=bool(r.correct),
+            meta={"text": c.text, "finished": c.finished, "rule": r.rule, **_verdict_meta(r)},
+        )
         for i, (c, r) in enumerate(zip(comps, results))
     ]
     first_texts = [c.text for c in comps]
@@ -109,8 +119,22 @@ def collect(
 
     if rethink_cfg is not None and comps:
         t1 = time.perf_counter()
-        m.update(_rethink(engine, tokenizer, records, queries, comps, samples, owner, results, params,
-                          reward_cfg, rethink_cfg, rng))
+        m.update(
+            _rethink(
+                engine,
+                tokenizer,
+                records,
+                queries,
+                comps,
+                samples,
+                owner,
+                results,
+                params,
+                reward_cfg,
+                rethink_cfg,
+                rng,
+            )
+        )
         m["time/rethink_s"] = time.perf_counter() - t1
     m["reward/mean"] = float(np.mean([s.reward for s in samples])) if samples else 0.0
     m["accuracy/after_rethink"] = _mean(bool(s.correct) and s.meta["rule"] not in INVALID_RULES for s in samples)
@@ -132,13 +156,21 @@ def _mean(flags) -> float:
     return float(np.mean(flags)) if flags else 0.0
 
 
-def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results, params, reward_cfg,
-             cfg: RethinkConfig, rng) -> dict[str, Any]:
+def _rethink(
+    engine, tokenizer, records, queries, comps, samples, owner, results, params, reward_cfg, cfg: RethinkConfig, rng
+) -> dict[str, Any]:
     """Forced Rethinking: continue chosen responses after a trigger; accepted ones replace
     their originals in the group (same slot, so groups keep their size)."""
     eos = set(getattr(engine, "eos_ids", []) or [])
-    plans = plan_rethinks([c.text for c in comps], [c.finished for c in comps], [len(c.token_ids) for c in comps],
-                          [bool(r.correct) for r in results], params.n, rng, cfg)
+    plans = plan_rethinks(
+        [c.text for c in comps],
+        [c.finished for c in comps],
+        [len(c.token_ids) for c in comps],
+        [bool(r.correct) for r in results],
+        params.n,
+        rng,
+        cfg,
+    )
     if not plans:
         return {"rethink/attempts": 0, "rethink/accepted": 0, "rethink/acceptance_rate": 0.0, "rethink/tokens": 0}
     prefixes, cont_queries = [], []
@@ -151,21 +183,36 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
         trig_ids = tokenizer.encode(p.trigger, add_special_tokens=False)
         prefixes.append((first_ids, trig_ids))
         cont_queries.append(extend_query(queries[owner[p.index]], first_ids + trig_ids))
-    cont_params = SamplingParams.from_sampling(params, max_new_tokens=min(cfg.max_continuation, params.max_new_tokens),
-                                               temperature=cfg.temperature, n=1)
+    cont_params = SamplingParams.from_sampling(
+        params, max_new_tokens=min(cfg.max_continuation, params.max_new_tokens), temperature=cfg.temperature, n=1
+    )
     conts = [g[0] for g in engine.generate(cont_queries, cont_params)]
     joined_texts = [p.first_text + p.trigger + c.text for p, c in zip(plans, conts)]
-    joined_results = [_score(t, records[owner[p.index]], c.finished, reward_cfg)
-                      for p, t, c in zip(plans, joined_texts, conts)]
-    verdict = accept(plans, [c.text for c in conts], [len(c.token_ids) for c in conts],
-                     [bool(r.correct) for r in joined_results], cfg)
+    joined_results = [
+        _score(t, records[owner[p.index]], c.finished, reward_cfg) for p, t, c in zip(plans, joined_texts, conts)
+    ]
+    verdict = accept(
+        plans,
+        [c.text for c in conts],
+        [len(c.token_ids) for c in conts],
+        [bool(r.correct) for r in joined_results],
+        cfg,
+    )
     n_kept = 0
-    for p, (first_ids, trig_ids), c, r, text, kept, why in zip(plans, prefixes, conts, joined_results, joined_texts,
-                                                               verdict.kept, verdict.reasons):
+    for p, (first_ids, trig_ids), c, r, text, kept, why in zip(
+        plans, prefixes, conts, joined_results, joined_texts, verdict.kept, verdict.reasons
+    ):
         # what the sample log shows of the attempt (rethinker.report), kept or not; the first
         # pass is the original response unless it was cut back before its answer
-        attempt = {"cut": p.cut, "trigger": p.trigger, "continuation": c.text, "kept": kept, "why": why,
-                   "first_correct": p.first_correct, "joined_correct": bool(r.correct)}
+        attempt = {
+            "cut": p.cut,
+            "trigger": p.trigger,
+            "continuation": c.text,
+            "kept": kept,
+            "why": why,
+            "first_correct": p.first_correct,
+            "joined_correct": bool(r.correct),
+        }
         if p.cut:
             attempt.update(first=p.first_text, original=comps[p.index].text)
         if not kept:
@@ -173,12 +220,25 @@ def _rethink(engine, tokenizer, records, queries, comps, samples, owner, results
             continue
         ids, mask = join_tokens(first_ids, trig_ids, c.token_ids, cfg.train_on_trigger)
         s = samples[p.index]
-        samples[p.index] = Sample(advantage=0.0, reward=float(r.value), group=s.group, step=s.step, prompt=s.prompt,
-                                  completion_ids=ids.tolist(), completion_mask=mask.int().tolist(),
-                                  correct=bool(r.correct),
-                                  meta={"text": text, "finished": c.finished, "rule": r.rule, "rethink": True,
-                                        "first_correct": p.first_correct, **_verdict_meta(r),
-                                        "rethink_attempt": attempt})
+        samples[p.index] = Sample(
+            advantage=0.0,
+            reward=float(r.value),
+            group=s.group,
+            step=s.step,
+            prompt=s.prompt,
+            completion_ids=ids.tolist(),
+            completion_mask=mask.int().tolist(),
+            correct=bool(r.correct),
+            meta={
+                "text": text,
+                "finished": c.finished,
+                "rule": r.rule,
+                "rethink": True,
+                "first_correct": p.first_correct,
+                **_verdict_meta(r),
+                "rethink_attempt": attempt,
+            },
+        )
         n_kept += 1
     out = {
         "rethink/attempts": len(plans),

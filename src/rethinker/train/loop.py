@@ -39,8 +39,11 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     rethink, sampling = cfg.rethink_for_rollout(), cfg.rollout.sampling()
     first_eval = _begin(run)
     last_eval, last_test = first_eval, {}
-    bar = tqdm(total=cfg.max_steps, initial=run.start_step, desc="rl", file=sys.stderr,
-               dynamic_ncols=True) if progress and ctx.is_main else None
+    bar = (
+        tqdm(total=cfg.max_steps, initial=run.start_step, desc="rl", file=sys.stderr, dynamic_ncols=True)
+        if progress and ctx.is_main
+        else None
+    )
     reached = run.start_step
     for step in range(run.start_step + 1, cfg.max_steps + 1):
         if 0 < cfg.max_samples <= run.samples_generated:
@@ -54,8 +57,14 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         #    so it stores each sample's behaviour log-probs now)
         if cfg.ssr.mode == "released":
             with gathered(model, ctx):
-                behaviour_logprobs(model, [s for s in exp.samples if s.advantage != 0], run.pad_id,
-                                   cfg.optim.micro_batch_size, run.device, run.dtype)
+                behaviour_logprobs(
+                    model,
+                    [s for s in exp.samples if s.advantage != 0],
+                    run.pad_id,
+                    cfg.optim.micro_batch_size,
+                    run.device,
+                    run.dtype,
+                )
         parts = ctx.gather_objects((exp.samples, exp.metrics, skipped, generated))
         samples = [s for p in parts for s in p[0]]
         metrics = merge_metrics([p[1] for p in parts], [len(p[0]) for p in parts])
@@ -64,23 +73,39 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         run.samples_generated += n_generated
         last = step == cfg.max_steps or 0 < cfg.max_samples <= run.samples_generated
         rewards = torch.tensor([r for p in parts for r in p[3]], dtype=torch.float64)
-        gstats = group_stats(rewards, cfg.rollout.group_size, correct_threshold=cfg.reward.correct) if len(rewards) else {}
+        gstats = (
+            group_stats(rewards, cfg.rollout.group_size, correct_threshold=cfg.reward.correct) if len(rewards) else {}
+        )
         selection = run.selector.select(samples) if samples else None
         # 6. policy update (none when the step has nothing to train on: every record was
         #    bad, or dynamic sampling found no informative group in any of its draws)
         upd: dict[str, Any] = {"update/skipped": 1}
         if selection is not None and not selection.skipped_update:
-            upd = policy_update(model, run.optimizer, run.scheduler, selection.samples, cfg.algo, cfg.optim,
-                                pad_id=run.pad_id, ref_model=run.ref_model,
-                                max_new_tokens=cfg.rollout.max_new_tokens, ctx=ctx)
+            upd = policy_update(
+                model,
+                run.optimizer,
+                run.scheduler,
+                selection.samples,
+                cfg.algo,
+                cfg.optim,
+                pad_id=run.pad_id,
+                ref_model=run.ref_model,
+                max_new_tokens=cfg.rollout.max_new_tokens,
+                ctx=ctx,
+            )
             upd["update/skipped"] = 0
             run.engine.sync_weights(model)  # no-op for the transformers engine (it samples from `model`)
         # 7. metrics, evaluation, checkpoint; the step's freed memory goes back to the OS
         #    (host RSS per step in the metrics: flat over steps, see release_free_heap)
         release_free_heap()
         row = _step_row(step, metrics, upd, selection, gstats, n_bad, run.scheduler.get_last_lr()[0], t0)
-        row.update({"rollout/samples": n_generated, "budget/samples": run.samples_generated,
-                    "memory/host_rss_mb": proc_status_bytes("VmRSS") / 2**20})
+        row.update(
+            {
+                "rollout/samples": n_generated,
+                "budget/samples": run.samples_generated,
+                "memory/host_rss_mb": proc_status_bytes("VmRSS") / 2**20,
+            }
+        )
         if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
             last_eval = run.evaluate(step)
             row["eval/accuracy"] = last_eval.get("eval/accuracy")
@@ -102,9 +127,15 @@ def _begin(run: Run) -> dict[str, Any]:
     """A fresh run logs its data counts and the base policy's dev and test accuracy (step 0)."""
     if run.start_step > 0:
         return {}
-    run.logger.log({"step": 0, "data/train_records": len(run.data.train), "data/eval_records": len(run.data.eval),
-                    "data/test_records": len(run.data.test),
-                    "data/skipped_at_load": len(run.data.skipped)})
+    run.logger.log(
+        {
+            "step": 0,
+            "data/train_records": len(run.data.train),
+            "data/eval_records": len(run.data.eval),
+            "data/test_records": len(run.data.test),
+            "data/skipped_at_load": len(run.data.skipped),
+        }
+    )
     first = run.evaluate(0) if run.cfg.eval_every > 0 else {}
     return {**first, **run.evaluate(0, "test")}
 
@@ -119,11 +150,21 @@ def _experience(run: Run, step: int, rethink, sampling) -> tuple[Experience, lis
     cfg, ctx, G = run.cfg, run.ctx, run.cfg.rollout.group_size
 
     def draw() -> tuple[Experience, int]:
-        records, queries, bad = encode_batch(run.encoder,
-                                             run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank::ctx.world])
+        records, queries, bad = encode_batch(
+            run.encoder, run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank :: ctx.world]
+        )
         with gathered(run.model, ctx):
-            exp = collect(run.engine, run.processor.tokenizer, records, queries, params=sampling,
-                          reward_cfg=cfg.reward, rethink_cfg=rethink, rng=run.rethink_rng, step=step)
+            exp = collect(
+                run.engine,
+                run.processor.tokenizer,
+                records,
+                queries,
+                params=sampling,
+                reward_cfg=cfg.reward,
+                rethink_cfg=rethink,
+                rng=run.rethink_rng,
+                step=step,
+            )
         _set_advantages(exp.samples, cfg)
         return exp, len(bad)
 
@@ -141,12 +182,17 @@ def _experience(run: Run, step: int, rethink, sampling) -> tuple[Experience, lis
         generated += [s.reward for s in more.samples]
         more_kept, more_records = _keep_informative(more, G, first_group=len(kept_records))
         kept, kept_records = kept + more_kept, kept_records + more_records
-    kept, kept_records = kept[:target * G], kept_records[:target]
+    kept, kept_records = kept[: target * G], kept_records[:target]
     metrics = merge_metrics([e.metrics for e in rounds], [len(e.samples) for e in rounds])
     for key in {k for e in rounds for k in e.metrics if k.startswith("time/") or k in ("rollout/tokens",)}:
         metrics[key] = sum(e.metrics.get(key) or 0 for e in rounds)  # rounds run one after another
-    metrics.update({"dynamic/rounds": len(rounds), "dynamic/generated_groups": len(generated) // G,
-                    "dynamic/kept_groups": len(kept) // G})
+    metrics.update(
+        {
+            "dynamic/rounds": len(rounds),
+            "dynamic/generated_groups": len(generated) // G,
+            "dynamic/kept_groups": len(kept) // G,
+        }
+    )
     return Experience(kept, kept_records, metrics), generated, n_bad
 
 
@@ -157,15 +203,19 @@ def _keep_informative(exp: Experience, group_size: int, first_group: int = 0) ->
     records = []
     for g in range(0, len(kept), group_size):
         records.append(exp.records[kept[g].group])
-        for s in kept[g:g + group_size]:
+        for s in kept[g : g + group_size]:
             s.group = first_group + g // group_size
     return kept, records
 
 
 def informative_groups(samples: list[Sample], group_size: int) -> list[Sample]:
     """The samples of the groups (consecutive ``group_size`` samples) with a non-zero advantage."""
-    return [s for g in range(0, len(samples), group_size) if any(x.advantage != 0 for x in samples[g:g + group_size])
-            for s in samples[g:g + group_size]]
+    return [
+        s
+        for g in range(0, len(samples), group_size)
+        if any(x.advantage != 0 for x in samples[g : g + group_size])
+        for s in samples[g : g + group_size]
+    ]
 
 
 def _set_advantages(samples: list[Sample], cfg) -> None:
@@ -175,8 +225,16 @@ def _set_advantages(samples: list[Sample], cfg) -> None:
         s.advantage = a
 
 
-def _step_row(step: int, metrics: dict[str, Any], upd: dict[str, Any], selection: Selection | None,
-              gstats: dict[str, float], n_bad: int, lr: float, t0: float) -> dict[str, Any]:
+def _step_row(
+    step: int,
+    metrics: dict[str, Any],
+    upd: dict[str, Any],
+    selection: Selection | None,
+    gstats: dict[str, float],
+    n_bad: int,
+    lr: float,
+    t0: float,
+) -> dict[str, Any]:
     """One ``metrics.jsonl`` line: collection, update, SSR and group statistics (no SSR
     statistics when the step had nothing to select from, no group statistics when it
     generated nothing)."""
@@ -190,11 +248,22 @@ def _step_row(step: int, metrics: dict[str, Any], upd: dict[str, Any], selection
         if trained:
             row["ssr/mean_abs_advantage"] = sum(abs(a) for a in trained) / len(trained)
             row["ssr/positive_share"] = sum(a > 0 for a in trained) / len(trained)
-        row.update({"ssr/n_selected": sel["n_selected"], "ssr/n_unique": sel["n_unique"],
-                    "ssr/n_replayed": sel["n_replayed_from_buffer"], "ssr/replay_age_max": sel["replay_age_max"]})
+        row.update(
+            {
+                "ssr/n_selected": sel["n_selected"],
+                "ssr/n_unique": sel["n_unique"],
+                "ssr/n_replayed": sel["n_replayed_from_buffer"],
+                "ssr/replay_age_max": sel["replay_age_max"],
+            }
+        )
     if gstats:
-        row.update({"groups/all_correct": gstats["all_correct_share"], "groups/all_wrong": gstats["all_wrong_share"],
-                    "groups/zero_advantage": gstats["zero_adv_share"]})
+        row.update(
+            {
+                "groups/all_correct": gstats["all_correct_share"],
+                "groups/all_wrong": gstats["all_wrong_share"],
+                "groups/zero_advantage": gstats["zero_adv_share"],
+            }
+        )
     row.update({"data/skipped_bad": n_bad, "lr": lr, "time/step_s": time.perf_counter() - t0})
     return row
 

@@ -64,13 +64,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-GIB = 2 ** 30
+GIB = 2**30
 #: the longest toy puzzle prompt's text tokens (chat template + question + suffix)
 TOY_PROMPT_TEXT_TOKENS = 66
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
-                 max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 14 * 14 * 4 * 1280
+) -> tuple[int, int]:
     """Qwen2-VL / 2.5-VL's resize rule: sides rounded to multiples of ``factor``, area
     brought within [min_pixels, max_pixels] keeping the aspect ratio."""
     h_bar = max(factor, round(height / factor) * factor)
@@ -147,9 +148,17 @@ def count_parameters(config, lora_rank: int = 0, lora_targets: str | None = None
     tc = _text_config(config)
     head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
     vc = getattr(config, "vision_config", None)
-    counts = ModelCounts(total=total, vision=vision, lora=lora, layers=tc.num_hidden_layers, hidden=tc.hidden_size,
-                         kv_dim=(getattr(tc, "num_key_value_heads", None) or tc.num_attention_heads) * head_dim,
-                         intermediate=tc.intermediate_size, vocab=tc.vocab_size, largest_layer=largest)
+    counts = ModelCounts(
+        total=total,
+        vision=vision,
+        lora=lora,
+        layers=tc.num_hidden_layers,
+        hidden=tc.hidden_size,
+        kv_dim=(getattr(tc, "num_key_value_heads", None) or tc.num_attention_heads) * head_dim,
+        intermediate=tc.intermediate_size,
+        vocab=tc.vocab_size,
+        largest_layer=largest,
+    )
     if vc is not None:
         counts.vision_depth = getattr(vc, "depth", 0) or getattr(vc, "num_hidden_layers", 0)
         counts.vision_hidden = vc.hidden_size
@@ -212,26 +221,41 @@ class MemoryPlan:
 
     def table(self) -> str:
         c = self.counts
-        lines = [f"memory plan: {self.world} rank(s), {self.device}, {self.dtype}",
-                 f"parameters: {_count(c.total)} ({_count(c.vision)} vision), trainable "
-                 f"{_count(self.trainable)}" + (" (LoRA adapters)" if c.lora else ""),
-                 f"visual tokens per image: {self.visual_tokens_min} at min_pixels, {self.visual_tokens_max} at "
-                 f"max_pixels; prompt {self.prompt_tokens} tokens",
-                 "", "| part | per rank | note |", "|---|---|---|"]
+        lines = [
+            f"memory plan: {self.world} rank(s), {self.device}, {self.dtype}",
+            f"parameters: {_count(c.total)} ({_count(c.vision)} vision), trainable "
+            f"{_count(self.trainable)}" + (" (LoRA adapters)" if c.lora else ""),
+            f"visual tokens per image: {self.visual_tokens_min} at min_pixels, {self.visual_tokens_max} at "
+            f"max_pixels; prompt {self.prompt_tokens} tokens",
+            "",
+            "| part | per rank | note |",
+            "|---|---|---|",
+        ]
         for r in self.rows:
             lines.append(f"| {r.name} | {_fmt(r.bytes)} | {r.note} |")
-        lines += [f"| **peak, rollout phase** | {_fmt(self.rollout_peak)} | |",
-                  f"| **peak, update phase** | {_fmt(self.update_peak)} | |",
-                  f"| **peak per rank** | **{_fmt(self.peak)}** | estimate; allocator overhead on top |"]
+        lines += [
+            f"| **peak, rollout phase** | {_fmt(self.rollout_peak)} | |",
+            f"| **peak, update phase** | {_fmt(self.update_peak)} | |",
+            f"| **peak per rank** | **{_fmt(self.peak)}** | estimate; allocator overhead on top |",
+        ]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"world": self.world, "device": self.device, "dtype": self.dtype, "parameters": self.counts.total,
-                "trainable": self.trainable, "visual_tokens_min": self.visual_tokens_min,
-                "visual_tokens_max": self.visual_tokens_max, "prompt_tokens": self.prompt_tokens,
-                "rows": {r.name: r.bytes for r in self.rows}, "rollout_peak": self.rollout_peak,
-                "update_peak": self.update_peak, "peak": self.peak}
+        return {
+            "world": self.world,
+            "device": self.device,
+            "dtype": self.dtype,
+            "parameters": self.counts.total,
+            "trainable": self.trainable,
+            "visual_tokens_min": self.visual_tokens_min,
+            "visual_tokens_max": self.visual_tokens_max,
+            "prompt_tokens": self.prompt_tokens,
+            "rows": {r.name: r.bytes for r in self.rows},
+            "rollout_peak": self.rollout_peak,
+            "update_peak": self.update_peak,
+            "peak": self.peak,
+        }
 
 
 def _count(n: float) -> str:
@@ -241,7 +265,7 @@ def _count(n: float) -> str:
 def _fmt(n: float) -> str:
     if n >= GIB:
         return f"{n / GIB:.2f} GiB"
-    return f"{n / 2 ** 20:.1f} MiB"
+    return f"{n / 2**20:.1f} MiB"
 
 
 def proc_status_bytes(field: str = "VmRSS") -> float:
@@ -316,9 +340,18 @@ def _pixel_limits(cfg, model_dir: str | None) -> tuple[int | None, int | None]:
     return lo, hi
 
 
-def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes: int | None = None,
-         workload: Workload | None = None, model_dir: str | None = None, runtime: float | None = None,
-         counts: ModelCounts | None = None) -> MemoryPlan:
+def plan(
+    cfg,
+    model_config,
+    world: int = 1,
+    *,
+    device: str = "cpu",
+    dtype_bytes: int | None = None,
+    workload: Workload | None = None,
+    model_dir: str | None = None,
+    runtime: float | None = None,
+    counts: ModelCounts | None = None,
+) -> MemoryPlan:
     """The memory plan of ``cfg`` (a resolved ``TrainConfig``) for the model ``model_config``
     (a transformers config) on ``world`` ranks of ``device``. ``runtime``: the CPU runtime's
     baseline bytes (default: this process's RSS now, on a CPU; 0 on a GPU)."""
@@ -335,12 +368,22 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     else:
         trainable, train_bytes = c.total - (c.vision if m.freeze_vision else 0), b
     vision_trains = not lora and not m.freeze_vision and c.vision_depth > 0
-    out = MemoryPlan(world=world, device=device, dtype={4: "float32", 2: "bfloat16"}.get(b, f"{b} bytes"), counts=c,
-                     trainable=trainable, visual_tokens_min=None, visual_tokens_max=None, prompt_tokens=0)
+    out = MemoryPlan(
+        world=world,
+        device=device,
+        dtype={4: "float32", 2: "bfloat16"}.get(b, f"{b} bytes"),
+        counts=c,
+        trainable=trainable,
+        visual_tokens_min=None,
+        visual_tokens_max=None,
+        prompt_tokens=0,
+    )
     if cfg.rollout.engine == "vllm":
-        out.warnings.append(f"rollout.engine vllm: vLLM holds its own copy of the weights and its KV pool in "
-                            f"{cfg.rollout.vllm_gpu_memory_utilization:.0%} of the GPU's memory (sleeping between "
-                            "rollouts); the rollout rows here are the transformers engine's")
+        out.warnings.append(
+            f"rollout.engine vllm: vLLM holds its own copy of the weights and its KV pool in "
+            f"{cfg.rollout.vllm_gpu_memory_utilization:.0%} of the GPU's memory (sleeping between "
+            "rollouts); the rollout rows here are the transformers engine's"
+        )
     if lora and world > 1:
         out.warnings.append("LoRA runs in one process only (train/run.py); the sharded figures are hypothetical")
 
@@ -350,15 +393,15 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     per_image = 0
     if c.vision_depth and wl.images_per_query:
         if lo:
-            out.visual_tokens_min = visual_tokens(factor, factor, lo, hi or 10 ** 12, factor)  # a small image, upscaled
+            out.visual_tokens_min = visual_tokens(factor, factor, lo, hi or 10**12, factor)  # a small image, upscaled
         if hi:
-            out.visual_tokens_max = hi // factor ** 2
+            out.visual_tokens_max = hi // factor**2
         if wl.image_hw is not None:
-            per_image = visual_tokens(*wl.image_hw, lo or factor ** 2, hi or 10 ** 12, factor)
+            per_image = visual_tokens(*wl.image_hw, lo or factor**2, hi or 10**12, factor)
         else:
             per_image = out.visual_tokens_max or 1280
     vis_query = wl.visual_tokens if wl.visual_tokens is not None else wl.images_per_query * per_image
-    patches_query = vis_query * c.merge ** 2
+    patches_query = vis_query * c.merge**2
     text_tokens = wl.prompt_text_tokens
     if text_tokens is None:
         text_tokens = TOY_PROMPT_TEXT_TOKENS if cfg.preset == "toy" else 256
@@ -376,12 +419,24 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     grads = trainable * train_bytes / world
     adam = 2 * trainable * train_bytes / world
     ref = c.total * b if cfg.algo.kl_coef > 0 else 0.0
-    out.rows.append(Row("weights", weights, f"{_count(c.total)} x {b} B" + (f" / {world} (FSDP2)" if world > 1 else "")))
+    out.rows.append(
+        Row("weights", weights, f"{_count(c.total)} x {b} B" + (f" / {world} (FSDP2)" if world > 1 else ""))
+    )
     if adapters:
-        out.rows.append(Row("LoRA adapters", adapters, f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}"
-                            + (f" / {world}" if world > 1 else "")))
-    out.rows.append(Row("gradients", grads, f"{_count(trainable)} trainable x {train_bytes} B"
-                        + (f" / {world}" if world > 1 else "") + "; update only"))
+        out.rows.append(
+            Row(
+                "LoRA adapters",
+                adapters,
+                f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}" + (f" / {world}" if world > 1 else ""),
+            )
+        )
+    out.rows.append(
+        Row(
+            "gradients",
+            grads,
+            f"{_count(trainable)} trainable x {train_bytes} B" + (f" / {world}" if world > 1 else "") + "; update only",
+        )
+    )
     out.rows.append(Row("AdamW state", adam, f"2 moments x {train_bytes} B" + (f" / {world}" if world > 1 else "")))
     if ref:
         out.rows.append(Row("reference model", ref, "kl_coef > 0: a frozen full copy"))
@@ -397,17 +452,23 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     else:
         tokens = U * P + B * C
         act = (a_layer * (L + 1) * tokens + 2 * L * kv * P * B) * b
-        act_note = (f"{a_layer:.0f} elements/token/layer x ({L} layers + 1 in backward) x ({U}x{P} prompt + "
-                    f"{B}x{C} completion) + the prompt KV for {B} rows")
+        act_note = (
+            f"{a_layer:.0f} elements/token/layer x ({L} layers + 1 in backward) x ({U}x{P} prompt + "
+            f"{B}x{C} completion) + the prompt KV for {B} rows"
+        )
     vis_act = 0.0
     if vision_trains and patches_query:
         patches = U * patches_query
         va = layer_activation_elements(c.vision_hidden, c.vision_hidden, c.vision_intermediate, b)
-        vis_act = (c.vision_depth * patches * c.vision_hidden + patches * va) * b if m.gradient_checkpointing \
+        vis_act = (
+            (c.vision_depth * patches * c.vision_hidden + patches * va) * b
+            if m.gradient_checkpointing
             else c.vision_depth * patches * va * b
+        )
     logits = B * (C + 1) * V * (b + 12)
-    out.rows.append(Row("activations / micro-batch", act + vis_act,
-                        act_note + (f"; vision {_fmt(vis_act)}" if vis_act else "")))
+    out.rows.append(
+        Row("activations / micro-batch", act + vis_act, act_note + (f"; vision {_fmt(vis_act)}" if vis_act else ""))
+    )
     out.rows.append(Row("logits / micro-batch", logits, f"{B} x {C + 1} x {V} x {b + 12} B"))
     fsdp_gather = 2 * c.largest_layer * b if world > 1 else 0.0
     if fsdp_gather:
@@ -425,14 +486,26 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     if rc is not None:
         n_pre = max(n_pre, min(cfg.rollout.max_batch_queries, rows))
         p_pre = P + max(rc.max_response_tokens - rc.headroom_tokens, 0) + 16  # 16: the trigger's tokens, at most
-    prefill = max(n_pre * p_pre * (4 * h + 3 * inter),
-                  n_pre * patches_query * (4 * c.vision_hidden + 3 * c.vision_intermediate))
+    prefill = max(
+        n_pre * p_pre * (4 * h + 3 * inter), n_pre * patches_query * (4 * c.vision_hidden + 3 * c.vision_intermediate)
+    )
     prefill = prefill * b + rows * V * 4 * 3
     gathered = c.total * b * (1 - 1 / world) if world > 1 else 0.0
-    out.rows.append(Row("rollout KV cache", kv_cache, f"2 x {L} x {kv} x {b} B x {T} tokens x {rows} rows "
-                        f"({U_roll} queries x G={G})"))
-    out.rows.append(Row("rollout prefill working set", prefill, f"{n_pre} prompts of {p_pre} tokens, one layer"
-                        + (" (Forced Rethinking's continuations)" if n_pre > U_roll or p_pre > P else "")))
+    out.rows.append(
+        Row(
+            "rollout KV cache",
+            kv_cache,
+            f"2 x {L} x {kv} x {b} B x {T} tokens x {rows} rows ({U_roll} queries x G={G})",
+        )
+    )
+    out.rows.append(
+        Row(
+            "rollout prefill working set",
+            prefill,
+            f"{n_pre} prompts of {p_pre} tokens, one layer"
+            + (" (Forced Rethinking's continuations)" if n_pre > U_roll or p_pre > P else ""),
+        )
+    )
     if gathered:
         out.rows.append(Row("rollout: gathered weights", gathered, "the rest of the model, unsharded for sampling"))
     rt = runtime if runtime is not None else (runtime_bytes() if device == "cpu" else 0.0)
@@ -445,8 +518,9 @@ def plan(cfg, model_config, world: int = 1, *, device: str = "cpu", dtype_bytes:
     return out
 
 
-def plan_for(cfg, world: int = 1, *, workload: Workload | None = None, device: str | None = None,
-             runtime: float | None = None) -> MemoryPlan:
+def plan_for(
+    cfg, world: int = 1, *, workload: Workload | None = None, device: str | None = None, runtime: float | None = None
+) -> MemoryPlan:
     """``plan`` for a resolved config: the model's ``config.json`` read from ``model.path``
     (the toy policy when none), the device from ``cfg.device``."""
     from transformers import AutoConfig

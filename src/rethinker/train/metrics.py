@@ -19,8 +19,13 @@ def _clean(v: Any) -> Any:
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: str | Path, report_to: list[str] | None = None, config: dict | None = None,
-                 resume_step: int | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        report_to: list[str] | None = None,
+        config: dict | None = None,
+        resume_step: int | None = None,
+    ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
@@ -87,9 +92,16 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def console_line(row: dict[str, Any]) -> str:
-    keys = [("reward/mean", "reward"), ("accuracy", "acc"), ("effective_ratio/before_ssr", "eff"),
-            ("reflection_rate", "refl"), ("rethink/accepted", "rethink"), ("loss/policy", "loss"),
-            ("time/step_s", "s/step"), ("eval/accuracy", "EVAL")]
+    keys = [
+        ("reward/mean", "reward"),
+        ("accuracy", "acc"),
+        ("effective_ratio/before_ssr", "eff"),
+        ("reflection_rate", "refl"),
+        ("rethink/accepted", "rethink"),
+        ("loss/policy", "loss"),
+        ("time/step_s", "s/step"),
+        ("eval/accuracy", "EVAL"),
+    ]
     parts = []
     for k, short in keys:
         v = row.get(k)

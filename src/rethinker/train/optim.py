@@ -14,8 +14,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, sharded: bool) -> t
     than the default on the toy CPU run) unless FSDP2's DTensor parameters need the default."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     fused = not sharded and all(p.device.type in ("cpu", "cuda") for p in trainable)
-    return torch.optim.AdamW(trainable, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                             weight_decay=cfg.optim.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(
+        trainable,
+        lr=cfg.optim.lr,
+        betas=tuple(cfg.optim.betas),
+        weight_decay=cfg.optim.weight_decay,
+        fused=fused or None,
+    )
 
 
 def updates_per_step(cfg: TrainConfig) -> int:

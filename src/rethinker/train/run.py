@@ -26,10 +26,18 @@ from ..rollout.hf import TransformersEngine
 from ..rollout.inputs import PromptEncoder
 from ..toyworld.model import resolve_model_path
 from . import checkpoint as ckpt
-from .config import TrainConfig, save as save_config
+from .config import TrainConfig
+from .config import save as save_config
 from .data import Datasets, QuerySampler, load_datasets
-from .distributed import (DistContext, full_model_state, full_optimizer_state, gathered, init_distributed,
-                          load_optimizer_state, shard_model)
+from .distributed import (
+    DistContext,
+    full_model_state,
+    full_optimizer_state,
+    gathered,
+    init_distributed,
+    load_optimizer_state,
+    shard_model,
+)
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
 
@@ -85,23 +93,40 @@ class Run:
         t = time.perf_counter()
         encoder = self.eval_encoder if split == "eval" else self.test_encoder
         with gathered(self.model, ctx):
-            res = evaluate(self.engine, encoder, records[ctx.rank::ctx.world],
-                           max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
-                           batch_queries=cfg.rollout.max_batch_queries)
+            res = evaluate(
+                self.engine,
+                encoder,
+                records[ctx.rank :: ctx.world],
+                max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
+                batch_queries=cfg.rollout.max_batch_queries,
+            )
         res = EvalResult.merged(ctx.gather_objects(res))
         lo, hi = res.confidence_interval()
-        row = {"step": step, f"{split}/accuracy": res.accuracy, f"{split}/ci_low": lo, f"{split}/ci_high": hi,
-               f"{split}/n": res.n_items, f"{split}/skipped": len(res.skipped), f"time/{split}_s": time.perf_counter() - t}
+        row = {
+            "step": step,
+            f"{split}/accuracy": res.accuracy,
+            f"{split}/ci_low": lo,
+            f"{split}/ci_high": hi,
+            f"{split}/n": res.n_items,
+            f"{split}/skipped": len(res.skipped),
+            f"time/{split}_s": time.perf_counter() - t,
+        }
         row[f"{split}/reflection_rate"] = reflection_rate([p.response for p in res.predictions])
         row.update({f"{split}/accuracy/{k}": v for k, v in res.by_category.items()})
         self.logger.log(row)
         if ctx.is_main:
-            print(f"step {step}: {split} accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}",
-                  file=sys.stderr)
+            print(
+                f"step {step}: {split} accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {res.n_items}",
+                file=sys.stderr,
+            )
             if split == "test":
-                write_atomic(self.run_dir / f"test-predictions-{step}.jsonl", "".join(
-                    json.dumps({"id": p.id, "category": p.category, "correct": bool(p.correct)}) + "\n"
-                    for p in res.predictions))
+                write_atomic(
+                    self.run_dir / f"test-predictions-{step}.jsonl",
+                    "".join(
+                        json.dumps({"id": p.id, "category": p.category, "correct": bool(p.correct)}) + "\n"
+                        for p in res.predictions
+                    ),
+                )
         return row
 
     def save(self, step: int) -> None:
@@ -111,12 +136,25 @@ class Run:
         optim_state = full_optimizer_state(self.model, self.optimizer, ctx)
         rngs = ctx.gather_objects(ckpt.rng_state())
         if ctx.is_main:
-            state = {"optimizer": optim_state, "scheduler": self.scheduler.state_dict(),
-                     "sampler": self.sampler.state_dict(), "selector": self.selector.state_dict(),
-                     "rethink_rng": self.rethink_rng.bit_generator.state, "rng": rngs, "world_size": ctx.world,
-                     "samples_generated": self.samples_generated}
-            ckpt.save_checkpoint(self.run_dir, step, self.model, self.processor, state,
-                                 keep=self.cfg.keep_checkpoints, model_state=model_state)
+            state = {
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "selector": self.selector.state_dict(),
+                "rethink_rng": self.rethink_rng.bit_generator.state,
+                "rng": rngs,
+                "world_size": ctx.world,
+                "samples_generated": self.samples_generated,
+            }
+            ckpt.save_checkpoint(
+                self.run_dir,
+                step,
+                self.model,
+                self.processor,
+                state,
+                keep=self.cfg.keep_checkpoints,
+                model_state=model_state,
+            )
         ctx.barrier()
 
     def log_samples(self, step: int, exp, selection) -> None:
@@ -128,8 +166,9 @@ class Run:
         for s in exp.samples:
             s.meta.pop("rethink_attempt", None)
 
-    def finish(self, first_eval: dict[str, Any], last_eval: dict[str, Any],
-               last_test: dict[str, Any] | None, *, steps: int) -> dict[str, Any]:
+    def finish(
+        self, first_eval: dict[str, Any], last_eval: dict[str, Any], last_test: dict[str, Any] | None, *, steps: int
+    ) -> dict[str, Any]:
         """Close the logs; merge LoRA adapters into full weights (``merged/``); write
         ``curves.png`` and ``report.html``. ``steps``: the last step the run reached (a
         sample budget can end it before ``max_steps``)."""
@@ -147,9 +186,15 @@ class Run:
             except Exception as exc:  # a plot must never fail a finished run
                 print(f"warning: could not plot curves or write report.html: {exc}", file=sys.stderr)
         self.ctx.barrier()
-        return {"base_eval": first_eval.get("eval/accuracy"), "final_eval": last_eval.get("eval/accuracy"),
-                "base_test": first_eval.get("test/accuracy"), "final_test": (last_test or {}).get("test/accuracy"),
-                "steps": steps, "samples": self.samples_generated, "run_dir": str(self.run_dir)}
+        return {
+            "base_eval": first_eval.get("eval/accuracy"),
+            "final_eval": last_eval.get("eval/accuracy"),
+            "base_test": first_eval.get("test/accuracy"),
+            "final_test": (last_test or {}).get("test/accuracy"),
+            "steps": steps,
+            "samples": self.samples_generated,
+            "run_dir": str(self.run_dir),
+        }
 
 
 def _seed(seed: int) -> None:
@@ -158,8 +203,9 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_models(cfg: TrainConfig, ctx: DistContext, device: torch.device, dtype: torch.dtype,
-                 last: Path | None) -> tuple[Any, Any, Any]:
+def _load_models(
+    cfg: TrainConfig, ctx: DistContext, device: torch.device, dtype: torch.dtype, last: Path | None
+) -> tuple[Any, Any, Any]:
     """The policy (from the latest checkpoint when resuming; sharded with several
     processes), its processor, and the frozen reference when a KL term needs one."""
     base = resolve_model_path(cfg.model.path)
@@ -167,18 +213,29 @@ def _load_models(cfg: TrainConfig, ctx: DistContext, device: torch.device, dtype
     if cfg.model.lora_rank > 0:
         if ctx.enabled:
             raise ValueError("LoRA with several processes is not supported yet: run LoRA in one process")
-        lora = {"rank": cfg.model.lora_rank, "alpha": cfg.model.lora_alpha, "dropout": cfg.model.lora_dropout,
-                "targets": cfg.model.lora_targets, "base": base}
-    model, processor = load_policy(str(last) if last else base, device=device, dtype=dtype,
-                                   attn_implementation=cfg.model.attn_implementation,
-                                   gradient_checkpointing=cfg.model.gradient_checkpointing,
-                                   freeze_vision=cfg.model.freeze_vision, lora=lora)
+        lora = {
+            "rank": cfg.model.lora_rank,
+            "alpha": cfg.model.lora_alpha,
+            "dropout": cfg.model.lora_dropout,
+            "targets": cfg.model.lora_targets,
+            "base": base,
+        }
+    model, processor = load_policy(
+        str(last) if last else base,
+        device=device,
+        dtype=dtype,
+        attn_implementation=cfg.model.attn_implementation,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        freeze_vision=cfg.model.freeze_vision,
+        lora=lora,
+    )
     if ctx.enabled:
         shard_model(model, ctx, device)
     ref_model = None
     if cfg.algo.kl_coef > 0:
-        ref_model, _ = load_policy(base, device=device, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
-                                   trainable=False)
+        ref_model, _ = load_policy(
+            base, device=device, dtype=dtype, attn_implementation=cfg.model.attn_implementation, trainable=False
+        )
     return model, processor, ref_model
 
 
@@ -186,11 +243,19 @@ def _engine(cfg: TrainConfig, model, processor, dtype: torch.dtype) -> RolloutEn
     if cfg.rollout.engine == "vllm":  # colocated; the policy's weights are pushed into it after every update
         from ..rollout.vllm import VLLMEngine  # optional extra
 
-        return VLLMEngine(resolve_model_path(cfg.model.path), processor, policy=model,
-                          gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
-                          sleep_level=cfg.rollout.vllm_sleep_level, dtype=str(dtype).removeprefix("torch."),
-                          min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels, seed=cfg.seed,
-                          enforce_eager=cfg.rollout.vllm_enforce_eager, kv_cache_gb=cfg.rollout.vllm_kv_cache_gb)
+        return VLLMEngine(
+            resolve_model_path(cfg.model.path),
+            processor,
+            policy=model,
+            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+            sleep_level=cfg.rollout.vllm_sleep_level,
+            dtype=str(dtype).removeprefix("torch."),
+            min_pixels=cfg.model.min_pixels,
+            max_pixels=cfg.model.max_pixels,
+            seed=cfg.seed,
+            enforce_eager=cfg.rollout.vllm_enforce_eager,
+            kv_cache_gb=cfg.rollout.vllm_kv_cache_gb,
+        )
     return TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
 
 
@@ -217,27 +282,58 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     # only an epoch later (4000 toy records: 500 steps), so a cache there never hit and only
     # held up to its bound (256 MB: ~3 MB a step on 50-200 KB images) of records already
     # trained on. The held-out set is encoded again at every evaluation: its encoder caches.
-    encoders = [PromptEncoder(processor, suffix=cfg.data.prompt_suffix, base_dir=base, min_pixels=cfg.model.min_pixels,
-                              max_pixels=cfg.model.max_pixels, keep_images=keep_images,
-                              max_prompt_tokens=cfg.data.max_prompt_tokens, **extra)
-                for base, extra in ((data.base_dir, {"cache_bytes": 0}), (data.eval_base_dir, {}),
-                                    (data.test_base_dir, {"cache_bytes": 0}))]  # the test set: twice a run
+    encoders = [
+        PromptEncoder(
+            processor,
+            suffix=cfg.data.prompt_suffix,
+            base_dir=base,
+            min_pixels=cfg.model.min_pixels,
+            max_pixels=cfg.model.max_pixels,
+            keep_images=keep_images,
+            max_prompt_tokens=cfg.data.max_prompt_tokens,
+            **extra,
+        )
+        for base, extra in (
+            (data.base_dir, {"cache_bytes": 0}),
+            (data.eval_base_dir, {}),
+            (data.test_base_dir, {"cache_bytes": 0}),
+        )
+    ]  # the test set: twice a run
     optimizer = make_optimizer(model, cfg, sharded=ctx.enabled)
-    run = Run(cfg=cfg, ctx=ctx, run_dir=run_dir, device=device, dtype=dtype, model=model, processor=processor,
-              ref_model=ref_model, data=data, encoder=encoders[0], eval_encoder=encoders[1], test_encoder=encoders[2],
-              engine=_engine(cfg, model, processor, dtype),
-              sampler=QuerySampler(data.train, cfg.seed, cfg.data.shuffle),
-              selector=SampleSelector.from_config(cfg.ssr, seed=cfg.seed),
-              rethink_rng=np.random.Generator(np.random.PCG64([cfg.seed, 1])),
-              optimizer=optimizer, scheduler=make_scheduler(optimizer, cfg), logger=NullLogger())
+    run = Run(
+        cfg=cfg,
+        ctx=ctx,
+        run_dir=run_dir,
+        device=device,
+        dtype=dtype,
+        model=model,
+        processor=processor,
+        ref_model=ref_model,
+        data=data,
+        encoder=encoders[0],
+        eval_encoder=encoders[1],
+        test_encoder=encoders[2],
+        engine=_engine(cfg, model, processor, dtype),
+        sampler=QuerySampler(data.train, cfg.seed, cfg.data.shuffle),
+        selector=SampleSelector.from_config(cfg.ssr, seed=cfg.seed),
+        rethink_rng=np.random.Generator(np.random.PCG64([cfg.seed, 1])),
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, cfg),
+        logger=NullLogger(),
+    )
     if last is not None:
         _restore(run, last)
     if ctx.is_main:
         save_config(cfg, run_dir / "config.yaml")
         run.logger = MetricsLogger(run_dir, cfg.report_to, resume_step=run.start_step if last else None)
         if cfg.log_samples > 0:
-            run.sample_log = SampleLog(run_dir, cfg.log_samples, resume_step=run.start_step if last else None,
-                                       base_dir=data.base_dir, sinks=run.logger.sinks)
+            run.sample_log = SampleLog(
+                run_dir,
+                cfg.log_samples,
+                resume_step=run.start_step if last else None,
+                base_dir=data.base_dir,
+                sinks=run.logger.sinks,
+            )
     return run
 
 
@@ -254,8 +350,9 @@ def _restore(run: Run, last: Path) -> None:
     if len(rngs) == ctx.world:
         ckpt.set_rng_state(rngs[ctx.rank])
     else:  # another world size: exact continuation is impossible, reseed per rank
-        print(f"warning: checkpoint from {len(rngs)} process(es), running {ctx.world}: sampling reseeded",
-              file=sys.stderr)
+        print(
+            f"warning: checkpoint from {len(rngs)} process(es), running {ctx.world}: sampling reseeded", file=sys.stderr
+        )
         torch.manual_seed(run.cfg.seed + ctx.rank + 7919 * int(state["step"]))
     run.start_step = int(state["step"])
     run.samples_generated = int(state.get("samples_generated", 0))  # absent in checkpoints before the budget

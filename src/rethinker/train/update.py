@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -44,7 +45,7 @@ def _chunks(samples: Sequence[Sample], size: int, by_length: bool) -> list[Chunk
         order.sort(key=lambda i: samples[i].prompt.length + len(samples[i].completion_ids))
     out = []
     for start in range(0, len(order), size):
-        part = [samples[i] for i in order[start:start + size]]
+        part = [samples[i] for i in order[start : start + size]]
         uniq: dict[int, int] = {}
         queries: list[QueryInputs] = []
         qidx = []
@@ -66,13 +67,21 @@ def _dense(values: Sequence[Sequence[float] | torch.Tensor], target: torch.Tenso
     return out
 
 
-def _forward(model, chunk: Chunk, pad_id: int, device, dtype, *, with_entropy: bool = False,
-             entropy_grad: bool = False):
+def _forward(
+    model, chunk: Chunk, pad_id: int, device, dtype, *, with_entropy: bool = False, entropy_grad: bool = False
+):
     """Score a chunk: returns (a batch whose ``target_mask`` locates the completion tokens,
     ``Scores`` in that layout)."""
     if prefix.supported(model):
-        return score_grouped(model, chunk.queries, [s.completion_ids for s in chunk.samples], chunk.query_index,
-                             pad_id, with_entropy=with_entropy, entropy_grad=entropy_grad)
+        return score_grouped(
+            model,
+            chunk.queries,
+            [s.completion_ids for s in chunk.samples],
+            chunk.query_index,
+            pad_id,
+            with_entropy=with_entropy,
+            entropy_grad=entropy_grad,
+        )
     batch = collate_sequences(chunk.queries, [s.completion_ids for s in chunk.samples], chunk.query_index, pad_id)
     batch = batch.to(device, dtype)
     scores = score(model, chunk.queries, batch, with_entropy=with_entropy, entropy_grad=entropy_grad)
@@ -80,8 +89,7 @@ def _forward(model, chunk: Chunk, pad_id: int, device, dtype, *, with_entropy: b
 
 
 @torch.no_grad()
-def behaviour_logprobs(model, samples: Sequence[Sample], pad_id: int, micro_batch_size: int,
-                       device, dtype) -> None:
+def behaviour_logprobs(model, samples: Sequence[Sample], pad_id: int, micro_batch_size: int, device, dtype) -> None:
     """Fill ``behaviour_logprobs`` of the samples that lack it with the current policy's
     (call before the first of several optimizer steps, or before samples enter a
     cross-step replay buffer)."""
@@ -115,7 +123,7 @@ class Denominators:
     sft: float  # tokens of the correct, positive-advantage samples (auxiliary SFT loss)
 
     @classmethod
-    def of(cls, mini_batch: Sequence[Sample], aggregation: str, world: int) -> "Denominators":
+    def of(cls, mini_batch: Sequence[Sample], aggregation: str, world: int) -> Denominators:
         masks = [torch.as_tensor(s.completion_mask, dtype=torch.float32) for s in mini_batch]
         n_tok = float(sum(m.sum() for m in masks))
         sft = float(sum(m.sum() for s, m in zip(mini_batch, masks) if s.reward >= 1.0 and s.advantage > 0))
@@ -179,13 +187,22 @@ class UpdateStats:
         return out
 
 
-def chunk_loss(model, chunk: Chunk, algo, denom: Denominators, *, pad_id: int, device, dtype, ref_model=None,
-               max_new_tokens: int | None = None) -> tuple[torch.Tensor, dict[str, Any], dict[str, float], float]:
+def chunk_loss(
+    model,
+    chunk: Chunk,
+    algo,
+    denom: Denominators,
+    *,
+    pad_id: int,
+    device,
+    dtype,
+    ref_model=None,
+    max_new_tokens: int | None = None,
+) -> tuple[torch.Tensor, dict[str, Any], dict[str, float], float]:
     """One micro-batch's loss (its share of the mini-batch's mean: policy + KL - entropy
     bonus + SFT), the policy-loss statistics, the loss terms as floats, and the summed
     token entropy. A lockstep filler (weight 0) returns its policy loss times zero."""
-    batch, scores = _forward(model, chunk, pad_id, device, dtype, with_entropy=True,
-                             entropy_grad=algo.entropy_coef > 0)
+    batch, scores = _forward(model, chunk, pad_id, device, dtype, with_entropy=True, entropy_grad=algo.entropy_coef > 0)
     tm = batch.target_mask
     mask = _dense([s.completion_mask for s in chunk.samples], tm) > 0
     lp = scores.logprobs
@@ -197,8 +214,18 @@ def chunk_loss(model, chunk: Chunk, algo, denom: Denominators, *, pad_id: int, d
             if s.behaviour_logprobs is not None:
                 old[i][tm[i]] = torch.as_tensor(s.behaviour_logprobs, dtype=old.dtype, device=old.device)
     adv = torch.tensor([float(s.advantage) for s in chunk.samples], device=device)
-    loss, st = policy_loss(lp, old, adv, mask, algo.clip_low, algo.clip_high, algo.aggregation,
-                           max_tokens=max_new_tokens, normalizer=denom.policy, ratio_level=algo.ratio_level)
+    loss, st = policy_loss(
+        lp,
+        old,
+        adv,
+        mask,
+        algo.clip_low,
+        algo.clip_high,
+        algo.aggregation,
+        max_tokens=max_new_tokens,
+        normalizer=denom.policy,
+        ratio_level=algo.ratio_level,
+    )
     if chunk.weight == 0.0:
         return loss * 0.0, st, {}, 0.0
     terms = {"loss/policy": float(loss.detach())}
@@ -220,8 +247,19 @@ def chunk_loss(model, chunk: Chunk, algo, denom: Denominators, *, pad_id: int, d
     return loss, st, terms, float(ent_tokens)
 
 
-def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, optim, *, pad_id: int,
-                  ref_model=None, max_new_tokens: int | None = None, ctx=None) -> dict[str, Any]:
+def policy_update(
+    model,
+    optimizer,
+    scheduler,
+    samples: Sequence[Sample],
+    algo,
+    optim,
+    *,
+    pad_id: int,
+    ref_model=None,
+    max_new_tokens: int | None = None,
+    ctx=None,
+) -> dict[str, Any]:
     """One rollout step's update: one or more optimizer steps over ``samples``.
 
     With several processes (``ctx``, see ``train/distributed.py``) every rank passes the
@@ -234,7 +272,7 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
     t0 = time.perf_counter()
     samples = list(samples)
     mini = optim.mini_batch_size or len(samples)
-    minis = [samples[i:i + mini] for i in range(0, len(samples), mini)]
+    minis = [samples[i : i + mini] for i in range(0, len(samples), mini)]
     if len(minis) > 1:
         with gathered(model, ctx):
             local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
@@ -243,14 +281,23 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
     for mb in minis:
         denom = Denominators.of(mb, algo.aggregation, ctx.world)
         chunks = _chunks(_local_share(mb, ctx.rank, ctx.world), optim.micro_batch_size, optim.bucket_by_length)
-        n_chunks = max(math.ceil(len(mb[r::ctx.world]) / optim.micro_batch_size) for r in range(ctx.world))
+        n_chunks = max(math.ceil(len(mb[r :: ctx.world]) / optim.micro_batch_size) for r in range(ctx.world))
         while len(chunks) < n_chunks:  # lockstep filler: a real sample with zero weight
             chunks.append(Chunk([mb[0]], [mb[0].prompt], [0], weight=0.0))
         optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
         for chunk in chunks:
-            loss, st, terms, ent = chunk_loss(model, chunk, algo, denom, pad_id=pad_id, device=device, dtype=dtype,
-                                              ref_model=ref_model, max_new_tokens=max_new_tokens)
+            loss, st, terms, ent = chunk_loss(
+                model,
+                chunk,
+                algo,
+                denom,
+                pad_id=pad_id,
+                device=device,
+                dtype=dtype,
+                ref_model=ref_model,
+                max_new_tokens=max_new_tokens,
+            )
             if chunk.weight == 0.0:
                 loss.backward()
                 continue
@@ -262,7 +309,9 @@ def policy_update(model, optimizer, scheduler, samples: Sequence[Sample], algo, 
             optimizer.zero_grad(set_to_none=True)
             stats.skipped += 1
             continue
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip if optim.grad_clip > 0 else float("inf"))
+        gn = torch.nn.utils.clip_grad_norm_(
+            model.parameters(), optim.grad_clip if optim.grad_clip > 0 else float("inf")
+        )
         gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
         if not torch.isfinite(gn):
             optimizer.zero_grad(set_to_none=True)

@@ -29,5 +29,15 @@ BENCHMARKS: dict[str, Reader] = {
     "megabench": load_megabench,
 }
 
-__all__ = ["BENCHMARKS", "Reader", "load_emma", "load_mathverse", "load_mathvision", "load_mathvista",
-           "load_megabench", "load_mmmu", "load_mmmu_pro_standard", "load_mmmu_pro_vision"]
+__all__ = [
+    "BENCHMARKS",
+    "Reader",
+    "load_emma",
+    "load_mathverse",
+    "load_mathvision",
+    "load_mathvista",
+    "load_megabench",
+    "load_mmmu",
+    "load_mmmu_pro_standard",
+    "load_mmmu_pro_vision",
+]

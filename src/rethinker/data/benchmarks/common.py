@@ -71,14 +71,21 @@ def check_letter(answer: str, n_choices: int) -> str:
     if not a:
         return ""
     if len(a) != 1 or a not in LETTERS[:n_choices]:
-        raise RecordError(f"answer {answer!r} is not a letter among A-{LETTERS[n_choices - 1]}" if n_choices
-                          else f"answer {answer!r} given but no options")
+        raise RecordError(
+            f"answer {answer!r} is not a letter among A-{LETTERS[n_choices - 1]}"
+            if n_choices
+            else f"answer {answer!r} given but no options"
+        )
     return a
 
 
 def numeric_type(answer: str) -> str:
     """``integer`` / ``float`` when the answer is a plain number, else ``expression``."""
-    a = answer.strip().replace(",", "") if re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", answer.strip()) else answer.strip()
+    a = (
+        answer.strip().replace(",", "")
+        if re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", answer.strip())
+        else answer.strip()
+    )
     if _INT_RE.fullmatch(a):
         return "integer"
     if _FLOAT_RE.fullmatch(a):
@@ -161,9 +168,17 @@ def subset_path(path: str | Path, names: list[str]) -> Path:
     return p
 
 
-def load_benchmark(path: str | Path, split: str | None, convert: Callable[[Mapping[str, Any]], Mapping[str, Any]],
-                   *, id_field: str, base_dir: str | Path | None = None, require_images: bool = True,
-                   check_images: bool = True, rows: Iterator[Any] | None = None) -> LoadResult:
+def load_benchmark(
+    path: str | Path,
+    split: str | None,
+    convert: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    *,
+    id_field: str,
+    base_dir: str | Path | None = None,
+    require_images: bool = True,
+    check_images: bool = True,
+    rows: Iterator[Any] | None = None,
+) -> LoadResult:
     """Run one benchmark's row converter over a file or hub folder (``split`` picks the
     split's files in a folder; a single file is read whole)."""
     p = Path(path)
@@ -173,5 +188,12 @@ def load_benchmark(path: str | Path, split: str | None, convert: Callable[[Mappi
         base_dir = p if p.is_dir() else p.parent
     if rows is None:
         rows = iter_rows(p, split if p.is_dir() else None)
-    return build_records(rows, convert, base_dir=base_dir, check_images=check_images,
-                         require_images=require_images, id_field=id_field, source=str(p))
+    return build_records(
+        rows,
+        convert,
+        base_dir=base_dir,
+        check_images=check_images,
+        require_images=require_images,
+        id_field=id_field,
+        source=str(p),
+    )

@@ -19,7 +19,16 @@ from typing import Any
 
 from ...records import RecordError
 from ..io import DataError, LoadResult, build_records, iter_rows
-from .common import check_letter, image_cell, image_columns, none_text, normalize_placeholders, numeric_type, parse_option_list, require_text
+from .common import (
+    check_letter,
+    image_cell,
+    image_columns,
+    none_text,
+    normalize_placeholders,
+    numeric_type,
+    parse_option_list,
+    require_text,
+)
 
 SOURCE = "luckychao/EMMA"
 SUBJECTS = ("Math", "Physics", "Chemistry", "Coding")
@@ -53,7 +62,9 @@ def convert(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_emma(path: str | Path, split: str | None = None, *, subjects: tuple[str, ...] = SUBJECTS, **kw: Any) -> LoadResult:
+def load_emma(
+    path: str | Path, split: str | None = None, *, subjects: tuple[str, ...] = SUBJECTS, **kw: Any
+) -> LoadResult:
     """Read EMMA: the repository folder (every subject folder in ``subjects`` that is
     there), one subject folder, or one parquet file."""
     p = Path(path)
@@ -69,5 +80,6 @@ def load_emma(path: str | Path, split: str | None = None, *, subjects: tuple[str
             yield from iter_rows(f, split)
 
     base = p if p.is_dir() else p.parent
-    return build_records(rows(), convert, base_dir=base, id_field="pid", source=str(p),
-                         check_images=kw.get("check_images", True))
+    return build_records(
+        rows(), convert, base_dir=base, id_field="pid", source=str(p), check_images=kw.get("check_images", True)
+    )

@@ -38,7 +38,7 @@ def parse_choices(question: str) -> list[str]:
     if not m:
         return []
     out: list[str] = []
-    for line in question[m.end():].split("\n"):
+    for line in question[m.end() :].split("\n"):
         lm = _CHOICE_LINE.match(line)
         if not lm:
             if line.strip():
@@ -69,8 +69,12 @@ def convert(row: Mapping[str, Any]) -> dict[str, Any]:
     else:
         answer_type = numeric_type(answer) if answer.strip() else None
     meta = dict(row.get("metadata") or {})
-    meta.update(problem_index=str(row.get("problem_index")), problem_version=version, question_type=qtype,
-                question_for_eval=row.get("question_for_eval"))
+    meta.update(
+        problem_index=str(row.get("problem_index")),
+        problem_version=version,
+        question_type=qtype,
+        question_for_eval=row.get("question_for_eval"),
+    )
     return {
         "id": sid,
         "question": question,
@@ -93,6 +97,7 @@ def load_mathverse(path: str | Path, split: str | None = None, **kw: Any) -> Loa
     if p.is_dir():
         for name in (f"{split}.parquet", f"{split}.json"):
             if (p / name).is_file():
-                return load_benchmark(p / name, None, convert, id_field="sample_index", require_images=False,
-                                      base_dir=p, **kw)
+                return load_benchmark(
+                    p / name, None, convert, id_field="sample_index", require_images=False, base_dir=p, **kw
+                )
     return load_benchmark(p, split, convert, id_field="sample_index", require_images=False, **kw)

@@ -18,7 +18,16 @@ from typing import Any
 
 from ...records import RecordError
 from ..io import LoadResult
-from .common import check_letter, decimals, image_cell, load_benchmark, normalize_placeholders, numeric_type, parse_option_list, require_text
+from .common import (
+    check_letter,
+    decimals,
+    image_cell,
+    load_benchmark,
+    normalize_placeholders,
+    numeric_type,
+    parse_option_list,
+    require_text,
+)
 
 SOURCE = "MathLLMs/MathVision"
 DEFAULT_SPLIT = "test"

@@ -62,7 +62,7 @@ def convert(row: Mapping[str, Any]) -> dict[str, Any]:
     scores = metric_info.get("field_score_function") or {}
     if len(scores) != 1:
         raise Excluded(f"{len(scores)} answer fields (rule judge scores one)")
-    (field, metric), = scores.items()
+    ((field, metric),) = scores.items()
     if metric not in RULE_METRICS:
         raise Excluded(f"metric {metric} is not rule-scorable here")
     media: list[str] = []
@@ -92,15 +92,22 @@ def convert(row: Mapping[str, Any]) -> dict[str, Any]:
         "answer_type": answer_type,
         "category": row.get("application") or None,
         "source": SOURCE,
-        "meta": {"task_name": task, "metric": metric, "answer_field": field, "output_format": output_format,
-                 "input_format": row.get("input_format"), "taxonomy_tree_path": row.get("taxonomy_tree_path"),
-                 "response_parse_function": metric_info.get("response_parse_function"),
-                 "n_global_media": len(literal(row.get("global_media"), "global_media") or [])},
+        "meta": {
+            "task_name": task,
+            "metric": metric,
+            "answer_field": field,
+            "output_format": output_format,
+            "input_format": row.get("input_format"),
+            "taxonomy_tree_path": row.get("taxonomy_tree_path"),
+            "response_parse_function": metric_info.get("response_parse_function"),
+            "n_global_media": len(literal(row.get("global_media"), "global_media") or []),
+        },
     }
 
 
-def load_megabench(path: str | Path, split: str | None = None, *, config: str = "core",
-                   media_dir: str | Path | None = None, **kw: Any) -> LoadResult:
+def load_megabench(
+    path: str | Path, split: str | None = None, *, config: str = "core", media_dir: str | Path | None = None, **kw: Any
+) -> LoadResult:
     """Read MEGA-Bench ``config`` (default ``core``) from the repository folder or that
     config folder; media paths resolve against ``media_dir`` (where ``data.zip`` was
     extracted; default: the repository folder). ``excluded`` lists what is out of scope."""

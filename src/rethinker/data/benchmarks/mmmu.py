@@ -24,7 +24,16 @@ from typing import Any
 
 from ...records import RecordError
 from ..io import LoadResult
-from .common import check_letter, image_cell, image_columns, load_benchmark, numeric_type, parse_option_list, require_text, subset_path
+from .common import (
+    check_letter,
+    image_cell,
+    image_columns,
+    load_benchmark,
+    numeric_type,
+    parse_option_list,
+    require_text,
+    subset_path,
+)
 
 MMMU_SOURCE = "MMMU/MMMU"
 PRO_SOURCE = "MMMU/MMMU_Pro"
