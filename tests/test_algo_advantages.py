@@ -87,9 +87,9 @@ def test_bad_scale_rejected():
 def test_group_stats():
     r = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, -0.1, -0.1])
     s = group_stats(r, 2)
-    assert s["groups"] == 4
-    assert s["zero_adv_share"] == 0.75
-    assert s["all_correct_share"] == 0.25
-    assert s["all_wrong_share"] == 0.5
-    assert s["correct_share"] == pytest.approx(3 / 8)
-    assert s["reward_mean"] == pytest.approx((3 - 0.2) / 8)
+    assert s.groups == 4
+    assert s.zero_adv_share == 0.75
+    assert s.all_correct_share == 0.25
+    assert s.all_wrong_share == 0.5
+    assert s.correct_share == pytest.approx(3 / 8)
+    assert s.reward_mean == pytest.approx((3 - 0.2) / 8)

@@ -24,7 +24,7 @@ def make(advs, rewards=None, step=0):
             group=i // 4,
             step=step,
             behaviour_logprobs=torch.full((3,), -float(i)),
-            meta={"i": i},
+            completion_ids=[i],  # a tag: which sample it is
         )
         for i, (a, r) in enumerate(zip(advs, rewards))
     ]
@@ -135,7 +135,7 @@ def test_released_composition_and_buffer_fill():
     assert sel.buffer.maxlen == 8 and len(sel.buffer) == 4
     # buffer phase needs 4 = buffer size: "not more than its size" -> a draw with replacement
     assert all(x.advantage != 0 for x in out.samples)
-    assert out.stats["n_replayed_from_buffer"] == 4 and out.stats["n_from_earlier_steps"] == 0
+    assert out.stats["ssr/n_replayed"] == 4 and out.stats["n_from_earlier_steps"] == 0
     assert out.indices[4:] == [s.index(x) for x in out.samples[4:]]  # this step's, found by identity
 
 
@@ -178,12 +178,12 @@ def test_released_replays_earlier_steps_with_their_behaviour_logprobs():
     out = sel.select(later)
     assert len(out.samples) == 4 and all(out.from_buffer) and out.indices == [-1] * 4
     assert out.stats["n_from_earlier_steps"] == 4
-    assert all(x.step == 0 and x.behaviour_logprobs is first[x.meta["i"]].behaviour_logprobs for x in out.samples)
+    assert all(x.step == 0 and x.behaviour_logprobs is first[x.completion_ids[0]].behaviour_logprobs for x in out.samples)
     assert out.stats["effective_ratio/before_ssr"] == 0.0 and out.stats["effective_ratio/after_ssr"] == 1.0
     # whole copies when more is missing than the buffer holds
     big = SampleSelector("released", seed=0, batch_size=9, buffer_capacity=4)
     o = big.select(make([1.0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))
-    assert o.stats["n_replayed_from_buffer"] == 8 and len(o.samples) == 9
+    assert o.stats["ssr/n_replayed"] == 8 and len(o.samples) == 9
 
 
 def test_released_nothing_anywhere_skips_instead_of_spinning():
@@ -240,9 +240,9 @@ def test_released_staleness_cap_drops_samples_older_than_max_age():
 
     capped_sel, capped = run(1)
     assert {x.step for x in capped_sel.buffer} == {2} and {x.step for x in capped.samples} == {2}
-    assert capped.stats["replay_age_max"] == 1.0 and len(capped.samples) == 16
+    assert capped.stats["ssr/replay_age_max"] == 1.0 and len(capped.samples) == 16
     free_sel, free = run(None)
     assert {x.step for x in free_sel.buffer} == {1, 2} and {x.step for x in free.samples} == {1, 2}
-    assert free.stats["replay_age_max"] == 2.0
+    assert free.stats["ssr/replay_age_max"] == 2.0
     with pytest.raises(ValueError, match="max_age"):
         SSRConfig(mode="released", max_age=-1)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from rethinker.algo.ssr import Sample
+from rethinker.algo.sample import Judgement, RethinkAttempt, Sample
 from rethinker.cli import main
 from rethinker.records import ImageRef, Record
 from rethinker.report import curves
@@ -52,9 +52,17 @@ def group(g: int, G: int, rewards, *, texts=None, meta=None) -> list[Sample]:
             "extracted": str(g),
         }
         m.update((meta or {}).get(k, {}))
+        attempt = m.get("rethink_attempt")
         out.append(
             Sample(
-                advantage=r - 0.5, reward=float(r), group=g, step=1, completion_ids=[1] * (5 + k), correct=r > 0, meta=m
+                advantage=r - 0.5,
+                reward=float(r),
+                group=g,
+                step=1,
+                completion_ids=[1] * (5 + k),
+                correct=r > 0,
+                judgement=Judgement(**{f: m[f] for f in ("text", "finished", "rule", "reason", "extracted")}),
+                rethink=RethinkAttempt(**attempt) if attempt else None,
             )
         )
     return out

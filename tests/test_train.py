@@ -282,11 +282,11 @@ def test_two_image_puzzles_train_evaluate_and_resume(tmp_path):
 
 def test_informative_groups_keep_whole_groups_with_a_nonzero_advantage():
     from rethinker.algo.sample import Sample
-    from rethinker.train.loop import informative_groups
+    from rethinker.train.dynamic import informative_groups
 
     advs = [0, 0, 0, 0, 0.5, -0.5, 0, 0, 1, -1, 1, -1]  # groups of 4: none, partly, all non-zero
-    samples = [Sample(advantage=a, reward=0.0, meta={"i": i}) for i, a in enumerate(advs)]
-    assert [s.meta["i"] for s in informative_groups(samples, 4)] == [4, 5, 6, 7, 8, 9, 10, 11]
+    samples = [Sample(advantage=a, reward=0.0, step=i) for i, a in enumerate(advs)]
+    assert [s.step for s in informative_groups(samples, 4)] == [4, 5, 6, 7, 8, 9, 10, 11]
     assert informative_groups(samples[:4], 4) == []
 
 

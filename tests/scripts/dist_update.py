@@ -6,6 +6,7 @@
 Writes the loss statistics and the full weights after the update (rank 0)."""
 
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -44,8 +45,7 @@ for qi, q in enumerate(queries):
             )
         )
 adv = group_advantages(torch.tensor(rewards), G)
-for s, a in zip(samples, adv.tolist()):
-    s.advantage = a
+samples = [replace(s, advantage=a) for s, a in zip(samples, adv.tolist())]
 # an SSR-like selection: the non-zero samples, one of them twice (13: uneven over 2 ranks)
 chosen = [s for s in samples if s.advantage != 0]
 chosen = chosen + chosen[:1]

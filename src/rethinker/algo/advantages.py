@@ -15,6 +15,7 @@ Rewards are laid out group after group: ``rewards[g * G : (g + 1) * G]`` is grou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -71,22 +72,32 @@ def group_advantages(
     return adv.reshape(-1).to(dtype=out_dtype, device=device)
 
 
-def group_stats(rewards: Tensor, group_size: int, correct_threshold: float = 1.0) -> dict[str, float]:
-    """Shares of groups that give no learning signal, plus the reward mean.
+@dataclass(frozen=True)
+class GroupStats:
+    """Shares of groups that give no learning signal, plus the reward mean: ``groups``
+    (count), ``zero_adv_share`` (all rewards equal: every advantage is 0),
+    ``all_correct_share`` (every r_i >= correct_threshold), ``all_wrong_share`` (every
+    r_i < correct_threshold), ``reward_mean``, ``correct_share`` (share of responses with
+    r_i >= correct_threshold)."""
 
-    Returns floats: ``groups`` (count), ``zero_adv_share`` (all rewards equal: every
-    advantage is 0), ``all_correct_share`` (every r_i >= correct_threshold),
-    ``all_wrong_share`` (every r_i < correct_threshold), ``reward_mean``,
-    ``correct_share`` (share of responses with r_i >= correct_threshold).
-    """
+    groups: float
+    zero_adv_share: float
+    all_correct_share: float
+    all_wrong_share: float
+    reward_mean: float
+    correct_share: float
+
+
+def group_stats(rewards: Tensor, group_size: int, correct_threshold: float = 1.0) -> GroupStats:
+    """``GroupStats`` of rewards [N] laid out group by group."""
     r = _grouped(rewards, group_size)
     correct = r >= correct_threshold
     equal = r.max(dim=1).values == r.min(dim=1).values
-    return {
-        "groups": float(r.shape[0]),
-        "zero_adv_share": float(equal.double().mean()) if r.numel() else 0.0,
-        "all_correct_share": float(correct.all(dim=1).double().mean()) if r.numel() else 0.0,
-        "all_wrong_share": float((~correct).all(dim=1).double().mean()) if r.numel() else 0.0,
-        "reward_mean": float(r.mean()) if r.numel() else 0.0,
-        "correct_share": float(correct.double().mean()) if r.numel() else 0.0,
-    }
+    return GroupStats(
+        groups=float(r.shape[0]),
+        zero_adv_share=float(equal.double().mean()) if r.numel() else 0.0,
+        all_correct_share=float(correct.all(dim=1).double().mean()) if r.numel() else 0.0,
+        all_wrong_share=float((~correct).all(dim=1).double().mean()) if r.numel() else 0.0,
+        reward_mean=float(r.mean()) if r.numel() else 0.0,
+        correct_share=float(correct.double().mean()) if r.numel() else 0.0,
+    )

@@ -1,36 +1,99 @@
-"""One response as the trainer carries it: from the rollout through SSR to the update."""
+"""One response as the trainer carries it, from the rollout through SSR to the update.
+
+A step's record is a table with one row per response (``Sample``); every stage of the
+loop returns new rows (``dataclasses.replace``) instead of writing into the ones it was
+given. The algorithms (``advantages``, ``ssr``) read only the numeric columns.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from ..judge.reward import INVALID_RULES
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..rollout.inputs import QueryInputs
 
 
-@dataclass
+@dataclass(frozen=True)
+class Judgement:
+    """What the judge said of a response's text: the reward rule that fired, the judge's
+    reason and the extracted answer (the sample log shows them)."""
+
+    text: str
+    finished: bool
+    rule: str
+    reason: str | None = None
+    extracted: str | None = None
+
+
+@dataclass(frozen=True)
+class RethinkAttempt:
+    """A Forced Rethinking continuation tried from a response, kept or not.
+
+    ``why``: ``kept`` or the acceptance filter's reason. ``first``: the first pass it was
+    continued from when that was cut back before its answer (``cut``), and ``original``
+    the original response when such a cut attempt was kept.
+    """
+
+    trigger: str
+    continuation: str
+    kept: bool
+    why: str
+    cut: bool
+    first_correct: bool
+    joined_correct: bool
+    first: str | None = None
+    original: str | None = None
+
+
+@dataclass(frozen=True)
 class Sample:
-    """One response with what its update needs; the selector reads advantage and reward.
+    """One response and what its update needs.
 
-    ``prompt``: the prompt inputs or a self-contained reference to them (opaque to SSR).
-    ``completion_ids`` / ``completion_mask``: response token ids [T] and loss mask [T].
-    ``behaviour_logprobs``: log-probs [T] of the response under the policy that sampled it.
-    ``group``: query/group id; ``step``: rollout step that generated it.
+    ``prompt``: the encoded query (shared by the G samples of a group; self-contained, so
+    a replayed sample needs nothing of its step). ``group``: index of its query in the
+    step's records. ``completion_ids`` / ``completion_mask``: response tokens and the loss
+    mask over them. ``behaviour_logprobs``: log-probs of those tokens under the policy that
+    sampled them, when they had to be stored (replay, several optimizer steps).
+    ``rethink``: the Forced Rethinking attempt made from this response (a kept one made
+    this sample the joined response).
     """
 
     advantage: float
     reward: float
-    group: Any = None
+    group: int = 0
     step: int = 0
-    prompt: Any = None
-    completion_ids: Any = None
-    completion_mask: Any = None
-    behaviour_logprobs: Any = None
+    prompt: QueryInputs | None = None
+    completion_ids: list[int] | None = None
+    completion_mask: list[int] | None = None
+    behaviour_logprobs: Tensor | None = None
     correct: bool | None = None
-    meta: dict = field(default_factory=dict)
+    judgement: Judgement | None = None
+    rethink: RethinkAttempt | None = None
+
+    @property
+    def valid_correct(self) -> bool:
+        """Judged correct and a valid response (what the metrics count as correct)."""
+        return bool(self.correct) and (self.judgement is None or self.judgement.rule not in INVALID_RULES)
 
     def to_dict(self) -> dict[str, Any]:
-        """Shallow dict of the fields (tensors kept as tensors; torch.save / pickle safe)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain values for a checkpoint: the judgement as a dict; the rethinking attempt
+        is left out (it is shown in its own step's sample log, never read again)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rethink"}
+        d["judgement"] = asdict(self.judgement) if self.judgement is not None else None
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Sample:
-        return cls(**d)
+        """A sample from ``to_dict``; also reads the older layout with a ``meta`` dict."""
+        d = dict(d)
+        meta = d.pop("meta", None) or {}
+        judgement = d.pop("judgement", None)
+        if judgement is None and "rule" in meta:
+            judgement = {k: meta.get(k) for k in ("text", "finished", "rule", "reason", "extracted")}
+        d.pop("rethink", None)
+        return cls(**d, judgement=Judgement(**judgement) if judgement is not None else None)

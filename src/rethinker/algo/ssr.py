@@ -53,6 +53,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .. import metric_names as M
 from .sample import Sample
 
 SSRMode = Literal["paper", "released", "filter", "off"]
@@ -92,6 +93,22 @@ class Selection:
     from_buffer: list[bool]
     stats: dict[str, float]
     skipped_update: bool
+
+    #: the statistics a training step logs (the rest describe the selector's inner state)
+    LOGGED = (
+        M.EFFECTIVE_BEFORE_SSR,
+        M.EFFECTIVE_AFTER_SSR,
+        M.SSR_MEAN_ABS_ADV,
+        M.SSR_POSITIVE_SHARE,
+        M.SSR_SELECTED,
+        M.SSR_UNIQUE,
+        M.SSR_REPLAYED,
+        M.SSR_REPLAY_AGE_MAX,
+    )
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {k: self.stats[k] for k in self.LOGGED if k in self.stats}
 
 
 def ssr_probabilities(advantages: Sequence[float] | np.ndarray, alpha: float = 1.0) -> np.ndarray:
@@ -191,17 +208,21 @@ class SampleSelector:
             picked = self._released(samples, advs)
         chosen = [p[0] for p in picked]
         newest = max((int(x.step) for x in samples), default=0)
+        trained = [float(s.advantage) for s in chosen]
         stats = {
-            "effective_ratio/before_ssr": _effective_ratio(advs),
-            "effective_ratio/after_ssr": _effective_ratio([float(s.advantage) for s in chosen]),
+            M.EFFECTIVE_BEFORE_SSR: _effective_ratio(advs),
+            M.EFFECTIVE_AFTER_SSR: _effective_ratio(trained),
             "n_candidates": float(len(samples)),
-            "n_selected": float(len(chosen)),
-            "n_unique": float(len({id(s) for s in chosen})),
-            "n_replayed_from_buffer": float(sum(p[2] for p in picked)),
+            M.SSR_SELECTED: float(len(chosen)),
+            M.SSR_UNIQUE: float(len({id(s) for s in chosen})),
+            M.SSR_REPLAYED: float(sum(p[2] for p in picked)),
             "n_from_earlier_steps": float(sum(p[1] < 0 for p in picked)),
-            "replay_age_max": float(max((newest - int(p[0].step) for p in picked if p[2]), default=0)),
+            M.SSR_REPLAY_AGE_MAX: float(max((newest - int(p[0].step) for p in picked if p[2]), default=0)),
             "buffer_size": float(len(self.buffer)),
         }
+        if trained:  # the trained batch: its mean |A| and share of positive advantages
+            stats[M.SSR_MEAN_ABS_ADV] = sum(abs(a) for a in trained) / len(trained)
+            stats[M.SSR_POSITIVE_SHARE] = sum(a > 0 for a in trained) / len(trained)
         skipped = len(chosen) == 0
         stats["skipped_update"] = float(skipped)
         return Selection(

@@ -44,8 +44,8 @@ other graders' test suites (``benchmarks/judge_agreement.py``):
 
 from .extract import ALL_RULES, DEFAULT_RULES, EVAL_RULES, TRAIN_RULES, Extraction, extract, extract_answer
 from .grade import DEFAULT_TIMEOUT_S, REASONS, Verdict, clear_caches, grade, grade_many, is_correct
+from .reward import INVALID_RULES, RewardConfig, RewardResult, reward
 from .reward import RULES as REWARD_RULES
-from .reward import RewardConfig, RewardResult, reward
 from .selfcheck import count_self_checks, count_wait_words
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_RULES",
     "DEFAULT_TIMEOUT_S",
     "EVAL_RULES",
+    "INVALID_RULES",
     "REASONS",
     "REWARD_RULES",
     "TRAIN_RULES",

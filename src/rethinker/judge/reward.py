@@ -35,6 +35,9 @@ from .grade import DEFAULT_TIMEOUT_S, Verdict, grade
 from .selfcheck import count_self_checks, count_wait_words
 
 RULES = ("correct", "wrong", "truncated", "no_box", "too_many_waits", "reflection_bonus", "reflection_penalty")
+#: The rules of an invalid response: whatever the judge says of its answer, it earns the
+#: invalid reward and never counts as correct in the metrics.
+INVALID_RULES = ("no_box", "truncated", "too_many_waits")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,15 @@ class RewardResult:
     correct: bool
     rule: str
     verdict: Verdict | None
+
+    @property
+    def valid(self) -> bool:
+        return self.rule not in INVALID_RULES
+
+    @property
+    def valid_correct(self) -> bool:
+        """What the metrics count as correct: judged correct and a valid response."""
+        return bool(self.correct) and self.valid
 
 
 def reward(

@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import metric_names as M
+
+EVAL_ACC, EVAL_LO, EVAL_HI = (M.key(n, split="eval") for n in (M.SPLIT_ACCURACY, M.SPLIT_CI_LOW, M.SPLIT_CI_HIGH))
+
 COLORS = {
     "correct": "#2e7d32",
     "mixed": "#f9a825",
@@ -69,29 +73,29 @@ class Panel:
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel("eval", "held-out (dev) accuracy (greedy, 95% CI)", (("eval/accuracy", "accuracy"),), "eval"),
-    Panel("reward", "reward and training accuracy", (("reward/mean", "reward (mean)"), ("accuracy", "train accuracy"))),
+    Panel("eval", "held-out (dev) accuracy (greedy, 95% CI)", ((EVAL_ACC, "accuracy"),), "eval"),
+    Panel("reward", "reward and training accuracy", ((M.REWARD_MEAN, "reward (mean)"), (M.ACCURACY, "train accuracy"))),
     Panel(
         "groups",
         "groups: all correct / mixed / all wrong",
-        (("groups/all_correct", "all correct"), ("groups/all_wrong", "all wrong")),
+        ((M.ALL_CORRECT, "all correct"), (M.ALL_WRONG, "all wrong")),
         "groups",
     ),
-    Panel("reflection", "reflection rate (responses with a self-check)", (("reflection_rate", "reflection rate"),)),
+    Panel("reflection", "reflection rate (responses with a self-check)", ((M.REFLECTION_RATE, "reflection rate"),)),
     Panel(
         "rethink",
         "Forced Rethinking per step",
-        (("rethink/attempts", "attempts"), ("rethink/accepted", "kept")),
+        ((M.RETHINK_ATTEMPTS, "attempts"), (M.RETHINK_ACCEPTED, "kept")),
         "rethink",
     ),
-    Panel("length", "response length (tokens)", (("response_length/mean", "mean"), ("response_length/max", "max"))),
-    Panel("entropy", "policy entropy (nats/token)", (("entropy", "entropy"),)),
-    Panel("kl", "KL to the reference policy", (("loss/kl", "KL"),)),
-    Panel("clip", "clipped-token fraction", (("loss/clip_frac_low", "low"), ("loss/clip_frac_high", "high"))),
+    Panel("length", "response length (tokens)", ((M.LENGTH_MEAN, "mean"), (M.LENGTH_MAX, "max"))),
+    Panel("entropy", "policy entropy (nats/token)", ((M.ENTROPY, "entropy"),)),
+    Panel("kl", "KL to the reference policy", ((M.LOSS_KL, "KL"),)),
+    Panel("clip", "clipped-token fraction", ((M.CLIP_FRAC_LOW, "low"), (M.CLIP_FRAC_HIGH, "high"))),
     Panel(
         "time",
         "step time by phase (s)",
-        (("time/rollout_s", "rollout"), ("time/rethink_s", "rethink"), ("time/update_s", "update")),
+        ((M.TIME_ROLLOUT, "rollout"), (M.TIME_RETHINK, "rethink"), (M.TIME_UPDATE, "update")),
         "time",
     ),
 )
@@ -137,19 +141,19 @@ def movable(panel: Panel, cfg: Mapping[str, Any]) -> bool:
 
 def step_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The per-step training rows (not the evaluation-only rows nor the step-0 header)."""
-    return [r for r in rows if r.get("step", 0) > 0 and ("reward/mean" in r or "update/skipped" in r)]
+    return [r for r in rows if r.get(M.STEP, 0) > 0 and (M.REWARD_MEAN in r or M.UPDATE_SKIPPED in r)]
 
 
 def eval_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """One row per evaluation (those with a confidence interval), by step."""
-    by_step = {r["step"]: r for r in rows if r.get("eval/accuracy") is not None and "eval/ci_low" in r}
+    by_step = {r[M.STEP]: r for r in rows if r.get(EVAL_ACC) is not None and EVAL_LO in r}
     return [by_step[s] for s in sorted(by_step)]
 
 
 def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float | None]]:
     xs, ys = [], []
     for r in rows:
-        xs.append(int(r["step"]))
+        xs.append(int(r[M.STEP]))
         v = r.get(key)
         ys.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
     return xs, ys
@@ -178,10 +182,10 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
     steps = step_rows(rows)
     if panel.kind == "eval":
         ev = eval_rows(rows)
-        xs = [int(r["step"]) for r in ev]
-        ys = [float(r["eval/accuracy"]) for r in ev]
-        lo = [float(r.get("eval/ci_low", y)) for r, y in zip(ev, ys)]
-        hi = [float(r.get("eval/ci_high", y)) for r, y in zip(ev, ys)]
+        xs = [int(r[M.STEP]) for r in ev]
+        ys = [float(r[EVAL_ACC]) for r in ev]
+        lo = [float(r.get(EVAL_LO, y)) for r, y in zip(ev, ys)]
+        hi = [float(r.get(EVAL_HI, y)) for r, y in zip(ev, ys)]
         ax.fill_between(xs, lo, hi, color=COLORS["a"], alpha=0.18, linewidth=0, label="95% CI")
         ax.errorbar(
             xs,
@@ -195,11 +199,11 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
         for x, y in zip(xs, ys):
             ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
         return
-    xs = [int(r["step"]) for r in steps]
+    xs = [int(r[M.STEP]) for r in steps]
     w = smoothing_weight(len(xs))
     if panel.kind == "groups":
-        _, ac = series(steps, "groups/all_correct")
-        _, aw = series(steps, "groups/all_wrong")
+        _, ac = series(steps, M.ALL_CORRECT)
+        _, aw = series(steps, M.ALL_WRONG)
         ac_s, aw_s = _fill(smooth(ac, w)), _fill(smooth(aw, w))
         mixed = [max(0.0, 1.0 - a - b) for a, b in zip(ac_s, aw_s)]
         ax.stackplot(
@@ -217,13 +221,13 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
     if panel.kind == "time":
         parts = [(label, _fill(smooth(series(steps, k)[1], w))) for k, label in panel.series]
         parts = [(label, ys) for label, ys in parts if any(ys)]
-        total = _fill(smooth(series(steps, "time/step_s")[1], w))
+        total = _fill(smooth(series(steps, M.TIME_STEP)[1], w))
         other = [max(0.0, t - sum(ys[i] for _, ys in parts)) for i, t in enumerate(total)]
         parts.append(("other", other))
         by_label = {"rollout": COLORS["a"], "rethink": COLORS["d"], "update": COLORS["b"], "other": COLORS["grey"]}
         colors = [by_label[label] for label, _ in parts]
         ax.stackplot(xs, *[ys for _, ys in parts], labels=[label for label, _ in parts], colors=colors, alpha=0.85)
-        _, raw_total = series(steps, "time/step_s")
+        _, raw_total = series(steps, M.TIME_STEP)
         ax.plot(xs, raw_total, color="black", alpha=0.2, linewidth=0.8, label="step (raw)")
         return
     for (key, label), color in zip(panel.series, (COLORS["a"], COLORS["b"], COLORS["c"])):
@@ -251,7 +255,7 @@ def figure_png(
     n_rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(n_rows, columns, figsize=(5.2 * columns, 3.3 * n_rows), squeeze=False)
     w = smoothing_weight(len(step_rows(rows)))
-    last_step = max((int(r.get("step", 0)) for r in rows), default=0)
+    last_step = max((int(r.get(M.STEP, 0)) for r in rows), default=0)
     from matplotlib.ticker import MaxNLocator
 
     for ax, panel in zip(axes.flat, panels):

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import metric_names as M
 from .curves import eval_rows, figure_png, panels_for, step_rows
 from .html import ImageSheet, data_uri, esc, fmt, page, radios, response_html, select, table
 from .samples import THUMBS_DIR, read_json_lines, read_samples
@@ -58,14 +59,21 @@ def pick_steps(steps: Sequence[int], max_steps: int) -> list[int]:
     return [steps[i] for i in sorted(idx)]
 
 
+def _split_keys(split: str) -> dict[str, str]:
+    names = {"accuracy": M.SPLIT_ACCURACY, "ci_low": M.SPLIT_CI_LOW, "time": M.TIME_SPLIT}
+    return {k: M.key(v, split=split) for k, v in names.items()}
+
+
+_EVAL, _TEST = _split_keys("eval"), _split_keys("test")
+
+
 def _ci(row: Mapping[str, Any] | None, split: str = "eval") -> str:
     if not row:
         return "-"
-    n = row.get(f"{split}/n")
-    return (
-        f"{row[f'{split}/accuracy']:.3f} [{row.get(f'{split}/ci_low', 0):.3f}, "
-        f"{row.get(f'{split}/ci_high', 0):.3f}]" + (f" on {n}" if n else "") + f" (step {row['step']})"
+    acc, lo, hi, n = (
+        row.get(M.key(m, split=split)) for m in (M.SPLIT_ACCURACY, M.SPLIT_CI_LOW, M.SPLIT_CI_HIGH, M.SPLIT_N)
     )
+    return f"{acc:.3f} [{lo or 0:.3f}, {hi or 0:.3f}]" + (f" on {n}" if n else "") + f" (step {row[M.STEP]})"
 
 
 def _duration(seconds: float) -> str:
@@ -77,15 +85,15 @@ def _duration(seconds: float) -> str:
 def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     steps = step_rows(rows)
     evs = eval_rows(rows)
-    done = max((int(r["step"]) for r in steps), default=0)
+    done = max((int(r[M.STEP]) for r in steps), default=0)
     total = cfg.get("max_steps")
-    base = evs[0] if evs and evs[0]["step"] == 0 else None
-    final = evs[-1] if evs and evs[-1]["step"] > 0 else None
-    t_train = sum(float(r.get("time/step_s") or 0) for r in steps)
+    base = evs[0] if evs and evs[0][M.STEP] == 0 else None
+    final = evs[-1] if evs and evs[-1][M.STEP] > 0 else None
+    t_train = sum(float(r.get(M.TIME_STEP) or 0) for r in steps)
     t_eval = sum(
-        float(r.get("time/eval_s") or r.get("time/test_s") or 0)
+        float(r.get(_EVAL["time"]) or r.get(_TEST["time"]) or 0)
         for r in rows
-        if "eval/ci_low" in r or "test/ci_low" in r
+        if _EVAL["ci_low"] in r or _TEST["ci_low"] in r
     )
     rollout = cfg.get("rollout") or {}
     ssr = cfg.get("ssr") or {}
@@ -106,14 +114,14 @@ def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
         ),
     ]
     if base and final:
-        kv.append(("change", f"{final['eval/accuracy'] - base['eval/accuracy']:+.3f}"))
-    tests = [r for r in rows if "test/ci_low" in r]  # the test set: first and last step only
+        kv.append(("change", f"{final[_EVAL['accuracy']] - base[_EVAL['accuracy']]:+.3f}"))
+    tests = [r for r in rows if _TEST["ci_low"] in r]  # the test set: first and last step only
     if tests:
-        kv.append(("test accuracy, base", _ci(tests[0], "test") if tests[0]["step"] == 0 else "-"))
-        if tests[-1]["step"] > 0:
+        kv.append(("test accuracy, base", _ci(tests[0], "test") if tests[0][M.STEP] == 0 else "-"))
+        if tests[-1][M.STEP] > 0:
             kv.append(("test accuracy, final", _ci(tests[-1], "test")))
-            if tests[0]["step"] == 0:
-                kv.append(("test change", f"{tests[-1]['test/accuracy'] - tests[0]['test/accuracy']:+.3f}"))
+            if tests[0][M.STEP] == 0:
+                kv.append(("test change", f"{tests[-1][_TEST['accuracy']] - tests[0][_TEST['accuracy']]:+.3f}"))
     kv += [
         ("time logged", f"{_duration(t_train + t_eval)} (steps {_duration(t_train)}, evaluation {_duration(t_eval)})"),
         ("model / data", f"{model} / {data}"),

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..algo.sample import Sample
 from .images import ThumbnailStore
 
 #: Longest text kept per response (and per rethinking segment), in characters.
@@ -66,39 +67,39 @@ def draw_counts(indices: Sequence[int]) -> Counter:
     return Counter(i for i in indices if i >= 0)
 
 
-def response_row(sample: Any, draws: int) -> dict[str, Any]:
-    """One response of the log from a ``Sample`` (see ``train/experience.py`` for its meta)."""
-    meta = sample.meta or {}
-    text = str(meta.get("text", ""))
+def response_row(sample: Sample, draws: int) -> dict[str, Any]:
+    """One response of the log from a ``Sample``."""
+    j = sample.judgement
+    text = j.text if j is not None else ""
     row: dict[str, Any] = {
         "text": _cap(text),
         "reward": _num(sample.reward),
         "advantage": _num(sample.advantage),
         "correct": bool(sample.correct),
-        "rule": meta.get("rule"),
-        "reason": meta.get("reason"),
-        "extracted": meta.get("extracted"),
-        "finished": meta.get("finished"),
+        "rule": j.rule if j is not None else None,
+        "reason": j.reason if j is not None else None,
+        "extracted": j.extracted if j is not None else None,
+        "finished": j.finished if j is not None else None,
         "tokens": len(sample.completion_ids) if sample.completion_ids is not None else None,
         "ssr_draws": int(draws),
     }
     if len(text) > MAX_TEXT_CHARS:
         row["text_chars"] = len(text)
-    att = meta.get("rethink_attempt")
-    if att:
+    att = sample.rethink
+    if att is not None:
         rt = {
-            "kept": bool(att.get("kept")),
-            "why": att.get("why"),
-            "cut": bool(att.get("cut")),
-            "trigger": att.get("trigger", ""),
-            "continuation": _cap(att.get("continuation")),
-            "first_correct": att.get("first_correct"),
-            "joined_correct": att.get("joined_correct"),
+            "kept": att.kept,
+            "why": att.why,
+            "cut": att.cut,
+            "trigger": att.trigger,
+            "continuation": _cap(att.continuation),
+            "first_correct": att.first_correct,
+            "joined_correct": att.joined_correct,
         }
-        if rt["cut"]:  # the first pass was cut back before its answer: say where
-            rt["first"] = _cap(att.get("first"))
-            if rt["kept"]:
-                rt["original"] = _cap(att.get("original"))
+        if att.cut:  # the first pass was cut back before its answer: say where
+            rt["first"] = _cap(att.first)
+            if att.kept:
+                rt["original"] = _cap(att.original)
         row["rethink"] = rt
     return row
 

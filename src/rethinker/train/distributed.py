@@ -38,6 +38,8 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
+from .. import metric_names as M
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -156,19 +158,10 @@ def load_optimizer_state(model, optimizer, state: dict, ctx: DistContext) -> Non
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=opts)
 
 
-_SUMMED = (
-    "rollout/tokens",
-    "rethink/tokens",
-    "rethink/attempts",
-    "rethink/accepted",
-    "rethink/fixed_wrong",
-    "rethink/rejected_",
-)
-
-
 def merge_metrics(rows: list[dict[str, Any]], weights: list[float]) -> dict[str, Any]:
-    """Combine per-rank metric dicts: counts are summed, times and maxima take the
-    maximum, rates are recomputed, everything else is a mean weighted by ``weights``."""
+    """Combine per-rank (or per-round) metric dicts as each metric's schema entry says
+    (``metric_names``): counts summed, times and maxima the maximum, everything else a
+    mean weighted by ``weights``; the rates of two sums are recomputed from them."""
     if len(rows) == 1:
         return dict(rows[0])
     out: dict[str, Any] = {}
@@ -178,14 +171,15 @@ def merge_metrics(rows: list[dict[str, Any]], weights: list[float]) -> dict[str,
         vals = [(r[k], w) for r, w in zip(rows, weights) if r.get(k) is not None]
         if not vals:
             continue
-        if k.startswith(_SUMMED):
+        kind = M.merge_kind(k)
+        if kind == "sum":
             out[k] = sum(v for v, _ in vals)
-        elif k.startswith("time/") or k.endswith("/max"):
+        elif kind == "max":
             out[k] = max(v for v, _ in vals)
         else:
             out[k] = sum(v * w for v, w in vals) / (sum(w for _, w in vals) or total_w)
-    if "rollout/tokens" in out and out.get("time/rollout_s"):
-        out["rollout/tokens_per_s"] = out["rollout/tokens"] / out["time/rollout_s"]
-    if out.get("rethink/attempts"):
-        out["rethink/acceptance_rate"] = out.get("rethink/accepted", 0) / out["rethink/attempts"]
+    if M.ROLLOUT_TOKENS in out and out.get(M.TIME_ROLLOUT):
+        out[M.ROLLOUT_TOKENS_PER_S] = out[M.ROLLOUT_TOKENS] / out[M.TIME_ROLLOUT]
+    if out.get(M.RETHINK_ATTEMPTS):
+        out[M.RETHINK_ACCEPTANCE] = out.get(M.RETHINK_ACCEPTED, 0) / out[M.RETHINK_ATTEMPTS]
     return out

@@ -1,118 +1,99 @@
 """The RL loop, top to bottom: GRPO + Selective Sample Replay + Forced Rethinking.
 
     for step in 1..max_steps:
-        queries  <- the next queries_per_step records
-        samples  <- G rollouts per query, judged (rule-based reward)
-        samples  <- Forced Rethinking: continue some after a trigger; kept ones replace
+        queries  <- the next queries_per_step records (this rank's share)
+        rollout  <- G responses per query
+        judge    <- rule-based reward per response
+        rethink  <- Forced Rethinking: continue some after a trigger; kept ones replace
         A        <- group advantages (r - mean) / (std + eps)
-        batch    <- SSR: re-draw the non-zero-advantage samples, p ~ |A|^alpha
+        gather   <- every rank's experience, one global pool
+        select   <- SSR: re-draw the non-zero-advantage samples, p ~ |A|^alpha
         update   <- clipped policy gradient over micro-batches (+ optional KL/entropy/SFT)
         log, evaluate (greedy, held-out), checkpoint
 
-Set-up, restore, evaluation and saving are in ``run.py``; collection in ``experience.py``;
-the update in ``update.py``; the algorithms themselves in ``rethinker.algo``.
+Each stage returns a new ``Experience`` (``experience.py``; Forced Rethinking in
+``rethinking.py``, DAPO's dynamic sampling in ``dynamic.py``); set-up, restore, evaluation
+and saving are in ``run.py``; the update in ``update.py``; the algorithms themselves in
+``rethinker.algo``.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
-from ..algo.advantages import group_advantages, group_stats
-from ..algo.sample import Sample
+from .. import metric_names as M
+from ..algo.rethink import RethinkConfig
 from ..algo.ssr import Selection
-from .distributed import gathered, merge_metrics
-from .experience import Experience, collect, encode_batch
+from ..rollout.base import SamplingParams
+from .distributed import gathered
+from .dynamic import draw_informative
+from .experience import Experience, encode_batch, final_metrics, first_pass_metrics, gather, judge, rollout
+from .experience import with_advantages as advantages
 from .memory import proc_status_bytes, release_free_heap
-from .metrics import console_line
-from .run import Run, setup
-from .update import behaviour_logprobs, policy_update
+from .metrics import console_line, step_row
+from .rethinking import force_rethinking
+from .run import EVAL_ACCURACY, Run, setup
+from .update import policy_update, with_behaviour_logprobs
 
 
 def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     run = setup(cfg, resume)
-    ctx, model = run.ctx, run.model
     rethink, sampling = cfg.rethink_for_rollout(), cfg.rollout.sampling()
     first_eval = _begin(run)
     last_eval, last_test = first_eval, {}
-    bar = (
-        tqdm(total=cfg.max_steps, initial=run.start_step, desc="rl", file=sys.stderr, dynamic_ncols=True)
-        if progress and ctx.is_main
-        else None
-    )
+    bar = _progress_bar(run) if progress and run.ctx.is_main else None
     reached = run.start_step
     for step in range(run.start_step + 1, cfg.max_steps + 1):
-        if 0 < cfg.max_samples <= run.samples_generated:
+        if run.budget_spent:
             break  # resumed after the sample budget had ended the run
         t0 = time.perf_counter()
         reached = step
-        # 1-4. queries (this rank's share; bad records skipped, named, counted), rollouts,
-        #      rewards, Forced Rethinking, group advantages (a GRPO group stays on one rank)
-        exp, generated, skipped = _experience(run, step, rethink, sampling)
-        # 5. Selective Sample Replay over the global pool (released mode replays across steps,
-        #    so it stores each sample's behaviour log-probs now)
-        if cfg.ssr.mode == "released":
-            with gathered(model, ctx):
-                behaviour_logprobs(
-                    model,
-                    [s for s in exp.samples if s.advantage != 0],
-                    run.pad_id,
-                    cfg.optim.micro_batch_size,
-                    run.device,
-                    run.dtype,
-                )
-        parts = ctx.gather_objects((exp.samples, exp.metrics, skipped, generated))
-        samples = [s for p in parts for s in p[0]]
-        metrics = merge_metrics([p[1] for p in parts], [len(p[0]) for p in parts])
-        n_bad = sum(p[2] for p in parts)
-        n_generated = sum(len(p[3]) for p in parts)
-        run.samples_generated += n_generated
-        last = step == cfg.max_steps or 0 < cfg.max_samples <= run.samples_generated
-        rewards = torch.tensor([r for p in parts for r in p[3]], dtype=torch.float64)
-        gstats = (
-            group_stats(rewards, cfg.rollout.group_size, correct_threshold=cfg.reward.correct) if len(rewards) else {}
-        )
-        selection = run.selector.select(samples) if samples else None
-        # 6. policy update (none when the step has nothing to train on: every record was
-        #    bad, or dynamic sampling found no informative group in any of its draws)
-        upd: dict[str, Any] = {"update/skipped": 1}
-        if selection is not None and not selection.skipped_update:
-            upd = policy_update(
-                model,
-                run.optimizer,
-                run.scheduler,
-                selection.samples,
-                cfg.algo,
-                cfg.optim,
-                pad_id=run.pad_id,
-                ref_model=run.ref_model,
-                max_new_tokens=cfg.rollout.max_new_tokens,
-                ctx=ctx,
-            )
-            upd["update/skipped"] = 0
-            run.engine.sync_weights(model)  # no-op for the transformers engine (it samples from `model`)
-        # 7. metrics, evaluation, checkpoint; the step's freed memory goes back to the OS
-        #    (host RSS per step in the metrics: flat over steps, see release_free_heap)
+        # 1-5. this rank's queries (bad records skipped, named, counted), rollouts, rewards,
+        #      Forced Rethinking, group advantages (a GRPO group stays on one rank)
+        exp = _experience(run, step, rethink, sampling)
+        if cfg.ssr.mode == "released":  # replay across steps: store behaviour log-probs now
+            exp = _with_behaviour(run, exp)
+        exp = gather(exp, run.ctx)
+        run.samples_generated += len(exp.generated)
+        last = step == cfg.max_steps or run.budget_spent
+        # 6. Selective Sample Replay over the global pool
+        selection = run.selector.select(exp.samples) if exp.samples else None
+        # 7. policy update (none when the step has nothing to train on)
+        upd = _update(run, selection)
+        # 8. metrics, sample log, evaluation, checkpoint; the step's freed memory goes back
+        #    to the OS. The bookkeeping's own time is logged as time/overhead_s.
+        t_book = time.perf_counter()
         release_free_heap()
-        row = _step_row(step, metrics, upd, selection, gstats, n_bad, run.scheduler.get_last_lr()[0], t0)
+        row = step_row(
+            step,
+            exp,
+            upd,
+            selection,
+            group_size=cfg.rollout.group_size,
+            correct_reward=cfg.reward.correct,
+            lr=run.scheduler.get_last_lr()[0],
+        )
         row.update(
             {
-                "rollout/samples": n_generated,
-                "budget/samples": run.samples_generated,
-                "memory/host_rss_mb": proc_status_bytes("VmRSS") / 2**20,
+                M.ROLLOUT_SAMPLES: len(exp.generated),
+                M.BUDGET_SAMPLES: run.samples_generated,
+                M.HOST_RSS_MB: proc_status_bytes("VmRSS") / 2**20,
             }
         )
-        if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
-            last_eval = run.evaluate(step)
-            row["eval/accuracy"] = last_eval.get("eval/accuracy")
-        run.logger.log(row)
         if selection is not None:
             run.log_samples(step, exp, selection)
-        _report_progress(bar, row, step, cfg.log_every, ctx.is_main)
+        t_eval = time.perf_counter()
+        if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
+            last_eval = run.evaluate(step)
+            row[EVAL_ACCURACY] = last_eval.get(EVAL_ACCURACY)
+        row.update({M.TIME_OVERHEAD: t_eval - t_book, M.TIME_STEP: t_eval - t0})
+        run.logger.log(row)
+        _report_progress(bar, row, step, cfg.log_every, run.ctx.is_main)
         if cfg.save_every > 0 and (step % cfg.save_every == 0 or last):
             run.save(step)
         if last:
@@ -123,149 +104,91 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     return run.finish(first_eval, last_eval, last_test, steps=reached)
 
 
+def _experience(run: Run, step: int, rethink: RethinkConfig | None, sampling: SamplingParams) -> Experience:
+    """This rank's experience for one step: one draw, or with ``rollout.dynamic_sampling``
+    the informative groups of several (``dynamic.py``)."""
+    cfg = run.cfg.rollout
+    if not cfg.dynamic_sampling:
+        return _draw(run, step, rethink, sampling)
+    return draw_informative(
+        lambda: _draw(run, step, rethink, sampling), cfg.group_size, cfg.max_sampling_rounds, run.ctx
+    )
+
+
+def _draw(run: Run, step: int, rethink: RethinkConfig | None, sampling: SamplingParams) -> Experience:
+    """Draw the next queries and run them through rollout -> judge -> advantages ->
+    Forced Rethinking -> advantages (again only when rethinking changed a group)."""
+    cfg, ctx, G = run.cfg, run.ctx, run.cfg.rollout.group_size
+    scale = {"scale": cfg.algo.advantage_scale, "eps": cfg.algo.advantage_eps}
+    batch = run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank :: ctx.world]
+    records, queries, bad = encode_batch(run.encoder, batch)
+    with gathered(run.model, ctx):
+        comps, gen_metrics = rollout(run.engine, queries, sampling)
+        exp = advantages(judge(comps, records, queries, G, step, cfg.reward), G, **scale)
+        metrics = {**first_pass_metrics(exp, G, [len(c.token_ids) for c in comps]), **gen_metrics}
+        if rethink is not None and exp.samples:
+            exp = force_rethinking(
+                exp, run.engine, run.processor.tokenizer, sampling, cfg.reward, rethink, run.rethink_rng
+            )
+            exp = advantages(exp, G, **scale)
+    metrics = {**metrics, **exp.metrics, **final_metrics(exp)}
+    return replace(exp, metrics=metrics, generated=tuple(s.reward for s in exp.samples), skipped=len(bad))
+
+
+def _with_behaviour(run: Run, exp: Experience) -> Experience:
+    """The experience whose informative samples carry the current policy's log-probs."""
+    informative = [s for s in exp.samples if s.advantage != 0]
+    with gathered(run.model, run.ctx):
+        filled = with_behaviour_logprobs(
+            run.model, informative, run.pad_id, run.cfg.optim.micro_batch_size, run.device, run.dtype
+        )
+    new = {id(old): s for old, s in zip(informative, filled)}
+    return exp.with_samples([new.get(id(s), s) for s in exp.samples])
+
+
+def _update(run: Run, selection: Selection | None) -> dict[str, Any]:
+    """The policy update on the selection, then the engine's weights; none when the step
+    has nothing to train on (every record was bad, or dynamic sampling found no
+    informative group in any of its draws)."""
+    if selection is None or selection.skipped_update:
+        return {M.UPDATE_SKIPPED: 1}
+    cfg = run.cfg
+    upd = policy_update(
+        run.model,
+        run.optimizer,
+        run.scheduler,
+        selection.samples,
+        cfg.algo,
+        cfg.optim,
+        pad_id=run.pad_id,
+        ref_model=run.ref_model,
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        correct_reward=cfg.reward.correct,
+        ctx=run.ctx,
+    )
+    run.engine.sync_weights(run.model)  # no-op for the transformers engine (it samples from `model`)
+    return {**upd, M.UPDATE_SKIPPED: 0}
+
+
 def _begin(run: Run) -> dict[str, Any]:
     """A fresh run logs its data counts and the base policy's dev and test accuracy (step 0)."""
     if run.start_step > 0:
         return {}
     run.logger.log(
         {
-            "step": 0,
-            "data/train_records": len(run.data.train),
-            "data/eval_records": len(run.data.eval),
-            "data/test_records": len(run.data.test),
-            "data/skipped_at_load": len(run.data.skipped),
+            M.STEP: 0,
+            M.TRAIN_RECORDS: len(run.data.train),
+            M.EVAL_RECORDS: len(run.data.eval),
+            M.TEST_RECORDS: len(run.data.test),
+            M.SKIPPED_AT_LOAD: len(run.data.skipped),
         }
     )
     first = run.evaluate(0) if run.cfg.eval_every > 0 else {}
     return {**first, **run.evaluate(0, "test")}
 
 
-def _experience(run: Run, step: int, rethink, sampling) -> tuple[Experience, list[float], int]:
-    """This rank's experience for one step, the rewards of every sample generated (for the
-    group statistics) and the number of records skipped. With ``rollout.dynamic_sampling``
-    (DAPO's dynamic sampling) more queries are drawn, round after round, until the share
-    holds as many groups with a non-zero advantage as one draw has groups, or
-    ``rollout.max_sampling_rounds`` draws were made; only those groups are kept. Every rank
-    makes the same number of rounds (a round gathers the sharded policy)."""
-    cfg, ctx, G = run.cfg, run.ctx, run.cfg.rollout.group_size
-
-    def draw() -> tuple[Experience, int]:
-        records, queries, bad = encode_batch(
-            run.encoder, run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank :: ctx.world]
-        )
-        with gathered(run.model, ctx):
-            exp = collect(
-                run.engine,
-                run.processor.tokenizer,
-                records,
-                queries,
-                params=sampling,
-                reward_cfg=cfg.reward,
-                rethink_cfg=rethink,
-                rng=run.rethink_rng,
-                step=step,
-            )
-        _set_advantages(exp.samples, cfg)
-        return exp, len(bad)
-
-    exp, n_bad = draw()
-    generated = [s.reward for s in exp.samples]
-    if not cfg.rollout.dynamic_sampling:
-        return exp, generated, n_bad
-    target = len(exp.samples) // G
-    rounds = [exp]
-    kept, kept_records = _keep_informative(exp, G)
-    while len(rounds) < cfg.rollout.max_sampling_rounds and ctx.sum_float(max(target - len(kept) // G, 0)) > 0:
-        more, more_bad = draw()
-        rounds.append(more)
-        n_bad += more_bad
-        generated += [s.reward for s in more.samples]
-        more_kept, more_records = _keep_informative(more, G, first_group=len(kept_records))
-        kept, kept_records = kept + more_kept, kept_records + more_records
-    kept, kept_records = kept[: target * G], kept_records[:target]
-    metrics = merge_metrics([e.metrics for e in rounds], [len(e.samples) for e in rounds])
-    for key in {k for e in rounds for k in e.metrics if k.startswith("time/") or k in ("rollout/tokens",)}:
-        metrics[key] = sum(e.metrics.get(key) or 0 for e in rounds)  # rounds run one after another
-    metrics.update(
-        {
-            "dynamic/rounds": len(rounds),
-            "dynamic/generated_groups": len(generated) // G,
-            "dynamic/kept_groups": len(kept) // G,
-        }
-    )
-    return Experience(kept, kept_records, metrics), generated, n_bad
-
-
-def _keep_informative(exp: Experience, group_size: int, first_group: int = 0) -> tuple[list[Sample], list]:
-    """The informative groups of one draw and their records, the groups renumbered from
-    ``first_group`` (so that ``sample.group`` indexes the joined records)."""
-    kept = informative_groups(exp.samples, group_size)
-    records = []
-    for g in range(0, len(kept), group_size):
-        records.append(exp.records[kept[g].group])
-        for s in kept[g : g + group_size]:
-            s.group = first_group + g // group_size
-    return kept, records
-
-
-def informative_groups(samples: list[Sample], group_size: int) -> list[Sample]:
-    """The samples of the groups (consecutive ``group_size`` samples) with a non-zero advantage."""
-    return [
-        s
-        for g in range(0, len(samples), group_size)
-        if any(x.advantage != 0 for x in samples[g : g + group_size])
-        for s in samples[g : g + group_size]
-    ]
-
-
-def _set_advantages(samples: list[Sample], cfg) -> None:
-    rewards = torch.tensor([s.reward for s in samples], dtype=torch.float64)
-    adv = group_advantages(rewards, cfg.rollout.group_size, cfg.algo.advantage_scale, cfg.algo.advantage_eps)
-    for s, a in zip(samples, adv.tolist()):
-        s.advantage = a
-
-
-def _step_row(
-    step: int,
-    metrics: dict[str, Any],
-    upd: dict[str, Any],
-    selection: Selection | None,
-    gstats: dict[str, float],
-    n_bad: int,
-    lr: float,
-    t0: float,
-) -> dict[str, Any]:
-    """One ``metrics.jsonl`` line: collection, update, SSR and group statistics (no SSR
-    statistics when the step had nothing to select from, no group statistics when it
-    generated nothing)."""
-    row: dict[str, Any] = {"step": step, **metrics, **upd}
-    if selection is not None:
-        sel = selection.stats
-        # after_ssr is 1.0 by construction in every mode but off: the trained batch is
-        # described by its mean |A| and share of positive advantages
-        row.update({k: v for k, v in sel.items() if k.startswith("effective_ratio")})
-        trained = [float(s.advantage) for s in selection.samples]
-        if trained:
-            row["ssr/mean_abs_advantage"] = sum(abs(a) for a in trained) / len(trained)
-            row["ssr/positive_share"] = sum(a > 0 for a in trained) / len(trained)
-        row.update(
-            {
-                "ssr/n_selected": sel["n_selected"],
-                "ssr/n_unique": sel["n_unique"],
-                "ssr/n_replayed": sel["n_replayed_from_buffer"],
-                "ssr/replay_age_max": sel["replay_age_max"],
-            }
-        )
-    if gstats:
-        row.update(
-            {
-                "groups/all_correct": gstats["all_correct_share"],
-                "groups/all_wrong": gstats["all_wrong_share"],
-                "groups/zero_advantage": gstats["zero_adv_share"],
-            }
-        )
-    row.update({"data/skipped_bad": n_bad, "lr": lr, "time/step_s": time.perf_counter() - t0})
-    return row
+def _progress_bar(run: Run) -> tqdm:
+    return tqdm(total=run.cfg.max_steps, initial=run.start_step, desc="rl", file=sys.stderr, dynamic_ncols=True)
 
 
 def _report_progress(bar, row: dict[str, Any], step: int, log_every: int, is_main: bool) -> None:

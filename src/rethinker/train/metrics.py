@@ -7,7 +7,16 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .. import metric_names as M
+from ..algo.advantages import group_stats
+
+if TYPE_CHECKING:
+    from ..algo.ssr import Selection
+    from .experience import Experience
 
 
 def _clean(v: Any) -> Any:
@@ -91,16 +100,41 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def step_row(
+    step: int,
+    exp: Experience,
+    upd: dict[str, Any],
+    selection: Selection | None,
+    *,
+    group_size: int,
+    correct_reward: float,
+    lr: float,
+) -> dict[str, Any]:
+    """One ``metrics.jsonl`` line of a training step: collection, update, SSR and group
+    statistics (no SSR statistics when the step had nothing to select from, no group
+    statistics when it generated nothing)."""
+    row: dict[str, Any] = {M.STEP: step, **exp.metrics, **upd}
+    if selection is not None:
+        row.update(selection.metrics)
+    if exp.generated:
+        g = group_stats(torch.tensor(exp.generated, dtype=torch.float64), group_size, correct_reward)
+        row.update(
+            {M.ALL_CORRECT: g.all_correct_share, M.ALL_WRONG: g.all_wrong_share, M.ZERO_ADVANTAGE: g.zero_adv_share}
+        )
+    row.update({M.SKIPPED_BAD: exp.skipped, M.LR: lr})
+    return row
+
+
 def console_line(row: dict[str, Any]) -> str:
     keys = [
-        ("reward/mean", "reward"),
-        ("accuracy", "acc"),
-        ("effective_ratio/before_ssr", "eff"),
-        ("reflection_rate", "refl"),
-        ("rethink/accepted", "rethink"),
-        ("loss/policy", "loss"),
-        ("time/step_s", "s/step"),
-        ("eval/accuracy", "EVAL"),
+        (M.REWARD_MEAN, "reward"),
+        (M.ACCURACY, "acc"),
+        (M.EFFECTIVE_BEFORE_SSR, "eff"),
+        (M.REFLECTION_RATE, "refl"),
+        (M.RETHINK_ACCEPTED, "rethink"),
+        (M.LOSS_POLICY, "loss"),
+        (M.TIME_STEP, "s/step"),
+        (M.key(M.SPLIT_ACCURACY, split="eval"), "EVAL"),
     ]
     parts = []
     for k, short in keys:

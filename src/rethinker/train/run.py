@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import metric_names as M
 from ..algo.rethink import reflection_rate
 from ..algo.ssr import SampleSelector
 from ..model.load import load_policy, pick_device, pick_dtype
@@ -40,6 +41,9 @@ from .distributed import (
 )
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
+
+EVAL_ACCURACY = M.key(M.SPLIT_ACCURACY, split="eval")
+TEST_ACCURACY = M.key(M.SPLIT_ACCURACY, split="test")
 
 
 class NullLogger:
@@ -103,16 +107,16 @@ class Run:
         res = EvalResult.merged(ctx.gather_objects(res))
         lo, hi = res.confidence_interval()
         row = {
-            "step": step,
-            f"{split}/accuracy": res.accuracy,
-            f"{split}/ci_low": lo,
-            f"{split}/ci_high": hi,
-            f"{split}/n": res.n_items,
-            f"{split}/skipped": len(res.skipped),
-            f"time/{split}_s": time.perf_counter() - t,
+            M.STEP: step,
+            M.key(M.SPLIT_ACCURACY, split=split): res.accuracy,
+            M.key(M.SPLIT_CI_LOW, split=split): lo,
+            M.key(M.SPLIT_CI_HIGH, split=split): hi,
+            M.key(M.SPLIT_N, split=split): res.n_items,
+            M.key(M.SPLIT_SKIPPED, split=split): len(res.skipped),
+            M.key(M.TIME_SPLIT, split=split): time.perf_counter() - t,
+            M.key(M.SPLIT_REFLECTION, split=split): reflection_rate([p.response for p in res.predictions]),
         }
-        row[f"{split}/reflection_rate"] = reflection_rate([p.response for p in res.predictions])
-        row.update({f"{split}/accuracy/{k}": v for k, v in res.by_category.items()})
+        row.update({M.key(M.SPLIT_CATEGORY_ACCURACY, split=split, category=k): v for k, v in res.by_category.items()})
         self.logger.log(row)
         if ctx.is_main:
             print(
@@ -157,14 +161,16 @@ class Run:
             )
         ctx.barrier()
 
+    @property
+    def budget_spent(self) -> bool:
+        """The ``max_samples`` budget of generated responses is used up."""
+        return 0 < self.cfg.max_samples <= self.samples_generated
+
     def log_samples(self, step: int, exp, selection) -> None:
-        """The first ``log_samples`` groups of this rank's experience to ``samples.jsonl``
-        (this rank's samples come first in the selection's pool). Afterwards the rethinking
-        details leave the samples, so that replay buffers and checkpoints do not carry them."""
+        """The first ``log_samples`` groups of the step's experience to ``samples.jsonl``
+        (the main rank's groups come first)."""
         if self.sample_log is not None:
             self.sample_log.log_step(step, exp.records, exp.samples, selection.indices)
-        for s in exp.samples:
-            s.meta.pop("rethink_attempt", None)
 
     def finish(
         self, first_eval: dict[str, Any], last_eval: dict[str, Any], last_test: dict[str, Any] | None, *, steps: int
@@ -187,10 +193,10 @@ class Run:
                 print(f"warning: could not plot curves or write report.html: {exc}", file=sys.stderr)
         self.ctx.barrier()
         return {
-            "base_eval": first_eval.get("eval/accuracy"),
-            "final_eval": last_eval.get("eval/accuracy"),
-            "base_test": first_eval.get("test/accuracy"),
-            "final_test": (last_test or {}).get("test/accuracy"),
+            "base_eval": first_eval.get(EVAL_ACCURACY),
+            "final_eval": last_eval.get(EVAL_ACCURACY),
+            "base_test": first_eval.get(TEST_ACCURACY),
+            "final_test": (last_test or {}).get(TEST_ACCURACY),
             "steps": steps,
             "samples": self.samples_generated,
             "run_dir": str(self.run_dir),
@@ -278,10 +284,8 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     model, processor, ref_model = _load_models(cfg, ctx, device, dtype, last)
     data = load_datasets(cfg.data, cfg.seed)
     keep_images = cfg.rollout.engine == "vllm"  # vLLM runs its own processor on the decoded images
-    # The training encoder caches nothing: a query is encoded once per draw and comes back
-    # only an epoch later (4000 toy records: 500 steps), so a cache there never hit and only
-    # held up to its bound (256 MB: ~3 MB a step on 50-200 KB images) of records already
-    # trained on. The held-out set is encoded again at every evaluation: its encoder caches.
+    # a training query comes back only an epoch later, so its encoder caches nothing; the
+    # dev set is encoded again at every evaluation, so its encoder caches
     encoders = [
         PromptEncoder(
             processor,

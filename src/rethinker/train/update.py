@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
+from .. import metric_names as M
 from ..algo.kl import kl_penalty
 from ..algo.losses import policy_loss, sft_aux_loss
 from ..algo.sample import Sample
@@ -89,13 +90,16 @@ def _forward(
 
 
 @torch.no_grad()
-def behaviour_logprobs(model, samples: Sequence[Sample], pad_id: int, micro_batch_size: int, device, dtype) -> None:
-    """Fill ``behaviour_logprobs`` of the samples that lack it with the current policy's
-    (call before the first of several optimizer steps, or before samples enter a
-    cross-step replay buffer)."""
+def with_behaviour_logprobs(
+    model, samples: Sequence[Sample], pad_id: int, micro_batch_size: int, device, dtype
+) -> list[Sample]:
+    """The samples, those lacking ``behaviour_logprobs`` given the current policy's (call
+    before the first of several optimizer steps, or before samples enter a cross-step
+    replay buffer). A sample listed twice comes back as one new object, listed twice."""
     todo = list({id(s): s for s in samples if s.behaviour_logprobs is None}.values())
     if not todo:
-        return
+        return list(samples)
+    filled: dict[int, Sample] = {}
     was_training = model.training
     model.eval()
     try:
@@ -104,9 +108,10 @@ def behaviour_logprobs(model, samples: Sequence[Sample], pad_id: int, micro_batc
             rows = scores.logprobs.float().cpu()
             tm = batch.target_mask.cpu()
             for i, s in enumerate(chunk.samples):
-                s.behaviour_logprobs = rows[i][tm[i]].clone()
+                filled[id(s)] = replace(s, behaviour_logprobs=rows[i][tm[i]].clone())
     finally:
         model.train(was_training)
+    return [filled.get(id(s), s) for s in samples]
 
 
 def _local_share(items: Sequence[Sample], rank: int, world: int) -> list[Sample]:
@@ -123,10 +128,10 @@ class Denominators:
     sft: float  # tokens of the correct, positive-advantage samples (auxiliary SFT loss)
 
     @classmethod
-    def of(cls, mini_batch: Sequence[Sample], aggregation: str, world: int) -> Denominators:
+    def of(cls, mini_batch: Sequence[Sample], aggregation: str, world: int, correct_reward: float) -> Denominators:
         masks = [torch.as_tensor(s.completion_mask, dtype=torch.float32) for s in mini_batch]
         n_tok = float(sum(m.sum() for m in masks))
-        sft = float(sum(m.sum() for s, m in zip(mini_batch, masks) if s.reward >= 1.0 and s.advantage > 0))
+        sft = float(sum(m.sum() for s, m in zip(mini_batch, masks) if s.reward >= correct_reward and s.advantage > 0))
         policy = n_tok if aggregation == "token-mean" else float(len(mini_batch))
         return cls(policy / world, n_tok / world, sft / world)
 
@@ -144,8 +149,14 @@ class UpdateStats:
     grad_norms: list[float] = field(default_factory=list)
     skipped: int = 0
 
-    TOKEN_WEIGHTED = ("clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean")
-    LOSSES = ("loss/policy", "loss/kl", "loss/sft")
+    #: policy_loss's token-weighted statistics and the metric each becomes
+    TOKEN_WEIGHTED = {
+        "clip_frac_low": M.CLIP_FRAC_LOW,
+        "clip_frac_high": M.CLIP_FRAC_HIGH,
+        "approx_kl": M.APPROX_KL,
+        "ratio_mean": M.RATIO_MEAN,
+    }
+    LOSSES = (M.LOSS_POLICY, M.LOSS_KL, M.LOSS_SFT)
 
     def add_chunk(self, st: dict[str, Any], losses: dict[str, float], entropy_sum: float) -> None:
         n = st["n_tokens"]
@@ -170,19 +181,19 @@ class UpdateStats:
         ratio_min = -ctx.max_float(-self.ratio_min)
         ratio_max = ctx.max_float(self.ratio_max)
         out: dict[str, Any] = {
-            "update/optimizer_steps": n_minis - self.skipped,
-            "update/skipped_nonfinite": self.skipped,
-            "update/tokens": n_tokens,
-            "update/tokens_per_s": n_tokens / elapsed if elapsed > 0 else 0.0,
-            "time/update_s": elapsed,
-            "grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
-            "entropy": entropy_sum / n_tokens if n_tokens else None,
+            M.OPTIMIZER_STEPS: n_minis - self.skipped,
+            M.SKIPPED_NONFINITE: self.skipped,
+            M.UPDATE_TOKENS: n_tokens,
+            M.UPDATE_TOKENS_PER_S: n_tokens / elapsed if elapsed > 0 else 0.0,
+            M.TIME_UPDATE: elapsed,
+            M.GRAD_NORM: sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
+            M.ENTROPY: entropy_sum / n_tokens if n_tokens else None,
         }
         denom = max(n_tokens, 1)
-        for k in self.TOKEN_WEIGHTED:
-            out[f"loss/{k}"] = tok_weighted[k] / denom
-        out["loss/ratio_min"] = ratio_min if math.isfinite(ratio_min) else None
-        out["loss/ratio_max"] = ratio_max if math.isfinite(ratio_max) else None
+        for k, name in self.TOKEN_WEIGHTED.items():
+            out[name] = tok_weighted[k] / denom
+        out[M.RATIO_MIN] = ratio_min if math.isfinite(ratio_min) else None
+        out[M.RATIO_MAX] = ratio_max if math.isfinite(ratio_max) else None
         out.update({k: v / n_minis for k, v in losses.items()})
         return out
 
@@ -198,6 +209,7 @@ def chunk_loss(
     dtype,
     ref_model=None,
     max_new_tokens: int | None = None,
+    correct_reward: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, Any], dict[str, float], float]:
     """One micro-batch's loss (its share of the mini-batch's mean: policy + KL - entropy
     bonus + SFT), the policy-loss statistics, the loss terms as floats, and the summed
@@ -228,22 +240,22 @@ def chunk_loss(
     )
     if chunk.weight == 0.0:
         return loss * 0.0, st, {}, 0.0
-    terms = {"loss/policy": float(loss.detach())}
+    terms = {M.LOSS_POLICY: float(loss.detach())}
     if algo.kl_coef > 0 and ref_model is not None:
         with torch.no_grad():
             _, ref_scores = _forward(ref_model, chunk, pad_id, device, dtype)
         kl = kl_penalty(lp, ref_scores.logprobs, algo.kl_kind)
         kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(denom.tokens, 1.0)
         loss = loss + algo.kl_coef * kl_loss
-        terms["loss/kl"] = float(kl_loss.detach())
+        terms[M.LOSS_KL] = float(kl_loss.detach())
     ent_tokens = torch.where(mask, scores.entropy, torch.zeros_like(scores.entropy)).sum()
     if algo.entropy_coef > 0:  # bonus: token-mean entropy over the mini-batch
         loss = loss - algo.entropy_coef * ent_tokens / max(denom.tokens, 1.0)
     if algo.sft_coef > 0 and denom.sft > 0:
         rewards = torch.tensor([float(s.reward) for s in chunk.samples], device=device)
-        sft, _ = sft_aux_loss(lp, mask, rewards, adv, normalizer=denom.sft)
+        sft, _ = sft_aux_loss(lp, mask, rewards, adv, correct_threshold=correct_reward, normalizer=denom.sft)
         loss = loss + algo.sft_coef * sft
-        terms["loss/sft"] = float(sft.detach())
+        terms[M.LOSS_SFT] = float(sft.detach())
     return loss, st, terms, float(ent_tokens)
 
 
@@ -258,6 +270,7 @@ def policy_update(
     pad_id: int,
     ref_model=None,
     max_new_tokens: int | None = None,
+    correct_reward: float = 1.0,
     ctx=None,
 ) -> dict[str, Any]:
     """One rollout step's update: one or more optimizer steps over ``samples``.
@@ -265,7 +278,9 @@ def policy_update(
     With several processes (``ctx``, see ``train/distributed.py``) every rank passes the
     same global ``samples``; rank r trains on ``mini_batch[r::world]`` of each mini-batch,
     and all ranks run the same number of micro-batches (a rank short of samples runs a
-    zero-weight one) because each FSDP forward/backward is a collective."""
+    zero-weight one) because each FSDP forward/backward is a collective.
+    ``correct_reward``: the reward of a correct response (the auxiliary SFT loss trains
+    on responses at or above it with a positive advantage)."""
     ctx = ctx or DistContext()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -276,10 +291,12 @@ def policy_update(
     if len(minis) > 1:
         with gathered(model, ctx):
             local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
-            behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
+            filled = with_behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
+        new = {id(old): s for old, s in zip(local_all, filled)}
+        minis = [[new.get(id(s), s) for s in mb] for mb in minis]
     stats = UpdateStats()
     for mb in minis:
-        denom = Denominators.of(mb, algo.aggregation, ctx.world)
+        denom = Denominators.of(mb, algo.aggregation, ctx.world, correct_reward)
         chunks = _chunks(_local_share(mb, ctx.rank, ctx.world), optim.micro_batch_size, optim.bucket_by_length)
         n_chunks = max(math.ceil(len(mb[r :: ctx.world]) / optim.micro_batch_size) for r in range(ctx.world))
         while len(chunks) < n_chunks:  # lockstep filler: a real sample with zero weight
@@ -297,6 +314,7 @@ def policy_update(
                 dtype=dtype,
                 ref_model=ref_model,
                 max_new_tokens=max_new_tokens,
+                correct_reward=correct_reward,
             )
             if chunk.weight == 0.0:
                 loss.backward()
