@@ -1,6 +1,7 @@
 """benchmarks/_doc.py: a benchmark writes its table into its own marked section of
 docs/results.md (replacing the old one, keeping the prose around it) and refuses, with a
-message naming the markers, a file without them."""
+message naming the markers, a file without them; docs/results.md holds a section for
+every script that writes one."""
 
 from __future__ import annotations
 
@@ -105,3 +106,19 @@ def test_stdout_section_writes_what_the_script_printed(tmp_path):
     q.write_text("# nothing\n")
     res = subprocess.run([sys.executable, str(script), "--write-doc", str(q)], capture_output=True, text=True)
     assert res.returncode != 0 and "SectionError" in res.stderr and "| ours |" not in res.stdout
+
+
+def test_every_writing_script_has_its_section_in_docs_results():
+    """A script's --write-doc must find its section in docs/results.md (and the images
+    the page shows exist)."""
+    doc = ROOT / "docs" / "results.md"
+    names = set()
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        src = script.read_text(encoding="utf-8")
+        names |= set(re.findall(r'StdoutSection\(args\.write_doc, "(\w+)"', src))
+        names |= set(re.findall(r'replace_section\(path, "(\w+)"', src))
+    assert {"toy_ablation", "judge_agreement", "data_scale", "vs_trl"} <= names
+    for name in names:
+        _doc.check_section(doc, name)
+    for link in re.findall(r"\]\(([^)#:]+)\)", doc.read_text(encoding="utf-8")):
+        assert (doc.parent / link).exists(), link
