@@ -86,7 +86,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 40000])
     ap.add_argument("--out", default="/tmp/rethinker-data-scale")
     ap.add_argument("--threads", type=int, default=2)
+    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
+    doc = StdoutSection(args.write_doc, "data_scale")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rk = [sys.executable, "-m", "rethinker"]
@@ -158,6 +162,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for n, gb, name, rss, secs, rc in rows:
         print(f"| {n} | {gb:.2f} | `rethinker {name}` | {rss:.0f} | {secs:.0f} | {rc} |")
+    doc.write()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", help="model directory (default: the packaged toy policy)")
     ap.add_argument("--device", default="cpu")
+    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
+    doc = StdoutSection(args.write_doc, "eval_speed", fence=True)  # a fixed-width table
     torch.set_num_threads(args.threads)
 
     from rethinker.model.load import load_policy, pick_device, pick_dtype
@@ -70,6 +74,7 @@ def main() -> None:
     print(f"{'batch':>14}  {'seconds':>8}  {'items/s':>8}  {'tokens/s':>9}  {'speed-up':>8}  {'accuracy':>8}")
     for batch, dt, ips, tps, acc in rows:
         print(f"{batch:>14}  {dt:>8.2f}  {ips:>8.2f}  {tps:>9.0f}  {ips / base:>7.2f}x  {acc:>8.3f}")
+    doc.write()
 
 
 if __name__ == "__main__":

@@ -187,7 +187,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--matmul", type=int, default=8192, help="matmul size for the peak")
     ap.add_argument("--json", default=None)
+    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
+    doc = StdoutSection(args.write_doc, "gpu_step")
     dtype = torch.bfloat16
     torch.manual_seed(0)
     model, processor = build(args.shape, args.device, dtype)
@@ -221,6 +225,7 @@ def main() -> int:
     )
     if "peak_mem_gb" in upd:
         print(f"\npeak GPU memory in the update: {upd['peak_mem_gb']:.1f} GiB")
+    doc.write()
     if args.json:
         Path(args.json).write_text(
             json.dumps(

@@ -320,10 +320,14 @@ def main() -> None:
     ap.add_argument("--show", action="store_true", help="list the cases where the judge disagrees with a label")
     ap.add_argument("--suite", help="only this suite")
     ap.add_argument("--write-generated", action="store_true", help="rewrite tests/data/judge_suites/generated.jsonl")
+    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     if args.write_generated:
         print(f"wrote {write_generated()}")
+    doc = StdoutSection(args.write_doc, "judge_agreement")  # what follows is the table
     suites = load_suites()
     if args.suite:
         suites = {args.suite: suites[args.suite]}
@@ -341,6 +345,7 @@ def main() -> None:
             for c in r["misses"]:
                 tag = "" if c.standard else f"  [non-standard label: {c.note}]"
                 print(f"{c.suite}: answer={c.answer!r} gold={c.gold!r} label={c.label}{tag}")
+    doc.write()
 
 
 if __name__ == "__main__":

@@ -242,7 +242,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=int, default=1, help="examples printed per kind of difference")
+    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
+    doc = StdoutSection(args.write_doc, "judge_speed")
     logging.disable(logging.WARNING)  # math-verify logs every timeout
 
     pairs = make_pairs(args.n, args.seed)
@@ -315,6 +319,7 @@ def main() -> None:
             )
 
     hostile_table()
+    doc.write()
 
 
 def hostile_table() -> None:

@@ -137,7 +137,11 @@ def main() -> int:
     ap.add_argument("--skip-prob", type=float, default=0.35, help="rethink.skip_prob (the released value)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
+    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
+    doc = StdoutSection(args.write_doc, "real_shape")
 
     import numpy as np
     import torch
@@ -309,6 +313,7 @@ def main() -> int:
         f"(error {100 * err:+.1f}%)\n"
     )
     print(mp.table())
+    doc.write()
     if args.json:
         Path(args.json).write_text(
             json.dumps(

@@ -1,6 +1,8 @@
 """The paper's ablation on the toy world, held to a reviewer's standard.
 
-    python benchmarks/toy_ablation.py [--seeds N] [--steps S] [--jobs J] [--out DIR] [--only V ...] [-- extra train flags]
+    python benchmarks/toy_ablation.py [--seeds N] [--steps S] [--jobs J] [--out DIR] [--only V ...]
+        [--write-doc docs/results.md] [-- extra train flags]
+    python benchmarks/toy_ablation.py --from-results --out DIR --write-doc docs/results.md   # tables from saved runs
 
 Six variants (each one flag away from plain GRPO; everything else is the toy preset):
 
@@ -33,7 +35,11 @@ and reflection rate against steps (mean over seeds).
 
 ``--jobs J`` runs J trainings at once, each with ``--threads`` / J torch threads (the same
 thread count for every run, so results do not depend on J); finished runs are reused, so
-an interrupted ablation resumes where it stopped.
+an interrupted ablation resumes where it stopped. ``--from-results`` trains nothing: it
+analyses the finished runs saved in ``--out`` (and stops, naming them, if some are missing).
+``--write-doc docs/results.md`` writes the tables into that file's ``toy_ablation`` section
+and the plot beside it (``docs/images/toy_ablation.png``), so the document shows what the
+saved runs say.
 """
 
 from __future__ import annotations
@@ -75,8 +81,12 @@ def finished(run_dir: Path) -> bool:
     return any("test/accuracy" in r and r.get("step", 0) > 0 for r in read_rows(run_dir))
 
 
+def run_dir_of(out: Path, name: str, seed: int) -> Path:
+    return out / f"{slug(name)}-seed{seed}"
+
+
 def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int, out: Path, extra: list[str]) -> Path:
-    run_dir = out / f"{slug(name)}-seed{seed}"
+    run_dir = run_dir_of(out, name, seed)
     if finished(run_dir):
         return run_dir  # finished earlier: reuse
     cmd = [
@@ -255,6 +265,19 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def write_doc(path: Path, results: dict[str, list[dict]], seeds: list[int], steps: int) -> None:
+    """Section ``toy_ablation`` of ``path`` (docs/results.md): the tables this script prints,
+    and the plot, written to ``images/toy_ablation.png`` beside the document."""
+    from _doc import provenance, replace_section  # benchmarks/_doc.py (this script's folder)
+
+    image = Path(path).parent / "images" / "toy_ablation.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, image)
+    rel = os.path.relpath(image, Path(path).parent).replace(os.sep, "/")
+    alt = "Toy ablation: dev accuracy against samples, zero-advantage share and reflection rate against steps"
+    replace_section(path, "toy_ablation", f"{provenance()}\n\n{table(results, seeds, steps)}\n\n![{alt}]({rel})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
@@ -263,14 +286,26 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores shared by the runs")
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("--only", nargs="+", choices=list(VARIANTS), help="run only these variants (GRPO is always run)")
+    ap.add_argument(
+        "--from-results", action="store_true", help="train nothing: analyse the finished runs saved in --out"
+    )
     ap.add_argument("extra", nargs="*", help="extra `rethinker train` flags (after --)")
+    from _doc import add_argument, check_section  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
+    if args.write_doc:
+        check_section(args.write_doc, "toy_ablation")  # a wrong file fails now, not after hours
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     threads = max(1, args.threads // max(1, args.jobs))
     names = ["GRPO", *[n for n in VARIANTS if n != "GRPO" and (not args.only or n in args.only)]]
     seeds = list(range(args.seeds))
     todo = [(name, seed) for seed in seeds for name in names]
+    if args.from_results:
+        missing = [str(run_dir_of(out, n, s)) for n, s in todo if not finished(run_dir_of(out, n, s))]
+        if missing:
+            ap.error("--from-results: these runs are missing or unfinished: " + ", ".join(missing))
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
@@ -286,6 +321,9 @@ def main() -> int:
     (out / "table.md").write_text(text + "\n")
     plot(results, out / "ablation.png")
     print(f"plot: {out / 'ablation.png'}")
+    if args.write_doc:
+        write_doc(Path(args.write_doc), results, seeds, args.steps)
+        print(f"wrote section 'toy_ablation' of {args.write_doc}")
     return 0
 
 

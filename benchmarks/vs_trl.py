@@ -453,11 +453,15 @@ def main() -> int:
     ap.add_argument("--verbose", action="store_true", help="show the workers' output")
     ap.add_argument("--worker", choices=FRAMEWORKS, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+
+    add_argument(ap)
     args = ap.parse_args()
     if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.repeats < 1:
         ap.error("--steps, --threads and --repeats must be >= 1, --warmup >= 0")
     if args.worker:
         return worker(args)
+    doc = StdoutSection(args.write_doc, "vs_trl")  # the workers' output is not the table
     names = [args.only] if args.only else list(FRAMEWORKS)
     if "trl" in names:
         try:
@@ -486,6 +490,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
     print_table(summarize(runs), args)
+    doc.write()
     return 0
 
 

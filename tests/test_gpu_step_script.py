@@ -1,4 +1,4 @@
-"""benchmarks/gpu_step.py runs on GPU sessions only; its code path runs here on a tiny
+"""benchmarks/gpu_step.py runs on GPU sessions only; its code path (and its --write-doc) runs here on a tiny
 random model on the CPU, so it cannot rot between them."""
 
 import json
@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_step_script_runs_on_a_tiny_shape(tmp_path):
-    out = tmp_path / "r.json"
+    out, doc = tmp_path / "r.json", tmp_path / "results.md"
+    doc.write_text("# R\n\n<!-- results:gpu_step:begin -->\nOLD-SECTION\n<!-- results:gpu_step:end -->\n")
     cmd = [
         sys.executable,
         str(ROOT / "benchmarks" / "gpu_step.py"),
@@ -34,10 +35,14 @@ def test_gpu_step_script_runs_on_a_tiny_shape(tmp_path):
         "128",
         "--json",
         str(out),
+        "--write-doc",
+        str(doc),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "| rollout 4 x G=2 x <= 4 tokens |" in res.stdout
+    section = doc.read_text().split("gpu_step:begin -->")[1]  # the printed table, in the doc's section
+    assert "OLD-SECTION" not in section and "| rollout 4 x G=2 x <= 4 tokens |" in section
     r = json.loads(out.read_text())
     # 4 sequences of 128 tokens in the update, 4 x 2 samples of <= 4 tokens in the rollout
     assert r["update"]["distinct"]["tokens"] == 4 * 128

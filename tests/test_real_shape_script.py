@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_real_shape_script_runs_on_the_tiny_shape(tmp_path):
-    out = tmp_path / "r.json"
+    out, doc = tmp_path / "r.json", tmp_path / "results.md"
+    doc.write_text("# R\n\n<!-- results:real_shape:begin -->\nOLD-SECTION\n<!-- results:real_shape:end -->\n")
     cmd = [
         sys.executable,
         str(ROOT / "benchmarks" / "real_shape.py"),
@@ -23,10 +24,14 @@ def test_real_shape_script_runs_on_the_tiny_shape(tmp_path):
         "16",
         "--json",
         str(out),
+        "--write-doc",
+        str(doc),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "| Forced Rethinking |" in res.stdout and "plan predicts" in res.stdout
+    section = doc.read_text().split("real_shape:begin -->")[1]  # the printed tables, in the doc's section
+    assert "OLD-SECTION" not in section and "| Forced Rethinking |" in section and "plan predicts" in section
     r = json.loads(out.read_text())
     assert len(r["prompt_lengths"]) == 2  # one single-image query, one two-image query
     assert 0 < r["metrics"]["rollout/tokens"] <= 2 * 2 * 16

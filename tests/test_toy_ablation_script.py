@@ -1,13 +1,15 @@
 """benchmarks/toy_ablation.py's analysis (the trainings take hours): on synthetic run
 directories in the trainer's output format, the table holds the paired difference with
 its interval, the budget to reach GRPO's final dev accuracy, the dev AUC and the budget
-columns, and the plot is written."""
+columns, and the plot is written; the same tables fill docs/results.md's section from the
+saved runs alone (``--from-results --write-doc``)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +20,7 @@ _spec = importlib.util.spec_from_file_location("toy_ablation", ROOT / "benchmark
 ta = importlib.util.module_from_spec(_spec)
 sys.modules["toy_ablation"] = ta
 _spec.loader.exec_module(ta)
+sys.path.insert(0, str(ROOT / "benchmarks"))  # where the script finds _doc when run
 
 N_ITEMS, STEPS = 400, 4
 
@@ -79,6 +82,59 @@ def test_table_and_plot_from_finished_runs(tmp_path):
     assert "| GRPO | 100.0 | 20.0 |" in kinds and "| GRPO+SSR | 100.0 | 30.0 |" in kinds
     ta.plot(results, tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+DOC = (
+    "# Results\n\nProse.\n\n<!-- results:toy_ablation:begin -->\nold table\n"
+    "<!-- results:toy_ablation:end -->\n\nMore.\n"
+)
+
+
+def _section(doc: Path) -> str:
+    return doc.read_text().split("<!-- results:toy_ablation:begin -->")[1].split("<!-- results:toy_ablation:end -->")[0]
+
+
+def test_write_doc_fills_the_section_from_synthetic_runs(tmp_path):
+    results = {
+        "GRPO": [ta.summarize(_fake_run(tmp_path / f"g{s}", s, [0.5, 0.55, 0.6], 240, 0.5)) for s in range(2)],
+        "GRPO+SSR": [ta.summarize(_fake_run(tmp_path / f"s{s}", s, [0.5, 0.6, 0.65], 260, 0.7)) for s in range(2)],
+    }
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    doc.write_text(DOC)
+    ta.write_doc(doc, results, [0, 1], STEPS)
+    section = _section(doc)
+    assert "old table" not in section and doc.read_text().endswith("\n\nMore.\n")
+    assert section.lstrip().startswith("*Written by `python benchmarks/")
+    assert ta.table(results, [0, 1], STEPS) in section  # exactly the printed tables
+    assert "| GRPO+SSR | 65.0 ± 0.0 |" in section and "| GRPO | 100.0 | 20.0 |" in section
+    assert section.rstrip().endswith("](images/toy_ablation.png)")
+    assert (doc.parent / "images" / "toy_ablation.png").stat().st_size > 10_000
+
+
+def test_from_results_writes_the_doc_without_training(tmp_path):
+    out = tmp_path / "runs"
+    for s in range(2):
+        _fake_run(ta.run_dir_of(out, "GRPO", s), s, [0.5, 0.55, 0.6], 240, 0.5)
+    doc = tmp_path / "results.md"
+    doc.write_text(DOC)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "toy_ablation.py"), "--seeds", "2", "--steps", str(STEPS)]
+    cmd += ["--only", "GRPO+SSR", "--out", str(out), "--from-results", "--write-doc", str(doc)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "grpo-ssr-seed0" in res.stderr and "grpo-ssr-seed1" in res.stderr
+    assert "old table" in _section(doc)  # nothing trained, nothing written
+    for s in range(2):
+        _fake_run(ta.run_dir_of(out, "GRPO+SSR", s), s, [0.5, 0.6, 0.65], 260, 0.7)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "$ " not in res.stdout  # no training command was started
+    section = _section(doc)
+    assert "2 paired seeds" in section and "| GRPO+SSR | 65.0 ± 0.0 |" in section
+    assert "--from-results" in section and "--write-doc" not in section
+    bad = tmp_path / "bad.md"
+    bad.write_text("# no section\n")
+    res = subprocess.run([*cmd[:-1], str(bad)], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "<!-- results:toy_ablation:begin --> is missing" in res.stderr
 
 
 def test_unfinished_run_is_not_reused(tmp_path):
