@@ -178,7 +178,9 @@ def test_released_replays_earlier_steps_with_their_behaviour_logprobs():
     out = sel.select(later)
     assert len(out.samples) == 4 and all(out.from_buffer) and out.indices == [-1] * 4
     assert out.stats["n_from_earlier_steps"] == 4
-    assert all(x.step == 0 and x.behaviour_logprobs is first[x.completion_ids[0]].behaviour_logprobs for x in out.samples)
+    assert all(
+        x.step == 0 and x.behaviour_logprobs is first[x.completion_ids[0]].behaviour_logprobs for x in out.samples
+    )
     assert out.stats["effective_ratio/before_ssr"] == 0.0 and out.stats["effective_ratio/after_ssr"] == 1.0
     # whole copies when more is missing than the buffer holds
     big = SampleSelector("released", seed=0, batch_size=9, buffer_capacity=4)
