@@ -59,6 +59,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from rethinker import metric_names as M  # noqa: E402
 from rethinker.report.compare import area_under_curve, budget_to_reach, paired_bootstrap  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
@@ -129,8 +130,8 @@ def slug(name: str) -> str:
 
 def summarize(run_dir: Path) -> dict:
     rows = read_rows(run_dir)
-    train = [r for r in rows if "reward/mean" in r]
-    samples_at = {r["step"]: r["budget/samples"] for r in train}
+    train = [r for r in rows if M.REWARD_MEAN in r]
+    samples_at = {r["step"]: r[M.BUDGET_SAMPLES] for r in train}
     samples_at[0] = 0
     dev = [
         (samples_at[r["step"]], r["eval/accuracy"])
@@ -149,18 +150,15 @@ def summarize(run_dir: Path) -> dict:
         "test_correct": {p["id"]: int(p["correct"]) for p in preds},
         "test_kind": {p["id"]: p.get("category") or "?" for p in preds},
         "test_reflection": tests[last].get("test/reflection_rate", float("nan")),
-        "zero_adv_half": mean([r["groups/zero_advantage_before_rethink"] for r in half]),
-        "zero_adv_first": mean([r["groups/zero_advantage_before_rethink"] for r in train[: len(train) // 10 or 1]]),
+        "zero_adv_half": mean([r[M.ZERO_ADV_BEFORE_RETHINK] for r in half]),
+        "zero_adv_first": mean([r[M.ZERO_ADV_BEFORE_RETHINK] for r in train[: len(train) // 10 or 1]]),
         "reflection_half": mean([r["reflection_rate"] for r in half]),
-        "samples": train[-1]["budget/samples"],
-        "tokens": sum(r.get("rollout/tokens", 0) + r.get("rethink/tokens", 0) for r in train),
-        "opt_steps": sum(r.get("update/optimizer_steps", 0) for r in train),
+        "samples": train[-1][M.BUDGET_SAMPLES],
+        "tokens": sum(r.get(M.ROLLOUT_TOKENS, 0) + r.get(M.RETHINK_TOKENS, 0) for r in train),
+        "opt_steps": sum(r.get(M.OPTIMIZER_STEPS, 0) for r in train),
         "steps": len(train),
-        "hours": sum(r.get("time/step_s", 0) for r in train) / 3600,
-        "curves": {
-            k: [(r["step"], r.get(k)) for r in train]
-            for k in ("groups/zero_advantage_before_rethink", "reflection_rate")
-        },
+        "hours": sum(r.get(M.TIME_STEP, 0) for r in train) / 3600,
+        "curves": {k: [(r["step"], r.get(k)) for r in train] for k in (M.ZERO_ADV_BEFORE_RETHINK, "reflection_rate")},
     }
 
 
@@ -234,7 +232,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
         ys = np.array([[y for _, y in r["dev"][:n]] for r in rs])
         axes[0].plot(xs[:n], ys.mean(0) * 100, color=color, label=name)
         axes[0].fill_between(xs[:n], ys.min(0) * 100, ys.max(0) * 100, color=color, alpha=0.12)
-        for ax, key in ((axes[1], "groups/zero_advantage_before_rethink"), (axes[2], "reflection_rate")):
+        for ax, key in ((axes[1], M.ZERO_ADV_BEFORE_RETHINK), (axes[2], "reflection_rate")):
             m = min(len(r["curves"][key]) for r in rs)
             steps = [s for s, _ in rs[0]["curves"][key][:m]]
             vals = np.array([[v for _, v in r["curves"][key][:m]] for r in rs]).mean(0)

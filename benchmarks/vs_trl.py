@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rethinker import metric_names as M
+
 QUERIES = 8
 GROUP = 8
 MAX_NEW_TOKENS = 48
@@ -132,22 +134,22 @@ def run_rethinker(args: argparse.Namespace, out_dir: Path) -> dict:
     class ClockedLogger(run.MetricsLogger):  # a step ends when its metrics row is written
         def log(self, row):  # noqa: ANN001
             super().log(row)
-            if "time/step_s" in row:
+            if M.TIME_STEP in row:
                 clock.tick()
             elif row.get("step") == 0:
                 clock.start()
 
     run.MetricsLogger = ClockedLogger
     loop.train(cfg, progress=False)
-    rows = [r for r in read_metrics(out_dir) if "time/step_s" in r][args.warmup :]
+    rows = [r for r in read_metrics(out_dir) if M.TIME_STEP in r][args.warmup :]
     return {
         "step_s": clock.wall[args.warmup :],
         "cpu_s": clock.cpu[args.warmup :],
-        "own_step_s": [r["time/step_s"] for r in rows],
-        "rollout_s": [r["time/rollout_s"] for r in rows],
-        "rollout_tokens": [r["rollout/tokens"] for r in rows],
-        "update_s": [r.get("time/update_s") or 0.0 for r in rows],
-        "reward_mean": statistics.mean(r["reward/mean"] for r in rows),
+        "own_step_s": [r[M.TIME_STEP] for r in rows],
+        "rollout_s": [r[M.TIME_ROLLOUT] for r in rows],
+        "rollout_tokens": [r[M.ROLLOUT_TOKENS] for r in rows],
+        "update_s": [r.get(M.TIME_UPDATE) or 0.0 for r in rows],
+        "reward_mean": statistics.mean(r[M.REWARD_MEAN] for r in rows),
         "version": _version("rethinker"),
     }
 

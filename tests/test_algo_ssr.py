@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rethinker import metric_names as M
 from rethinker.algo.sample import Sample
 from rethinker.algo.ssr import SSR_MODES, SampleSelector, ssr_probabilities
 
@@ -55,8 +56,8 @@ def test_paper_draw_frequencies_match_abs_advantage_power(advs, alpha, seed):
     p = np.where(a > 0, a**alpha, 0) / np.where(a > 0, a**alpha, 0).sum()
     assert within_binomial_bounds(counts, p, n)
     assert counts[a == 0].sum() == 0  # never a zero-advantage sample
-    assert sel.stats["effective_ratio/after_ssr"] == 1.0
-    assert sel.stats["effective_ratio/before_ssr"] == pytest.approx(np.mean(a > 0))
+    assert sel.stats[M.EFFECTIVE_AFTER_SSR] == 1.0
+    assert sel.stats[M.EFFECTIVE_BEFORE_SSR] == pytest.approx(np.mean(a > 0))
 
 
 def test_paper_chi_square_fixed_seed():
@@ -83,14 +84,14 @@ def test_paper_defaults_and_skip():
     assert [s[i] is x for i, x in zip(sel.indices, sel.samples)] == [True] * 4
     empty = SampleSelector("paper").select(make([0.0] * 8))
     assert empty.skipped_update and empty.samples == [] and empty.stats["skipped_update"] == 1.0
-    assert empty.stats["effective_ratio/before_ssr"] == 0.0
+    assert empty.stats[M.EFFECTIVE_BEFORE_SSR] == 0.0
 
 
 def test_off_is_every_sample_once_in_order():
     s = make([0, 1, 0, -1, 0.5])
     sel = SampleSelector("off", batch_size=99).select(s)
     assert sel.indices == [0, 1, 2, 3, 4] and all(a is b for a, b in zip(sel.samples, s))
-    assert sel.stats["effective_ratio/before_ssr"] == sel.stats["effective_ratio/after_ssr"] == 0.6
+    assert sel.stats[M.EFFECTIVE_BEFORE_SSR] == sel.stats[M.EFFECTIVE_AFTER_SSR] == 0.6
     assert not sel.skipped_update
 
 
@@ -135,7 +136,7 @@ def test_released_composition_and_buffer_fill():
     assert sel.buffer.maxlen == 8 and len(sel.buffer) == 4
     # buffer phase needs 4 = buffer size: "not more than its size" -> a draw with replacement
     assert all(x.advantage != 0 for x in out.samples)
-    assert out.stats["ssr/n_replayed"] == 4 and out.stats["n_from_earlier_steps"] == 0
+    assert out.stats[M.SSR_REPLAYED] == 4 and out.stats["n_from_earlier_steps"] == 0
     assert out.indices[4:] == [s.index(x) for x in out.samples[4:]]  # this step's, found by identity
 
 
@@ -181,11 +182,11 @@ def test_released_replays_earlier_steps_with_their_behaviour_logprobs():
     assert all(
         x.step == 0 and x.behaviour_logprobs is first[x.completion_ids[0]].behaviour_logprobs for x in out.samples
     )
-    assert out.stats["effective_ratio/before_ssr"] == 0.0 and out.stats["effective_ratio/after_ssr"] == 1.0
+    assert out.stats[M.EFFECTIVE_BEFORE_SSR] == 0.0 and out.stats[M.EFFECTIVE_AFTER_SSR] == 1.0
     # whole copies when more is missing than the buffer holds
     big = SampleSelector("released", seed=0, batch_size=9, buffer_capacity=4)
     o = big.select(make([1.0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))
-    assert o.stats["ssr/n_replayed"] == 8 and len(o.samples) == 9
+    assert o.stats[M.SSR_REPLAYED] == 8 and len(o.samples) == 9
 
 
 def test_released_nothing_anywhere_skips_instead_of_spinning():
@@ -242,9 +243,9 @@ def test_released_staleness_cap_drops_samples_older_than_max_age():
 
     capped_sel, capped = run(1)
     assert {x.step for x in capped_sel.buffer} == {2} and {x.step for x in capped.samples} == {2}
-    assert capped.stats["ssr/replay_age_max"] == 1.0 and len(capped.samples) == 16
+    assert capped.stats[M.SSR_REPLAY_AGE_MAX] == 1.0 and len(capped.samples) == 16
     free_sel, free = run(None)
     assert {x.step for x in free_sel.buffer} == {1, 2} and {x.step for x in free.samples} == {1, 2}
-    assert free.stats["ssr/replay_age_max"] == 2.0
+    assert free.stats[M.SSR_REPLAY_AGE_MAX] == 2.0
     with pytest.raises(ValueError, match="max_age"):
         SSRConfig(mode="released", max_age=-1)

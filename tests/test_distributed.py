@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rethinker import metric_names as M
+
 SCRIPT = Path(__file__).parent / "scripts" / "dist_update.py"
 
 
@@ -50,7 +52,7 @@ def test_two_process_update_matches_single_process(tmp_path):
     a, b = torch.load(single, weights_only=False), torch.load(double, weights_only=False)
     assert a["n"] == b["n"] == 13  # odd: the ranks get 7 and 6
     # the loss and its statistics are the global ones in both
-    for key in ("loss/policy", "update/tokens", "grad_norm", "loss/approx_kl"):
+    for key in (M.LOSS_POLICY, M.UPDATE_TOKENS, "grad_norm", M.APPROX_KL):
         assert b["stats"][key] == pytest.approx(a["stats"][key], rel=1e-5, abs=1e-5), key
     assert a["stats"]["grad_norm"] > 0
     # SGD with lr 1: weights after = weights before - gradient, so equal weights = equal gradients
@@ -98,9 +100,9 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
     r = _torchrun(["-m", "rethinker", "train", *flags])
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    train_rows = [row for row in rows if "reward/mean" in row]
+    train_rows = [row for row in rows if M.REWARD_MEAN in row]
     assert [row["step"] for row in train_rows] == [1, 2]  # one line per step, written once
-    assert all(row["ssr/n_selected"] in (0.0, 16.0) for row in train_rows)  # 4 queries x 4 samples, global
+    assert all(row[M.SSR_SELECTED] in (0.0, 16.0) for row in train_rows)  # 4 queries x 4 samples, global
     evals = [row for row in rows if row.get("eval/n")]
     assert [row["eval/n"] for row in evals] == [8, 8]  # the eval split is shared out, then gathered
     ckpt = out / "checkpoint-2"
@@ -119,4 +121,4 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
     )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows if "reward/mean" in row] == [1, 2, 3]
+    assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]

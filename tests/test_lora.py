@@ -10,6 +10,8 @@ import sys
 import pytest
 import torch
 
+from rethinker import metric_names as M
+
 pytest.importorskip("peft")
 
 FLAGS = [
@@ -65,7 +67,7 @@ def test_lora_trains_adapters_only_and_exports_merged_weights(tmp_path):
     bsd, msd = base.state_dict(), merged.state_dict()
     changed = {k for k in bsd if not torch.equal(bsd[k], msd[k])}
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert sum(row.get("update/optimizer_steps", 0) for row in rows) >= 1  # the warm start gives mixed rewards
+    assert sum(row.get(M.OPTIMIZER_STEPS, 0) for row in rows) >= 1  # the warm start gives mixed rewards
     assert changed, "an update ran but no weight moved"
     # LoRA targets the language model's projections only: the vision tower and embeddings are untouched
     assert all("language_model.layers" in k and k.endswith("proj.weight") for k in changed)
@@ -79,4 +81,4 @@ def test_lora_trains_adapters_only_and_exports_merged_weights(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows if "reward/mean" in row] == [1, 2, 3]
+    assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]

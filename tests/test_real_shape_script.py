@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rethinker import metric_names as M
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,8 +36,8 @@ def test_real_shape_script_runs_on_the_tiny_shape(tmp_path):
     assert "OLD-SECTION" not in section and "| Forced Rethinking |" in section and "plan predicts" in section
     r = json.loads(out.read_text())
     assert len(r["prompt_lengths"]) == 2  # one single-image query, one two-image query
-    assert 0 < r["metrics"]["rollout/tokens"] <= 2 * 2 * 16
-    assert "rethink/attempts" in r["metrics"]
-    assert r["update"]["update/optimizer_steps"] == 1 and r["update"]["update/tokens"] > 0
+    assert 0 < r["metrics"][M.ROLLOUT_TOKENS] <= 2 * 2 * 16
+    assert M.RETHINK_ATTEMPTS in r["metrics"]
+    assert r["update"][M.OPTIMIZER_STEPS] == 1 and r["update"][M.UPDATE_TOKENS] > 0
     assert r["rss_peak"] >= r["runtime"] > 0
     assert r["plan"]["peak"] > r["runtime"] and abs(r["plan_error"]) < 1

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from rethinker import metric_names as M
 from rethinker.algo.sample import Judgement, RethinkAttempt, Sample
 from rethinker.cli import main
 from rethinker.records import ImageRef, Record
@@ -225,22 +226,22 @@ def _fake_rows(n=20, **extra):
         rows.append(
             {
                 "step": s,
-                "reward/mean": 0.1 * (s % 5),
+                M.REWARD_MEAN: 0.1 * (s % 5),
                 "accuracy": 0.5,
-                "groups/all_correct": 0.2,
-                "groups/all_wrong": 0.3,
+                M.ALL_CORRECT: 0.2,
+                M.ALL_WRONG: 0.3,
                 "reflection_rate": 0.1,
-                "rethink/attempts": 10,
-                "rethink/accepted": 3,
-                "response_length/mean": 20.0,
-                "response_length/max": 40,
+                M.RETHINK_ATTEMPTS: 10,
+                M.RETHINK_ACCEPTED: 3,
+                M.LENGTH_MEAN: 20.0,
+                M.LENGTH_MAX: 40,
                 "entropy": 0.3,
-                "loss/clip_frac_low": 0.0,
-                "loss/clip_frac_high": 0.0,
-                "time/rollout_s": 1.0,
-                "time/update_s": 0.5,
-                "time/step_s": 2.0,
-                "update/skipped": 0,
+                M.CLIP_FRAC_LOW: 0.0,
+                M.CLIP_FRAC_HIGH: 0.0,
+                M.TIME_ROLLOUT: 1.0,
+                M.TIME_UPDATE: 0.5,
+                M.TIME_STEP: 2.0,
+                M.UPDATE_SKIPPED: 0,
                 **extra,
             }
         )
@@ -258,7 +259,7 @@ def test_panels_that_cannot_move_are_left_out():
     # the toy run: one on-policy update per batch (ratio == 1), no KL term
     assert "clip" not in keys and "kl" not in keys
     more = to_dict(resolve(None, {"optim.mini_batch_size": "16", "algo.kl_coef": "0.01", "rethink": "off"}))
-    rows_kl = [dict(r, **{"loss/kl": 0.01}) if "reward/mean" in r else r for r in rows]
+    rows_kl = [dict(r, **{M.LOSS_KL: 0.01}) if M.REWARD_MEAN in r else r for r in rows]
     keys = _keys(more, rows_kl)
     assert "clip" in keys and "kl" in keys and "rethink" not in keys
     assert "clip" in _keys(to_dict(resolve(None, {"ssr": "released"})), rows)

@@ -11,6 +11,7 @@ import sys
 import pytest
 from trainrun import ENV, kill_after_checkpoint
 
+from rethinker import metric_names as M
 from rethinker.cli import main
 
 TINY = [
@@ -68,7 +69,7 @@ def test_training_run_logs_samples_and_writes_its_page(tiny_run):
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [(r["step"], r["query"]) for r in rows] == [(s, q) for s in (1, 2, 3) for q in (0, 1)]
     metrics = {
-        r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "reward/mean" in r
+        r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if M.REWARD_MEAN in r
     }
     for r in rows:
         assert len(r["responses"]) == 4 and r["id"].startswith("toy-train")
@@ -81,7 +82,7 @@ def test_training_run_logs_samples_and_writes_its_page(tiny_run):
     # SSR (paper mode) draws as many samples as the step has, over all its queries
     for s in (1, 2, 3):
         drawn = sum(x["ssr_draws"] for r in rows if r["step"] == s for x in r["responses"])
-        assert drawn <= metrics[s]["ssr/n_selected"]
+        assert drawn <= metrics[s][M.SSR_SELECTED]
     page = (out / "report.html").read_text()
     assert re.findall(r'<div class="item" data-step="(\d+)"', page) == ["3", "3", "2", "2", "1", "1"]
     assert "finished (3 steps)" in page

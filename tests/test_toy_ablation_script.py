@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from rethinker import metric_names as M
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("toy_ablation", ROOT / "benchmarks" / "toy_ablation.py")
 ta = importlib.util.module_from_spec(_spec)
@@ -33,15 +35,15 @@ def _fake_run(d: Path, seed: int, dev: list[float], n_right: int, zero_adv: floa
         rows.append(
             {
                 "step": s,
-                "reward/mean": 0.5,
-                "budget/samples": 64 * s,
-                "rollout/samples": 64,
-                "rollout/tokens": 1000,
-                "rethink/tokens": 100,
-                "update/optimizer_steps": 1,
-                "groups/zero_advantage_before_rethink": zero_adv,
+                M.REWARD_MEAN: 0.5,
+                M.BUDGET_SAMPLES: 64 * s,
+                M.ROLLOUT_SAMPLES: 64,
+                M.ROLLOUT_TOKENS: 1000,
+                M.RETHINK_TOKENS: 100,
+                M.OPTIMIZER_STEPS: 1,
+                M.ZERO_ADV_BEFORE_RETHINK: zero_adv,
                 "reflection_rate": 0.1,
-                "time/step_s": 2.0,
+                M.TIME_STEP: 2.0,
             }
         )
         if s % 2 == 0:

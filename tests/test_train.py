@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from trainrun import ENV, kill_after_checkpoint
 
+from rethinker import metric_names as M
 from rethinker.train.config import ConfigError, parse_overrides, resolve
 
 TINY = [
@@ -72,25 +73,25 @@ def full_run(tmp_path_factory):
 def test_short_run_writes_metrics_checkpoints_and_curves(full_run):
     out, res = full_run
     rows = _rows(out)
-    train_rows = [r for r in rows if "reward/mean" in r]
+    train_rows = [r for r in rows if M.REWARD_MEAN in r]
     assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
     for r in train_rows:
         for key in (
-            "reward/mean",
+            M.REWARD_MEAN,
             "accuracy",
-            "effective_ratio/before_ssr",
-            "effective_ratio/after_ssr",
+            M.EFFECTIVE_BEFORE_SSR,
+            M.EFFECTIVE_AFTER_SSR,
             "reflection_rate",
-            "time/step_s",
-            "groups/all_correct",
-            "groups/all_wrong",
-            "rethink/attempts",
-            "response_length/mean",
-            "rollout/tokens_per_s",
+            M.TIME_STEP,
+            M.ALL_CORRECT,
+            M.ALL_WRONG,
+            M.RETHINK_ATTEMPTS,
+            M.LENGTH_MEAN,
+            M.ROLLOUT_TOKENS_PER_S,
         ):
             assert key in r, key
-        assert -0.1 <= r["reward/mean"] <= 1.1
-        assert 0.0 <= r["effective_ratio/before_ssr"] <= 1.0
+        assert -0.1 <= r[M.REWARD_MEAN] <= 1.1
+        assert 0.0 <= r[M.EFFECTIVE_BEFORE_SSR] <= 1.0
     evals = [r for r in rows if "eval/accuracy" in r and r.get("eval/n")]
     assert [r["step"] for r in evals] == [0, 2, 4]
     assert all(r["eval/n"] == 8 for r in evals)
@@ -166,10 +167,10 @@ def test_bad_records_are_skipped_and_counted(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
     head = rows[0]
-    assert head["step"] == 0 and head["data/train_records"] == 6 and head["data/skipped_at_load"] == 5
+    assert head["step"] == 0 and head[M.TRAIN_RECORDS] == 6 and head[M.SKIPPED_AT_LOAD] == 5
     for name in ("bad-bytes", "bomb", "missing-file", "no-answer", "empty-question"):
         assert name in res.stderr
-    assert [r["step"] for r in rows if "reward/mean" in r] == [1, 2, 3]
+    assert [r["step"] for r in rows if M.REWARD_MEAN in r] == [1, 2, 3]
 
 
 def test_images_that_fail_only_at_decode_are_skipped_per_step(toy_policy):
@@ -272,9 +273,9 @@ def test_two_image_puzzles_train_evaluate_and_resume(tmp_path):
     res = _run(["--resume", str(out), "--max-steps", "3"])
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
-    steps = [r for r in rows if "reward/mean" in r]
+    steps = [r for r in rows if M.REWARD_MEAN in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
-    assert all(r["data/skipped_bad"] == 0 and r["update/skipped"] == 0 and r["update/tokens"] > 0 for r in steps)
+    assert all(r[M.SKIPPED_BAD] == 0 and r[M.UPDATE_SKIPPED] == 0 and r[M.UPDATE_TOKENS] > 0 for r in steps)
     evals = [r for r in rows if "eval/n" in r]
     assert [r["step"] for r in evals] == [0, 2, 3] and all(r["eval/n"] == 8 and r["eval/skipped"] == 0 for r in evals)
     assert set(k for r in evals for k in r if k.startswith("eval/accuracy/")) == {"eval/accuracy/count_two"}
@@ -315,21 +316,21 @@ def test_dynamic_sampling_fills_the_step_with_informative_groups(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
-    steps = [r for r in rows if "reward/mean" in r]
+    steps = [r for r in rows if M.REWARD_MEAN in r]
     assert [r["step"] for r in steps] == [1, 2]
     for r in steps:
-        assert 1 <= r["dynamic/rounds"] <= 3 and r["dynamic/kept_groups"] <= 2
-        assert r["dynamic/generated_groups"] == 2 * r["dynamic/rounds"]
+        assert 1 <= r[M.DYNAMIC_ROUNDS] <= 3 and r[M.DYNAMIC_KEPT] <= 2
+        assert r[M.DYNAMIC_GENERATED] == 2 * r[M.DYNAMIC_ROUNDS]
         # every kept group is informative, and a step stops drawing once it has two
-        assert r["dynamic/kept_groups"] == 2 or r["dynamic/rounds"] == 3
-        if r["dynamic/kept_groups"]:
-            assert r["ssr/n_unique"] <= 4 * r["dynamic/kept_groups"]
+        assert r[M.DYNAMIC_KEPT] == 2 or r[M.DYNAMIC_ROUNDS] == 3
+        if r[M.DYNAMIC_KEPT]:
+            assert r[M.SSR_UNIQUE] <= 4 * r[M.DYNAMIC_KEPT]
     # with this seed the last step finds no informative group in three draws: it trains on
     # nothing, yet logs what it generated and still ends the run with the test evaluation
     last = steps[-1]
-    assert (last["dynamic/kept_groups"], last["dynamic/rounds"], last["update/skipped"]) == (0, 3, 1)
-    assert last["rollout/samples"] == 3 * 8 == last["budget/samples"] - steps[0]["budget/samples"]
-    assert last["groups/zero_advantage"] == 1.0
+    assert (last[M.DYNAMIC_KEPT], last[M.DYNAMIC_ROUNDS], last[M.UPDATE_SKIPPED]) == (0, 3, 1)
+    assert last[M.ROLLOUT_SAMPLES] == 3 * 8 == last[M.BUDGET_SAMPLES] - steps[0][M.BUDGET_SAMPLES]
+    assert last[M.ZERO_ADVANTAGE] == 1.0
     assert any(r.get("step") == 2 and "test/accuracy" in r for r in rows)
 
 
@@ -385,10 +386,10 @@ def test_sample_budget_ends_the_run_and_the_test_split_is_scored_first_and_last(
     )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out)
-    steps = [r for r in rows if "reward/mean" in r]
-    budgets = [r["budget/samples"] for r in steps]
-    assert budgets == list(itertools.accumulate(r["rollout/samples"] for r in steps))
-    assert all(r["rollout/samples"] == 8 * r["dynamic/rounds"] for r in steps)  # 2 queries x G=4 a round
+    steps = [r for r in rows if M.REWARD_MEAN in r]
+    budgets = [r[M.BUDGET_SAMPLES] for r in steps]
+    assert budgets == list(itertools.accumulate(r[M.ROLLOUT_SAMPLES] for r in steps))
+    assert all(r[M.ROLLOUT_SAMPLES] == 8 * r[M.DYNAMIC_ROUNDS] for r in steps)  # 2 queries x G=4 a round
     assert budgets[-1] >= 20 and all(b < 20 for b in budgets[:-1]) and len(steps) < 10
     tests = [r for r in rows if "test/accuracy" in r]
     last = steps[-1]["step"]

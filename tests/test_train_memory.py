@@ -17,6 +17,8 @@ import sys
 
 import pytest
 
+from rethinker import metric_names as M
+
 STEPS = 24
 #: RSS after a later step may exceed RSS after the reference step by this much
 MARGIN_MB = 40.0
@@ -89,13 +91,13 @@ def test_streamed_training_host_memory_stays_flat_over_steps(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = {r["step"]: r for r in rows if r.get("step", 0) > 0 and "memory/host_rss_mb" in r}
+    steps = {r["step"]: r for r in rows if r.get("step", 0) > 0 and M.HOST_RSS_MB in r}
     assert sorted(steps) == list(range(1, STEPS + 1)), res.stderr[-3000:]
     # the first policy update allocates AdamW's state once: the reference is the step after it
-    updated = [s for s in sorted(steps) if steps[s].get("update/skipped") == 0]
+    updated = [s for s in sorted(steps) if steps[s].get(M.UPDATE_SKIPPED) == 0]
     assert updated and updated[0] <= STEPS // 2, f"no early policy update to take a reference after: {updated}"
     ref = updated[0] + 1
-    rss = {s: steps[s]["memory/host_rss_mb"] for s in sorted(steps)}
+    rss = {s: steps[s][M.HOST_RSS_MB] for s in sorted(steps)}
     later = {s: v for s, v in rss.items() if s > ref}
     worst = max(later, key=later.get)
     table = " ".join(f"{s}:{v:.0f}" for s, v in rss.items())
