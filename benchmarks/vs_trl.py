@@ -149,6 +149,7 @@ def run_rethinker(args: argparse.Namespace, out_dir: Path) -> dict:
         "rollout_s": [r[M.TIME_ROLLOUT] for r in rows],
         "rollout_tokens": [r[M.ROLLOUT_TOKENS] for r in rows],
         "update_s": [r.get(M.TIME_UPDATE) or 0.0 for r in rows],
+        "overhead_s": [r.get(M.TIME_OVERHEAD) or 0.0 for r in rows],
         "reward_mean": statistics.mean(r[M.REWARD_MEAN] for r in rows),
         "version": _version("rethinker"),
     }
@@ -400,6 +401,10 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
             "version": rs[0]["version"],
             "load": statistics.mean(r["load"] for r in rs),
         }
+        overhead = [x for r in rs for x in r.get("overhead_s", [])]
+        if overhead:  # rethinker's own bookkeeping: heap trim, metrics row, RSS read, sample log
+            out[name]["overhead_s"] = _median(overhead)
+            out[name]["overhead_share"] = sum(overhead) / sum(x for r in rs for x in r["own_step_s"])
     return out
 
 
@@ -436,6 +441,12 @@ def print_table(s: dict[str, dict], args: argparse.Namespace) -> None:
         print(line)
     if ratio:
         print("ratio < 1 favours rethinker in every row but rollout tokens/s (there > 1 does)")
+    if "overhead_s" in s.get("rethinker", {}):
+        r = s["rethinker"]
+        print(
+            f"rethinker's step overhead (time/overhead_s: heap trim, metrics, RSS read, sample log): "
+            f"{r['overhead_s'] * 1000:.1f} ms median, {100 * r['overhead_share']:.1f}% of its step time"
+        )
     for n in names:
         print(
             f"{n}: per-run median step s {', '.join(f'{x:.3f}' for x in s[n]['per_run'])}; "
