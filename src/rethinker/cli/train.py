@@ -69,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
         print(p.table())
         return 0
     from ..train.loop import train
+    from ..train.preempt import EXIT_PREEMPTED, Preempted
 
-    summary = train(cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        summary = train(cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
+    except Preempted as stop:
+        print(f"rethinker train: {stop}; continue with: rethinker train --resume {cfg.output_dir}", file=sys.stderr)
+        return EXIT_PREEMPTED
     print(json.dumps(summary))
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -57,6 +57,9 @@ class RolloutEngine(ABC):
     vision special tokens."""
 
     stats: RolloutStats
+    #: set by the trainer: True once a stop signal arrived; an engine that can, stops
+    #: generating then (the step is abandoned)
+    stop_requested: Callable[[], bool] | None = None
 
     @abstractmethod
     def generate(self, queries: Sequence[QueryInputs], params: SamplingParams) -> list[list[Completion]]:

@@ -36,6 +36,7 @@ from .experience import Experience, encode_batch, final_metrics, first_pass_metr
 from .experience import with_advantages as advantages
 from .memory import proc_status_bytes, release_free_heap
 from .metrics import console_line, step_row
+from .preempt import Preempted, StopFlag
 from .rethinking import force_rethinking
 from .run import EVAL_ACCURACY, Run, setup
 from .update import policy_update, with_behaviour_logprobs
@@ -44,64 +45,94 @@ from .update import policy_update, with_behaviour_logprobs
 def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     run = setup(cfg, resume)
     rethink, sampling = cfg.rethink_for_rollout(), cfg.rollout.sampling()
+    stop = StopFlag().install()  # SIGTERM / SIGINT / SIGUSR1: checkpoint and exit (preempt.py)
+    run.engine.stop_requested = lambda: stop.requested  # a signal cuts a rollout short
     first_eval = _begin(run)
     last_eval, last_test = first_eval, {}
     bar = _progress_bar(run) if progress and run.ctx.is_main else None
     reached = run.start_step
-    for step in range(run.start_step + 1, cfg.max_steps + 1):
-        if run.budget_spent:
-            break  # resumed after the sample budget had ended the run
-        t0 = time.perf_counter()
-        reached = step
-        # 1-5. this rank's queries (bad records skipped, named, counted), rollouts, rewards,
-        #      Forced Rethinking, group advantages (a GRPO group stays on one rank)
-        exp = _experience(run, step, rethink, sampling)
-        if cfg.ssr.mode == "released":  # replay across steps: store behaviour log-probs now
-            exp = _with_behaviour(run, exp)
-        exp = gather(exp, run.ctx)
-        run.samples_generated += len(exp.generated)
-        last = step == cfg.max_steps or run.budget_spent
-        # 6. Selective Sample Replay over the global pool
-        selection = run.selector.select(exp.samples) if exp.samples else None
-        # 7. policy update (none when the step has nothing to train on)
-        upd = _update(run, selection)
-        # 8. metrics, sample log, evaluation, checkpoint; the step's freed memory goes back
-        #    to the OS. The bookkeeping's own time is logged as time/overhead_s.
-        t_book = time.perf_counter()
-        release_free_heap()
-        row = step_row(
-            step,
-            exp,
-            upd,
-            selection,
-            group_size=cfg.rollout.group_size,
-            correct_reward=cfg.reward.correct,
-            lr=run.scheduler.get_last_lr()[0],
-        )
-        row.update(
-            {
-                M.ROLLOUT_SAMPLES: len(exp.generated),
-                M.BUDGET_SAMPLES: run.samples_generated,
-                M.HOST_RSS_MB: proc_status_bytes("VmRSS") / 2**20,
-            }
-        )
-        if selection is not None:
-            run.log_samples(step, exp, selection)
-        t_eval = time.perf_counter()
-        if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
-            last_eval = run.evaluate(step)
-            row[EVAL_ACCURACY] = last_eval.get(EVAL_ACCURACY)
-        row.update({M.TIME_OVERHEAD: t_eval - t_book, M.TIME_STEP: t_eval - t0})
-        run.logger.log(row)
-        _report_progress(bar, row, step, cfg.log_every, run.ctx.is_main)
-        if cfg.save_every > 0 and (step % cfg.save_every == 0 or last):
-            run.save(step)
-        if last:
-            last_test = run.evaluate(step, "test")
-            break
-    if bar is not None:
-        bar.close()
+    try:
+        for step in range(run.start_step + 1, cfg.max_steps + 1):
+            if run.budget_spent:
+                break  # resumed after the sample budget had ended the run
+            t0, start = time.perf_counter(), run.snapshot()
+            reached = step
+            # 1-5. this rank's queries (bad records skipped, named, counted), rollouts, rewards,
+            #      Forced Rethinking, group advantages (a GRPO group stays on one rank)
+            exp = _experience(run, step, rethink, sampling)
+            if cfg.ssr.mode == "released":  # replay across steps: store behaviour log-probs now
+                exp = _with_behaviour(run, exp)
+            exp = gather(exp, run.ctx)
+            if signum := stop.agreed(run.ctx):  # stopped during the rollout: the step is abandoned
+                run.restore(start)
+                _stop(run, signum, step - 1)
+            run.samples_generated += len(exp.generated)
+            last = step == cfg.max_steps or run.budget_spent
+            # 6. Selective Sample Replay over the global pool
+            selection = run.selector.select(exp.samples) if exp.samples else None
+            # 7. policy update (none when the step has nothing to train on)
+            upd = _update(run, selection)
+            # 8. metrics, sample log, evaluation, checkpoint
+            row, evaluated = _log_step(run, step, exp, upd, selection, t0, last)
+            last_eval = evaluated or last_eval
+            _report_progress(bar, row, step, cfg.log_every, run.ctx.is_main)
+            if cfg.save_every > 0 and (step % cfg.save_every == 0 or last):
+                run.save(step)
+            if last:
+                last_test = run.evaluate(step, "test")
+                break
+            if signum := stop.agreed(run.ctx):
+                _stop(run, signum, step)
+    finally:
+        stop.uninstall()
+        if bar is not None:
+            bar.close()
     return run.finish(first_eval, last_eval, last_test, steps=reached)
+
+
+def _log_step(
+    run: Run, step: int, exp: Experience, upd: dict[str, Any], selection: Selection | None, t0: float, last: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The step's metrics row, its sample log and (every ``eval_every`` steps) the dev
+    evaluation's row; the step's freed memory goes back to the OS. The bookkeeping's own
+    time is ``time/overhead_s``."""
+    cfg = run.cfg
+    t_book = time.perf_counter()
+    release_free_heap()
+    row = step_row(
+        step,
+        exp,
+        upd,
+        selection,
+        group_size=cfg.rollout.group_size,
+        correct_reward=cfg.reward.correct,
+        lr=run.scheduler.get_last_lr()[0],
+    )
+    row.update(
+        {
+            M.ROLLOUT_SAMPLES: len(exp.generated),
+            M.BUDGET_SAMPLES: run.samples_generated,
+            M.HOST_RSS_MB: proc_status_bytes("VmRSS") / 2**20,
+        }
+    )
+    if selection is not None:
+        run.log_samples(step, exp, selection)
+    t_eval, evaluated = time.perf_counter(), {}
+    if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
+        evaluated = run.evaluate(step)
+        row[EVAL_ACCURACY] = evaluated.get(EVAL_ACCURACY)
+    row.update({M.TIME_OVERHEAD: t_eval - t_book, M.TIME_STEP: t_eval - t0})
+    run.logger.log(row)
+    return row, evaluated
+
+
+def _stop(run: Run, signum: int, step: int) -> None:
+    """After a stop signal: the checkpoint of ``step`` (unless it exists, or no step was
+    taken: a resume then starts from step 0), the logs closed, ``Preempted`` raised."""
+    if step > run.saved_step:
+        run.save(step)
+    run.close_logs()
+    raise Preempted(signum, step, str(run.run_dir / f"checkpoint-{step}") if step > 0 else None)
 
 
 def _experience(run: Run, step: int, rethink: RethinkConfig | None, sampling: SamplingParams) -> Experience:

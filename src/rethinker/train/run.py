@@ -80,6 +80,7 @@ class Run:
     sample_log: SampleLog | None = None
     start_step: int = 0
     samples_generated: int = 0  # responses generated so far (first passes; the max_samples budget)
+    saved_step: int = 0  # the newest checkpoint's step (0: none)
 
     @property
     def pad_id(self) -> int:
@@ -160,6 +161,18 @@ class Run:
                 model_state=model_state,
             )
         ctx.barrier()
+        self.saved_step = step
+
+    def snapshot(self) -> dict[str, Any]:
+        """This rank's state that a step consumes before its update (data position and
+        every RNG): ``restore`` it to abandon the step as if it had not begun."""
+        return {"sampler": self.sampler.state_dict(), "rethink_rng": self.rethink_rng.bit_generator.state,
+                "rng": ckpt.rng_state()}  # fmt: skip
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(snap["sampler"])
+        self.rethink_rng.bit_generator.state = snap["rethink_rng"]
+        ckpt.set_rng_state(snap["rng"])
 
     @property
     def budget_spent(self) -> bool:
@@ -172,15 +185,18 @@ class Run:
         if self.sample_log is not None:
             self.sample_log.log_step(step, exp.records, exp.samples, selection.indices)
 
+    def close_logs(self) -> None:
+        self.logger.close()
+        if self.sample_log is not None:
+            self.sample_log.close()
+
     def finish(
         self, first_eval: dict[str, Any], last_eval: dict[str, Any], last_test: dict[str, Any] | None, *, steps: int
     ) -> dict[str, Any]:
         """Close the logs; merge LoRA adapters into full weights (``merged/``); write
         ``curves.png`` and ``report.html``. ``steps``: the last step the run reached (a
         sample budget can end it before ``max_steps``)."""
-        self.logger.close()
-        if self.sample_log is not None:
-            self.sample_log.close()
+        self.close_logs()
         if self.cfg.model.lora_rank > 0 and self.ctx.is_main:  # loadable without PEFT
             merged = self.model.merge_and_unload()
             merged.save_pretrained(self.run_dir / "merged")
@@ -358,6 +374,6 @@ def _restore(run: Run, last: Path) -> None:
             f"warning: checkpoint from {len(rngs)} process(es), running {ctx.world}: sampling reseeded", file=sys.stderr
         )
         torch.manual_seed(run.cfg.seed + ctx.rank + 7919 * int(state["step"]))
-    run.start_step = int(state["step"])
+    run.start_step = run.saved_step = int(state["step"])
     run.samples_generated = int(state.get("samples_generated", 0))  # absent in checkpoints before the budget
     print(f"resumed from {last} at step {run.start_step}", file=sys.stderr)
