@@ -16,13 +16,15 @@ from rethinker.rollout.vllm import (
     build_vllm_inputs,
     collapse_pads,
     completion_from_vllm,
+    pixel_limits,
+    vllm_sampling_kwargs,
+)
+from rethinker.rollout.vllm_weights import (
     iter_sync_weights,
     lora_modules,
-    pixel_limits,
     policy_weight_name,
     to_vllm_weight_names,
     vllm_param_name,
-    vllm_sampling_kwargs,
 )
 
 PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -256,7 +258,7 @@ def _expected_vllm_params(cfg):
 
 def _check_mapping(mapping, cfg):
     targets = {}
-    for hf, dst in mapping.items():
+    for _hf, dst in mapping.items():
         if dst is None:
             continue
         targets.setdefault(dst[0], []).append(dst[1])

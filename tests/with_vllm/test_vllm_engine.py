@@ -24,12 +24,11 @@ from rethinker.rollout.hf import TransformersEngine  # noqa: E402
 from rethinker.rollout.inputs import PromptEncoder, collate_sequences, vision_token_ids  # noqa: E402
 from rethinker.rollout.scoring import score_grouped  # noqa: E402
 from rethinker.rollout.vllm import (  # noqa: E402
-    QWEN2_5_VL_PREFIX_MAP,
     VLLMEngine,
     build_vllm_inputs,
-    to_vllm_weight_names,
     vllm_sampling_kwargs,
 )
+from rethinker.rollout.vllm_weights import QWEN2_5_VL_PREFIX_MAP, to_vllm_weight_names  # noqa: E402
 from rethinker.toyworld.model import PACKAGE_POLICY_DIR  # noqa: E402
 
 GREEDY = SamplingParams(max_new_tokens=48, greedy=True)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from ..eval.suite import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TOY_ITEMS,
     BenchSpec,
+    EvalConfig,
     EvalError,
     benchmark_names,
     check_resume,
@@ -105,6 +107,12 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The run's ``EvalConfig`` from the parsed flags."""
+    values = {f.name: getattr(args, f.name) for f in fields(EvalConfig)}
+    return EvalConfig(**{**values, "benchmarks": list(args.benchmarks or [])})
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -113,57 +121,46 @@ def run(args: argparse.Namespace) -> int:
     from ..rollout.hf import TransformersEngine
     from ..toyworld.model import resolve_model_path
 
-    specs: list[BenchSpec] = args.benchmarks or []
+    cfg = config_from_args(args)
     try:
-        if not specs:
-            raise EvalError("name at least one --benchmark (" + ", ".join(benchmark_names()) + ")")
-        unknown = [s.name for s in specs if s.name not in benchmark_names()]
-        if unknown:
-            raise EvalError(f"unknown benchmark(s) {unknown}; known: {', '.join(benchmark_names())}")
-        missing = [s.name for s in specs if s.data is None and s.name != "toy"]
-        if missing:
-            raise EvalError(f"--benchmark {missing[0]} needs --data PATH")
-        if args.samples < 1 or (args.limit is not None and args.limit < 0):
-            raise EvalError("--samples must be >= 1 and --limit >= 0")
-        if args.samples > 1 and args.temperature is not None and args.temperature <= 0:
-            raise EvalError("--samples K > 1 needs a temperature > 0 (greedy samples would all be equal)")
-        model_path = resolve_model_path(args.model)
+        cfg.check()
+        model_path = resolve_model_path(cfg.model)
     except (EvalError, FileNotFoundError) as exc:
         print(f"rethinker eval: {exc}", file=sys.stderr)
         return 2
-    max_new = args.max_new_tokens or model_max_new_tokens(model_path) or DEFAULT_MAX_NEW_TOKENS
-    config = run_config(args, model_path, int(max_new))
-    out_dir = Path(args.output_dir)
+    max_new = cfg.max_new_tokens or model_max_new_tokens(model_path) or DEFAULT_MAX_NEW_TOKENS
+    config = run_config(cfg, model_path, int(max_new))
+    out_dir = Path(cfg.output_dir)
     try:
-        check_resume(out_dir, config, args.restart)
+        check_resume(out_dir, config, cfg.restart)
     except EvalError as exc:
         print(f"rethinker eval: {exc}", file=sys.stderr)
         return 2
-    device = pick_device(args.device)
-    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(args.dtype, device), trainable=False)
+    device = pick_device(cfg.device)
+    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(cfg.dtype, device), trainable=False)
     params = SamplingParams(
         max_new_tokens=config["max_new_tokens"],
-        n=args.samples,
+        n=cfg.samples,
         greedy=config["greedy"],
         temperature=config["temperature"] or 1.0,
         top_p=config["top_p"] or 1.0,
         top_k=config["top_k"] or 0,
     )
-    torch.manual_seed(args.seed)
-    engine = TransformersEngine(model, processor, max_batch_queries=args.batch_size)
+    torch.manual_seed(cfg.seed)
+    engine = TransformersEngine(model, processor, max_batch_queries=cfg.batch_size)
     summary = evaluate_benchmarks(
-        specs,
+        cfg.benchmarks,
         engine,
         processor,
         out_dir,
         params=params,
-        limit=args.limit,
-        batch_queries=args.batch_size,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-        toy_items=args.toy_items,
-        toy_seed=args.toy_seed,
-        log=None if args.quiet else _stderr,
+        limit=cfg.limit,
+        batch_queries=cfg.batch_size,
+        min_pixels=cfg.min_pixels,
+        max_pixels=cfg.max_pixels,
+        toy_items=cfg.toy_items,
+        toy_seed=cfg.toy_seed,
+        log=None if cfg.quiet else _stderr,
     )
     print(format_table(summary))
     print(

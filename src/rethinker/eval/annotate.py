@@ -92,6 +92,61 @@ def _open_sidecar(path: Path):
     return open(path, "a", encoding="utf-8")
 
 
+def _encode_chunk(encoder, recs: Iterable[Record], skipped: list[tuple[str, str]]) -> tuple[list[Record], list]:
+    """The records that encode and their queries; the others go to ``skipped`` with the reason."""
+    chunk, queries = [], []
+    for rec in recs:
+        try:
+            queries.append(encoder.encode(rec))
+            chunk.append(rec)
+        except RecordError as exc:
+            skipped.append((rec.id, str(exc)))
+        except ValueError as exc:  # the processor refuses the image (e.g. aspect ratio > 200)
+            skipped.append((rec.id, f"record {rec.id!r}: image refused by the processor ({exc})"))
+    return chunk, queries
+
+
+def _pass_count(rec: Record, group: Sequence, reward_config) -> dict[str, Any]:
+    """The sidecar row of one query: how many of its sampled completions pass."""
+    from ..judge import reward
+
+    n_correct = sum(
+        reward(
+            c.text,
+            rec.answer,
+            choices=rec.choices,
+            finished=c.finished,
+            config=reward_config,
+            answer_type=rec.answer_type,
+            precision=rec.precision,
+        ).rule
+        in PASS_RULES
+        for c in group
+    )
+    return {"id": rec.id, "n_correct": n_correct, "n_samples": len(group), "pass_rate": n_correct / len(group)}
+
+
+def _split_done(records: Sequence[Record], done: dict[str, dict[str, Any]]) -> tuple[dict[str, dict], list[int]]:
+    """(counts of the records finished before, positions of the others): positions, not
+    records, so a streamed input is read again only when its turn comes."""
+    counts: dict[str, dict[str, Any]] = {}
+    todo: list[int] = []
+    for i, r in enumerate(records):
+        if r.id in done:
+            counts[r.id] = done[r.id]
+        else:
+            todo.append(i)
+    return counts, todo
+
+
+def _default_engine(model, processor, batch_queries: int):
+    from ..rollout.hf import TransformersEngine
+
+    if model is None:
+        raise ValueError("annotate needs a model or an engine")
+    return TransformersEngine(model, processor, max_batch_queries=batch_queries)
+
+
 def annotate(
     records: Iterable[Record],
     model=None,
@@ -115,9 +170,8 @@ def annotate(
     """Pass rate of ``model`` on each record from ``samples`` sampled responses (see the
     module docstring). ``engine``: any ``RolloutEngine`` (default: a ``TransformersEngine``
     over ``model``); ``sidecar``: the resume file (None: no resume)."""
-    from ..judge import RewardConfig, reward
+    from ..judge import RewardConfig
     from ..rollout.base import SamplingParams
-    from ..rollout.hf import TransformersEngine
     from ..rollout.inputs import PromptEncoder
 
     if samples < 1:
@@ -126,13 +180,9 @@ def annotate(
         raise ValueError("annotate needs the model's processor (to encode prompts)")
     if not isinstance(records, Sequence):
         records = list(records)
-    if engine is None:
-        if model is None:
-            raise ValueError("annotate needs a model or an engine")
-        engine = TransformersEngine(model, processor, max_batch_queries=batch_queries)
+    engine = engine if engine is not None else _default_engine(model, processor, batch_queries)
     if max_new_tokens is None:
-        gen_cfg = getattr(model, "generation_config", None)
-        max_new_tokens = getattr(gen_cfg, "max_new_tokens", None) or 2048
+        max_new_tokens = getattr(getattr(model, "generation_config", None), "max_new_tokens", None) or 2048
     params = SamplingParams(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, n=samples, greedy=False
     )
@@ -140,53 +190,20 @@ def annotate(
     encoder = PromptEncoder(
         processor, base_dir=None if base_dir is None else str(base_dir), min_pixels=min_pixels, max_pixels=max_pixels
     )
-    done = read_sidecar(sidecar) if sidecar is not None else {}
     result = AnnotateResult([], name)
-    counts: dict[str, dict[str, Any]] = {}
-    todo: list[int] = []  # positions, not records: a streamed input is read again when its turn comes
-    for i, r in enumerate(records):
-        if r.id in done:
-            counts[r.id] = done[r.id]
-        else:
-            todo.append(i)
+    counts, todo = _split_done(records, read_sidecar(sidecar) if sidecar is not None else {})
     result.n_resumed = len(counts)
     fh = _open_sidecar(Path(sidecar)) if sidecar is not None else None
     t0, n_done = time.perf_counter(), 0
     try:
         for start in range(0, len(todo), batch_queries):
-            chunk, queries = [], []
-            for rec in (records[i] for i in todo[start : start + batch_queries]):
-                try:
-                    queries.append(encoder.encode(rec))
-                    chunk.append(rec)
-                except RecordError as exc:
-                    result.skipped.append((rec.id, str(exc)))
-                except ValueError as exc:  # the processor refuses the image (e.g. aspect ratio > 200)
-                    result.skipped.append((rec.id, f"record {rec.id!r}: image refused by the processor ({exc})"))
+            chunk, queries = _encode_chunk(
+                encoder, (records[i] for i in todo[start : start + batch_queries]), result.skipped
+            )
             if not chunk:
                 continue
-            groups = engine.generate(queries, params)
-            for rec, group in zip(chunk, groups):
-                n_correct = sum(
-                    reward(
-                        c.text,
-                        rec.answer,
-                        choices=rec.choices,
-                        finished=c.finished,
-                        config=cfg,
-                        answer_type=rec.answer_type,
-                        precision=rec.precision,
-                    ).rule
-                    in PASS_RULES
-                    for c in group
-                )
-                row = {
-                    "id": rec.id,
-                    "n_correct": n_correct,
-                    "n_samples": len(group),
-                    "pass_rate": n_correct / len(group),
-                }
-                counts[rec.id] = row
+            for rec, group in zip(chunk, engine.generate(queries, params)):
+                counts[rec.id] = row = _pass_count(rec, group, cfg)
                 if fh is not None:
                     fh.write(json.dumps(row) + "\n")
                     fh.flush()

@@ -20,16 +20,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-import torch
 from transformers import TextStreamer
 
 from ..judge import EVAL_RULES, extract_answer
 from ..model.load import load_policy, pick_device, pick_dtype
 from ..prompt import SUFFIX
 from ..records import ImageRef, Record
-from ..rollout.inputs import PromptEncoder, collate_prompts, vision_token_ids
+from ..rollout.base import SamplingParams
+from ..rollout.hf import TransformersEngine
+from ..rollout.inputs import PromptEncoder
 from ..toyworld.model import resolve_model_path
 
 
@@ -90,36 +91,18 @@ def infer(
     ]
     record = Record(id="infer", question=question, answer="", images=refs)
     q = PromptEncoder(processor, suffix=suffix, min_pixels=min_pixels, max_pixels=max_pixels).encode(record)
-    tok = processor.tokenizer
-    gen_cfg = model.generation_config
-    eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else tok.eos_token_id
-    eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
     if max_new_tokens is None:
-        max_new_tokens = getattr(gen_cfg, "max_new_tokens", None) or 8192
-    params_dev = next(model.parameters())
-    batch = collate_prompts([q], pad).to(params_dev.device, params_dev.dtype)
-    kwargs: dict[str, Any] = dict(
+        max_new_tokens = getattr(model.generation_config, "max_new_tokens", None) or 8192
+    sample = bool(temperature and temperature > 0)
+    params = SamplingParams(
         max_new_tokens=max_new_tokens,
-        eos_token_id=eos_ids,
-        pad_token_id=pad,
-        suppress_tokens=[t for t in vision_token_ids(processor) if t not in eos_ids] or None,
-        streamer=_streamer(tok, stream),
+        temperature=temperature if sample else 1.0,
+        top_p=top_p,
+        top_k=0,
+        greedy=not sample,
     )
-    if temperature and temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            seqs = model.generate(**batch.model_kwargs(), **kwargs)
-    finally:
-        model.train(was_training)
-    new = seqs[0, batch.input_ids.shape[1] :].tolist()
-    cut = next((j for j, t in enumerate(new) if t in set(eos_ids)), None)
-    ids = new if cut is None else new[: cut + 1]
-    response = tok.decode(ids, skip_special_tokens=True)
+    engine = TransformersEngine(model, processor, max_batch_queries=1, streamer=_streamer(processor.tokenizer, stream))
+    (completion,) = engine.generate([q], params)[0]
+    response = completion.text
     n_image = int((q.mm_token_type_ids == 1).sum())
-    return InferResult(response, extract_answer(response, EVAL_RULES), cut is not None, q.text, n_image)
+    return InferResult(response, extract_answer(response, EVAL_RULES), completion.finished, q.text, n_image)

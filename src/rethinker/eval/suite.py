@@ -22,12 +22,11 @@ counted in ``n_skipped`` (or reported as the benchmark's ``error``), never a cra
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,48 @@ class BenchSpec:
     name: str
     data: str | None = None
     split: str | None = None
+
+
+@dataclass
+class EvalConfig:
+    """The settings of one ``rethinker eval`` run, as its flags set them (``None``: the
+    default the run works out: greedy for one sample, the model's own limits)."""
+
+    output_dir: str
+    benchmarks: list[BenchSpec] = field(default_factory=list)
+    model: str | None = None
+    limit: int | None = None
+    samples: int = 1
+    temperature: float | None = None  # None: greedy for 1 sample, 0.6 for K > 1
+    top_p: float = 0.95
+    top_k: int = 0
+    max_new_tokens: int | None = None  # None: the model's generation config, else DEFAULT_MAX_NEW_TOKENS
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    batch_size: int = 64
+    toy_items: int = DEFAULT_TOY_ITEMS
+    toy_seed: int = 0
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    restart: bool = False
+    quiet: bool = False
+
+    def check(self) -> None:
+        """Raise ``EvalError`` on a usage problem (no or unknown benchmark, missing data,
+        settings that cannot go together)."""
+        if not self.benchmarks:
+            raise EvalError("name at least one --benchmark (" + ", ".join(benchmark_names()) + ")")
+        unknown = [s.name for s in self.benchmarks if s.name not in benchmark_names()]
+        if unknown:
+            raise EvalError(f"unknown benchmark(s) {unknown}; known: {', '.join(benchmark_names())}")
+        missing = [s.name for s in self.benchmarks if s.data is None and s.name != "toy"]
+        if missing:
+            raise EvalError(f"--benchmark {missing[0]} needs --data PATH")
+        if self.samples < 1 or (self.limit is not None and self.limit < 0):
+            raise EvalError("--samples must be >= 1 and --limit >= 0")
+        if self.samples > 1 and self.temperature is not None and self.temperature <= 0:
+            raise EvalError("--samples K > 1 needs a temperature > 0 (greedy samples would all be equal)")
 
 
 # -- predictions file --------------------------------------------------------------------
@@ -199,20 +240,21 @@ def skips_before_cut(loaded, limit: int | None, *, excluded: bool = False) -> li
 # -- the run ------------------------------------------------------------------------------
 
 
-def run_config(args: argparse.Namespace, model_path: str, max_new_tokens: int) -> dict[str, Any]:
-    greedy = args.samples == 1 and not args.temperature
-    temperature = None if greedy else (0.6 if args.temperature is None else args.temperature)
+def run_config(cfg: EvalConfig, model_path: str, max_new_tokens: int) -> dict[str, Any]:
+    """What ``run.json`` records: the settings that shape the predictions, resolved."""
+    greedy = cfg.samples == 1 and not cfg.temperature
+    temperature = None if greedy else (0.6 if cfg.temperature is None else cfg.temperature)
     return {
         "model": model_path,
-        "samples": args.samples,
+        "samples": cfg.samples,
         "greedy": greedy,
         "temperature": temperature,
-        "top_p": None if greedy else args.top_p,
-        "top_k": None if greedy else args.top_k,
+        "top_p": None if greedy else cfg.top_p,
+        "top_k": None if greedy else cfg.top_k,
         "max_new_tokens": max_new_tokens,
-        "min_pixels": args.min_pixels,
-        "max_pixels": args.max_pixels,
-        "toy_seed": args.toy_seed,
+        "min_pixels": cfg.min_pixels,
+        "max_pixels": cfg.max_pixels,
+        "toy_seed": cfg.toy_seed,
     }
 
 
@@ -261,6 +303,74 @@ def read_once(records: Sequence[Record], ids: Sequence[str], todo: Sequence[int]
             items.add(records[i])
 
 
+class _Judged:
+    """``on_prediction`` for one benchmark: appends each judged item to ``predictions.jsonl``,
+    keeps its row, and logs progress every ``every`` items and at the last one."""
+
+    def __init__(self, name: str, plog: PredictionLog, total: int, every: int, log: Callable[[str], None] | None):
+        self.name, self.plog, self.total, self.every, self.log = name, plog, total, every, log
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.n = 0
+        self.t0 = time.perf_counter()
+
+    def __call__(self, rec: Record, pred: Prediction) -> None:
+        row = prediction_row(self.name, rec, pred)
+        self.plog.append(row)
+        self.rows[rec.id] = row
+        self.n += 1
+        if self.log and (self.n % self.every == 0 or self.n == self.total):
+            rate = self.n / max(time.perf_counter() - self.t0, 1e-9)
+            self.log(f"{self.name}: {self.n}/{self.total} judged ({rate:.1f} items/s)")
+
+
+def _evaluate_benchmark(
+    spec: BenchSpec,
+    loaded,
+    base: str | None,
+    engine,
+    processor,
+    out: Path,
+    plog: PredictionLog,
+    *,
+    params,
+    limit: int | None,
+    batch_queries: int,
+    pixels: tuple[int | None, int | None],
+    log: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """Judge the items of one loaded benchmark not in ``plog`` yet; its summary over the
+    items selected (``limit``), earlier ones included."""
+    records = loaded.records[:limit] if limit is not None else loaded.records
+    ids = record_ids(records)
+    done = [plog.done.get((spec.name, rid)) for rid in ids]
+    todo = [i for i, d in enumerate(done) if d is None]  # positions: streamed records stay on disk
+    judged = _Judged(spec.name, plog, len(todo), batch_queries, log)
+    if log and len(todo) < len(records):
+        log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
+    encoder = PromptEncoder(processor, base_dir=base, min_pixels=pixels[0], max_pixels=pixels[1])
+    # question, options, thumbnails for report.html, stored as the records are read to be judged
+    with ItemSaver(out, spec.name, base) as items:
+        res = evaluate(
+            engine,
+            encoder,
+            read_once(records, ids, todo, items),
+            max_new_tokens=params.max_new_tokens,
+            batch_queries=batch_queries,
+            params=params,
+            on_prediction=judged,
+        )
+    new = judged.rows
+    rows = [d if d is not None else new[rid] for rid, d in zip(ids, done) if d is not None or rid in new]
+    skipped = [(s.id, s.reason) for s in skips_before_cut(loaded, limit)] + [(rid, msg) for rid, msg in res.skipped]
+    n_excluded = len(skips_before_cut(loaded, limit, excluded=True))
+    summary = summarize(
+        rows, skipped, benchmark=spec.name, n_excluded=n_excluded, extra_groups=GROUP_KEYS.get(spec.name, ())
+    )
+    if loaded.source:
+        summary["source"] = str(loaded.source)
+    return summary
+
+
 def evaluate_benchmarks(
     specs: Sequence[BenchSpec],
     engine,
@@ -294,45 +404,20 @@ def evaluate_benchmarks(
                     log(f"{spec.name}: cannot read {spec.data}: {exc}")
                 summary[spec.name] = {**summarize([], benchmark=spec.name), "error": str(exc)}
                 continue
-            records = loaded.records[:limit] if limit is not None else loaded.records
-            load_skips = skips_before_cut(loaded, limit)
-            ids = record_ids(records)
-            done = [plog.done.get((spec.name, rid)) for rid in ids]
-            todo = [i for i, d in enumerate(done) if d is None]  # positions: streamed records stay on disk
-            new: dict[str, dict[str, Any]] = {}
-            t0, count = time.perf_counter(), [0]
-
-            def on_prediction(rec: Record, pred: Prediction, name: str = spec.name) -> None:
-                row = prediction_row(name, rec, pred)
-                plog.append(row)
-                new[rec.id] = row
-                count[0] += 1
-                if log and (count[0] % batch_queries == 0 or count[0] == len(todo)):
-                    rate = count[0] / max(time.perf_counter() - t0, 1e-9)
-                    log(f"{name}: {count[0]}/{len(todo)} judged ({rate:.1f} items/s)")
-
-            if log and len(todo) < len(records):
-                log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
-            encoder = PromptEncoder(processor, base_dir=base, min_pixels=min_pixels, max_pixels=max_pixels)
-            # question, options, thumbnails for report.html, stored as the records are read to be judged
-            with ItemSaver(out, spec.name, base) as items:
-                res = evaluate(
-                    engine,
-                    encoder,
-                    read_once(records, ids, todo, items),
-                    max_new_tokens=params.max_new_tokens,
-                    batch_queries=batch_queries,
-                    params=params,
-                    on_prediction=on_prediction,
-                )
-            rows = [d if d is not None else new[rid] for rid, d in zip(ids, done) if d is not None or rid in new]
-            skipped = [(s.id, s.reason) for s in load_skips] + [(rid, msg) for rid, msg in res.skipped]
-            n_excluded = len(skips_before_cut(loaded, limit, excluded=True))
-            summary[spec.name] = summarize(
-                rows, skipped, benchmark=spec.name, n_excluded=n_excluded, extra_groups=GROUP_KEYS.get(spec.name, ())
+            summary[spec.name] = _evaluate_benchmark(
+                spec,
+                loaded,
+                base,
+                engine,
+                processor,
+                out,
+                plog,
+                params=params,
+                limit=limit,
+                batch_queries=batch_queries,
+                pixels=(min_pixels, max_pixels),
+                log=log,
             )
-            if loaded.source:
-                summary[spec.name]["source"] = str(loaded.source)
     finally:
         plog.close()
     write_reports(out, summary)

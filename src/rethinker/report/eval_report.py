@@ -192,33 +192,32 @@ def _item(row: Mapping[str, Any], info: Mapping[str, Any] | None, sheet: ImageSh
     return f'<div class="item" data-bench="{esc(bench)}" data-group="{esc(bench + " / " + cat)}">{head}{resp}</div>'
 
 
-def build_eval_report(
-    out_dir: str | Path, out: str | Path | None = None, *, max_items: int = DEFAULT_MAX_ITEMS
-) -> Path:
-    """Write the evaluation's page (default ``OUTPUT_DIR/report.html``) and return its path."""
-
-    d = Path(out_dir)
-    if not (d / "predictions.jsonl").exists():
-        raise FileNotFoundError(f"{d}: no predictions.jsonl (not an evaluation output directory)")
-    preds = [r for r in read_rows(d / "predictions.jsonl") if "benchmark" in r and "id" in r]
+def _read_summary(d: Path, preds: Sequence[Mapping[str, Any]]) -> dict:
+    """``summary.json``, else (a run still going, or killed) the summary of ``preds``."""
     try:
         summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         summary = None
-    if not isinstance(summary, dict):  # a run still going (or killed): summarize what is there
-        by_bench: dict[str, list] = defaultdict(list)
-        for r in preds:
-            by_bench[str(r["benchmark"])].append(r)
-        summary = {b: summarize(rs, benchmark=b) for b, rs in by_bench.items()}
-    items = {(str(r.get("benchmark")), str(r.get("id"))): r for r in read_rows(d / ITEMS_FILE)}
-    ordered = order_predictions(preds)
-    shown: list[Mapping[str, Any]] = []
+    if isinstance(summary, dict):
+        return summary
+    by_bench: dict[str, list] = defaultdict(list)
+    for r in preds:
+        by_bench[str(r["benchmark"])].append(r)
+    return {b: summarize(rs, benchmark=b) for b, rs in by_bench.items()}
+
+
+def _select_shown(
+    preds: Sequence[Mapping[str, Any]], max_items: int
+) -> tuple[dict[str, list], list[Mapping[str, Any]], list[str]]:
+    """(ordered predictions per benchmark, those shown, notes on the ones left out): at
+    most ``max_items`` per benchmark (0: all), the wrong ones kept first across categories."""
     wrong_first: dict[str, list] = defaultdict(list)
-    for r in ordered:
+    for r in order_predictions(preds):
         wrong_first[str(r["benchmark"])].append(r)
+    shown: list[Mapping[str, Any]] = []
     notes = []
     for bench, rs in wrong_first.items():
-        if max_items > 0 and len(rs) > max_items:  # keep the wrong ones first, across categories
+        if max_items > 0 and len(rs) > max_items:
             keep = sorted(rs, key=lambda r: bool(r.get("correct")))[:max_items]
             keep_ids = {id(r) for r in keep}
             rs = [r for r in rs if id(r) in keep_ids]
@@ -227,24 +226,32 @@ def build_eval_report(
                 "(rethinker report --max-items 0 shows all)"
             )
         shown += rs
-    sheet = ImageSheet()
+    return wrong_first, shown, notes
+
+
+def _filter_controls(wrong_first: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """The benchmark / category selector and the all / wrong / correct switch."""
     options: list[tuple[str, str]] = [("", "all benchmarks")]
-    for bench in wrong_first:
+    for bench, rs in wrong_first.items():
         options.append((bench, f"{bench} (all categories)"))
-        cats = sorted({str(r.get("category") or NO_CATEGORY) for r in wrong_first[bench]})
+        cats = sorted({str(r.get("category") or NO_CATEGORY) for r in rs})
         options += [(f"{bench} / {c}", f"{bench} / {c}") for c in cats]
-    controls = (
+    return (
         select("f-group", "benchmark / category", options)
         + " show: "
         + radios("f-show", [("all", "all"), ("wrong", "wrong"), ("correct", "correct")])
         + '<span id="f-count"></span>'
     )
-    parts, last = [], None
+
+
+def _items_html(shown: Sequence[Mapping[str, Any]], items: Mapping, sheet: ImageSheet, thumbs: Path) -> str:
+    """The shown items, a heading (item and wrong counts) before each benchmark / category."""
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for r in shown:
         c = counts[(str(r["benchmark"]), str(r.get("category") or NO_CATEGORY))]
         c[0] += 1
         c[1] += int(not r.get("correct"))
+    parts, last = [], None
     for r in shown:
         key = (str(r["benchmark"]), str(r.get("category") or NO_CATEGORY))
         if key != last:
@@ -255,8 +262,35 @@ def build_eval_report(
                 f'<span class="note">{n} items, {n_wrong} wrong</span></div>'
             )
             last = key
-        parts.append(_item(r, items.get((str(r["benchmark"]), str(r["id"]))), sheet, d / THUMBS_DIR))
-    body_items = "".join(parts)
+        parts.append(_item(r, items.get((str(r["benchmark"]), str(r["id"]))), sheet, thumbs))
+    return "".join(parts)
+
+
+def _subtitle(d: Path, n_preds: int) -> str:
+    try:
+        run_cfg = json.loads((d / "run.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        run_cfg = {}
+    return (
+        f"{d.resolve()} · model {run_cfg.get('model', '?')} · {n_preds} predictions · built "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} by rethinker"
+    )
+
+
+def build_eval_report(
+    out_dir: str | Path, out: str | Path | None = None, *, max_items: int = DEFAULT_MAX_ITEMS
+) -> Path:
+    """Write the evaluation's page (default ``OUTPUT_DIR/report.html``) and return its path."""
+
+    d = Path(out_dir)
+    if not (d / "predictions.jsonl").exists():
+        raise FileNotFoundError(f"{d}: no predictions.jsonl (not an evaluation output directory)")
+    preds = [r for r in read_rows(d / "predictions.jsonl") if "benchmark" in r and "id" in r]
+    summary = _read_summary(d, preds)
+    items = {(str(r.get("benchmark")), str(r.get("id"))): r for r in read_rows(d / ITEMS_FILE)}
+    wrong_first, shown, notes = _select_shown(preds, max_items)
+    sheet = ImageSheet()
+    body_items = _items_html(shown, items, sheet, d / THUMBS_DIR)
     note_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
     if not items and preds:
         note_html += (
@@ -265,18 +299,10 @@ def build_eval_report(
         )
     body = (
         f"<h2>Summary</h2>{_summary_table(summary)}<h2>Predictions</h2>{note_html}"
-        f'<div class="filters">{controls}</div>{body_items or "<p class=note>No prediction yet.</p>"}'
+        f'<div class="filters">{_filter_controls(wrong_first)}</div>'
+        f"{body_items or '<p class=note>No prediction yet.</p>'}"
     )
-    run_cfg = {}
-    try:
-        run_cfg = json.loads((d / "run.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        pass
-    sub = (
-        f"{d.resolve()} · model {run_cfg.get('model', '?')} · {len(preds)} predictions · built "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} by rethinker"
-    )
-    doc = page(f"rethinker eval: {d.resolve().name}", sub, body, sheet.css())
+    doc = page(f"rethinker eval: {d.resolve().name}", _subtitle(d, len(preds)), body, sheet.css())
     out = Path(out) if out else d / REPORT_FILE
     write_atomic(out, doc)
     return out

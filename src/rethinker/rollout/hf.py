@@ -6,8 +6,8 @@ repeated for the G samples, and rows that have finished leave the batch. Tokens 
 drawn from softmax(logits / T) with top-k / top-p as ``transformers`` applies them
 (temperature, then top-k, then top-p) and nothing else: the checkpoint's
 ``generation_config`` extras (repetition penalty etc.) are not applied, so the sampling
-distribution is the one the importance ratio of the update assumes. Other models go
-through ``model.generate``.
+distribution is the one the importance ratio of the update assumes. Other models, and a
+streamed generation (``rethinker infer``), go through ``model.generate``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from . import prefix
 from .base import Completion, RolloutEngine, RolloutStats, SamplingParams
 from .inputs import ModelBatch, QueryInputs, collate_prompts, vision_token_ids
+from .tokens import end_token_ids
 
 
 def next_tokens(
@@ -59,20 +60,27 @@ class TransformersEngine(RolloutEngine):
     decode loop), or are one prompt row expanded by ``num_return_sequences`` (``generate``
     fallback)."""
 
-    def __init__(self, model, processor, *, max_batch_queries: int = 64, own_decode: bool | None = None):
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        max_batch_queries: int = 64,
+        own_decode: bool | None = None,
+        streamer=None,
+    ):
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.max_batch_queries = max_batch_queries
-        gen_cfg = model.generation_config
-        eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else self.tokenizer.eos_token_id
-        self.eos_ids: list[int] = list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else self.eos_ids[0])
+        self.eos_ids, self.pad_id = end_token_ids(self.tokenizer, model.generation_config)
         self.suppress = [t for t in vision_token_ids(processor) if t not in self.eos_ids]
         self.stats = RolloutStats()
         #: None: decide per call with ``prefix.supported`` (False forces ``model.generate``)
         self.own_decode = own_decode
+        #: a ``transformers`` streamer handed to ``model.generate`` (one query per call); with
+        #: one set, generation always goes through ``model.generate``
+        self.streamer = streamer
 
     def generate(self, queries: Sequence[QueryInputs], params: SamplingParams) -> list[list[Completion]]:
         out: list[list[Completion]] = []
@@ -91,7 +99,7 @@ class TransformersEngine(RolloutEngine):
         was_training = self.model.training
         self.model.eval()
         try:
-            own = prefix.supported(self.model) if self.own_decode is None else self.own_decode
+            own = self._use_own_decode()
             rows = self._decode(batch, params) if own else self._hf_generate(batch, params)
         finally:
             self.model.train(was_training)
@@ -106,6 +114,11 @@ class TransformersEngine(RolloutEngine):
                 group.append(Completion(ids, text, cut is not None))
             groups.append(group)
         return groups
+
+    def _use_own_decode(self) -> bool:
+        if self.streamer is not None:
+            return False
+        return prefix.supported(self.model) if self.own_decode is None else self.own_decode
 
     def _decode(self, batch: ModelBatch, params: SamplingParams) -> list[list[int]]:
         """Prefill each prompt once, repeat its cache for the ``n`` samples, then sample
@@ -154,6 +167,7 @@ class TransformersEngine(RolloutEngine):
             suppress_tokens=self.suppress or None,
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
+            streamer=self.streamer,
         )
         if sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)

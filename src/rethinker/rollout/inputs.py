@@ -18,6 +18,7 @@ import torch
 from ..model.introspect import forward_params
 from ..prompt import SUFFIX, build_messages
 from ..records import Record, RecordError, load_image
+from .tokens import end_token_ids
 
 #: Token names that belong to the vision side of a Qwen-style VLM; completions must never
 #: contain them (a generated ``<|image_pad|>`` breaks the next forward).
@@ -160,7 +161,8 @@ class PromptEncoder:
         # the processor names its placeholder tokens (Qwen: <|image_pad|>, LLaVA-style: <image>)
         self.image_token_id = vocab.get(getattr(processor, "image_token", None) or "<|image_pad|>")
         self.video_token_id = vocab.get(getattr(processor, "video_token", None) or "<|video_pad|>")
-        self.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        #: the tokenizer's pad, else its end-of-sequence id (no generation config here)
+        self.pad_token_id = end_token_ids(tok)[1]
         self._cache: dict[tuple[str, str], tuple[Record, QueryInputs, int]] = {}
         self._cache_bytes = cache_bytes
         self._cached = 0
