@@ -86,7 +86,11 @@ class TransformersEngine(RolloutEngine):
         out: list[list[Completion]] = []
         t0 = time.perf_counter()
         for start in range(0, len(queries), self.max_batch_queries):
-            out.extend(self._generate_chunk(queries[start : start + self.max_batch_queries], params))
+            chunk = queries[start : start + self.max_batch_queries]
+            if self._stopping():  # the rest of an abandoned rollout: empty, unfinished
+                out.extend([[Completion([], "", False) for _ in range(params.n)] for _ in chunk])
+                continue
+            out.extend(self._generate_chunk(chunk, params))
         self.stats.seconds += time.perf_counter() - t0
         self.stats.tokens += sum(len(c.token_ids) for group in out for c in group)
         return out
@@ -114,6 +118,9 @@ class TransformersEngine(RolloutEngine):
                 group.append(Completion(ids, text, cut is not None))
             groups.append(group)
         return groups
+
+    def _stopping(self) -> bool:
+        return self.stop_requested is not None and self.stop_requested()
 
     def _use_own_decode(self) -> bool:
         if self.streamer is not None:
@@ -144,7 +151,7 @@ class TransformersEngine(RolloutEngine):
                 if not d:
                     out[r].append(t)
             done = done | torch.isin(tok, eos)
-            if step == params.max_new_tokens - 1 or bool(done.all()):
+            if step == params.max_new_tokens - 1 or bool(done.all()) or self._stopping():
                 break
             n_done = int(done.sum())
             if n_done and n_done >= max(1, len(alive) // 8):

@@ -36,7 +36,7 @@ from .experience import Experience, encode_batch, final_metrics, first_pass_metr
 from .experience import with_advantages as advantages
 from .memory import proc_status_bytes, release_free_heap
 from .metrics import console_line, step_row
-from .preempt import Preempted, StopFlag
+from .preempt import Preempted, StopFlag, cut_short
 from .rethinking import force_rethinking
 from .run import EVAL_ACCURACY, Run, setup
 from .update import policy_update, with_behaviour_logprobs
@@ -46,7 +46,6 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     run = setup(cfg, resume)
     rethink, sampling = cfg.rethink_for_rollout(), cfg.rollout.sampling()
     stop = StopFlag().install()  # SIGTERM / SIGINT / SIGUSR1: checkpoint and exit (preempt.py)
-    run.engine.stop_requested = lambda: stop.requested  # a signal cuts a rollout short
     first_eval = _begin(run)
     last_eval, last_test = first_eval, {}
     bar = _progress_bar(run) if progress and run.ctx.is_main else None
@@ -59,7 +58,8 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
             reached = step
             # 1-5. this rank's queries (bad records skipped, named, counted), rollouts, rewards,
             #      Forced Rethinking, group advantages (a GRPO group stays on one rank)
-            exp = _experience(run, step, rethink, sampling)
+            with cut_short(run.engine, stop):  # a stop signal cuts the rollout short
+                exp = _experience(run, step, rethink, sampling)
             if cfg.ssr.mode == "released":  # replay across steps: store behaviour log-probs now
                 exp = _with_behaviour(run, exp)
             exp = gather(exp, run.ctx)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,3 +79,14 @@ class StopFlag:
         if signum and self.signum is None:
             self.signum = signum  # another rank was signalled: stop with it
         return signum or None
+
+
+@contextmanager
+def cut_short(engine, flag: StopFlag) -> Iterator[None]:
+    """Let a stop signal cut ``engine``'s generation short for the duration (the training
+    rollout only: an evaluation always runs whole, since its numbers are logged)."""
+    engine.stop_requested = lambda: flag.requested
+    try:
+        yield
+    finally:
+        engine.stop_requested = None
