@@ -24,7 +24,7 @@ and the update have work. Everything else is the production path.
 
 Prints a table of time per phase, tokens, peak RSS (``VmHWM``, reset after the model is
 built: the step's peak), and the memory plan's
-prediction (``train/memory.py``, with this process's measured runtime baseline) beside it,
+prediction (``train/plan.py``, with this process's measured runtime baseline) beside it,
 with the error. ``--shape tiny`` runs the same code in seconds (a test does, so this
 script cannot rot). It needs no GPU; it is a benchmark, not a test.
 """
@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from rethinker.train.memory import proc_status_bytes
+from rethinker.train.host import proc_status_bytes
 
 
 def peak_rss() -> float:
@@ -151,8 +151,8 @@ def main() -> int:
     from rethinker.train.config import resolve
     from rethinker.train.experience import collect, encode_batch
     from rethinker.train.loop import _set_advantages
-    from rethinker.train.memory import Workload, plan, runtime_bytes
     from rethinker.train.optim import make_optimizer, make_scheduler
+    from rethinker.train.plan import Workload, plan, runtime_bytes
     from rethinker.train.update import policy_update
 
     if args.threads:

@@ -27,7 +27,7 @@ from ..algo.sample import Sample
 from ..algo.ssr import Selection
 from .distributed import gathered, merge_metrics
 from .experience import Experience, collect, encode_batch
-from .memory import proc_status_bytes, release_free_heap
+from .host import proc_status_bytes, release_free_heap
 from .metrics import console_line
 from .run import Run, setup
 from .update import behaviour_logprobs, policy_update
