@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from ..algo.advantages import ADVANTAGE_SCALES
-from ..algo.losses import AGGREGATIONS, RATIO_LEVELS
+from ..algo.advantages import check_advantage_scale
+from ..algo.losses import check_aggregation, check_ratio_level
 from ..algo.rethink import RethinkConfig
 from ..algo.ssr import SSRConfig
 from ..judge import RewardConfig
@@ -371,12 +371,12 @@ def validate(cfg: TrainConfig) -> None:
     """Checks across fields; each algorithm's section checks itself when it is built."""
     if cfg.rollout.engine not in ENGINES:
         raise ConfigError(f"rollout.engine must be {'|'.join(ENGINES)}, not {cfg.rollout.engine!r}")
-    if cfg.algo.advantage_scale not in ADVANTAGE_SCALES:
-        raise ConfigError(f"algo.advantage_scale must be {'|'.join(ADVANTAGE_SCALES)}")
-    if cfg.algo.aggregation not in AGGREGATIONS:
-        raise ConfigError(f"algo.aggregation must be {'|'.join(AGGREGATIONS)}")
-    if cfg.algo.ratio_level not in RATIO_LEVELS:
-        raise ConfigError(f"algo.ratio_level must be {'|'.join(RATIO_LEVELS)}")
+    try:  # the algorithms' own checks of their options
+        check_advantage_scale(cfg.algo.advantage_scale, "algo.advantage_scale")
+        check_aggregation(cfg.algo.aggregation, "algo.aggregation")
+        check_ratio_level(cfg.algo.ratio_level, "algo.ratio_level")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.rollout.group_size < 2:
         raise ConfigError("rollout.group_size must be >= 2 (GRPO compares samples within a group)")
     for name in ("queries_per_step", "max_new_tokens"):
