@@ -233,24 +233,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             pass
     if isinstance(value, str) and tp is not str:
         value = yaml.safe_load(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("on", "off", "yes", "no", "true", "false"):
-            return value.lower() in ("on", "yes", "true")
-        raise ConfigError(f"{key}: expected on/off, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return str(value)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, key)
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -260,6 +244,36 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         items = [v if inner is Any else _convert(v, inner, key) for v in value]
         return tuple(items) if origin is tuple else items
     return value
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("on", "off", "yes", "no", "true", "false"):
+        return value.lower() in ("on", "yes", "true")
+    raise ConfigError(f"{key}: expected on/off, got {value!r}")
+
+
+def _to_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    return int(value)
+
+
+def _to_float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _to_str(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+#: A YAML/CLI value (already parsed as YAML unless the type is str) as each scalar type.
+_SCALARS: dict[Any, Any] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _normalize(key: str) -> str:
