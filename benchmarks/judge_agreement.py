@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -152,7 +153,21 @@ def _gen_cases(seed: int = 0) -> list[dict]:
             }
         )
 
-    for _ in range(8):  # LaTeX spacing and separators inside numbers
+    _spacing_cases(rng, add)
+    _matrix_cases(rng, add)
+    _precision_cases(rng, add)
+    _ratio_cases(rng, add)
+    _unit_cases(rng, add)
+    _mod_cases(rng, add)
+    _repeating_cases(rng, add)
+    _hedge_cases(rng, add)
+    _empty_cases(add)
+    return out
+
+
+def _spacing_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """LaTeX spacing and separators inside numbers."""
+    for _ in range(8):
         n = rng.randint(1000, 9_999_999)
         grouped = f"{n:,}"
         for sep in (",\\!", "{,}", "\\,", ",\\! "):
@@ -160,7 +175,11 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         add(grouped.replace(",", ",\\!"), str(n + 1), False, "spacing", symmetric=True)
         cents = rng.randint(0, 99)
         add("\\$" + grouped.replace(",", ",\\!") + f".{cents:02d}", f"{n}.{cents:02d}", True, "spacing", symmetric=True)
-    for _ in range(6):  # matrices and vectors
+
+
+def _matrix_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """Matrices and vectors, spaced and tight."""
+    for _ in range(6):
         a = [rng.randint(-9, 9) for _ in range(4)]
         sp = f"\\begin{{pmatrix}} {a[0]} & {a[1]} \\\\ {a[2]} & {a[3]} \\end{{pmatrix}}"
         tight = f"\\begin{{pmatrix}}{a[0]}&{a[1]}\\\\{a[2]}&{a[3]}\\end{{pmatrix}}"
@@ -180,7 +199,11 @@ def _gen_cases(seed: int = 0) -> list[dict]:
             "matrix",
             symmetric=True,
         )
-    for _ in range(6):  # precision on every part of a structure
+
+
+def _precision_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """Precision on every part of a structure."""
+    for _ in range(6):
         x, y = sorted(round(rng.uniform(0.5, 9.5), 2) for _ in range(2))
         if x == y:
             y += 0.5
@@ -205,12 +228,20 @@ def _gen_cases(seed: int = 0) -> list[dict]:
             symmetric=True,
             precision=2,
         )
-    for _ in range(4):  # ratio ground truths are no option letters
+
+
+def _ratio_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """Ratio ground truths are no option letters."""
+    for _ in range(4):
         k = rng.randint(2, 9)
         add(str(k), f"A:B={k}", True, "ratio")
         add("A", f"A:B={k}", False, "ratio")
         add(str(k + 1), f"A:B={k}", False, "ratio")
-    for _ in range(4):  # units
+
+
+def _unit_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """Numbers with units and currency signs."""
+    for _ in range(4):
         n = rng.randint(2, 500)
         for form in (
             f"€{n}",
@@ -224,7 +255,11 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         ):
             add(form, str(n), True, "units", symmetric=True)
         add(f"{n + 1} m²", str(n), False, "units", symmetric=True)
-    for _ in range(4):  # \bmod and e-notation
+
+
+def _mod_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """``\\bmod`` and e-notation."""
+    for _ in range(4):
         a, b = rng.randint(20, 99), rng.randint(3, 11)
         add(f"{a} \\bmod {b} = {a % b}", str(a % b), True, "mod", symmetric=True)
         add(f"{a} \\bmod {b}", str(a % b), True, "mod", symmetric=True)
@@ -233,7 +268,11 @@ def _gen_cases(seed: int = 0) -> list[dict]:
         add(f"{m}e{e}", str(m * 10**e), True, "e-notation", symmetric=True)
         add(f"{m}.5e-{e}", f"{(m + 0.5) / 10**e:.{e + 1}f}", True, "e-notation", symmetric=True)
         add(f"{m}e{e + 1}", str(m * 10**e), False, "e-notation", symmetric=True)
-    for _ in range(4):  # repeating decimals
+
+
+def _repeating_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """Repeating decimals against their fractions."""
+    for _ in range(4):
         q = rng.choice([3, 7, 9, 11, 12, 13])
         p_ = rng.randint(1, q - 1)
         frac = Fraction(p_, q)
@@ -253,8 +292,12 @@ def _gen_cases(seed: int = 0) -> list[dict]:
                 symmetric=True,
             )
             add(f"0.{head}{rep[:2]}", f"0.{head}\\overline{{{rep}}}", False, "repeating", symmetric=True)
+
+
+def _hedge_cases(rng: random.Random, add: Callable[..., None]) -> None:
+    """Hedges (never credited) and their controls."""
     options = ["3 cm", "5 cm", "7 cm", "9 cm"]
-    for _ in range(6):  # hedges: never credit
+    for _ in range(6):
         k = rng.randint(2, 99)
         other = k + rng.randint(1, 9)
         for form in (
@@ -293,10 +336,13 @@ def _gen_cases(seed: int = 0) -> list[dict]:
             add(form, L, False, "hedge", choices=options)
         add(f"({L})", L, True, "hedge-control", choices=options)
         add(f"{L}. {options[i]}", L, True, "hedge-control", choices=options)
-    for gold in ("5", "B", "\\frac{1}{2}", "yes"):  # empty and blank boxes
+
+
+def _empty_cases(add: Callable[..., None]) -> None:
+    """Empty and blank boxes."""
+    for gold in ("5", "B", "\\frac{1}{2}", "yes"):
         for blank in ("", " ", "\\ ", "\\quad", "\\text{}", "{}"):
             add(blank, gold, False, "empty")
-    return out
 
 
 def write_generated(seed: int = 0) -> Path:

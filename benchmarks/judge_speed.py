@@ -16,8 +16,9 @@ truncated or without a box. It then grades every pair
 and prints verdicts/s, the ratio to plain math-verify, how often the two verdicts differ
 on the pairs both graded, and the differences grouped by kind with one example each.
 Every timed run starts with our caches cleared (after a warm-up on pairs of another
-seed), so repeated answers within the run are the only cache hits, as in a GRPO group. Finally it times the hostile inputs of
-``tests/test_judge_hostile.py`` through our judge (plain math-verify hangs on several).
+seed), so repeated answers within the run are the only cache hits, as in a GRPO group.
+Finally it times the hostile inputs of ``tests/test_judge_hostile.py`` through our judge
+(plain math-verify hangs on several).
 
     python benchmarks/judge_speed.py [--n 10000] [--baseline-n 2000] [--workers 2] [--seed 0]
 """
@@ -47,105 +48,149 @@ FILLER = (
 def _query(rng: random.Random) -> dict:
     """One query: its kind, ground truth, options, type, precision and a pool of
     predictions (right ones first in the pool, wrong ones after)."""
-    kind = rng.choice(
-        [
-            "integer",
-            "fraction",
-            "precision",
-            "choice",
-            "yesno",
-            "text",
-            "radical",
-            "polynomial",
-            "equation",
-            "interval",
-            "set",
-            "percent",
-            "degrees",
-            "units",
-        ]
-    )
+    kind = rng.choice(list(_ANSWERS))
     q: dict = {"kind": kind, "choices": None, "answer_type": None, "precision": None}
-    if kind == "integer":
-        n = rng.randint(1, 5000)
-        q["gold"] = str(n)
-        right = [str(n), f"{n:,}", f"x={n}", f"{n}.0"]
-        wrong = [str(n + rng.randint(1, 9)), str(-n), f"{n}{rng.randint(0, 9)}"]
-    elif kind == "fraction":
-        p, d = rng.randint(1, 9), rng.choice([2, 3, 4, 5, 6, 8])
-        fr = Fraction(p, d)
-        q["gold"] = f"\\frac{{{fr.numerator}}}{{{fr.denominator}}}"
-        dec = f"{float(fr):.6f}".rstrip("0").rstrip(".")
-        right = [f"\\frac{{{p}}}{{{d}}}", f"\\dfrac{{{fr.numerator}}}{{{fr.denominator}}}", dec, f"{p}/{d}"]
-        wrong = [f"\\frac{{{d}}}{{{p + 1}}}", f"{float(fr) + 0.1:.2f}"]
-    elif kind == "precision":
-        x = round(rng.uniform(0.1, 50), 2)
-        q.update(gold=f"{x:.2f}", precision=2, answer_type="float")
-        right = [f"{x:.2f}", f"{x + 0.001:.3f}", f"{x:.2f}0"]
-        wrong = [f"{x + 0.1:.2f}", f"{x:.1f}" if round(x, 1) != x else f"{x + 0.2:.2f}"]
-    elif kind == "choice":
-        base = rng.randint(2, 20)
-        opts = [f"{base + 2 * i} cm" for i in range(4)]
-        k = rng.randrange(4)
-        letter = "ABCD"[k]
-        q.update(gold=letter, choices=opts, answer_type="multiple_choice")
-        right = [letter, f"({letter})", f"{letter}. {opts[k]}", opts[k], f"\\text{{{letter}}}"]
-        other = "ABCD"[(k + 1) % 4]
-        wrong = [other, f"({other})", opts[(k + 1) % 4]]
-    elif kind == "yesno":
-        gold = rng.choice(["Yes", "No"])
-        q["gold"] = gold
-        right = [gold, gold.lower(), f"\\text{{{gold}}}", gold + "."]
-        wrong = ["No" if gold == "Yes" else "Yes"]
-    elif kind == "text":
-        words = ["red", "blue", "green", "triangle", "square", "circle", "Tuesday", "north"]
-        gold = rng.choice(words)
-        q.update(gold=gold)
-        right = [gold, gold.capitalize(), f"\\text{{{gold}}}"]
-        wrong = [w for w in words if w != gold][:2]
-    elif kind == "radical":
-        a, b = rng.randint(2, 5), rng.choice([2, 3, 5, 6, 7])
-        q["gold"] = f"{a}\\sqrt{{{b}}}"
-        right = [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}", f"{a * b**0.5:.6f}"]
-        wrong = [f"\\sqrt{{{a * b}}}", f"{b}\\sqrt{{{a}}}"]
-    elif kind == "polynomial":
-        a = rng.randint(1, 6)
-        q["gold"] = f"(x+{a})^2"
-        right = [f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}", f"x^{{2}} + {2 * a} x + {a * a}"]
-        wrong = [f"x^2+{a}x+{a * a}", f"(x-{a})^2"]
-    elif kind == "equation":
-        m, c = rng.randint(2, 9), rng.randint(1, 9)
-        q["gold"] = f"y={m}x+{c}"
-        right = [f"y={m}x+{c}", f"y={c}+{m}x", f"y = {m}x + {c}"]
-        wrong = [f"y={m}x-{c}", f"y={c}x+{m}"]
-    elif kind == "interval":
-        a, b = sorted(rng.sample(range(-9, 10), 2))
-        q["gold"] = f"[{a},{b})"
-        right = [f"[{a},{b})", f"[{a}, {b})", f"\\left[{a},{b}\\right)"]
-        wrong = [f"({a},{b}]", f"[{a},{b}]"]
-    elif kind == "set":
-        xs = rng.sample(range(1, 20), 3)
-        q["gold"] = "\\{" + ",".join(map(str, sorted(xs))) + "\\}"
-        right = ["\\{" + ",".join(map(str, xs)) + "\\}", q["gold"]]
-        wrong = ["\\{" + ",".join(map(str, sorted(xs)[:2])) + "\\}"]
-    elif kind == "percent":
-        p = rng.choice([5, 12.5, 20, 25, 40, 75])
-        q["gold"] = f"{p}\\%"
-        right = [f"{p}\\%", f"{p}", f"{p / 100:g}", f"{p}%"]
-        wrong = [f"{p + 5}\\%", f"{p / 10:g}"]
-    elif kind == "degrees":
-        d = rng.choice([30, 45, 60, 90, 120])
-        q["gold"] = f"{d}^\\circ"
-        right = [f"{d}", f"{d}^{{\\circ}}", f"{d}^\\circ", f"{d} degrees"]
-        wrong = [f"{180 - d}", f"{d / 2:g}^\\circ"]
-    else:  # units
-        n = rng.randint(2, 90)
-        unit = rng.choice(["cm", "m", "minutes", "cm^2", "km/h"])
-        q["gold"] = f"{n} {unit}" if rng.random() < 0.5 else str(n)
-        right = [f"{n}", f"{n}\\text{{ {unit}}}", f"{n} {unit}"]
-        wrong = [f"{n + 1} {unit}", f"{n * 10}"]
-    q["right"], q["wrong"] = right, wrong
+    q["right"], q["wrong"] = _ANSWERS[kind](rng, q)
     return q
+
+
+def _integer_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    n = rng.randint(1, 5000)
+    q["gold"] = str(n)
+    right = [str(n), f"{n:,}", f"x={n}", f"{n}.0"]
+    wrong = [str(n + rng.randint(1, 9)), str(-n), f"{n}{rng.randint(0, 9)}"]
+    return right, wrong
+
+
+def _fraction_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    p, d = rng.randint(1, 9), rng.choice([2, 3, 4, 5, 6, 8])
+    fr = Fraction(p, d)
+    q["gold"] = f"\\frac{{{fr.numerator}}}{{{fr.denominator}}}"
+    dec = f"{float(fr):.6f}".rstrip("0").rstrip(".")
+    right = [f"\\frac{{{p}}}{{{d}}}", f"\\dfrac{{{fr.numerator}}}{{{fr.denominator}}}", dec, f"{p}/{d}"]
+    wrong = [f"\\frac{{{d}}}{{{p + 1}}}", f"{float(fr) + 0.1:.2f}"]
+    return right, wrong
+
+
+def _precision_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    x = round(rng.uniform(0.1, 50), 2)
+    q.update(gold=f"{x:.2f}", precision=2, answer_type="float")
+    right = [f"{x:.2f}", f"{x + 0.001:.3f}", f"{x:.2f}0"]
+    wrong = [f"{x + 0.1:.2f}", f"{x:.1f}" if round(x, 1) != x else f"{x + 0.2:.2f}"]
+    return right, wrong
+
+
+def _choice_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    base = rng.randint(2, 20)
+    opts = [f"{base + 2 * i} cm" for i in range(4)]
+    k = rng.randrange(4)
+    letter = "ABCD"[k]
+    q.update(gold=letter, choices=opts, answer_type="multiple_choice")
+    right = [letter, f"({letter})", f"{letter}. {opts[k]}", opts[k], f"\\text{{{letter}}}"]
+    other = "ABCD"[(k + 1) % 4]
+    wrong = [other, f"({other})", opts[(k + 1) % 4]]
+    return right, wrong
+
+
+def _yesno_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    gold = rng.choice(["Yes", "No"])
+    q["gold"] = gold
+    right = [gold, gold.lower(), f"\\text{{{gold}}}", gold + "."]
+    wrong = ["No" if gold == "Yes" else "Yes"]
+    return right, wrong
+
+
+def _text_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    words = ["red", "blue", "green", "triangle", "square", "circle", "Tuesday", "north"]
+    gold = rng.choice(words)
+    q.update(gold=gold)
+    right = [gold, gold.capitalize(), f"\\text{{{gold}}}"]
+    wrong = [w for w in words if w != gold][:2]
+    return right, wrong
+
+
+def _radical_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    a, b = rng.randint(2, 5), rng.choice([2, 3, 5, 6, 7])
+    q["gold"] = f"{a}\\sqrt{{{b}}}"
+    right = [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}", f"{a * b**0.5:.6f}"]
+    wrong = [f"\\sqrt{{{a * b}}}", f"{b}\\sqrt{{{a}}}"]
+    return right, wrong
+
+
+def _polynomial_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    a = rng.randint(1, 6)
+    q["gold"] = f"(x+{a})^2"
+    right = [f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}", f"x^{{2}} + {2 * a} x + {a * a}"]
+    wrong = [f"x^2+{a}x+{a * a}", f"(x-{a})^2"]
+    return right, wrong
+
+
+def _equation_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    m, c = rng.randint(2, 9), rng.randint(1, 9)
+    q["gold"] = f"y={m}x+{c}"
+    right = [f"y={m}x+{c}", f"y={c}+{m}x", f"y = {m}x + {c}"]
+    wrong = [f"y={m}x-{c}", f"y={c}x+{m}"]
+    return right, wrong
+
+
+def _interval_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    a, b = sorted(rng.sample(range(-9, 10), 2))
+    q["gold"] = f"[{a},{b})"
+    right = [f"[{a},{b})", f"[{a}, {b})", f"\\left[{a},{b}\\right)"]
+    wrong = [f"({a},{b}]", f"[{a},{b}]"]
+    return right, wrong
+
+
+def _set_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    xs = rng.sample(range(1, 20), 3)
+    q["gold"] = "\\{" + ",".join(map(str, sorted(xs))) + "\\}"
+    right = ["\\{" + ",".join(map(str, xs)) + "\\}", q["gold"]]
+    wrong = ["\\{" + ",".join(map(str, sorted(xs)[:2])) + "\\}"]
+    return right, wrong
+
+
+def _percent_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    p = rng.choice([5, 12.5, 20, 25, 40, 75])
+    q["gold"] = f"{p}\\%"
+    right = [f"{p}\\%", f"{p}", f"{p / 100:g}", f"{p}%"]
+    wrong = [f"{p + 5}\\%", f"{p / 10:g}"]
+    return right, wrong
+
+
+def _degrees_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    d = rng.choice([30, 45, 60, 90, 120])
+    q["gold"] = f"{d}^\\circ"
+    right = [f"{d}", f"{d}^{{\\circ}}", f"{d}^\\circ", f"{d} degrees"]
+    wrong = [f"{180 - d}", f"{d / 2:g}^\\circ"]
+    return right, wrong
+
+
+def _units_answers(rng: random.Random, q: dict) -> tuple[list[str], list[str]]:
+    n = rng.randint(2, 90)
+    unit = rng.choice(["cm", "m", "minutes", "cm^2", "km/h"])
+    q["gold"] = f"{n} {unit}" if rng.random() < 0.5 else str(n)
+    right = [f"{n}", f"{n}\\text{{ {unit}}}", f"{n} {unit}"]
+    wrong = [f"{n + 1} {unit}", f"{n * 10}"]
+    return right, wrong
+
+
+#: Each kind's ground truth (set on the query) and its right and wrong predictions.
+_ANSWERS = {
+    "integer": _integer_answers,
+    "fraction": _fraction_answers,
+    "precision": _precision_answers,
+    "choice": _choice_answers,
+    "yesno": _yesno_answers,
+    "text": _text_answers,
+    "radical": _radical_answers,
+    "polynomial": _polynomial_answers,
+    "equation": _equation_answers,
+    "interval": _interval_answers,
+    "set": _set_answers,
+    "percent": _percent_answers,
+    "degrees": _degrees_answers,
+    "units": _units_answers,
+}
 
 
 def make_pairs(n: int, seed: int) -> list[dict]:
@@ -267,27 +312,43 @@ def main() -> None:
     ours_pool(warm, args.workers)
     clear_caches()
 
+    rows, ours, mv = _timed_runs(pairs, base, args.workers)
+    _print_rates(rows)
+    _print_differences(base, ours[: len(base)], mv, args.examples)
+    hostile_table()
+    doc.write()
+
+
+def _timed_runs(pairs: list[dict], base: list[dict], workers: int) -> tuple[list, list[bool], list[bool]]:
+    """Each grader timed from cold caches: ``(rows of (grader, pairs, seconds), our verdicts
+    on pairs, plain math-verify's on base)``."""
     rows = []
     ours, t = _time(ours_single, pairs)
     rows.append(("rethinker.judge.grade, 1 process", len(pairs), t))
     clear_caches()
-    pooled, t = _time(ours_pool, pairs, args.workers)
-    rows.append((f"rethinker.judge.grade_many, {args.workers} workers", len(pairs), t))
+    pooled, t = _time(ours_pool, pairs, workers)
+    rows.append((f"rethinker.judge.grade_many, {workers} workers", len(pairs), t))
     assert pooled == ours, "grade_many disagrees with grade"
     clear_caches()
     _, t_ours_base = _time(ours_single, base)
     rows.append(("rethinker.judge.grade, 1 process", len(base), t_ours_base))
     mv, t_mv = _time(plain_math_verify, base)
     rows.append(("plain math_verify parse+verify, 1 process", len(base), t_mv))
-    mv_rate = len(base) / t_mv
+    return rows, ours, mv
 
+
+def _print_rates(rows: list) -> None:
+    """The timing table; the last row (plain math-verify) is the ``x plain`` reference."""
+    mv_rate = rows[-1][1] / rows[-1][2]
     print()
     print(f"| {'grader':<42} | {'pairs':>6} | {'seconds':>8} | {'verdicts/s':>10} | {'x plain':>7} |")
     print(f"|{'-' * 44}|{'-' * 8}|{'-' * 10}|{'-' * 12}|{'-' * 9}|")
     for name, n, secs in rows:
         print(f"| {name:<42} | {n:>6} | {secs:8.2f} | {n / secs:10.0f} | {n / secs / mv_rate:7.2f} |")
 
-    ours_b = ours[: len(base)]
+
+def _print_differences(base: list[dict], ours_b: list[bool], mv: list[bool], examples: int) -> None:
+    """Where our verdicts and plain math-verify's differ, grouped by kind, with examples."""
     diffs = [(p, o, m) for p, o, m in zip(base, ours_b, mv) if o != m]
     print()
     print(
@@ -295,7 +356,7 @@ def main() -> None:
         f"{sum(mv) / len(base):.3f}; verdicts differ on {len(diffs)} ({100 * len(diffs) / len(base):.1f}%)"
     )
     groups: dict[tuple[str, bool], list] = defaultdict(list)
-    for p, o, m in diffs:
+    for p, o, _ in diffs:
         groups[(p["kind"], o)].append(p)
     if groups:
         print()
@@ -303,7 +364,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
     for (kind, o), ps in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         why = EXPLAIN.get((kind, o), "UNEXPLAINED")
-        for p in ps[: args.examples]:
+        for p in ps[:examples]:
             shown = ("..." + p["response"][-28:]) if p["pred"] is None else p["pred"]
             extra = f" choices={p['choices']}" if p["choices"] else ""
             extra += f" precision={p['precision']}" if p["precision"] is not None else ""
@@ -312,14 +373,11 @@ def main() -> None:
                 f"`{shown}` vs `{p['ground_truth']}`{extra} | {why} |"
             )
         distinct = sorted({("no box" if p["pred"] is None else p["pred"]) for p in ps})
-        if len(distinct) > args.examples:
+        if len(distinct) > examples:
             print(
                 f"|  |  |  |  | all answers: {', '.join('`' + d + '`' for d in distinct[:8])}"
                 f"{' ...' if len(distinct) > 8 else ''} |  |"
             )
-
-    hostile_table()
-    doc.write()
 
 
 def hostile_table() -> None:

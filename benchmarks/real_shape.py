@@ -24,7 +24,7 @@ and the update have work. Everything else is the production path.
 
 Prints a table of time per phase, tokens, peak RSS (``VmHWM``, reset after the model is
 built: the step's peak), and the memory plan's
-prediction (``train/memory.py``, with this process's measured runtime baseline) beside it,
+prediction (``train/plan.py``, with this process's measured runtime baseline) beside it,
 with the error. ``--shape tiny`` runs the same code in seconds (a test does, so this
 script cannot rot). It needs no GPU; it is a benchmark, not a test.
 """
@@ -41,8 +41,24 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from rethinker.train.memory import proc_status_bytes
+import numpy as np
+import torch
+
+from rethinker.algo.ssr import SampleSelector
+from rethinker.model.load import add_lora, load_processor
+from rethinker.model.shapes import build_random
+from rethinker.rollout.hf import TransformersEngine
+from rethinker.rollout.inputs import PromptEncoder
+from rethinker.toyworld.model import toy_model_path
+from rethinker.train.config import resolve
+from rethinker.train.experience import encode_batch, judge, rollout, with_advantages
+from rethinker.train.host import proc_status_bytes
+from rethinker.train.optim import make_optimizer, make_scheduler
+from rethinker.train.plan import Workload, plan, runtime_bytes
+from rethinker.train.rethinking import force_rethinking
+from rethinker.train.update import policy_update
 
 
 def peak_rss() -> float:
@@ -114,7 +130,7 @@ def eos_bias_hook(eos_id: int, p: float):
     return hook
 
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=["3b", "tiny"], default="3b")
     ap.add_argument("--lora-rank", type=int, default=64)
@@ -137,33 +153,14 @@ def main() -> int:
     ap.add_argument("--skip-prob", type=float, default=0.35, help="rethink.skip_prob (the released value)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
-    from _doc import StdoutSection, add_argument  # benchmarks/_doc.py (this script's folder)
+    from _doc import add_argument  # benchmarks/_doc.py (this script's folder)
 
     add_argument(ap)
-    args = ap.parse_args()
-    doc = StdoutSection(args.write_doc, "real_shape")
+    return ap.parse_args()
 
-    import numpy as np
-    import torch
 
-    from rethinker.algo.ssr import SampleSelector
-    from rethinker.model.load import add_lora, load_processor
-    from rethinker.model.shapes import build_random
-    from rethinker.rollout.hf import TransformersEngine
-    from rethinker.rollout.inputs import PromptEncoder
-    from rethinker.toyworld.model import toy_model_path
-    from rethinker.train.config import resolve
-    from rethinker.train.experience import collect, encode_batch
-    from rethinker.train.loop import _set_advantages
-    from rethinker.train.memory import Workload, plan, runtime_bytes
-    from rethinker.train.optim import make_optimizer, make_scheduler
-    from rethinker.train.update import policy_update
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    runtime = runtime_bytes()  # the process before any model: Python + torch + transformers
-    torch.manual_seed(0)
-    cfg = resolve(
+def _config(args: argparse.Namespace):
+    return resolve(
         None,
         {
             "model.path": f"random-{args.shape}",
@@ -186,11 +183,15 @@ def main() -> int:
             "device": "cpu",
         },
     )
-    dtype = torch.bfloat16
+
+
+def _build(args: argparse.Namespace, cfg, run: dict[str, Any]):
+    """The random-weight model with LoRA, as ``load_policy`` sets it up; returns
+    ``(model, processor)`` and records the build's time and peak RSS in ``run``."""
     t = time.perf_counter()
     processor = load_processor(toy_model_path())
-    model = build_random(args.shape, "cpu", dtype, processor)
-    n_params = sum(p.numel() for p in model.parameters())
+    model = build_random(args.shape, "cpu", torch.bfloat16, processor)
+    run["parameters"] = sum(p.numel() for p in model.parameters())
     m = cfg.model
     model = add_lora(model, m.lora_rank, m.lora_alpha, m.lora_dropout, m.lora_targets)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # as load_policy
@@ -198,57 +199,56 @@ def main() -> int:
     model.train()
     eos = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.get_output_embeddings().register_forward_hook(eos_bias_hook(eos, 1 / 8))
-    build_s = time.perf_counter() - t
-    rss_model = peak_rss()
-    _note(f"built in {build_s:.0f} s, peak RSS {rss_model / 2**30:.2f} GiB")
-    # the step's peak from here on (random initialisation has transients a checkpoint load does not)
-    peak_was_reset = reset_peak()
+    run["build_s"] = time.perf_counter() - t
+    run["rss_model"] = peak_rss()
+    _note(f"built in {run['build_s']:.0f} s, peak RSS {run['rss_model'] / 2**30:.2f} GiB")
+    return model, processor
 
+
+def _trim_note(run: dict[str, Any], phase: str) -> None:
+    run["trims"][phase] = before, after = trim()
+    _note(f"after {phase}: RSS {before / 2**30:.2f} GiB, after malloc_trim {after / 2**30:.2f} GiB")
+
+
+def _collect(args: argparse.Namespace, cfg, model, processor, run: dict[str, Any]):
+    """Queries, then the trainer's rollout, rewards and Forced Rethinking; returns
+    ``(engine, queries, experience)``."""
     # 1. queries: one image at max_pixels (1120 x 896 -> 40 x 32 = 1280 tokens); two images
     sizes = [[tuple(int(v) for v in im.split("x")) for im in q.split(",")] for q in args.images.split(";")]
     if args.shape == "tiny":
         sizes = [[(224, 168)], [(112, 112), (84, 84)]]
+    m = cfg.model
     encoder = PromptEncoder(processor, suffix=cfg.data.prompt_suffix, min_pixels=m.min_pixels, max_pixels=m.max_pixels)
     records, queries, bad = encode_batch(encoder, _records(sizes))
     assert not bad, bad
     _note(f"queries: {[q.length for q in queries]} tokens")
     engine = TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
+    rng = np.random.Generator(np.random.PCG64([cfg.seed, 1]))
+    # 2-3. rollout, rewards, Forced Rethinking (the trainer's stages, as its loop chains them)
+    t = time.perf_counter()
+    params, G = cfg.rollout.sampling(), cfg.rollout.group_size
+    comps, gen_metrics = rollout(engine, queries, params)
+    exp = judge(comps, records, queries, G, 1, cfg.reward)
+    exp = force_rethinking(exp, engine, processor.tokenizer, params, cfg.reward, cfg.rethink_for_rollout(), rng)
+    exp = dataclasses.replace(exp, metrics={**gen_metrics, **exp.metrics})
+    run["collect_s"] = time.perf_counter() - t
+    run["rss_rollout"] = peak_rss()
+    if args.trim:
+        _trim_note(run, "collect")
+    timings = json.dumps({k: v for k, v in exp.metrics.items() if "time" in k or "rethink" in k})
+    _note(f"collected in {run['collect_s']:.0f} s ({timings}), peak RSS {run['rss_rollout'] / 2**30:.2f} GiB")
+    return engine, queries, exp
+
+
+def _update(args: argparse.Namespace, cfg, model, engine, exp, run: dict[str, Any]):
+    """Advantages, SSR and the policy update (the trainer's functions); returns the selection."""
     optimizer = make_optimizer(model, cfg, sharded=False)
     scheduler = make_scheduler(optimizer, cfg)
     selector = SampleSelector.from_config(cfg.ssr, seed=cfg.seed)
-    rng = np.random.Generator(np.random.PCG64([cfg.seed, 1]))
-
-    # 2-3. rollout, rewards, Forced Rethinking (the trainer's collect)
-    t = time.perf_counter()
-    exp = collect(
-        engine,
-        processor.tokenizer,
-        records,
-        queries,
-        params=cfg.rollout.sampling(),
-        reward_cfg=cfg.reward,
-        rethink_cfg=cfg.rethink_for_rollout(),
-        rng=rng,
-        step=1,
-    )
-    collect_s = time.perf_counter() - t
-    rss_rollout = peak_rss()
-    trims = {}
-    if args.trim:
-        trims["collect"] = trim()
-        _note(
-            f"after collect: RSS {trims['collect'][0] / 2**30:.2f} GiB, after malloc_trim "
-            f"{trims['collect'][1] / 2**30:.2f} GiB"
-        )
-    _note(
-        f"collected in {collect_s:.0f} s ({json.dumps({k: v for k, v in exp.metrics.items() if 'time' in k or 'rethink' in k})}), "
-        f"peak RSS {rss_rollout / 2**30:.2f} GiB"
-    )
     # random weights: every reward is 0; 1, 0, ... within each group gives the update work
-    for i, s in enumerate(exp.samples):
-        s.reward = 1.0 if i % cfg.rollout.group_size == 0 else 0.0
-    # 4-6. advantages, SSR, policy update (the trainer's functions)
-    _set_advantages(exp.samples, cfg)
+    G = cfg.rollout.group_size
+    exp = exp.with_samples([dataclasses.replace(s, reward=float(i % G == 0)) for i, s in enumerate(exp.samples)])
+    exp = with_advantages(exp, G, cfg.algo.advantage_scale, cfg.algo.advantage_eps)
     selection = selector.select(exp.samples)
     t = time.perf_counter()
     upd = policy_update(
@@ -261,29 +261,32 @@ def main() -> int:
         pad_id=engine.pad_id,
         max_new_tokens=cfg.rollout.max_new_tokens,
     )
-    update_s = time.perf_counter() - t
-    rss_peak = peak_rss()
+    run["update_s"] = time.perf_counter() - t
+    run["rss_peak"] = peak_rss()
+    run["update"] = {k: v for k, v in upd.items() if isinstance(v, (int, float)) or v is None}
     if args.trim:
-        trims["update"] = trim()
-        _note(
-            f"after update: RSS {trims['update'][0] / 2**30:.2f} GiB, after malloc_trim "
-            f"{trims['update'][1] / 2**30:.2f} GiB"
-        )
+        _trim_note(run, "update")
+    return selection
 
-    # the plan's prediction for this workload: the longest prompt, its images' patches
+
+def _predict(cfg, model, queries, run: dict[str, Any]):
+    """The plan's prediction for this workload: the longest prompt, its images' patches."""
     longest = max(queries, key=lambda q: q.length)
     vis = max(int((q.mm_token_type_ids == 1).sum()) for q in queries)
     n_img = max(int(q.image_grid_thw.shape[0]) for q in queries)
     wl = Workload(images_per_query=n_img, prompt_text_tokens=longest.length - vis - 2 * n_img, visual_tokens=vis)
-    mp = plan(cfg, model.get_base_model().config, 1, device="cpu", dtype_bytes=2, workload=wl, runtime=runtime)
-    err = (mp.peak - rss_peak) / rss_peak
+    mp = plan(cfg, model.get_base_model().config, 1, device="cpu", dtype_bytes=2, workload=wl, runtime=run["runtime"])
+    run["plan"] = mp.as_dict()
+    run["plan_error"] = (mp.peak - run["rss_peak"]) / run["rss_peak"]
+    return mp
 
-    mt = exp.metrics
-    rollout_s, rethink_s = mt.get("time/rollout_s", 0.0), mt.get("time/rethink_s", 0.0)
+
+def _print_report(cfg, queries, selection, mp, run: dict[str, Any]) -> None:
+    mt, gib = run["metrics"], 2**30
     print(
-        f"\n{args.shape} shape: {n_params / 1e9:.3f} B parameters (random bf16), LoRA rank {m.lora_rank} "
-        f"({mp.trainable / 1e6:.2f} M trainable), gradient checkpointing, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"\n{run['shape']} shape: {run['parameters'] / 1e9:.3f} B parameters (random bf16), LoRA rank "
+        f"{cfg.model.lora_rank} ({mp.trainable / 1e6:.2f} M trainable), gradient checkpointing, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(
         f"queries: {', '.join(f'{q.length} tokens / {int(q.image_grid_thw.shape[0])} image(s)' for q in queries)}; "
@@ -292,55 +295,79 @@ def main() -> int:
     print("| phase | time | tokens | peak RSS so far |")
     print("|---|---|---|---|")
     print(
-        f"| build (random weights + LoRA) | {build_s:.1f} s | - | {rss_model / 2**30:.2f} GiB "
-        f"(peak{', then reset' if peak_was_reset else ''}) |"
+        f"| build (random weights + LoRA) | {run['build_s']:.1f} s | - | {run['rss_model'] / gib:.2f} GiB "
+        f"(peak{', then reset' if run['peak_reset_after_build'] else ''}) |"
     )
-    print(f"| rollout (prefill + sampling) | {rollout_s:.1f} s | {mt['rollout/tokens']} generated | - |")
+    print(f"| rollout (prefill + sampling) | {run['rollout_s']:.1f} s | {mt['rollout/tokens']} generated | - |")
     print(
-        f"| Forced Rethinking | {rethink_s:.1f} s | {mt.get('rethink/attempts', 0)} continuations, "
-        f"{mt.get('rethink/accepted', 0)} kept | {rss_rollout / 2**30:.2f} GiB |"
+        f"| Forced Rethinking | {run['rethink_s']:.1f} s | {mt.get('rethink/attempts', 0)} continuations, "
+        f"{mt.get('rethink/accepted', 0)} kept | {run['rss_rollout'] / gib:.2f} GiB |"
     )
     print(
         f"| update ({selection.stats['n_selected']:.0f} samples, micro-batch {cfg.optim.micro_batch_size}) | "
-        f"{update_s:.1f} s | {upd['update/tokens']} completion tokens | {rss_peak / 2**30:.2f} GiB |"
+        f"{run['update_s']:.1f} s | {run['update']['update/tokens']} completion tokens | "
+        f"{run['rss_peak'] / gib:.2f} GiB |"
     )
     print(
-        f"\nruntime baseline (process before the model): {runtime / 2**30:.2f} GiB; glibc mmap threshold: "
+        f"\nruntime baseline (process before the model): {run['runtime'] / gib:.2f} GiB; glibc mmap threshold: "
         f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'dynamic (default)')}"
     )
     print(
-        f"peak RSS measured {rss_peak / 2**30:.2f} GiB; plan predicts {mp.peak / 2**30:.2f} GiB "
-        f"(error {100 * err:+.1f}%)\n"
+        f"peak RSS measured {run['rss_peak'] / gib:.2f} GiB; plan predicts {mp.peak / gib:.2f} GiB "
+        f"(error {100 * run['plan_error']:+.1f}%)\n"
     )
     print(mp.table())
+
+
+#: The order of the ``--json`` file's keys.
+JSON_KEYS = (
+    "shape",
+    "parameters",
+    "build_s",
+    "rollout_s",
+    "rethink_s",
+    "collect_s",
+    "update_s",
+    "metrics",
+    "update",
+    "rss_model",
+    "rss_rollout",
+    "rss_peak",
+    "runtime",
+    "peak_reset_after_build",
+    "trims",
+    "malloc_mmap_threshold",
+    "plan",
+    "plan_error",
+    "prompt_lengths",
+)
+
+
+def main() -> int:
+    args = _parse_args()
+    from _doc import StdoutSection
+
+    doc = StdoutSection(args.write_doc, "real_shape")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run: dict[str, Any] = {"shape": args.shape, "trims": {}}
+    run["runtime"] = runtime_bytes()  # the process before any model: Python + torch + transformers
+    torch.manual_seed(0)
+    cfg = _config(args)
+    model, processor = _build(args, cfg, run)
+    # the step's peak from here on (random initialisation has transients a checkpoint load does not)
+    run["peak_reset_after_build"] = reset_peak()
+    engine, queries, exp = _collect(args, cfg, model, processor, run)
+    selection = _update(args, cfg, model, engine, exp, run)
+    mp = _predict(cfg, model, queries, run)
+    mt = run["metrics"] = exp.metrics
+    run["rollout_s"], run["rethink_s"] = mt.get("time/rollout_s", 0.0), mt.get("time/rethink_s", 0.0)
+    run["malloc_mmap_threshold"] = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    run["prompt_lengths"] = [q.length for q in queries]
+    _print_report(cfg, queries, selection, mp, run)
     doc.write()
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "shape": args.shape,
-                    "parameters": n_params,
-                    "build_s": build_s,
-                    "rollout_s": rollout_s,
-                    "rethink_s": rethink_s,
-                    "collect_s": collect_s,
-                    "update_s": update_s,
-                    "metrics": mt,
-                    "update": {k: v for k, v in upd.items() if isinstance(v, (int, float)) or v is None},
-                    "rss_model": rss_model,
-                    "rss_rollout": rss_rollout,
-                    "rss_peak": rss_peak,
-                    "runtime": runtime,
-                    "peak_reset_after_build": peak_was_reset,
-                    "trims": trims,
-                    "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
-                    "plan": mp.as_dict(),
-                    "plan_error": err,
-                    "prompt_lengths": [q.length for q in queries],
-                },
-                indent=1,
-            )
-        )
+        Path(args.json).write_text(json.dumps({k: run[k] for k in JSON_KEYS}, indent=1))
     return 0
 
 

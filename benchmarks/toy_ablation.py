@@ -45,7 +45,6 @@ saved runs say.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -60,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from rethinker import metric_names as M  # noqa: E402
+from rethinker.files import read_jsonl  # noqa: E402
 from rethinker.report.compare import area_under_curve, budget_to_reach, paired_bootstrap  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
@@ -75,7 +75,7 @@ SAMPLES_PER_STEP = 8 * 8  # the toy preset's queries per step x G
 
 def read_rows(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return read_jsonl(path, torn="raise", missing_ok=True)
 
 
 def finished(run_dir: Path) -> bool:
@@ -141,7 +141,7 @@ def summarize(run_dir: Path) -> dict:
     tests = {r["step"]: r for r in rows if "test/accuracy" in r}
     last = max(tests)
     half = train[len(train) // 2 :]
-    preds = [json.loads(line) for line in (run_dir / f"test-predictions-{last}.jsonl").read_text().splitlines()]
+    preds = read_jsonl(run_dir / f"test-predictions-{last}.jsonl", torn="raise")
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return {
         "dev": dev,

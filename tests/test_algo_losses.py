@@ -102,7 +102,10 @@ def test_aggregation_values_by_hand():
     lp = torch.zeros(2, 3)
     mask = torch.tensor([[True, True, True], [True, False, False]])
     adv = torch.tensor([1.0, -2.0])
-    val = lambda agg, **kw: policy_loss(lp, lp, adv, mask, aggregation=agg, **kw)[0].item()
+
+    def val(agg, **kw):
+        return policy_loss(lp, lp, adv, mask, aggregation=agg, **kw)[0].item()
+
     assert val("token-mean") == pytest.approx((-3 + 2) / 4)
     assert val("sequence-mean") == pytest.approx((-1 + 2) / 2)
     assert val("sequence-sum-norm", max_tokens=10) == pytest.approx((-3 / 10 + 2 / 10) / 2)

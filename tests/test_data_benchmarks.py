@@ -436,7 +436,10 @@ def test_mathvision(mathvision_dir):
 # ---------------------------------------------------------------------------- MMMU / MMMU-Pro
 
 
-def mmmu_row(rid, question, options, answer, *, images=(png(),), qtype="multiple-choice", **extra):
+MMMU_IMAGES = (png(),)  # the default: one image
+
+
+def mmmu_row(rid, question, options, answer, *, images=MMMU_IMAGES, qtype="multiple-choice", **extra):
     row = {
         "id": rid,
         "question": question,
@@ -453,7 +456,10 @@ def mmmu_row(rid, question, options, answer, *, images=(png(),), qtype="multiple
     return row
 
 
-MMMU_ACC_Q = "Each of the following situations relates to a different company. <image 1> For company B, find the missing amounts."
+MMMU_ACC_Q = (
+    "Each of the following situations relates to a different company. <image 1> "
+    "For company B, find the missing amounts."
+)
 
 
 # VERIFIED: validation_Accounting_1 (question, options, answer, question_type, subfield, explanation, img_type,

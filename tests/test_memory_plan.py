@@ -1,11 +1,11 @@
-"""The memory plan (train/memory.py) and ``rethinker train --dry-run``: real numbers."""
+"""The memory plan (train/plan.py) and ``rethinker train --dry-run``: real numbers."""
 
 import pytest
 import torch
 
 from rethinker.model.shapes import build_random, qwen25vl_config, save_config
 from rethinker.train.config import ModelConfig, resolve
-from rethinker.train.memory import (
+from rethinker.train.plan import (
     Workload,
     count_parameters,
     layer_activation_elements,
@@ -126,7 +126,7 @@ def test_activation_coefficients_match_autograd(lora, dtype):
         params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         seen = {}
 
-        def pack(t):
+        def pack(t, params=params, seen=seen):
             st = t.untyped_storage()
             if st.data_ptr() not in params:
                 seen[st.data_ptr()] = st.nbytes()

@@ -258,7 +258,7 @@ def _expected_vllm_params(cfg):
 
 def _check_mapping(mapping, cfg):
     targets = {}
-    for _hf, dst in mapping.items():
+    for dst in mapping.values():
         if dst is None:
             continue
         targets.setdefault(dst[0], []).append(dst[1])

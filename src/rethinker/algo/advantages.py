@@ -25,6 +25,13 @@ AdvantageScale = Literal["std", "none"]
 ADVANTAGE_SCALES: tuple[str, ...] = ("std", "none")
 
 
+def check_advantage_scale(scale: str, name: str = "scale") -> None:
+    """Raise ``ValueError`` unless ``scale`` is one of ``ADVANTAGE_SCALES`` (``name``: what
+    the message calls it; the training config passes its key)."""
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"{name} must be one of {'|'.join(ADVANTAGE_SCALES)}, got {scale!r}")
+
+
 def _grouped(rewards: Tensor, group_size: int) -> Tensor:
     """Validate ``rewards`` ([N], N divisible by ``group_size``) and view it as [N/G, G]."""
     if not isinstance(rewards, Tensor):
@@ -53,8 +60,7 @@ def group_advantages(
     are identical give exactly 0.0. Computed in float64, returned in the rewards' floating
     dtype (float32 for integer input).
     """
-    if scale not in ADVANTAGE_SCALES:
-        raise ValueError(f"scale must be one of {ADVANTAGE_SCALES}, got {scale!r}")
+    check_advantage_scale(scale)
     out_dtype = rewards.dtype if torch.is_tensor(rewards) and rewards.is_floating_point() else torch.float32
     device = rewards.device if torch.is_tensor(rewards) else None
     r = _grouped(rewards, group_size)

@@ -42,6 +42,20 @@ Aggregation = Literal["token-mean", "sequence-mean", "sequence-sum-norm"]
 AGGREGATIONS: tuple[str, ...] = ("token-mean", "sequence-mean", "sequence-sum-norm")
 RATIO_LEVELS: tuple[str, ...] = ("token", "sequence")
 
+
+def check_aggregation(aggregation: str, name: str = "aggregation") -> None:
+    """Raise ``ValueError`` unless ``aggregation`` is one of ``AGGREGATIONS`` (``name``: what
+    the message calls it; the training config passes its key)."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"{name} must be one of {'|'.join(AGGREGATIONS)}, got {aggregation!r}")
+
+
+def check_ratio_level(ratio_level: str, name: str = "ratio_level") -> None:
+    """Raise ``ValueError`` unless ``ratio_level`` is one of ``RATIO_LEVELS``."""
+    if ratio_level not in RATIO_LEVELS:
+        raise ValueError(f"{name} must be one of {'|'.join(RATIO_LEVELS)}, got {ratio_level!r}")
+
+
 # exp(20) ~ 4.9e8: far outside any clip range, so clamping the log-ratio there changes no
 # loss value that matters and keeps exp() from overflowing to inf (inf * 0 = NaN in backward).
 _MAX_LOG_RATIO = 20.0
@@ -95,6 +109,7 @@ def _aggregate(
     max_tokens: int | None,
     normalizer: float | None,
 ) -> Tensor:
+    check_aggregation(aggregation)
     summed_per_seq = per_token.sum(dim=1)  # masked positions are already 0
     if aggregation == "token-mean":
         denom = float(normalizer) if normalizer is not None else mask.sum().clamp(min=1)
@@ -102,11 +117,9 @@ def _aggregate(
     n_seq = float(normalizer) if normalizer is not None else max(per_token.shape[0], 1)
     if aggregation == "sequence-mean":
         return (summed_per_seq / mask.sum(dim=1).clamp(min=1)).sum() / n_seq
-    if aggregation == "sequence-sum-norm":
-        if max_tokens is None or max_tokens <= 0:
-            raise ValueError("aggregation 'sequence-sum-norm' needs max_tokens > 0 (Dr.GRPO constant)")
-        return (summed_per_seq / float(max_tokens)).sum() / n_seq
-    raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if max_tokens is None or max_tokens <= 0:  # sequence-sum-norm
+        raise ValueError("aggregation 'sequence-sum-norm' needs max_tokens > 0 (Dr.GRPO constant)")
+    return (summed_per_seq / float(max_tokens)).sum() / n_seq
 
 
 def policy_loss(
@@ -145,8 +158,7 @@ def policy_loss(
     old = torch.where(m, old_logprobs.detach().to(logprobs.dtype), zero)
     adv = torch.where(m, _token_advantages(advantages.detach(), lp), zero)
 
-    if ratio_level not in RATIO_LEVELS:
-        raise ValueError(f"ratio_level must be one of {RATIO_LEVELS}, got {ratio_level!r}")
+    check_ratio_level(ratio_level)
     log_ratio = (lp - old).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
     if ratio_level == "sequence":
         seq = (log_ratio * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # mean log-ratio per response

@@ -22,8 +22,8 @@ After the first rollout is graded, for a batch laid out group by group (G respon
    (``join_tokens``).
 
 The length thresholds fit 2048-token responses; ``RethinkConfig.scaled(n)`` rescales them
-for a response limit of n tokens (``for_responses(n)``: scaled or not, as configured). Texts given to this module are response texts only
-(no prompt) without the EOS token.
+for a response limit of n tokens (``for_responses(n)``: scaled or not, as configured).
+Texts given to this module are response texts only (no prompt) without the EOS token.
 
 Deliberate difference from the released code: there, a continuation that passes the
 length and correctness checks takes one of its query's two slots even when the

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if rng is not None:
         msg += f" (pass rate {rate!r} in [{rng[0]}, {rng[1]}]; {unannotated} without that annotation left out)"
     if result.skipped:
-        msg += f"; {len(result.skipped)} malformed rows skipped: {dict(Counter(reason_kind(s.reason) for s in result.skipped))}"
+        kinds = dict(Counter(reason_kind(s.reason) for s in result.skipped))
+        msg += f"; {len(result.skipped)} malformed rows skipped: {kinds}"
     print(msg)
     return 0
 

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         import os
 
-        from ..train.memory import Workload, plan_for
+        from ..train.plan import Workload, plan_for
 
         world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
         try:

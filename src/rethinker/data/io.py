@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..files import parse_object_line, replacing
 from ..records import MAX_IMAGE_PIXELS, ImageRef, Record, RecordError, image_problem
 
 #: The record's canonical field names (the columns ``write_records`` writes).
@@ -220,53 +221,64 @@ def iter_rows(
     if not p.exists():
         raise DataError(f"{p}: no such file or directory")
     if p.is_dir():
-        if _is_hf_saved_dir(p):
-            yield from _iter_hf_saved(p, split, batch_size)
-            return
-        files = _split_files(p, split)
-        if not files:
-            raise DataError(f"{p}: no parquet/jsonl/json files" + (f" for split {split!r}" if split else ""))
-        for f in files:
-            yield from iter_rows(f, None, batch_size)
+        yield from _iter_dir_rows(p, split, batch_size)
         return
     suffix = p.suffix.lower()
     if suffix == ".parquet":
-        try:
-            pf = pq.ParquetFile(p)
-            for batch in pf.iter_batches(batch_size=batch_size):
-                yield from batch.to_pylist()
-        except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-            raise DataError(f"{p}: unreadable parquet ({exc})") from None
+        yield from _iter_parquet_rows(p, batch_size)
     elif suffix == ".jsonl":
-        with open(p, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield ValueError(f"malformed json line: {exc}")
-                    continue
-                yield (
-                    obj if isinstance(obj, dict) else ValueError(f"json line is a {type(obj).__name__}, not an object")
-                )
+        yield from _iter_jsonl_rows(p)
     elif suffix == ".json":
-        try:
-            with open(p, encoding="utf-8") as fh:
-                obj = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: malformed json ({exc})") from None
-        items: Iterable[Any]
-        if isinstance(obj, list):
-            items = obj
-        elif isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
-            items = obj.values()
-        else:
-            raise DataError(f"{p}: expected a list of objects or an object of objects")
-        for it in items:
-            yield it if isinstance(it, dict) else ValueError(f"json item is a {type(it).__name__}, not an object")
+        yield from _iter_json_rows(p)
     else:
         raise DataError(f"{p}: unknown format {suffix!r} (expected .parquet, .jsonl, .json or a dataset directory)")
+
+
+def _iter_dir_rows(p: Path, split: str | None, batch_size: int) -> Iterator[dict[str, Any] | Exception]:
+    """A ``save_to_disk`` directory, or a directory of data files (``split`` picks them)."""
+    if _is_hf_saved_dir(p):
+        yield from _iter_hf_saved(p, split, batch_size)
+        return
+    files = _split_files(p, split)
+    if not files:
+        raise DataError(f"{p}: no parquet/jsonl/json files" + (f" for split {split!r}" if split else ""))
+    for f in files:
+        yield from iter_rows(f, None, batch_size)
+
+
+def _iter_parquet_rows(p: Path, batch_size: int) -> Iterator[dict[str, Any]]:
+    try:
+        pf = pq.ParquetFile(p)
+        for batch in pf.iter_batches(batch_size=batch_size):
+            yield from batch.to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise DataError(f"{p}: unreadable parquet ({exc})") from None
+
+
+def _iter_jsonl_rows(p: Path) -> Iterator[dict[str, Any] | Exception]:
+    with open(p, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            yield parse_object_line(line)
+
+
+def _iter_json_rows(p: Path) -> Iterator[dict[str, Any] | Exception]:
+    """A list of objects, or an object of objects (MathVista's ``testmini.json``)."""
+    try:
+        with open(p, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: malformed json ({exc})") from None
+    items: Iterable[Any]
+    if isinstance(obj, list):
+        items = obj
+    elif isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        items = obj.values()
+    else:
+        raise DataError(f"{p}: expected a list of objects or an object of objects")
+    for it in items:
+        yield it if isinstance(it, dict) else ValueError(f"json item is a {type(it).__name__}, not an object")
 
 
 def _iter_hf_saved(p: Path, split: str | None, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -326,14 +338,9 @@ def apply_mapping(row: Mapping[str, Any], mapping: Mapping[str, str] | None = No
     """Rename a raw row onto the record's names (see the module docstring)."""
     mapping = dict(mapping or {})
     out: dict[str, Any] = {}
-    meta: dict[str, Any] = {}
+    meta = _row_meta(row, mapping)
     rates: dict[str, Any] = {}
     images_mapped = False
-    raw_meta = row.get("meta") if "meta" not in mapping else None
-    if isinstance(raw_meta, str):
-        raw_meta = json.loads(raw_meta) if raw_meta.strip() else {}
-    if isinstance(raw_meta, dict):
-        meta.update(raw_meta)
     for col, value in row.items():
         target = mapping.get(col, col if col in FIELDS else None)
         if target is None:
@@ -352,21 +359,37 @@ def apply_mapping(row: Mapping[str, Any], mapping: Mapping[str, str] | None = No
             rates.update(parse_pass_rates(value) or {})
         else:
             out[target] = value
-    if images_mapped:  # mapped image columns joined in mapping order
-        images: list[Any] = []
-        for col, target in mapping.items():
-            value = row.get(col)
-            if target != "images" or value is None:
-                continue
-            if isinstance(value, (list, tuple)):
-                images.extend(v for v in value if v is not None)
-            else:
-                images.append(value)
-        out["images"] = images
+    if images_mapped:
+        out["images"] = _mapped_images(row, mapping)
     if rates:
         out["pass_rates"] = parse_pass_rates(rates)
     out["meta"] = meta
     return out
+
+
+def _row_meta(row: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """The row's own ``meta`` column (a dict, or its JSON text) unless a column is mapped onto it."""
+    meta: dict[str, Any] = {}
+    raw_meta = row.get("meta") if "meta" not in mapping else None
+    if isinstance(raw_meta, str):
+        raw_meta = json.loads(raw_meta) if raw_meta.strip() else {}
+    if isinstance(raw_meta, dict):
+        meta.update(raw_meta)
+    return meta
+
+
+def _mapped_images(row: Mapping[str, Any], mapping: Mapping[str, str]) -> list[Any]:
+    """The columns mapped onto ``images``, joined in mapping order (lists flattened, nulls dropped)."""
+    images: list[Any] = []
+    for col, target in mapping.items():
+        value = row.get(col)
+        if target != "images" or value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            images.extend(v for v in value if v is not None)
+        else:
+            images.append(value)
+    return images
 
 
 # ------------------------------------------------------------------------------------
@@ -586,12 +609,11 @@ def write_records(
 
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
-    tmp = p.with_name(p.name + ".tmp")
     n = 0
     if suffix == ".parquet":
         names = sorted({k for r in recs for k in (r.pass_rates or {})})
         schema = record_schema(names, pass_rates_layout=pass_rates_layout)
-        with pq.ParquetWriter(tmp, schema) as writer:
+        with replacing(p) as tmp, pq.ParquetWriter(tmp, schema) as writer:
             batch: list[dict[str, Any]] = []
             for r in recs:
                 d = row_of(r)
@@ -607,16 +629,14 @@ def write_records(
             if batch or n == 0:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                 n += len(batch)
-        os.replace(tmp, p)
     elif suffix == ".jsonl":
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with replacing(p) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for r in recs:
                 d = row_of(r)
                 d["images"] = [_image_to_json(im) for im in d["images"]]
                 d["meta"] = json.loads(d["meta"])
                 fh.write(json.dumps(d, ensure_ascii=False) + "\n")
                 n += 1
-        os.replace(tmp, p)
     else:
         raise DataError(f"{p}: can write .parquet or .jsonl, not {suffix!r}")
     return n

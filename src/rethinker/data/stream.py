@@ -25,6 +25,7 @@ from typing import Any, overload
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..files import parse_object_line
 from ..records import Record
 from .io import DataError, LoadResult, Skip, check_row, id_column, read_records, record_converter
 
@@ -155,15 +156,7 @@ class _JsonlRows(_RowReader):
                 start, offset = offset, offset + len(line)
                 if not line.strip():
                     continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield start, ValueError(f"malformed json line: {exc}")
-                    continue
-                yield (
-                    start,
-                    obj if isinstance(obj, dict) else ValueError(f"json line is a {type(obj).__name__}, not an object"),
-                )
+                yield start, parse_object_line(line)
 
 
 def open_records(

@@ -23,7 +23,6 @@ counted in ``n_skipped`` (or reported as the benchmark's ``error``), never a cra
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 from ..data.benchmarks import BENCHMARKS
 from ..data.io import DataError, LoadResult, read_records
 from ..data.stream import open_records
+from ..files import write_atomic
 from ..records import Record
 from ..report.eval_report import ItemSaver, build_eval_report
 from ..report.summary import summarize, write_reports
@@ -277,9 +277,7 @@ def check_resume(out_dir: Path, config: dict[str, Any], restart: bool) -> None:
                 + "); use another --output-dir or --restart"
             )
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cfg_path.with_name("run.json.tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, cfg_path)
+    write_atomic(cfg_path, json.dumps(config, indent=2) + "\n")
 
 
 def record_ids(records: Sequence[Record]) -> list[str]:

@@ -112,6 +112,16 @@ def _last_side(s: str) -> tuple[str, str | None] | None:
 
 def parse_number(s: str) -> Num | None:
     """Parse ``s`` (already ``clean_latex``-ed) as a plain number, or None."""
+    unwrapped = _unwrap(s)
+    if unwrapped is None:
+        return None
+    return _parse_value(*unwrapped)
+
+
+def _unwrap(s: str) -> tuple[str, bool, str | None] | None:
+    """``s`` without what surrounds its number: ``(rest, percent, var)``, ``var`` the
+    name of ``x = ...`` / ``x \\approx ...``; rest starts at the number. None: too long,
+    empty, or an equation rather than a value."""
     s = s.strip().replace("{,}", ",")
     if not s or len(s) > 200:
         return None
@@ -132,6 +142,12 @@ def parse_number(s: str) -> Num | None:
     if m:
         percent = True
         s = s[: m.start()]
+    return s, percent, var
+
+
+def _parse_value(s: str, percent: bool, var: str | None) -> Num | None:
+    """The number at the start of ``s`` (a fraction, repeating decimal, ``a mod b``,
+    decimal or scientific notation), followed by nothing but a unit; None otherwise."""
     is_float = False
     m = _FRAC_BRACED.match(s)
     if m:

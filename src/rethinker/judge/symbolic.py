@@ -244,9 +244,8 @@ def _linear_equations_differ(a, b) -> bool:
     """True when ``a`` and ``b`` are two linear equations (``Eq``, total degree 1 in the
     same free symbols, rational coefficients) that are not multiples of each other, so
     their solution sets differ and math-verify's comparison (``lhs - rhs`` equal or
-    opposite, else ``solve`` both) is ``False``; reached without ``solve``, which takes
-    10-100 ms per pair. Any doubt (floats, other relations, nonlinear terms) returns
-    False."""
+    opposite, else ``solve`` both) is ``False``; reached without the slow ``solve``. Any
+    doubt (floats, other relations, nonlinear terms) returns False."""
     from sympy import Eq, Poly, Rational
 
     try:

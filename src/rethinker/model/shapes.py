@@ -93,8 +93,9 @@ def qwen25vl_config(
     attn_implementation: str = "sdpa",
 ):
     """A ``Qwen2_5_VLConfig`` of ``shape``. ``token_ids`` (image/video/vision start/end),
-    ``eos`` and ``pad`` default to Qwen's own (the toy tokenizer's for a small vocabulary); pass a smaller tokenizer's to pair the
-    shape with it (the vocabulary size stays the shape's)."""
+    ``eos`` and ``pad`` default to Qwen's own (the toy tokenizer's for a small vocabulary);
+    pass a smaller tokenizer's to pair the shape with it (the vocabulary size stays the
+    shape's)."""
     from transformers import Qwen2_5_VLConfig
 
     s = SHAPES[shape]

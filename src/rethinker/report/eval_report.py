@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic
 from .html import ImageSheet, esc, fmt, page, radios, select, table
 from .images import ThumbnailStore
 from .run_report import read_rows
-from .summary import summarize, write_atomic
+from .summary import summarize
 
 REPORT_FILE = "report.html"
 ITEMS_FILE = "items.jsonl"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
+from ..files import write_atomic
 from ..records import ImageRef, load_image
 
 #: Longest side of a thumbnail, in pixels.
@@ -63,9 +63,7 @@ class ThumbnailStore:
             data, ext = thumbnail(ref, base_dir, self.side)
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / (key + ext)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_atomic(path, data)
             self.bytes_written += len(data)
             return path.name
         except Exception:  # unreadable / missing image: the pages say so; logging never fails a run

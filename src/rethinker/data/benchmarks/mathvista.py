@@ -28,11 +28,16 @@ DEFAULT_SPLIT = "testmini"
 
 #: MathVista's hints, by (question_type, answer_type, precision), as its build_query writes them.
 HINTS = {
-    "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
-    "integer": "Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end.",
-    "float1": "Hint: Please answer the question requiring a floating-point number with one decimal place and provide the final value, e.g., 1.2, 1.3, 1.4, at the end.",
-    "float2": "Hint: Please answer the question requiring a floating-point number with two decimal places and provide the final value, e.g., 1.23, 1.34, 1.45, at the end.",
-    "list": "Hint: Please answer the question requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.",
+    "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, "
+    "at the end.",
+    "integer": "Hint: Please answer the question requiring an integer answer and provide the final value, "
+    "e.g., 1, 2, 3, at the end.",
+    "float1": "Hint: Please answer the question requiring a floating-point number with one decimal place and "
+    "provide the final value, e.g., 1.2, 1.3, 1.4, at the end.",
+    "float2": "Hint: Please answer the question requiring a floating-point number with two decimal places and "
+    "provide the final value, e.g., 1.23, 1.34, 1.45, at the end.",
+    "list": "Hint: Please answer the question requiring a Python list as an answer and provide the final list, "
+    "e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.",
 }
 
 

@@ -49,12 +49,9 @@ Peak per rank = weights + AdamW state + reference model + max(rollout: gathered 
 KV cache + prefill working set, update: gradients + activations + logits) + runtime.
 These are live-tensor estimates: allocator caching and fragmentation come on top. On a
 CPU, glibc's malloc raises its mmap threshold as large blocks are freed, after which
-freed activations stay in the heap and the RSS grows layer by layer through the update:
-measured peaks 11.18 GiB at the 3B shape (``benchmarks/real_shape.py``, LoRA rank 16,
-short prompts; plan 8.43, -25%) and 1286 MiB on a 2-step toy run (plan 1140, -11%).
-With a fixed threshold (``MALLOC_MMAP_THRESHOLD_=131072``): 9.33 GiB (plan -10%; the
-rollout phase 7.95 GiB, plan 8.09, +2%) and 1092 MiB (+4%); the update's remaining
-~0.9 GiB at the 3B shape is a transient this plan does not model.
+freed activations stay in the heap and the RSS grows layer by layer through the update,
+so a measured peak RSS lies above the plan (``benchmarks/real_shape.py`` compares them;
+the README's results give the figures).
 """
 
 from __future__ import annotations
@@ -62,7 +59,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from .host import proc_status_bytes
 
 GIB = 2**30
 #: the longest toy puzzle prompt's text tokens (chat template + question + suffix)
@@ -268,51 +267,6 @@ def _fmt(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def proc_status_bytes(field: str = "VmRSS") -> float:
-    """A memory figure of this process from Linux's ``/proc/self/status`` (``VmRSS``: now,
-    ``VmHWM``: peak), in bytes; 0 where there is none."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-_MALLOC_TRIM: Any = None
-
-
-def release_free_heap() -> bool:
-    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim(0)``); False where
-    there is no glibc (macOS, musl) and nothing was done. The trainer calls it after every
-    step: tensors of a new shape each step (images of many sizes, prompts and responses of
-    many lengths) are freed into glibc's heap once its mmap threshold has risen, and stay
-    resident there; measured on 40K records of 50-200 KB images, the RSS at the end of a
-    step went 1,175 -> 1,374 MB over steps 4-40 without it and stays at 906-936 MB with it
-    (one call: a few ms)."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        _MALLOC_TRIM = False
-        import platform
-        import sys
-
-        if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-            try:
-                import ctypes
-
-                fn = ctypes.CDLL(None).malloc_trim
-                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-                _MALLOC_TRIM = fn
-            except (OSError, AttributeError):
-                pass
-    if _MALLOC_TRIM is False:
-        return False
-    _MALLOC_TRIM(0)
-    return True
-
-
 def runtime_bytes() -> float:
     """This process's resident memory now: called after torch and transformers are
     imported, it is the CPU runtime's baseline."""
@@ -340,54 +294,46 @@ def _pixel_limits(cfg, model_dir: str | None) -> tuple[int | None, int | None]:
     return lo, hi
 
 
-def plan(
-    cfg,
-    model_config,
-    world: int = 1,
-    *,
-    device: str = "cpu",
-    dtype_bytes: int | None = None,
-    workload: Workload | None = None,
-    model_dir: str | None = None,
-    runtime: float | None = None,
-    counts: ModelCounts | None = None,
-) -> MemoryPlan:
-    """The memory plan of ``cfg`` (a resolved ``TrainConfig``) for the model ``model_config``
-    (a transformers config) on ``world`` ranks of ``device``. ``runtime``: the CPU runtime's
-    baseline bytes (default: this process's RSS now, on a CPU; 0 on a GPU)."""
-    wl = workload or Workload()
-    m = cfg.model
-    if dtype_bytes is None:
-        name = m.dtype if m.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
-        dtype_bytes = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2}[name]
-    b = dtype_bytes
-    c = counts or count_parameters(model_config, m.lora_rank, m.lora_targets)
-    lora = m.lora_rank > 0
-    if lora:
-        trainable, train_bytes = c.lora, 4
-    else:
-        trainable, train_bytes = c.total - (c.vision if m.freeze_vision else 0), b
-    vision_trains = not lora and not m.freeze_vision and c.vision_depth > 0
-    out = MemoryPlan(
-        world=world,
-        device=device,
-        dtype={4: "float32", 2: "bfloat16"}.get(b, f"{b} bytes"),
-        counts=c,
-        trainable=trainable,
-        visual_tokens_min=None,
-        visual_tokens_max=None,
-        prompt_tokens=0,
-    )
+#: Bytes per element of each ``model.dtype`` name.
+DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2}
+
+
+def _dtype_bytes(dtype: str, device: str) -> int:
+    """The compute dtype's bytes (``auto``: bfloat16 on CUDA, float32 elsewhere)."""
+    name = dtype if dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+    return DTYPE_BYTES[name]
+
+
+def _per_rank(world: int, sep: str = "") -> str:
+    return f" / {world}{sep}" if world > 1 else ""
+
+
+class _Tokens(NamedTuple):
+    """One query's shape as the plan prices it."""
+
+    prompt: int  # P: text + visual tokens + a vision start/end pair per image
+    completion: int  # C: max_new_tokens
+    patches: int  # the vision tower's patches (before the merge)
+
+
+def _config_warnings(cfg, world: int) -> list[str]:
+    """What the plan's figures do not cover for this config."""
+    warnings = []
     if cfg.rollout.engine == "vllm":
-        out.warnings.append(
+        warnings.append(
             f"rollout.engine vllm: vLLM holds its own copy of the weights and its KV pool in "
             f"{cfg.rollout.vllm_gpu_memory_utilization:.0%} of the GPU's memory (sleeping between "
             "rollouts); the rollout rows here are the transformers engine's"
         )
-    if lora and world > 1:
-        out.warnings.append("LoRA runs in one process only (train/run.py); the sharded figures are hypothetical")
+    if cfg.model.lora_rank > 0 and world > 1:
+        warnings.append("LoRA runs in one process only (train/run.py); the sharded figures are hypothetical")
+    return warnings
 
-    # prompt: text + visual tokens (+ vision start/end per image)
+
+def _query_tokens(out: MemoryPlan, cfg, wl: Workload, model_dir: str | None) -> _Tokens:
+    """The prompt's tokens: text + visual tokens (+ vision start/end per image); records
+    the visual tokens per image at min/max pixels and the prompt length on ``out``."""
+    c = out.counts
     factor = c.patch * c.merge
     lo, hi = _pixel_limits(cfg, model_dir)
     per_image = 0
@@ -401,80 +347,89 @@ def plan(
         else:
             per_image = out.visual_tokens_max or 1280
     vis_query = wl.visual_tokens if wl.visual_tokens is not None else wl.images_per_query * per_image
-    patches_query = vis_query * c.merge**2
     text_tokens = wl.prompt_text_tokens
     if text_tokens is None:
         text_tokens = TOY_PROMPT_TEXT_TOKENS if cfg.preset == "toy" else 256
-    P = text_tokens + vis_query + 2 * wl.images_per_query
-    C = cfg.rollout.max_new_tokens
-    T = P + C
-    out.prompt_tokens = P
-    G = cfg.rollout.group_size
-    B = cfg.optim.micro_batch_size
-    L, h, kv, inter, V = c.layers, c.hidden, c.kv_dim, c.intermediate, c.vocab
+    out.prompt_tokens = text_tokens + vis_query + 2 * wl.images_per_query
+    return _Tokens(out.prompt_tokens, cfg.rollout.max_new_tokens, vis_query * c.merge**2)
 
-    # persistent state
+
+def _state_rows(out: MemoryPlan, cfg, b: int, train_bytes: int) -> tuple[float, float, float, float, float]:
+    """Rows for the persistent state and the gradients; returns
+    ``(weights, adapters, gradients, adam, reference)`` in bytes."""
+    c, world, trainable, m = out.counts, out.world, out.trainable, cfg.model
     weights = c.total * b / world
     adapters = c.lora * 4 / world
     grads = trainable * train_bytes / world
     adam = 2 * trainable * train_bytes / world
     ref = c.total * b if cfg.algo.kl_coef > 0 else 0.0
-    out.rows.append(
-        Row("weights", weights, f"{_count(c.total)} x {b} B" + (f" / {world} (FSDP2)" if world > 1 else ""))
-    )
+    out.rows.append(Row("weights", weights, f"{_count(c.total)} x {b} B" + _per_rank(world, " (FSDP2)")))
     if adapters:
         out.rows.append(
-            Row(
-                "LoRA adapters",
-                adapters,
-                f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}" + (f" / {world}" if world > 1 else ""),
-            )
+            Row("LoRA adapters", adapters, f"{_count(c.lora)} x 4 B (fp32), rank {m.lora_rank}" + _per_rank(world))
         )
     out.rows.append(
-        Row(
-            "gradients",
-            grads,
-            f"{_count(trainable)} trainable x {train_bytes} B" + (f" / {world}" if world > 1 else "") + "; update only",
-        )
+        Row("gradients", grads, f"{_count(trainable)} trainable x {train_bytes} B" + _per_rank(world) + "; update only")
     )
-    out.rows.append(Row("AdamW state", adam, f"2 moments x {train_bytes} B" + (f" / {world}" if world > 1 else "")))
+    out.rows.append(Row("AdamW state", adam, f"2 moments x {train_bytes} B" + _per_rank(world)))
     if ref:
         out.rows.append(Row("reference model", ref, "kl_coef > 0: a frozen full copy"))
+    return weights, adapters, grads, adam, ref
 
-    # update: activations of one micro-batch
-    a_layer = layer_activation_elements(h, kv, inter, b, m.lora_rank)
+
+def _activation_bytes(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, float, str]:
+    """One micro-batch's activations: ``(text layers, vision tower, note)`` in bytes. The
+    backward pass works on one layer at a time: its saved tensors (recomputed, when
+    checkpointed) and their gradients, ~2 x a_layer per token."""
+    c, m = out.counts, cfg.model
+    L, h, B, P, C = c.layers, c.hidden, cfg.optim.micro_batch_size, tok.prompt, tok.completion
+    T = P + C
+    a_layer = layer_activation_elements(h, c.kv_dim, c.intermediate, b, m.lora_rank)
     U = min(B, cfg.rollout.queries_per_step)  # distinct queries in a micro-batch, worst case
-    # the backward pass works on one layer at a time: its saved tensors (recomputed, when
-    # checkpointed) and their gradients, ~2 x a_layer per token
     if m.gradient_checkpointing:
         act = (L * B * T * h + 2 * B * T * a_layer) * b
-        act_note = f"checkpointed: {L} layers x {B} x {T} tokens x h + 2 x one layer's {a_layer:.0f}/token"
+        note = f"checkpointed: {L} layers x {B} x {T} tokens x h + 2 x one layer's {a_layer:.0f}/token"
     else:
         tokens = U * P + B * C
-        act = (a_layer * (L + 1) * tokens + 2 * L * kv * P * B) * b
-        act_note = (
+        act = (a_layer * (L + 1) * tokens + 2 * L * c.kv_dim * P * B) * b
+        note = (
             f"{a_layer:.0f} elements/token/layer x ({L} layers + 1 in backward) x ({U}x{P} prompt + "
             f"{B}x{C} completion) + the prompt KV for {B} rows"
         )
     vis_act = 0.0
-    if vision_trains and patches_query:
-        patches = U * patches_query
+    vision_trains = m.lora_rank <= 0 and not m.freeze_vision and c.vision_depth > 0
+    if vision_trains and tok.patches:
+        patches = U * tok.patches
         va = layer_activation_elements(c.vision_hidden, c.vision_hidden, c.vision_intermediate, b)
         vis_act = (
             (c.vision_depth * patches * c.vision_hidden + patches * va) * b
             if m.gradient_checkpointing
             else c.vision_depth * patches * va * b
         )
-    logits = B * (C + 1) * V * (b + 12)
+    return act, vis_act, note
+
+
+def _update_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, float, float, float]:
+    """Rows for one micro-batch of the update; returns ``(activations, vision
+    activations, logits, FSDP2 all-gather buffers)`` in bytes."""
+    c, B, C = out.counts, cfg.optim.micro_batch_size, tok.completion
+    act, vis_act, act_note = _activation_bytes(out, cfg, b, tok)
+    logits = B * (C + 1) * c.vocab * (b + 12)
     out.rows.append(
         Row("activations / micro-batch", act + vis_act, act_note + (f"; vision {_fmt(vis_act)}" if vis_act else ""))
     )
-    out.rows.append(Row("logits / micro-batch", logits, f"{B} x {C + 1} x {V} x {b + 12} B"))
-    fsdp_gather = 2 * c.largest_layer * b if world > 1 else 0.0
+    out.rows.append(Row("logits / micro-batch", logits, f"{B} x {C + 1} x {c.vocab} x {b + 12} B"))
+    fsdp_gather = 2 * c.largest_layer * b if out.world > 1 else 0.0
     if fsdp_gather:
         out.rows.append(Row("FSDP2 all-gather buffers", fsdp_gather, "two unsharded layers in flight"))
+    return act, vis_act, logits, fsdp_gather
 
-    # rollout: KV cache and prefill working set
+
+def _rollout_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, float, float]:
+    """Rows for the rollout's KV cache and prefill working set; returns ``(gathered
+    weights, KV cache, prefill)`` in bytes."""
+    c, world, G, P = out.counts, out.world, cfg.rollout.group_size, tok.prompt
+    L, h, kv, inter, T = c.layers, c.hidden, c.kv_dim, c.intermediate, tok.prompt + tok.completion
     q_rank = math.ceil(cfg.rollout.queries_per_step / world)
     U_roll = min(cfg.rollout.max_batch_queries, q_rank)
     rows = U_roll * G
@@ -487,9 +442,9 @@ def plan(
         n_pre = max(n_pre, min(cfg.rollout.max_batch_queries, rows))
         p_pre = P + max(rc.max_response_tokens - rc.headroom_tokens, 0) + 16  # 16: the trigger's tokens, at most
     prefill = max(
-        n_pre * p_pre * (4 * h + 3 * inter), n_pre * patches_query * (4 * c.vision_hidden + 3 * c.vision_intermediate)
+        n_pre * p_pre * (4 * h + 3 * inter), n_pre * tok.patches * (4 * c.vision_hidden + 3 * c.vision_intermediate)
     )
-    prefill = prefill * b + rows * V * 4 * 3
+    prefill = prefill * b + rows * c.vocab * 4 * 3
     gathered = c.total * b * (1 - 1 / world) if world > 1 else 0.0
     out.rows.append(
         Row(
@@ -508,6 +463,46 @@ def plan(
     )
     if gathered:
         out.rows.append(Row("rollout: gathered weights", gathered, "the rest of the model, unsharded for sampling"))
+    return gathered, kv_cache, prefill
+
+
+def plan(
+    cfg,
+    model_config,
+    world: int = 1,
+    *,
+    device: str = "cpu",
+    dtype_bytes: int | None = None,
+    workload: Workload | None = None,
+    model_dir: str | None = None,
+    runtime: float | None = None,
+    counts: ModelCounts | None = None,
+) -> MemoryPlan:
+    """The memory plan of ``cfg`` (a resolved ``TrainConfig``) for the model ``model_config``
+    (a transformers config) on ``world`` ranks of ``device``. ``runtime``: the CPU runtime's
+    baseline bytes (default: this process's RSS now, on a CPU; 0 on a GPU)."""
+    m = cfg.model
+    b = _dtype_bytes(m.dtype, device) if dtype_bytes is None else dtype_bytes
+    c = counts or count_parameters(model_config, m.lora_rank, m.lora_targets)
+    if m.lora_rank > 0:
+        trainable, train_bytes = c.lora, 4
+    else:
+        trainable, train_bytes = c.total - (c.vision if m.freeze_vision else 0), b
+    out = MemoryPlan(
+        world=world,
+        device=device,
+        dtype={4: "float32", 2: "bfloat16"}.get(b, f"{b} bytes"),
+        counts=c,
+        trainable=trainable,
+        visual_tokens_min=None,
+        visual_tokens_max=None,
+        prompt_tokens=0,
+    )
+    out.warnings += _config_warnings(cfg, world)
+    tok = _query_tokens(out, cfg, workload or Workload(), model_dir)
+    weights, adapters, grads, adam, ref = _state_rows(out, cfg, b, train_bytes)
+    act, vis_act, logits, fsdp_gather = _update_rows(out, cfg, b, tok)
+    gathered, kv_cache, prefill = _rollout_rows(out, cfg, b, tok)
     rt = runtime if runtime is not None else (runtime_bytes() if device == "cpu" else 0.0)
     if rt:
         out.rows.append(Row("runtime (CPU process)", rt, "Python + torch + transformers, measured"))
