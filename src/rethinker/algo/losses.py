@@ -170,32 +170,28 @@ def policy_loss(
     per_token = torch.where(m, per_token, zero)
     loss = _aggregate(per_token, m, aggregation, max_tokens, normalizer)
 
-    with torch.no_grad():
-        n = int(m.sum())
-        if n > 0:
-            r = ratio[m].double()
-            lr = log_ratio[m].double()
-            a = adv[m]
-            stats = {
-                "clip_frac_low": float(((r < 1.0 - clip_low) & (a < 0)).double().mean()),
-                "clip_frac_high": float(((r > 1.0 + clip_high) & (a > 0)).double().mean()),
-                "approx_kl": float((r - 1.0 - lr).mean()),
-                "ratio_min": float(r.min()),
-                "ratio_max": float(r.max()),
-                "ratio_mean": float(r.mean()),
-                "n_tokens": float(n),
-            }
-        else:
-            stats = {
-                "clip_frac_low": 0.0,
-                "clip_frac_high": 0.0,
-                "approx_kl": 0.0,
-                "ratio_min": 1.0,
-                "ratio_max": 1.0,
-                "ratio_mean": 1.0,
-                "n_tokens": 0.0,
-            }
-    return loss, stats
+    return loss, _ratio_stats(ratio, log_ratio, adv, m, clip_low, clip_high)
+
+
+@torch.no_grad()
+def _ratio_stats(
+    ratio: Tensor, log_ratio: Tensor, adv: Tensor, m: Tensor, clip_low: float, clip_high: float
+) -> dict[str, float]:
+    """``policy_loss``'s statistics over the masked-in tokens (neutral values when none)."""
+    n = int(m.sum())
+    if n == 0:
+        return {"clip_frac_low": 0.0, "clip_frac_high": 0.0, "approx_kl": 0.0, "ratio_min": 1.0, "ratio_max": 1.0,
+                "ratio_mean": 1.0, "n_tokens": 0.0}  # fmt: skip
+    r, lr, a = ratio[m].double(), log_ratio[m].double(), adv[m]
+    return {
+        "clip_frac_low": float(((r < 1.0 - clip_low) & (a < 0)).double().mean()),
+        "clip_frac_high": float(((r > 1.0 + clip_high) & (a > 0)).double().mean()),
+        "approx_kl": float((r - 1.0 - lr).mean()),
+        "ratio_min": float(r.min()),
+        "ratio_max": float(r.max()),
+        "ratio_mean": float(r.mean()),
+        "n_tokens": float(n),
+    }
 
 
 def sft_aux_loss(

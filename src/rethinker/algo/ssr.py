@@ -60,6 +60,12 @@ SSRMode = Literal["paper", "released", "filter", "off"]
 SSR_MODES: tuple[str, ...] = ("paper", "released", "filter", "off")
 
 
+def check_mode(mode: str, name: str = "ssr mode") -> None:
+    """Raise ``ValueError`` unless ``mode`` is one of ``SSR_MODES``."""
+    if mode not in SSR_MODES:
+        raise ValueError(f"{name} must be one of {'|'.join(SSR_MODES)}, got {mode!r}")
+
+
 @dataclass(frozen=True)
 class SSRConfig:
     """The ``ssr`` section of the training config: ``SampleSelector``'s settings."""
@@ -74,8 +80,7 @@ class SSRConfig:
     max_age: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in SSR_MODES:
-            raise ValueError(f"mode must be one of {'|'.join(SSR_MODES)}, not {self.mode!r}")
+        check_mode(self.mode)
         if self.max_age is not None and self.max_age < 0:
             raise ValueError(f"max_age must be >= 0 or None, got {self.max_age}")
 
@@ -150,8 +155,7 @@ class SampleSelector:
         buffer_eps: float = 1e-4,
         max_age: int | None = None,
     ) -> None:
-        if mode not in SSR_MODES:
-            raise ValueError(f"ssr mode must be one of {SSR_MODES}, got {mode!r}")
+        check_mode(mode)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         if batch_size is not None and batch_size < 1:

@@ -30,6 +30,7 @@ from ..algo.advantages import check_advantage_scale
 from ..algo.losses import check_aggregation, check_ratio_level
 from ..algo.rethink import RethinkConfig
 from ..algo.ssr import SSRConfig
+from ..files import write_atomic
 from ..judge import RewardConfig
 from ..rollout.base import Sampling, SamplingParams
 
@@ -419,7 +420,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write the config atomically (a run killed while writing it keeps the previous one)."""
+    write_atomic(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def from_dict(d: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -432,5 +434,9 @@ def from_dict(d: dict[str, Any], overrides: dict[str, Any] | None = None) -> Tra
 
 def resumed_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The config saved in a run directory, with overrides (e.g. a larger max_steps)."""
-    saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        what = "no such folder" if not Path(run_dir).is_dir() else "it holds no config.yaml"
+        raise ConfigError(f"cannot resume {run_dir}: {what} (start the run without --resume)")
+    saved = yaml.safe_load(path.read_text())
     return from_dict({**saved, "output_dir": str(run_dir)}, overrides)

@@ -61,6 +61,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..model.pixels import resolve_pixel_limits
 from .host import proc_status_bytes
 
 GIB = 2**30
@@ -273,27 +274,6 @@ def runtime_bytes() -> float:
     return proc_status_bytes("VmRSS")
 
 
-def _pixel_limits(cfg, model_dir: str | None) -> tuple[int | None, int | None]:
-    """min/max pixels: the config's, else the processor's own (``processor_config.json`` /
-    ``preprocessor_config.json`` of the model directory)."""
-    lo, hi = cfg.model.min_pixels, cfg.model.max_pixels
-    if (lo is None or hi is None) and model_dir:
-        import json
-        from pathlib import Path
-
-        for name in ("preprocessor_config.json", "processor_config.json"):
-            p = Path(model_dir) / name
-            if not p.is_file():
-                continue
-            d = json.loads(p.read_text())
-            d = d.get("image_processor", d)
-            size = d.get("size") or {}
-            lo = lo if lo is not None else d.get("min_pixels") or size.get("shortest_edge")
-            hi = hi if hi is not None else d.get("max_pixels") or size.get("longest_edge")
-            break
-    return lo, hi
-
-
 #: Bytes per element of each ``model.dtype`` name.
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2}
 
@@ -335,7 +315,7 @@ def _query_tokens(out: MemoryPlan, cfg, wl: Workload, model_dir: str | None) -> 
     the visual tokens per image at min/max pixels and the prompt length on ``out``."""
     c = out.counts
     factor = c.patch * c.merge
-    lo, hi = _pixel_limits(cfg, model_dir)
+    lo, hi = resolve_pixel_limits(model_dir, cfg.model.min_pixels, cfg.model.max_pixels)
     per_image = 0
     if c.vision_depth and wl.images_per_query:
         if lo:

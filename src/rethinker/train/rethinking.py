@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import metric_names as M
-from ..algo.rethink import RethinkConfig, RethinkPlan, accept, join_tokens, plan_rethinks
+from ..algo.rethink import Acceptance, RethinkConfig, RethinkPlan, accept, join_tokens, plan_rethinks
 from ..algo.sample import RethinkAttempt, Sample
 from ..judge import RewardConfig
 from ..rollout.base import Completion, RolloutEngine, SamplingParams, extend_query
@@ -78,6 +78,11 @@ def force_rethinking(
             judgement=judgement(joined_texts[k], conts[k].finished, joined[k]),
             rethink=attempt,
         )
+    metrics = _metrics(plans, verdict, conts)
+    return exp.with_samples(samples, **metrics, **{M.TIME_RETHINK: time.perf_counter() - t0})
+
+
+def _metrics(plans: list[RethinkPlan], verdict: Acceptance, conts: list[Completion]) -> dict[str, float]:
     n_kept = sum(verdict.kept)
     metrics = {
         M.RETHINK_ATTEMPTS: len(plans),
@@ -89,7 +94,7 @@ def force_rethinking(
     for reason, n in verdict.counts.items():
         if reason != "kept":
             metrics[M.key(M.RETHINK_REJECTED, reason=reason)] = n
-    return exp.with_samples(samples, **metrics, **{M.TIME_RETHINK: time.perf_counter() - t0})
+    return metrics
 
 
 def _prefix_ids(p: RethinkPlan, s: Sample, tokenizer, eos: set[int]) -> tuple[list[int], list[int]]:

@@ -282,11 +282,13 @@ def _engine(cfg: TrainConfig, model, processor, dtype: torch.dtype) -> RolloutEn
 
 
 def setup(cfg: TrainConfig, resume: bool = False) -> Run:
-    """Everything a run needs, fresh or restored from its latest checkpoint."""
+    """Everything a run needs, fresh or restored from its latest checkpoint. The config is
+    written first, so that a run killed at any moment can be resumed with its folder."""
     ctx = init_distributed()
     run_dir = Path(cfg.output_dir)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed(cfg.seed + ctx.rank)  # ranks sample differently; data order is shared
@@ -297,28 +299,11 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     if cfg.deterministic if cfg.deterministic is not None else device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     last = ckpt.latest_checkpoint(run_dir) if resume else None
+    if resume and last is None and ctx.is_main:
+        print(f"no checkpoint in {run_dir} yet: starting it from step 0 with its config.yaml", file=sys.stderr)
     model, processor, ref_model = _load_models(cfg, ctx, device, dtype, last)
     data = load_datasets(cfg.data, cfg.seed)
-    keep_images = cfg.rollout.engine == "vllm"  # vLLM runs its own processor on the decoded images
-    # a training query comes back only an epoch later, so its encoder caches nothing; the
-    # dev set is encoded again at every evaluation, so its encoder caches
-    encoders = [
-        PromptEncoder(
-            processor,
-            suffix=cfg.data.prompt_suffix,
-            base_dir=base,
-            min_pixels=cfg.model.min_pixels,
-            max_pixels=cfg.model.max_pixels,
-            keep_images=keep_images,
-            max_prompt_tokens=cfg.data.max_prompt_tokens,
-            **extra,
-        )
-        for base, extra in (
-            (data.base_dir, {"cache_bytes": 0}),
-            (data.eval_base_dir, {}),
-            (data.test_base_dir, {"cache_bytes": 0}),
-        )
-    ]  # the test set: twice a run
+    encoder, eval_encoder, test_encoder = _encoders(cfg, processor, data)
     optimizer = make_optimizer(model, cfg, sharded=ctx.enabled)
     run = Run(
         cfg=cfg,
@@ -330,9 +315,9 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
         processor=processor,
         ref_model=ref_model,
         data=data,
-        encoder=encoders[0],
-        eval_encoder=encoders[1],
-        test_encoder=encoders[2],
+        encoder=encoder,
+        eval_encoder=eval_encoder,
+        test_encoder=test_encoder,
         engine=_engine(cfg, model, processor, dtype),
         sampler=QuerySampler(data.train, cfg.seed, cfg.data.shuffle),
         selector=SampleSelector.from_config(cfg.ssr, seed=cfg.seed),
@@ -344,17 +329,46 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     if last is not None:
         _restore(run, last)
     if ctx.is_main:
-        save_config(cfg, run_dir / "config.yaml")
-        run.logger = MetricsLogger(run_dir, cfg.report_to, resume_step=run.start_step if last else None)
-        if cfg.log_samples > 0:
-            run.sample_log = SampleLog(
-                run_dir,
-                cfg.log_samples,
-                resume_step=run.start_step if last else None,
-                base_dir=data.base_dir,
-                sinks=run.logger.sinks,
-            )
+        _open_logs(run, resume_step=run.start_step if last else (-1 if resume else None))
     return run
+
+
+def _encoders(cfg: TrainConfig, processor, data: Datasets) -> list[PromptEncoder]:
+    """The train, dev and test prompt encoders. A training query comes back only an epoch
+    later, and the test set is encoded twice a run: their encoders cache nothing; the dev
+    set is encoded again at every evaluation: its encoder caches."""
+    return [
+        PromptEncoder(
+            processor,
+            suffix=cfg.data.prompt_suffix,
+            base_dir=base,
+            min_pixels=cfg.model.min_pixels,
+            max_pixels=cfg.model.max_pixels,
+            keep_images=cfg.rollout.engine == "vllm",  # vLLM runs its own processor on the decoded images
+            max_prompt_tokens=cfg.data.max_prompt_tokens,
+            **extra,
+        )
+        for base, extra in (
+            (data.base_dir, {"cache_bytes": 0}),
+            (data.eval_base_dir, {}),
+            (data.test_base_dir, {"cache_bytes": 0}),
+        )
+    ]
+
+
+def _open_logs(run: Run, resume_step: int | None) -> None:
+    """``metrics.jsonl`` and ``samples.jsonl``, cut back to ``resume_step`` (-1: a restart
+    from step 0 drops everything an earlier attempt logged)."""
+    cfg = run.cfg
+    run.logger = MetricsLogger(run.run_dir, cfg.report_to, resume_step=resume_step)
+    if cfg.log_samples > 0:
+        run.sample_log = SampleLog(
+            run.run_dir,
+            cfg.log_samples,
+            resume_step=resume_step,
+            base_dir=run.data.base_dir,
+            sinks=run.logger.sinks,
+        )
 
 
 def _restore(run: Run, last: Path) -> None:

@@ -259,6 +259,37 @@ def chunk_loss(
     return loss, st, terms, float(ent_tokens)
 
 
+def _lockstep_chunks(mb: list[Sample], ctx: DistContext, optim) -> list[Chunk]:
+    """This rank's micro-batches of mini-batch ``mb``, padded with zero-weight fillers to
+    the count of the rank with the most (each FSDP forward/backward is a collective)."""
+    chunks = _chunks(_local_share(mb, ctx.rank, ctx.world), optim.micro_batch_size, optim.bucket_by_length)
+    n_chunks = max(math.ceil(len(mb[r :: ctx.world]) / optim.micro_batch_size) for r in range(ctx.world))
+    while len(chunks) < n_chunks:  # lockstep filler: a real sample with zero weight
+        chunks.append(Chunk([mb[0]], [mb[0].prompt], [0], weight=0.0))
+    return chunks
+
+
+def _optimizer_step(
+    model, optimizer, scheduler, grad_clip: float, ctx: DistContext, loss_total: float, stats: UpdateStats
+) -> None:
+    """Clip and step, or skip (and count) a mini-batch whose loss or gradient norm is not
+    finite on any rank (every rank takes the same decision)."""
+    if not math.isfinite(ctx.sum_float(loss_total if math.isfinite(loss_total) else math.inf)):
+        optimizer.zero_grad(set_to_none=True)
+        stats.skipped += 1
+        return
+    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
+    if not torch.isfinite(gn):
+        optimizer.zero_grad(set_to_none=True)
+        stats.skipped += 1
+        return
+    stats.grad_norms.append(float(gn))
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 def policy_update(
     model,
     optimizer,
@@ -297,13 +328,9 @@ def policy_update(
     stats = UpdateStats()
     for mb in minis:
         denom = Denominators.of(mb, algo.aggregation, ctx.world, correct_reward)
-        chunks = _chunks(_local_share(mb, ctx.rank, ctx.world), optim.micro_batch_size, optim.bucket_by_length)
-        n_chunks = max(math.ceil(len(mb[r :: ctx.world]) / optim.micro_batch_size) for r in range(ctx.world))
-        while len(chunks) < n_chunks:  # lockstep filler: a real sample with zero weight
-            chunks.append(Chunk([mb[0]], [mb[0].prompt], [0], weight=0.0))
         optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
-        for chunk in chunks:
+        for chunk in _lockstep_chunks(mb, ctx, optim):
             loss, st, terms, ent = chunk_loss(
                 model,
                 chunk,
@@ -316,28 +343,10 @@ def policy_update(
                 max_new_tokens=max_new_tokens,
                 correct_reward=correct_reward,
             )
-            if chunk.weight == 0.0:
-                loss.backward()
-                continue
-            stats.add_chunk(st, terms, ent)
-            loss_total += float(loss.detach())
+            if chunk.weight != 0.0:
+                stats.add_chunk(st, terms, ent)
+                loss_total += float(loss.detach())
             loss.backward()
-        # every rank must take the same decision: skip when any rank saw a non-finite loss
-        if not math.isfinite(ctx.sum_float(loss_total if math.isfinite(loss_total) else math.inf)):
-            optimizer.zero_grad(set_to_none=True)
-            stats.skipped += 1
-            continue
-        gn = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), optim.grad_clip if optim.grad_clip > 0 else float("inf")
-        )
-        gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
-        if not torch.isfinite(gn):
-            optimizer.zero_grad(set_to_none=True)
-            stats.skipped += 1
-            continue
-        stats.grad_norms.append(float(gn))
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        _optimizer_step(model, optimizer, scheduler, optim.grad_clip, ctx, loss_total, stats)
     optimizer.zero_grad(set_to_none=True)
     return stats.summary(ctx, len(minis), time.perf_counter() - t0)
