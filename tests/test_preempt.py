@@ -144,3 +144,60 @@ def test_stop_flag_agrees_over_ranks():
     flag = StopFlag()
     assert flag.agreed(TwoRanks()) == signal.SIGUSR1 and flag.requested
     assert StopFlag(signum=signal.SIGTERM).agreed(type("One", (), {"max_float": lambda s, v: v})()) == signal.SIGTERM
+
+
+def test_consecutive_non_finite_steps_stop_the_run(tmp_path, monkeypatch):
+    """Each non-finite step is skipped and counted; the K-th in a row stops the run with a
+    message naming the step (a NaN loss injected into every micro-batch)."""
+    import rethinker.train.update as update
+    from rethinker import metric_names as M
+    from rethinker.train.loop import train
+    from rethinker.train.update import Diverged
+
+    chunk_loss = update.chunk_loss
+
+    def nan_loss(*a, **kw):
+        loss, st, terms, ent = chunk_loss(*a, **kw)
+        return loss * float("nan"), st, terms, ent
+
+    monkeypatch.setattr(update, "chunk_loss", nan_loss)
+    out = tmp_path / "nan"
+    args = ["--output-dir", str(out), *ARGS, "--optim.max-nonfinite-steps", "3", "--rethink", "off"]
+    with pytest.raises(Diverged, match=r"3 consecutive optimizer steps, the last in step (\d+)") as err:
+        train(resolve(None, parse_overrides(args)), progress=False)
+    rows = [r for r in _rows(out) if M.OPTIMIZER_STEPS in r]  # steps that had something to train on
+    assert f"in step {rows[-1]['step']}:" in str(err.value)
+    assert [(r[M.SKIPPED_NONFINITE], r[M.NONFINITE_STREAK], r[M.OPTIMIZER_STEPS]) for r in rows] == [
+        (1, 1, 0),
+        (1, 2, 0),
+        (1, 3, 0),
+    ]
+
+
+def test_diverged_weights_end_the_run_with_a_message_not_a_traceback(tmp_path):
+    out = tmp_path / "diverged"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rethinker",
+            "train",
+            "--output-dir",
+            str(out),
+            *ARGS,
+            "--optim.lr",
+            "1e30",
+            "--optim.grad-clip",
+            "0",
+            "--save-every",
+            "1",
+        ],  # fmt: skip
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 1, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("rethinker train: step 2: the policy's next-token probabilities are not finite"), last
+    assert "newest checkpoint is step 1" in last and "Traceback" not in res.stderr

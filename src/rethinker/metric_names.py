@@ -124,6 +124,11 @@ DYNAMIC_KEPT = _m("dynamic/kept_groups", "groups with a non-zero advantage kept 
 _section = "update"
 UPDATE_SKIPPED = _m("update/skipped", "1 when the step had nothing to train on, else 0", "global")
 OPTIMIZER_STEPS = _m("update/optimizer_steps", "optimizer steps taken (mini-batches with finite gradients)", "global")
+NONFINITE_STREAK = _m(
+    "update/nonfinite_streak",
+    "consecutive optimizer steps skipped as non-finite, up to now (optim.max_nonfinite_steps stops the run)",
+    "global",
+)
 SKIPPED_NONFINITE = _m(
     "update/skipped_nonfinite", "mini-batches skipped for a non-finite loss or gradient norm", "global"
 )

@@ -70,11 +70,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..train.loop import train
     from ..train.preempt import EXIT_PREEMPTED, Preempted
+    from ..train.update import Diverged
 
     try:
         summary = train(cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
     except Preempted as stop:
         print(f"rethinker train: {stop}; continue with: rethinker train --resume {cfg.output_dir}", file=sys.stderr)
         return EXIT_PREEMPTED
+    except Diverged as exc:
+        print(f"rethinker train: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary))
     return 0

@@ -38,6 +38,10 @@ class SamplingParams(Sampling):
         return cls(**{**values, **changes})
 
 
+class NonFiniteLogits(RuntimeError):
+    """The policy produced non-finite logits while sampling (diverged weights)."""
+
+
 @dataclass
 class Completion:
     token_ids: list[int]  # generated ids, up to and including the end-of-sequence token

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from . import prefix
-from .base import Completion, RolloutEngine, RolloutStats, SamplingParams
+from .base import Completion, NonFiniteLogits, RolloutEngine, RolloutStats, SamplingParams
 from .inputs import ModelBatch, QueryInputs, collate_prompts, vision_token_ids
 from .tokens import end_token_ids
 
@@ -51,7 +51,15 @@ def next_tokens(
         drop[:, -1] = False  # always keep the most likely token
         logits = logits.masked_fill(drop.scatter(-1, idx, drop), -float("inf"))
     probs = logits.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    try:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    except RuntimeError as exc:  # torch checks the probabilities itself: no extra sync here
+        if not bool(torch.isfinite(probs).all()):
+            raise NonFiniteLogits(
+                "the policy's next-token probabilities are not finite: its weights have diverged "
+                "(a lower optim.lr or optim.grad_clip usually helps)"
+            ) from exc
+        raise
 
 
 class TransformersEngine(RolloutEngine):

@@ -122,6 +122,9 @@ class OptimConfig:
     micro_batch_size: int = 4  # samples per forward/backward
     mini_batch_size: int | None = 512  # samples per optimizer step; None -> one step per rollout
     bucket_by_length: bool = True
+    #: stop the run after this many consecutive optimizer steps with a non-finite loss or
+    #: gradient norm (each is skipped); 0: never stop
+    max_nonfinite_steps: int = 10
 
 
 @dataclass
@@ -398,6 +401,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("model.lora_rank must be >= 0")
     if cfg.log_samples < 0:
         raise ConfigError("log_samples must be >= 0 (0: no sample log)")
+    if cfg.optim.max_nonfinite_steps < 0:
+        raise ConfigError("optim.max_nonfinite_steps must be >= 0 (0: never stop)")
     if cfg.optim.micro_batch_size < 1:
         raise ConfigError("optim.micro_batch_size must be >= 1")
     if not 0.0 <= cfg.optim.min_lr_ratio <= 1.0:

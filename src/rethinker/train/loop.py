@@ -29,7 +29,7 @@ from tqdm import tqdm
 from .. import metric_names as M
 from ..algo.rethink import RethinkConfig
 from ..algo.ssr import Selection
-from ..rollout.base import SamplingParams
+from ..rollout.base import NonFiniteLogits, SamplingParams
 from .distributed import gathered
 from .dynamic import draw_informative
 from .experience import Experience, encode_batch, final_metrics, first_pass_metrics, gather, judge, rollout
@@ -39,7 +39,7 @@ from .metrics import console_line, step_row
 from .preempt import Preempted, StopFlag, cut_short
 from .rethinking import force_rethinking
 from .run import EVAL_ACCURACY, Run, setup
-from .update import policy_update, with_behaviour_logprobs
+from .update import Diverged, policy_update, with_behaviour_logprobs
 
 
 def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -76,6 +76,7 @@ def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
             row, evaluated = _log_step(run, step, exp, upd, selection, t0, last)
             last_eval = evaluated or last_eval
             _report_progress(bar, row, step, cfg.log_every, run.ctx.is_main)
+            _check_finite(run, step)
             if cfg.save_every > 0 and (step % cfg.save_every == 0 or last):
                 run.save(step)
             if last:
@@ -126,6 +127,18 @@ def _log_step(
     return row, evaluated
 
 
+def _check_finite(run: Run, step: int) -> None:
+    """End the run (``Diverged``) after ``optim.max_nonfinite_steps`` optimizer steps in a
+    row had a non-finite loss or gradient norm (each was skipped)."""
+    if 0 < run.cfg.optim.max_nonfinite_steps <= run.nonfinite_streak:
+        run.close_logs()
+        raise Diverged(
+            f"the loss or gradient norm was not finite in {run.nonfinite_streak} consecutive optimizer steps, "
+            f"the last in step {step}: stopping (the newest checkpoint is step {run.saved_step}; "
+            "a lower optim.lr or optim.grad_clip usually helps; optim.max_nonfinite_steps 0 never stops)"
+        )
+
+
 def _stop(run: Run, signum: int, step: int) -> None:
     """After a stop signal: the checkpoint of ``step`` (unless it exists, or no step was
     taken: a resume then starts from step 0), the logs closed, ``Preempted`` raised."""
@@ -154,7 +167,10 @@ def _draw(run: Run, step: int, rethink: RethinkConfig | None, sampling: Sampling
     batch = run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank :: ctx.world]
     records, queries, bad = encode_batch(run.encoder, batch)
     with gathered(run.model, ctx):
-        comps, gen_metrics = rollout(run.engine, queries, sampling)
+        try:
+            comps, gen_metrics = rollout(run.engine, queries, sampling)
+        except NonFiniteLogits as exc:
+            raise Diverged(f"step {step}: {exc}; the newest checkpoint is step {run.saved_step}") from exc
         exp = advantages(judge(comps, records, queries, G, step, cfg.reward), G, **scale)
         metrics = {**first_pass_metrics(exp, G, [len(c.token_ids) for c in comps]), **gen_metrics}
         if rethink is not None and exp.samples:
@@ -195,8 +211,10 @@ def _update(run: Run, selection: Selection | None) -> dict[str, Any]:
         ref_model=run.ref_model,
         max_new_tokens=cfg.rollout.max_new_tokens,
         correct_reward=cfg.reward.correct,
+        nonfinite_streak=run.nonfinite_streak,
         ctx=run.ctx,
     )
+    run.nonfinite_streak = upd[M.NONFINITE_STREAK]
     run.engine.sync_weights(run.model)  # no-op for the transformers engine (it samples from `model`)
     return {**upd, M.UPDATE_SKIPPED: 0}
 

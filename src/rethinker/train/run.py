@@ -81,6 +81,7 @@ class Run:
     start_step: int = 0
     samples_generated: int = 0  # responses generated so far (first passes; the max_samples budget)
     saved_step: int = 0  # the newest checkpoint's step (0: none)
+    nonfinite_streak: int = 0  # consecutive optimizer steps skipped as non-finite
 
     @property
     def pad_id(self) -> int:

@@ -32,6 +32,10 @@ from ..rollout.scoring import score, score_grouped
 from .distributed import DistContext, gathered
 
 
+class Diverged(RuntimeError):
+    """Too many consecutive optimizer steps had a non-finite loss or gradient norm."""
+
+
 @dataclass
 class Chunk:
     samples: list[Sample]
@@ -148,6 +152,7 @@ class UpdateStats:
     ratio_max: float = -math.inf
     grad_norms: list[float] = field(default_factory=list)
     skipped: int = 0
+    streak: int = 0  # consecutive skipped optimizer steps, carried over from earlier updates
 
     #: policy_loss's token-weighted statistics and the metric each becomes
     TOKEN_WEIGHTED = {
@@ -183,6 +188,7 @@ class UpdateStats:
         out: dict[str, Any] = {
             M.OPTIMIZER_STEPS: n_minis - self.skipped,
             M.SKIPPED_NONFINITE: self.skipped,
+            M.NONFINITE_STREAK: self.streak,
             M.UPDATE_TOKENS: n_tokens,
             M.UPDATE_TOKENS_PER_S: n_tokens / elapsed if elapsed > 0 else 0.0,
             M.TIME_UPDATE: elapsed,
@@ -276,15 +282,16 @@ def _optimizer_step(
     finite on any rank (every rank takes the same decision)."""
     if not math.isfinite(ctx.sum_float(loss_total if math.isfinite(loss_total) else math.inf)):
         optimizer.zero_grad(set_to_none=True)
-        stats.skipped += 1
+        stats.skipped, stats.streak = stats.skipped + 1, stats.streak + 1
         return
     gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
     gn = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
     if not torch.isfinite(gn):
         optimizer.zero_grad(set_to_none=True)
-        stats.skipped += 1
+        stats.skipped, stats.streak = stats.skipped + 1, stats.streak + 1
         return
     stats.grad_norms.append(float(gn))
+    stats.streak = 0
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -302,6 +309,7 @@ def policy_update(
     ref_model=None,
     max_new_tokens: int | None = None,
     correct_reward: float = 1.0,
+    nonfinite_streak: int = 0,
     ctx=None,
 ) -> dict[str, Any]:
     """One rollout step's update: one or more optimizer steps over ``samples``.
@@ -311,7 +319,9 @@ def policy_update(
     and all ranks run the same number of micro-batches (a rank short of samples runs a
     zero-weight one) because each FSDP forward/backward is a collective.
     ``correct_reward``: the reward of a correct response (the auxiliary SFT loss trains
-    on responses at or above it with a positive advantage)."""
+    on responses at or above it with a positive advantage). ``nonfinite_streak``: the
+    consecutive non-finite optimizer steps before this update (``update/nonfinite_streak``
+    continues it)."""
     ctx = ctx or DistContext()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -325,7 +335,7 @@ def policy_update(
             filled = with_behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
         new = {id(old): s for old, s in zip(local_all, filled)}
         minis = [[new.get(id(s), s) for s in mb] for mb in minis]
-    stats = UpdateStats()
+    stats = UpdateStats(streak=nonfinite_streak)
     for mb in minis:
         denom = Denominators.of(mb, algo.aggregation, ctx.world, correct_reward)
         optimizer.zero_grad(set_to_none=True)
