@@ -76,9 +76,14 @@ class Sample:
     rethink: RethinkAttempt | None = None
 
     @property
+    def valid(self) -> bool:
+        """Not invalid (truncated, no boxed answer, too many waits): the judge's rule says."""
+        return self.judgement is None or self.judgement.rule not in INVALID_RULES
+
+    @property
     def valid_correct(self) -> bool:
         """Judged correct and a valid response (what the metrics count as correct)."""
-        return bool(self.correct) and (self.judgement is None or self.judgement.rule not in INVALID_RULES)
+        return bool(self.correct) and self.valid
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for a checkpoint: the judgement as a dict; the rethinking attempt

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.stream import MappedRecords
+from ..files import read_jsonl
 from ..records import Record, RecordError
 
 #: Reward rules that count as a pass (the judge says correct and the response is valid).
@@ -65,16 +66,12 @@ def default_sidecar(output: str | Path, name: str) -> Path:
 def read_sidecar(path: str | Path) -> dict[str, dict[str, Any]]:
     """Finished queries of an earlier run: ``id -> {"n_correct", "n_samples", "pass_rate"}``.
     Torn or malformed lines (a crash mid-write) are ignored; those queries run again."""
-    p = Path(path)
     done: dict[str, dict[str, Any]] = {}
-    if not p.exists():
-        return done
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+    for row in read_jsonl(path, missing_ok=True, errors="replace"):
         try:
-            row = json.loads(line)
             rid = str(row["id"])
             n, c = int(row["n_samples"]), int(row["n_correct"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             continue
         if n > 0 and 0 <= c <= n:
             done[rid] = {"n_correct": c, "n_samples": n, "pass_rate": c / n}
