@@ -131,6 +131,18 @@ def test_plan_skips_unfinished_long_and_wrong_in_easy_groups():
         assert p.trigger in (GENERIC_A, GENERIC_B, CHECK if p.first_correct else MISTAKE)
 
 
+def test_only_correct_forces_the_trigger_after_right_answers_only():
+    texts, correct = ["x \\boxed{1}"] * 8, [True, False, True, False, False, False, True, True]
+    base = RethinkConfig(skip_prob=0.0, cut_prob=0.0)
+    every = plan_rethinks(texts, [True] * 8, [5] * 8, correct, 4, np.random.default_rng(0), base)
+    assert [p.index for p in every] == list(range(8))  # accuracy 0.5 in both groups: all eligible
+    only = RethinkConfig(skip_prob=0.0, cut_prob=0.0, only_correct=True)
+    plans = plan_rethinks(texts, [True] * 8, [5] * 8, correct, 4, np.random.default_rng(0), only)
+    assert [p.index for p in plans] == [0, 2, 6, 7] and all(p.first_correct for p in plans)
+    with pytest.raises(ValueError, match="first_pass_loss"):
+        RethinkConfig(first_pass_loss="drop")
+
+
 def test_high_accuracy_threshold_is_strict():
     cfg = RethinkConfig(skip_prob=0.0)
     correct = [True] * 7 + [False] * 3  # accuracy exactly 0.7: not "above 0.7"
@@ -229,6 +241,8 @@ def test_join_tokens_masks_line_up(first, trigger, cont, train_on_trigger):
     span = range(len(first), len(first) + len(trigger))
     for i, m in enumerate(mask.tolist()):
         assert m == (train_on_trigger or i not in span)
+    _, masked = join_tokens(first, trigger, cont, train_on_trigger, train_on_first=False)
+    assert masked.tolist() == [False] * len(first) + mask.tolist()[len(first) :]
 
 
 def test_join_tokens_accepts_tensors():

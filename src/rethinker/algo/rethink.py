@@ -60,6 +60,9 @@ __all__ = [
 ]
 
 
+FIRST_PASS_LOSSES: tuple[str, ...] = ("train", "mask-wrong")
+
+
 @dataclass(frozen=True)
 class RethinkConfig:
     """Forced Rethinking settings; defaults are the released code's (2048-token responses).
@@ -84,6 +87,12 @@ class RethinkConfig:
     correct_trigger: str = "\n\nWait, let's double check"
     wrong_trigger: str = "\n\nWait, there might be a mistake"
     train_on_trigger: bool = True
+    #: what a kept rethink's first pass is trained on: ``train`` (all of it, as released)
+    #: or ``mask-wrong`` (a first pass judged wrong gets no gradient; trigger and
+    #: continuation still do)
+    first_pass_loss: str = "train"
+    #: force the trigger only after first answers judged right (self-verification only)
+    only_correct: bool = False
     temperature: float = 0.9
     #: scale the token thresholds (set for 2048-token responses) to the response limit
     scale_to_response_limit: bool = True
@@ -100,6 +109,10 @@ class RethinkConfig:
         if self.min_continuation < 0 or self.max_continuation <= self.min_continuation:
             raise ValueError(
                 f"need 0 <= min_continuation < max_continuation, got {self.min_continuation}, {self.max_continuation}"
+            )
+        if self.first_pass_loss not in FIRST_PASS_LOSSES:
+            raise ValueError(
+                f"first_pass_loss must be one of {'|'.join(FIRST_PASS_LOSSES)}, got {self.first_pass_loss!r}"
             )
         if self.max_response_tokens < 1 or self.headroom_tokens < 0:
             raise ValueError("max_response_tokens must be >= 1 and headroom_tokens >= 0")
@@ -209,6 +222,8 @@ def plan_rethinks(
                 continue
             if accuracy > config.high_acc_threshold and not correct[i]:
                 continue
+            if config.only_correct and not correct[i]:
+                continue
             if rng.random() < config.skip_prob:
                 continue
             chosen.append(i)
@@ -270,9 +285,11 @@ def join_tokens(
     trigger_ids: Sequence[int] | Tensor,
     cont_ids: Sequence[int] | Tensor,
     train_on_trigger: bool = True,
+    train_on_first: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """ids = first + trigger + continuation; mask (bool, same length) is True on tokens the
-    loss trains on: all of them, except the trigger's when ``train_on_trigger`` is False.
+    loss trains on: all of them, except the trigger's when ``train_on_trigger`` is False
+    and the first pass's when ``train_on_first`` is False.
 
     Use the same ``first_ids + trigger_ids`` as the continuation's input (the prefix) so
     that the trained tokens are the ones the policy conditioned on; ``first_ids`` must not
@@ -281,9 +298,11 @@ def join_tokens(
     parts = [torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in (first_ids, trigger_ids, cont_ids)]
     ids = torch.cat(parts)
     mask = torch.ones(ids.shape[0], dtype=torch.bool)
+    start = parts[0].shape[0]
     if not train_on_trigger:
-        start = parts[0].shape[0]
         mask[start : start + parts[1].shape[0]] = False
+    if not train_on_first:
+        mask[:start] = False
     return ids, mask
 
 

@@ -68,7 +68,8 @@ def force_rethinking(
         if not attempt.kept:
             samples[p.index] = replace(samples[p.index], rethink=attempt)
             continue
-        ids, mask = join_tokens(*prefixes[k], conts[k].token_ids, cfg.train_on_trigger)
+        train_first = cfg.first_pass_loss == "train" or p.first_correct  # mask-wrong: not a wrong one
+        ids, mask = join_tokens(*prefixes[k], conts[k].token_ids, cfg.train_on_trigger, train_first)
         samples[p.index] = replace(
             samples[p.index],
             reward=float(joined[k].value),
