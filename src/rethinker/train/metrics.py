@@ -42,11 +42,17 @@ class MetricsLogger:
             self._truncate_after(resume_step)
         self._fh = open(self.path, "a", encoding="utf-8")
         self.sinks: list[Any] = []
+        self._sent: dict[str, Any] = {}  # what went to the sinks at the current step
+        self._sent_step: Any = None
         for name in report_to or []:
             if name == "tensorboard":
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.sinks.append(("tensorboard", SummaryWriter(str(Path(run_dir) / "tensorboard"))))
+                # a resumed run appends a new event file: purge_step hides the points the
+                # killed attempt logged after its checkpoint (-1: a restart from step 0)
+                purge = None if resume_step is None else max(resume_step + 1, 0)
+                writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
+                self.sinks.append(("tensorboard", writer))
             elif name == "wandb":
                 import wandb
 
@@ -62,9 +68,24 @@ class MetricsLogger:
         row = {k: _clean(v) for k, v in row.items()}
         self._fh.write(json.dumps(row, sort_keys=False) + "\n")
         self._fh.flush()
+        if self.sinks:
+            self._send(row)
+
+    def _send(self, row: dict[str, Any]) -> None:
+        """The numbers of ``row`` to the sinks; a value a row of the same step already sent
+        (the step row repeats the evaluation's accuracy) is not sent twice."""
         step = row.get("step", 0)
+        if step != self._sent_step:
+            self._sent, self._sent_step = {}, step
+        nums = {
+            k: v
+            for k, v in row.items()
+            if isinstance(v, (int, float)) and k != "step" and (k not in self._sent or self._sent[k] != v)
+        }
+        self._sent.update(nums)
+        if not nums:
+            return
         for kind, sink in self.sinks:
-            nums = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
             if kind == "tensorboard":
                 for k, v in nums.items():
                     sink.add_scalar(k, v, step)

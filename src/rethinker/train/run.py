@@ -29,6 +29,7 @@ from ..toyworld.model import resolve_model_path
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .config import save as save_config
+from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
 from .distributed import (
     DistContext,
@@ -361,7 +362,7 @@ def _open_logs(run: Run, resume_step: int | None) -> None:
     """``metrics.jsonl`` and ``samples.jsonl``, cut back to ``resume_step`` (-1: a restart
     from step 0 drops everything an earlier attempt logged)."""
     cfg = run.cfg
-    run.logger = MetricsLogger(run.run_dir, cfg.report_to, resume_step=resume_step)
+    run.logger = MetricsLogger(run.run_dir, cfg.report_to, config=config_dict(cfg), resume_step=resume_step)
     if cfg.log_samples > 0:
         run.sample_log = SampleLog(
             run.run_dir,
