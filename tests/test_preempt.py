@@ -107,16 +107,21 @@ def test_a_second_signal_exits_at_once(tmp_path):
 def test_a_signal_during_a_rollout_abandons_the_step(reference, tmp_path, monkeypatch):
     """SIGTERM raised inside the third step's rollout: the rollout is cut short, the step
     abandoned (its starting state restored), checkpoint-2 written; the resume matches."""
-    calls = {"n": 0}
-    generate = TransformersEngine._generate_chunk
+    import rethinker.train.loop as loop
+
+    steps = {"n": 0}
+    rollout, generate = loop.rollout, TransformersEngine._generate_chunk
+
+    def counting(*a, **kw):  # the loop's rollout stage: once a step (no dynamic sampling)
+        steps["n"] += 1
+        return rollout(*a, **kw)
 
     def signalling(self, queries, params):
-        if self.stop_requested is not None:  # a training rollout (evaluations are never cut)
-            calls["n"] += 1
-            if calls["n"] == 5:  # rethinking on: two generate calls a step; 5 = step 3's first
-                signal.raise_signal(signal.SIGTERM)
+        if steps["n"] == 3 and self.stop_requested is not None:  # inside step 3's rollout
+            signal.raise_signal(signal.SIGTERM)
         return generate(self, queries, params)
 
+    monkeypatch.setattr(loop, "rollout", counting)
     monkeypatch.setattr(TransformersEngine, "_generate_chunk", signalling)
     before = signal.getsignal(signal.SIGTERM)
     from rethinker.train.loop import train
@@ -201,3 +206,38 @@ def test_diverged_weights_end_the_run_with_a_message_not_a_traceback(tmp_path):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("rethinker train: step 2: the policy's next-token probabilities are not finite"), last
     assert "newest checkpoint is step 1" in last and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_a_random_moment_resumes_with_the_same_command(reference, tmp_path):
+    """SIGKILL at a random moment of the first seconds (start-up included): with a
+    config.yaml, ``--resume`` finishes the run and matches an uninterrupted one (from its
+    checkpoint, or from step 0 when none was written); without, it is a one-line error."""
+    out = tmp_path / "killed"
+    proc = _start(out)
+    time.sleep(random.Random().uniform(0.0, 8.0))
+    proc.kill()
+    proc.communicate()
+    res = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--resume", str(out)], env=ENV, capture_output=True, text=True
+    )
+    if not (out / "config.yaml").exists():
+        assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr[-2000:]
+        assert "cannot resume" in res.stderr
+        return
+    assert res.returncode == 0, res.stderr[-3000:]
+    if not list(out.glob("checkpoint-*")):
+        assert "starting it from step 0" in res.stderr
+    assert _rows(out) == _rows(reference)
+
+
+def test_resume_of_a_folder_without_a_run_is_a_one_line_error(tmp_path):
+    for target in (tmp_path / "absent", tmp_path):
+        res = subprocess.run(
+            [sys.executable, "-m", "rethinker", "train", "--resume", str(target)],
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert res.stderr.startswith(f"rethinker train: cannot resume {target}")
