@@ -81,16 +81,26 @@ class Sample:
         return bool(self.correct) and (self.judgement is None or self.judgement.rule not in INVALID_RULES)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values for a checkpoint: the judgement as a dict; the rethinking attempt
-        is left out (it is shown in its own step's sample log, never read again)."""
+        """Plain values for a checkpoint (tensors, lists, dicts: nothing that a
+        ``weights_only`` load must be told about): the judgement and the prompt as dicts.
+        Left out: the rethinking attempt (shown in its own step's sample log, never read
+        again) and the prompt's decoded images (a replayed sample is trained on, never
+        generated from)."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rethink"}
         d["judgement"] = asdict(self.judgement) if self.judgement is not None else None
+        if self.prompt is not None:
+            d["prompt"] = {f.name: getattr(self.prompt, f.name) for f in fields(self.prompt) if f.name != "images"}
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Sample:
-        """A sample from ``to_dict``; also reads the older layout with a ``meta`` dict."""
+        """A sample from ``to_dict``; also reads the older layouts (a ``meta`` dict, the
+        prompt as a ``QueryInputs``)."""
         d = dict(d)
+        if isinstance(d.get("prompt"), dict):
+            from ..rollout.inputs import QueryInputs
+
+            d["prompt"] = QueryInputs(**d["prompt"])
         meta = d.pop("meta", None) or {}
         judgement = d.pop("judgement", None)
         if judgement is None and "rule" in meta:
