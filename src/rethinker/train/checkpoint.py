@@ -61,18 +61,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _plain(obj: Any) -> Any:
+def _plain(obj: Any, memo: dict[int, Any] | None = None) -> Any:
     """``obj`` with numpy arrays and scalars as tensors and Python numbers (what
-    ``torch.load(weights_only=True)`` reads without an allowlist)."""
+    ``torch.load(weights_only=True)`` reads without an allowlist). A container met twice
+    is converted once, so what was shared stays shared (the SSR buffer's prompts)."""
+    memo = {} if memo is None else memo
+    if id(obj) in memo:
+        return memo[id(obj)]
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj)
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(obj.copy())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+        out: Any = {k: _plain(v, memo) for k, v in obj.items()}
+    elif isinstance(obj, (list, tuple)):
+        out = type(obj)(_plain(v, memo) for v in obj)
+    elif isinstance(obj, np.ndarray):
+        out = torch.from_numpy(obj.copy())
+    elif isinstance(obj, np.generic):
+        out = obj.item()
+    else:
+        return obj
+    memo[id(obj)] = out
+    return out
 
 
 def _fsync_tree(path: Path) -> None:
@@ -119,6 +126,17 @@ def _write_failures() -> tuple[type[BaseException], ...]:
     return (OSError, RuntimeError, SafetensorError)
 
 
+def _reason(exc: BaseException) -> str:
+    """A write error in words: the OS's (``File too large``, ``No space left on device``)
+    where the error carries an errno, directly or in its text, else its first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    m = re.search(r"os error (\d+)", str(exc))  # safetensors: "I/O error: ... (os error 27)"
+    if m:
+        return os.strerror(int(m.group(1)))
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -142,9 +160,8 @@ def save_checkpoint(
         _write(tmp, step, model, processor, state, model_state)
     except _write_failures() as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0]
         raise CheckpointWriteError(
-            f"could not write {final.name} ({reason}): the previous checkpoints are intact; "
+            f"could not write {final.name} ({_reason(exc)}): the previous checkpoints are intact; "
             f"free space and resume with --resume {run_dir}"
         ) from exc
     if final.exists():
