@@ -85,17 +85,38 @@ class Sample:
         """Judged correct and a valid response (what the metrics count as correct)."""
         return bool(self.correct) and self.valid
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for a checkpoint: the judgement as a dict; the rethinking attempt
-        is left out (it is shown in its own step's sample log, never read again)."""
+    def to_dict(self, prompts: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Plain values for a checkpoint (tensors, lists, dicts: nothing that a
+        ``weights_only`` load must be told about): the judgement and the prompt as dicts.
+        Left out: the rethinking attempt (shown in its own step's sample log, never read
+        again) and the prompt's decoded images (a replayed sample is trained on, never
+        generated from). ``prompts``: the dicts made so far, by ``id`` of their prompt, so
+        that the samples of a group share one dict as they shared one prompt (the update
+        encodes a shared prompt once: sharing changes its arithmetic)."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rethink"}
         d["judgement"] = asdict(self.judgement) if self.judgement is not None else None
+        if self.prompt is not None:
+            prompts = {} if prompts is None else prompts
+            if id(self.prompt) not in prompts:
+                prompts[id(self.prompt)] = {f.name: getattr(self.prompt, f.name) for f in fields(self.prompt)
+                                            if f.name != "images"}  # fmt: skip
+            d["prompt"] = prompts[id(self.prompt)]
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Sample:
-        """A sample from ``to_dict``; also reads the older layout with a ``meta`` dict."""
+    def from_dict(cls, d: dict[str, Any], prompts: dict[int, Any] | None = None) -> Sample:
+        """A sample from ``to_dict``; also reads the older layouts (a ``meta`` dict, the
+        prompt as a ``QueryInputs``). ``prompts``: the prompts built so far, by ``id`` of
+        their dict, so that samples that shared a prompt dict share one prompt again."""
         d = dict(d)
+        if isinstance(d.get("prompt"), dict):
+            from ..rollout.inputs import QueryInputs
+
+            prompts = {} if prompts is None else prompts
+            key = id(d["prompt"])
+            if key not in prompts:
+                prompts[key] = QueryInputs(**d["prompt"])
+            d["prompt"] = prompts[key]
         meta = d.pop("meta", None) or {}
         judgement = d.pop("judgement", None)
         if judgement is None and "rule" in meta:

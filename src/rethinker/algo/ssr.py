@@ -307,7 +307,9 @@ class SampleSelector:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Plain objects: mode, settings, rng state (dict of ints), buffer (list of dicts)."""
+        """Plain objects: mode, settings, rng state (dict of ints), buffer (list of dicts;
+        samples that share a prompt share its dict)."""
+        prompts: dict[int, dict[str, Any]] = {}
         return {
             "version": 1,
             "mode": self.mode,
@@ -315,7 +317,7 @@ class SampleSelector:
             "seed": self.seed,
             "buffer_capacity": self.buffer.maxlen,
             "rng": self.rng.bit_generator.state,
-            "buffer": [s.to_dict() for s in self.buffer],
+            "buffer": [s.to_dict(prompts) for s in self.buffer],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -327,4 +329,5 @@ class SampleSelector:
         bg = np.random.PCG64()
         bg.state = state["rng"]
         self.rng = np.random.Generator(bg)
-        self.buffer = deque((Sample.from_dict(d) for d in state["buffer"]), maxlen=state["buffer_capacity"])
+        prompts: dict[int, Any] = {}
+        self.buffer = deque((Sample.from_dict(d, prompts) for d in state["buffer"]), maxlen=state["buffer_capacity"])

@@ -12,7 +12,11 @@ ACCEPTS_OVERRIDES = True  # every config field is also a --flag (see rethinker/t
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML file of config values")
     parser.add_argument(
-        "--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest whole checkpoint (damaged ones are passed over, "
+        "each named), or from RUN_DIR/checkpoint-N, which must be whole",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument(
@@ -39,12 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.checkpoint import split_resume
     from ..train.config import ConfigError, parse_overrides, resolve, resumed_config, to_dict
 
+    run_dir, explicit = split_resume(args.resume) if args.resume else (None, None)
     try:
         overrides = parse_overrides(args.overrides)
-        if args.resume:
-            cfg = resumed_config(args.resume, overrides)
+        if explicit is not None and not explicit.is_dir():
+            raise ConfigError(f"cannot resume {explicit}: no such checkpoint folder")
+        if run_dir is not None:
+            cfg = resumed_config(run_dir, overrides)
         else:
             cfg = resolve(args.config, overrides)
     except (ConfigError, FileNotFoundError) as exc:
@@ -68,16 +76,28 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print(p.table())
         return 0
+    return _train(cfg, args, explicit)
+
+
+def _train(cfg, args: argparse.Namespace, explicit) -> int:
+    """Run the training; each way it can stop is one line on stderr and an exit status:
+    a damaged or unsafe checkpoint to resume 2, a failed checkpoint write or divergence 1."""
+    from ..train.checkpoint import CheckpointError, CheckpointWriteError
     from ..train.loop import train
     from ..train.preempt import EXIT_PREEMPTED, Preempted
     from ..train.update import Diverged
 
     try:
-        summary = train(cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty())
+        summary = train(
+            cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty(), checkpoint=explicit
+        )
     except Preempted as stop:
         print(f"rethinker train: {stop}; continue with: rethinker train --resume {cfg.output_dir}", file=sys.stderr)
         return EXIT_PREEMPTED
-    except Diverged as exc:
+    except CheckpointError as exc:
+        print(f"rethinker train: cannot resume: {exc}", file=sys.stderr)
+        return 2
+    except (Diverged, CheckpointWriteError) as exc:
         print(f"rethinker train: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary))

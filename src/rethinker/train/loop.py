@@ -42,8 +42,9 @@ from .run import EVAL_ACCURACY, Run, setup
 from .update import Diverged, policy_update, with_behaviour_logprobs
 
 
-def train(cfg, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    run = setup(cfg, resume)
+def train(cfg, resume: bool = False, progress: bool = True, checkpoint=None) -> dict[str, Any]:
+    """Train ``cfg`` (resuming its run folder's newest whole checkpoint, or ``checkpoint``)."""
+    run = setup(cfg, resume, checkpoint)
     rethink, sampling = cfg.rethink_for_rollout(), cfg.rollout.sampling()
     stop = StopFlag().install()  # SIGTERM / SIGINT / SIGUSR1: checkpoint and exit (preempt.py)
     first_eval = _begin(run)

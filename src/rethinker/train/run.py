@@ -137,7 +137,17 @@ class Run:
         return row
 
     def save(self, step: int) -> None:
-        """An atomic checkpoint: full weights, optimizer, scheduler, RNGs, data position, SSR state."""
+        """An atomic checkpoint: full weights, optimizer, scheduler, RNGs, data position, SSR
+        state. When it cannot be written (a full disk) every rank raises the main rank's
+        ``CheckpointWriteError``, the logs closed."""
+        failed = self.ctx.gather_objects(self._write_checkpoint(step))[0]
+        if failed is not None:
+            self.close_logs()
+            raise ckpt.CheckpointWriteError(failed)
+        self.saved_step = step
+
+    def _write_checkpoint(self, step: int) -> str | None:
+        """Gather the state (every rank) and write it (the main rank); the error's message, if any."""
         ctx = self.ctx
         model_state = full_model_state(self.model, ctx)  # collectives: every rank takes part
         optim_state = full_optimizer_state(self.model, self.optimizer, ctx)
@@ -153,17 +163,19 @@ class Run:
                 "world_size": ctx.world,
                 "samples_generated": self.samples_generated,
             }
-            ckpt.save_checkpoint(
-                self.run_dir,
-                step,
-                self.model,
-                self.processor,
-                state,
-                keep=self.cfg.keep_checkpoints,
-                model_state=model_state,
-            )
-        ctx.barrier()
-        self.saved_step = step
+            try:
+                ckpt.save_checkpoint(
+                    self.run_dir,
+                    step,
+                    self.model,
+                    self.processor,
+                    state,
+                    keep=self.cfg.keep_checkpoints,
+                    model_state=model_state,
+                )
+            except ckpt.CheckpointWriteError as exc:
+                return str(exc)
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """This rank's state that a step consumes before its update (data position and
@@ -283,9 +295,10 @@ def _engine(cfg: TrainConfig, model, processor, dtype: torch.dtype) -> RolloutEn
     return TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
 
 
-def setup(cfg: TrainConfig, resume: bool = False) -> Run:
-    """Everything a run needs, fresh or restored from its latest checkpoint. The config is
-    written first, so that a run killed at any moment can be resumed with its folder."""
+def setup(cfg: TrainConfig, resume: bool = False, checkpoint: str | Path | None = None) -> Run:
+    """Everything a run needs, fresh or restored from its newest whole checkpoint (or
+    ``checkpoint``, named explicitly). The config is written first, so that a run killed
+    at any moment can be resumed with its folder."""
     ctx = init_distributed()
     run_dir = Path(cfg.output_dir)
     if ctx.is_main:
@@ -300,9 +313,7 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     dtype = pick_dtype(cfg.model.dtype, device)
     if cfg.deterministic if cfg.deterministic is not None else device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    last = ckpt.latest_checkpoint(run_dir) if resume else None
-    if resume and last is None and ctx.is_main:
-        print(f"no checkpoint in {run_dir} yet: starting it from step 0 with its config.yaml", file=sys.stderr)
+    last, state = _resume_point(run_dir, ctx, checkpoint) if resume else (None, None)
     model, processor, ref_model = _load_models(cfg, ctx, device, dtype, last)
     data = load_datasets(cfg.data, cfg.seed)
     encoder, eval_encoder, test_encoder = _encoders(cfg, processor, data)
@@ -329,7 +340,7 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
         logger=NullLogger(),
     )
     if last is not None:
-        _restore(run, last)
+        _restore(run, last, state)
     if ctx.is_main:
         _open_logs(run, resume_step=run.start_step if last else (-1 if resume else None))
     return run
@@ -373,10 +384,30 @@ def _open_logs(run: Run, resume_step: int | None) -> None:
         )
 
 
-def _restore(run: Run, last: Path) -> None:
-    """Optimizer, scheduler, data position, SSR state and RNGs from checkpoint ``last``."""
+def _resume_point(run_dir: Path, ctx: DistContext, checkpoint: str | Path | None) -> tuple[Path | None, Any]:
+    """The checkpoint to resume (``ckpt.resume_point``: damaged or unsafe ones passed
+    over, each named on one line) and its trainer state; (None, None) when there is none."""
+    say = (lambda line: print(f"rethinker train: {line}", file=sys.stderr)) if ctx.is_main else (lambda line: None)
+    found = ckpt.resume_point(run_dir, checkpoint, say=say)
+    if found is None:
+        say(f"no checkpoint in {run_dir} yet: starting it from step 0 with its config.yaml")
+        return None, None
+    return found
+
+
+def _restore(run: Run, last: Path, state: dict[str, Any]) -> None:
+    """Optimizer, scheduler, data position, SSR state and RNGs from checkpoint ``last``
+    (its trainer state ``state``); a state whose values do not fit raises a
+    ``CheckpointError`` naming the file."""
+    try:
+        _apply_state(run, state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise ckpt.CheckpointError(f"{last / ckpt.STATE_FILE}: a value does not fit this run ({exc!r})") from None
+    print(f"resumed from {last} at step {run.start_step}", file=sys.stderr)
+
+
+def _apply_state(run: Run, state: dict[str, Any]) -> None:
     ctx = run.ctx
-    state = ckpt.load_state(last)
     load_optimizer_state(run.model, run.optimizer, state["optimizer"], ctx)
     run.scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])
@@ -392,4 +423,3 @@ def _restore(run: Run, last: Path) -> None:
         torch.manual_seed(run.cfg.seed + ctx.rank + 7919 * int(state["step"]))
     run.start_step = run.saved_step = int(state["step"])
     run.samples_generated = int(state.get("samples_generated", 0))  # absent in checkpoints before the budget
-    print(f"resumed from {last} at step {run.start_step}", file=sys.stderr)
