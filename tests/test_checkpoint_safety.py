@@ -18,40 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from trainrun import ENV
+from trainrun import ENV, tiny_args
 
 from rethinker.train import checkpoint as ckpt
 
-ARGS = [
-    "--max-steps",
-    "4",
-    "--eval-every",
-    "0",
-    "--save-every",
-    "2",
-    "--seed",
-    "3",
-    "--rollout.queries-per-step",
-    "2",
-    "--rollout.group-size",
-    "4",
-    "--rollout.max-new-tokens",
-    "20",
-    "--data.toy-train-size",
-    "32",
-    "--data.toy-eval-size",
-    "8",
-    "--data.toy-test-size",
-    "0",
-    "--optim.micro-batch-size",
-    "4",
-    "--ssr",
-    "released",  # a replay buffer of encoded prompts in the trainer state
-    "--rethink",
-    "on",
-    "--threads",
-    "1",
-]
+# released SSR: a replay buffer of encoded prompts in the trainer state
+ARGS = tiny_args({"--eval-every": "0", "--ssr": "released"})
 TIME_KEYS = ("time/", "tokens_per_s", "memory/")
 
 

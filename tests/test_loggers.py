@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from trainrun import ENV
+from trainrun import ENV, tiny_args
 
 from rethinker import metric_names as M
 from rethinker.report.samples import TABLE_COLUMNS, push_table, read_samples, sample_rows
@@ -24,40 +24,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 EVAL_ACCURACY = M.key(M.SPLIT_ACCURACY, split="eval")
 STEPS = 3
-ARGS = [
-    "--max-steps",
-    str(STEPS),
-    "--eval-every",
-    "2",
-    "--save-every",
-    "0",
-    "--seed",
-    "3",
-    "--rollout.queries-per-step",
-    "2",
-    "--rollout.group-size",
-    "4",
-    "--rollout.max-new-tokens",
-    "20",
-    "--data.toy-train-size",
-    "32",
-    "--data.toy-eval-size",
-    "8",
-    "--data.toy-test-size",
-    "0",
-    "--optim.micro-batch-size",
-    "4",
-    "--ssr",
-    "paper",
-    "--rethink",
-    "on",
-    "--threads",
-    "1",
-    "--log-samples",
-    "2",
-    "--report-to",
-    "tensorboard,wandb",
-]
+ARGS = tiny_args(
+    {"--max-steps": str(STEPS), "--save-every": "0", "--log-samples": "2", "--report-to": "tensorboard,wandb"}
+)
 
 
 def _wandb_env(tmp: Path) -> dict[str, str]:

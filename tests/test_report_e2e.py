@@ -9,45 +9,15 @@ import subprocess
 import sys
 
 import pytest
-from trainrun import ENV, kill_after_checkpoint
+from trainrun import ENV, kill_after_checkpoint, tiny_args
 
 from rethinker import metric_names as M
 from rethinker.cli import main
 
-TINY = [
-    "--max-steps",
-    "3",
-    "--eval-every",
-    "3",
-    "--save-every",
-    "1",
-    "--keep-checkpoints",
-    "3",
-    "--seed",
-    "3",
-    "--rollout.queries-per-step",
-    "3",
-    "--rollout.group-size",
-    "4",
-    "--rollout.max-new-tokens",
-    "20",
-    "--data.toy-train-size",
-    "32",
-    "--data.toy-eval-size",
-    "8",
-    "--data.toy-test-size",
-    "0",
-    "--optim.micro-batch-size",
-    "4",
-    "--ssr",
-    "paper",
-    "--rethink",
-    "on",
-    "--threads",
-    "1",
-    "--log-samples",
-    "2",
-]
+TINY = tiny_args(
+    {"--max-steps": "3", "--eval-every": "3", "--save-every": "1", "--keep-checkpoints": "3",
+     "--rollout.queries-per-step": "3", "--log-samples": "2"}
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

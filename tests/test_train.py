@@ -10,41 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from trainrun import ENV, kill_after_checkpoint
+from trainrun import ENV, kill_after_checkpoint, tiny_args
 
 from rethinker import metric_names as M
 from rethinker.train.config import ConfigError, parse_overrides, resolve
 
-TINY = [
-    "--max-steps",
-    "4",
-    "--eval-every",
-    "2",
-    "--save-every",
-    "2",
-    "--seed",
-    "3",
-    "--rollout.queries-per-step",
-    "2",
-    "--rollout.group-size",
-    "4",
-    "--rollout.max-new-tokens",
-    "20",
-    "--data.toy-train-size",
-    "32",
-    "--data.toy-eval-size",
-    "8",
-    "--data.toy-test-size",
-    "0",
-    "--optim.micro-batch-size",
-    "4",
-    "--ssr",
-    "paper",
-    "--rethink",
-    "on",
-    "--threads",
-    "1",
-]
+TINY = tiny_args()
 TIME_KEYS = ("time/", "tokens_per_s", "memory/")  # and host memory: neither is reproducible
 
 

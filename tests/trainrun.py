@@ -12,6 +12,29 @@ from pathlib import Path
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
 
+#: the tiny toy run the end-to-end tests train (seconds on one thread), as flag -> value
+TINY_FLAGS = {
+    "--max-steps": "4",
+    "--eval-every": "2",
+    "--save-every": "2",
+    "--seed": "3",
+    "--rollout.queries-per-step": "2",
+    "--rollout.group-size": "4",
+    "--rollout.max-new-tokens": "20",
+    "--data.toy-train-size": "32",
+    "--data.toy-eval-size": "8",
+    "--data.toy-test-size": "0",
+    "--optim.micro-batch-size": "4",
+    "--ssr": "paper",
+    "--rethink": "on",
+    "--threads": "1",
+}
+
+
+def tiny_args(changes: dict[str, str] | None = None) -> list[str]:
+    """``rethinker train`` flags of the tiny run, with ``changes`` (flag -> value) applied."""
+    return [x for flag, value in {**TINY_FLAGS, **(changes or {})}.items() for x in (flag, value)]
+
 
 def kill_after_checkpoint(out: Path, args: list[str], step: int, timeout: float = 600) -> None:
     """Run ``rethinker train --output-dir out *args`` and SIGKILL it as soon as
