@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rethinker import metric_names as M
 from rethinker.algo.ssr import SampleSelector
 from rethinker.model.load import add_lora, load_processor
 from rethinker.model.shapes import build_random
@@ -304,7 +305,7 @@ def _print_report(cfg, queries, selection, mp, run: dict[str, Any]) -> None:
         f"{mt.get('rethink/accepted', 0)} kept | {run['rss_rollout'] / gib:.2f} GiB |"
     )
     print(
-        f"| update ({selection.stats['n_selected']:.0f} samples, micro-batch {cfg.optim.micro_batch_size}) | "
+        f"| update ({selection.stats[M.SSR_SELECTED]:.0f} samples, micro-batch {cfg.optim.micro_batch_size}) | "
         f"{run['update_s']:.1f} s | {run['update']['update/tokens']} completion tokens | "
         f"{run['rss_peak'] / gib:.2f} GiB |"
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,53 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]
+
+
+def _worker_pid(agent: subprocess.Popen, rank: int, timeout: float = 120) -> int:
+    """The pid of torchrun's worker of ``rank`` (a child of its agent, RANK in its environment)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for child in Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split():
+            try:
+                environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in environ:
+                return int(child)
+        time.sleep(0.1)
+    raise AssertionError(f"no worker of rank {rank}")
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_resumes_exactly(tmp_path):
+    flags = ["--max-steps", "5", "--eval-every", "0", "--save-every", "100", "--seed", "1",
+             "--rollout.queries-per-step", "4", "--rollout.group-size", "4", "--rollout.max-new-tokens", "16",
+             "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0",
+             "--optim.micro-batch-size", "4", "--threads", "1"]  # fmt: skip
+    ref, out = tmp_path / "ref", tmp_path / "stopped"
+    r = _torchrun(["-m", "rethinker", "train", "--output-dir", str(ref), *flags])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
+           "-m", "rethinker", "train", "--output-dir", str(out), *flags]  # fmt: skip
+    agent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rank1 = _worker_pid(agent, 1)
+    metrics = out / "metrics.jsonl"
+    while not (metrics.exists() and '"step": 2' in metrics.read_text()):
+        assert agent.poll() is None, agent.stderr.read()[-4000:]
+        time.sleep(0.05)
+    os.kill(rank1, signal.SIGTERM)  # rank 1 only: rank 0 must stop with it
+    _, err = agent.communicate(timeout=600)
+    assert "exitcode  : 75" in err or "exitcode: 75" in err or agent.returncode == 75, err[-4000:]
+    stopped = [line for line in err.splitlines() if "rethinker train: stopped by SIGTERM" in line]
+    assert len(stopped) == 1, err[-4000:]  # the main rank says so, once
+    saved = [p.name for p in out.glob("checkpoint-*")]
+    assert len(saved) == 1 and saved[0] in stopped[0], (saved, stopped)
+    r = _torchrun(["-m", "rethinker", "train", "--resume", str(out)])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    keep = ("time/", "tokens_per_s", "memory/")
+
+    def rows(d):
+        lines = (d / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if not any(t in k for t in keep)} for x in lines]
+
+    assert rows(out) == rows(ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 ACCEPTS_OVERRIDES = True  # every config field is also a --flag (see rethinker/train/config.py)
@@ -92,7 +93,8 @@ def _train(cfg, args: argparse.Namespace, explicit) -> int:
             cfg, resume=bool(args.resume), progress=not args.no_progress and sys.stderr.isatty(), checkpoint=explicit
         )
     except Preempted as stop:
-        print(f"rethinker train: {stop}; continue with: rethinker train --resume {cfg.output_dir}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # one line for the run, not one per rank
+            print(f"rethinker train: {stop}; continue with: rethinker train --resume {cfg.output_dir}", file=sys.stderr)
         return EXIT_PREEMPTED
     except CheckpointError as exc:
         print(f"rethinker train: cannot resume: {exc}", file=sys.stderr)
