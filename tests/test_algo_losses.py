@@ -265,3 +265,20 @@ def test_sequence_ratio_is_gspo():
     assert tok["clip_frac_low"] > 0 and seq["clip_frac_low"] == 0 and seq["ratio_max"] == pytest.approx(float(s[0]))
     with pytest.raises(ValueError, match="ratio_level"):
         policy_loss(lp, old, adv, mask, ratio_level="group")
+
+
+def test_optimizer_step_logs_the_norm_of_the_parameter_change():
+    """update/param_delta_norm: with plain SGD the change is lr x the gradient."""
+    from rethinker.train.distributed import DistContext
+    from rethinker.train.update import UpdateStats, _optimizer_step
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    model(torch.randn(4, 3)).pow(2).sum().backward()
+    grad = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters())).item()
+    stats = UpdateStats()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    _optimizer_step(model, opt, None, 0.0, DistContext(), 1.0, stats, log_update_norm=True)
+    assert stats.delta_norms == [pytest.approx(0.1 * grad, rel=1e-5)] and stats.grad_norms == [pytest.approx(grad)]
+    _optimizer_step(model, opt, None, 0.0, DistContext(), float("nan"), stats, log_update_norm=True)
+    assert len(stats.delta_norms) == 1 and stats.skipped == 1  # a skipped step changes nothing

@@ -145,6 +145,11 @@ APPROX_KL = _m("loss/approx_kl", "approximate KL between the behaviour and the c
 RATIO_MEAN = _m("loss/ratio_mean", "mean importance ratio", "global")
 RATIO_MIN = _m("loss/ratio_min", "smallest importance ratio", "global")
 RATIO_MAX = _m("loss/ratio_max", "largest importance ratio", "global")
+PARAM_DELTA_NORM = _m(
+    "update/param_delta_norm",
+    "norm of the parameter change of the optimizer steps (mean over them; optim.log_update_norm)",
+    "global",
+)
 LR = _m("lr", "learning rate after this step", "global")
 
 _section = "time and memory"

@@ -125,6 +125,9 @@ class OptimConfig:
     #: stop the run after this many consecutive optimizer steps with a non-finite loss or
     #: gradient norm (each is skipped); 0: never stop
     max_nonfinite_steps: int = 10
+    #: log update/param_delta_norm, the norm of each optimizer step's parameter change
+    #: (holds a copy of the trainable weights during the step)
+    log_update_norm: bool = False
 
 
 @dataclass

@@ -151,6 +151,7 @@ class UpdateStats:
     ratio_min: float = math.inf
     ratio_max: float = -math.inf
     grad_norms: list[float] = field(default_factory=list)
+    delta_norms: list[float] = field(default_factory=list)
     skipped: int = 0
     streak: int = 0  # consecutive skipped optimizer steps, carried over from earlier updates
 
@@ -193,6 +194,7 @@ class UpdateStats:
             M.UPDATE_TOKENS_PER_S: n_tokens / elapsed if elapsed > 0 else 0.0,
             M.TIME_UPDATE: elapsed,
             M.GRAD_NORM: sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else None,
+            **({M.PARAM_DELTA_NORM: sum(self.delta_norms) / len(self.delta_norms)} if self.delta_norms else {}),
             M.ENTROPY: entropy_sum / n_tokens if n_tokens else None,
         }
         denom = max(n_tokens, 1)
@@ -276,10 +278,18 @@ def _lockstep_chunks(mb: list[Sample], ctx: DistContext, optim) -> list[Chunk]:
 
 
 def _optimizer_step(
-    model, optimizer, scheduler, grad_clip: float, ctx: DistContext, loss_total: float, stats: UpdateStats
+    model,
+    optimizer,
+    scheduler,
+    grad_clip: float,
+    ctx: DistContext,
+    loss_total: float,
+    stats: UpdateStats,
+    log_update_norm: bool = False,
 ) -> None:
     """Clip and step, or skip (and count) a mini-batch whose loss or gradient norm is not
-    finite on any rank (every rank takes the same decision)."""
+    finite on any rank (every rank takes the same decision). ``log_update_norm``: record
+    the norm of the parameter change the step made."""
     if not math.isfinite(ctx.sum_float(loss_total if math.isfinite(loss_total) else math.inf)):
         optimizer.zero_grad(set_to_none=True)
         stats.skipped, stats.streak = stats.skipped + 1, stats.streak + 1
@@ -292,9 +302,20 @@ def _optimizer_step(
         return
     stats.grad_norms.append(float(gn))
     stats.streak = 0
+    params = [p for p in model.parameters() if p.requires_grad] if log_update_norm else []
+    before = [p.detach().clone() for p in params]
     optimizer.step()
+    if params:
+        stats.delta_norms.append(_delta_norm(params, before))
     if scheduler is not None:
         scheduler.step()
+
+
+def _delta_norm(params: list[torch.nn.Parameter], before: list[torch.Tensor]) -> float:
+    """The L2 norm of ``params - before`` over every parameter (whole, for sharded ones)."""
+    sq = sum(((p.detach() - b).float() ** 2).sum() for p, b in zip(params, before))
+    sq = sq.full_tensor() if hasattr(sq, "full_tensor") else sq
+    return float(sq) ** 0.5
 
 
 def policy_update(
@@ -357,6 +378,15 @@ def policy_update(
                 stats.add_chunk(st, terms, ent)
                 loss_total += float(loss.detach())
             loss.backward()
-        _optimizer_step(model, optimizer, scheduler, optim.grad_clip, ctx, loss_total, stats)
+        _optimizer_step(
+            model,
+            optimizer,
+            scheduler,
+            optim.grad_clip,
+            ctx,
+            loss_total,
+            stats,
+            optim.log_update_norm,
+        )
     optimizer.zero_grad(set_to_none=True)
     return stats.summary(ctx, len(minis), time.perf_counter() - t0)
