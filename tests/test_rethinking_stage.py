@@ -66,3 +66,27 @@ def test_a_kept_rethink_replaces_its_original_and_trains_on_what_the_setting_say
     assert set(wrong.completion_mask[len(first) :]) == {1}  # trigger and continuation always
     assert set(right.completion_mask) == {1}  # a right first pass is trained on in both settings
     assert out.metrics[M.RETHINK_ACCEPTED] == 2 and out.metrics[M.RETHINK_FIXED_WRONG] == 1
+
+
+def test_test_time_rethinking_judges_each_answer_again_after_the_trigger(toy_policy):
+    """evaluate(..., rethink_trigger=...): every greedy answer is continued after the
+    trigger and judged again; the counts of changed verdicts add up."""
+    from rethinker.algo.rethink import TEST_TRIGGER
+    from rethinker.rollout.evaluate import evaluate
+    from rethinker.rollout.hf import TransformersEngine
+    from rethinker.rollout.inputs import PromptEncoder
+    from rethinker.toyworld.puzzles import generate
+
+    model, processor = toy_policy
+    engine, encoder = TransformersEngine(model, processor), PromptEncoder(processor)
+    records = generate(24, seed=4, split="test")
+    plain = evaluate(engine, encoder, records, max_new_tokens=48)
+    res = evaluate(engine, encoder, records, max_new_tokens=48, rethink_trigger=TEST_TRIGGER)
+    assert plain.rethinking() is None and [p.correct for p in plain.predictions] == [p.correct for p in res.predictions]
+    assert all(p.rethought.response.startswith(p.response + TEST_TRIGGER) for p in res.predictions)
+    rt, n = res.rethinking(), len(res.predictions)
+    assert rt["accuracy_before"] == res.accuracy
+    assert rt["accuracy_after"] == pytest.approx(
+        rt["accuracy_before"] + (rt["wrong_to_right"] - rt["right_to_wrong"]) / n
+    )
+    assert rt["accuracy_after"] == sum(p.rethought.correct for p in res.predictions) / n

@@ -174,6 +174,13 @@ SPLIT_CI_HIGH = _m("{split}/ci_high", "upper end of its Wilson 95% interval", "g
 SPLIT_N = _m("{split}/n", "items judged", "global")
 SPLIT_SKIPPED = _m("{split}/skipped", "items skipped (bad input)", "global")
 SPLIT_REFLECTION = _m("{split}/reflection_rate", "share of greedy answers with a self-check", "global")
+SPLIT_AFTER_RETHINK = _m(
+    "{split}/accuracy_after_rethink",
+    "greedy accuracy after a forced trigger and the policy's continuation (rethink_at_test)",
+    "global",
+)
+SPLIT_WRONG_TO_RIGHT = _m("{split}/wrong_to_right", "answers the forced rethink turned from wrong to right", "global")
+SPLIT_RIGHT_TO_WRONG = _m("{split}/right_to_wrong", "answers the forced rethink turned from right to wrong", "global")
 SPLIT_CATEGORY_ACCURACY = _m("{split}/accuracy/{category}", "greedy accuracy per category (toy: puzzle kind)", "global")
 _section = ""
 

@@ -61,6 +61,9 @@ __all__ = [
 
 
 FIRST_PASS_LOSSES: tuple[str, ...] = ("train", "mask-wrong")
+#: The trigger of test-time rethinking (the released code's most frequent generic one):
+#: appended after a greedy answer to measure whether the policy corrects itself.
+TEST_TRIGGER = "\n\nWait, does it seem right?"
 
 
 @dataclass(frozen=True)

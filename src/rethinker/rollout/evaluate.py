@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..judge import EVAL_RULES, grade
 from ..records import Record, RecordError
-from .base import RolloutEngine, SamplingParams
+from .base import RolloutEngine, SamplingParams, extend_query
 from .inputs import PromptEncoder
 
 
@@ -46,6 +46,8 @@ class Prediction:
     finished: bool
     prompt: str = ""
     samples: list[JudgedSample] = field(default_factory=list)
+    #: test-time rethinking: the greedy answer + trigger + the policy's continuation, judged
+    rethought: JudgedSample | None = None
 
     @property
     def n_samples(self) -> int:
@@ -63,6 +65,19 @@ class EvalResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     by_category: dict[str, float] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list)
+
+    def rethinking(self) -> dict[str, float] | None:
+        """Test-time rethinking's effect (None when it did not run): accuracy before and
+        after the trigger, answers that turned wrong -> right and right -> wrong."""
+        pairs = [(p.correct, p.rethought.correct) for p in self.predictions if p.rethought is not None]
+        if not pairs:
+            return None
+        return {
+            "accuracy_before": sum(b for b, _ in pairs) / len(pairs),
+            "accuracy_after": sum(a for _, a in pairs) / len(pairs),
+            "wrong_to_right": float(sum(a and not b for b, a in pairs)),
+            "right_to_wrong": float(sum(b and not a for b, a in pairs)),
+        }
 
     @property
     def accuracy(self) -> float:
@@ -106,7 +121,12 @@ def evaluate(
     batch_queries: int = 64,
     params: SamplingParams | None = None,
     on_prediction: Callable[[Record, Prediction], None] | None = None,
+    rethink_trigger: str | None = None,
 ) -> EvalResult:
+    """Judge ``engine``'s answers to ``records`` (see the module docstring).
+    ``rethink_trigger``: test-time rethinking: after each first answer, the trigger is
+    appended and the policy continues greedily; the joined response is judged too
+    (``Prediction.rethought``, ``EvalResult.rethinking``)."""
     params = params or SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
     result = EvalResult(0, 0)
     per_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -116,7 +136,8 @@ def evaluate(
         if not pending:
             return
         groups = engine.generate([q for _, q in pending], params)
-        for (rec, q), group in zip(pending, groups):
+        rethought = _rethink_at_test(engine, encoder, pending, groups, rethink_trigger, max_new_tokens)
+        for k, ((rec, q), group) in enumerate(zip(pending, groups)):
             samples = []
             for comp in group:
                 verdict = grade(
@@ -141,6 +162,7 @@ def evaluate(
                 first.finished,
                 prompt=getattr(q, "text", ""),
                 samples=samples if len(samples) > 1 else [],
+                rethought=rethought[k] if rethought else None,
             )
             result.n_items += 1
             result.n_correct += int(pred.correct)
@@ -166,3 +188,26 @@ def evaluate(
     flush()
     result.by_category = {k: c / n for k, (c, n) in sorted(per_cat.items())}
     return result
+
+
+def _judged(text: str, rec: Record, finished: bool) -> JudgedSample:
+    verdict = grade(
+        text, rec.answer, choices=rec.choices, answer_type=rec.answer_type, precision=rec.precision, rules=EVAL_RULES
+    )
+    return JudgedSample(text, verdict.extracted, bool(verdict.correct), verdict.reason, finished)
+
+
+def _rethink_at_test(engine, encoder, pending, groups, trigger: str | None, max_new_tokens: int) -> list | None:
+    """Each first answer continued greedily after ``trigger`` (its end-of-sequence token
+    dropped), the joined response judged; None without a trigger."""
+    if not trigger:
+        return None
+    tokenizer = encoder.processor.tokenizer
+    trig = tokenizer.encode(trigger, add_special_tokens=False)
+    eos = set(getattr(engine, "eos_ids", ()) or ())
+    firsts = [g[0] for g in groups]
+    queries = [extend_query(q, [t for t in c.token_ids if t not in eos] + trig) for (_, q), c in zip(pending, firsts)]
+    conts = [g[0] for g in engine.generate(queries, SamplingParams(max_new_tokens=max_new_tokens, greedy=True))]
+    return [
+        _judged(c.text + trigger + cont.text, rec, cont.finished) for (rec, _), c, cont in zip(pending, firsts, conts)
+    ]

@@ -140,6 +140,9 @@ class TrainConfig:
     #: runs that draw different numbers of samples a step. 0: max_steps only
     max_samples: int = 0
     eval_every: int = 25
+    #: test-time rethinking in the test evaluation (first and last step): the trigger after
+    #: each greedy answer, the continuation judged (test/accuracy_after_rethink, ...)
+    rethink_at_test: bool = False
     save_every: int = 50
     keep_checkpoints: int = 2
     log_every: int = 1

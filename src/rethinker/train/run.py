@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import metric_names as M
-from ..algo.rethink import reflection_rate
+from ..algo.rethink import TEST_TRIGGER, reflection_rate
 from ..algo.ssr import SampleSelector
 from ..files import write_atomic
 from ..model.load import load_policy, pick_device, pick_dtype
@@ -42,6 +42,16 @@ from .distributed import (
 )
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
+
+
+def _verdicts(p) -> dict[str, Any]:
+    """One line of ``test-predictions-STEP.jsonl`` (with the verdict after a forced
+    trigger when test-time rethinking ran)."""
+    out = {"id": p.id, "category": p.category, "correct": bool(p.correct)}
+    if p.rethought is not None:
+        out["correct_after_rethink"] = bool(p.rethought.correct)
+    return out
+
 
 EVAL_ACCURACY = M.key(M.SPLIT_ACCURACY, split="eval")
 TEST_ACCURACY = M.key(M.SPLIT_ACCURACY, split="test")
@@ -106,6 +116,7 @@ class Run:
                 records[ctx.rank :: ctx.world],
                 max_new_tokens=cfg.rollout.eval_max_new_tokens or cfg.rollout.max_new_tokens,
                 batch_queries=cfg.rollout.max_batch_queries,
+                rethink_trigger=TEST_TRIGGER if cfg.rethink_at_test and split == "test" else None,
             )
         res = EvalResult.merged(ctx.gather_objects(res))
         lo, hi = res.confidence_interval()
@@ -119,6 +130,10 @@ class Run:
             M.key(M.TIME_SPLIT, split=split): time.perf_counter() - t,
             M.key(M.SPLIT_REFLECTION, split=split): reflection_rate([p.response for p in res.predictions]),
         }
+        if (rt := res.rethinking()) is not None:
+            row[M.key(M.SPLIT_AFTER_RETHINK, split=split)] = rt["accuracy_after"]
+            row[M.key(M.SPLIT_WRONG_TO_RIGHT, split=split)] = rt["wrong_to_right"]
+            row[M.key(M.SPLIT_RIGHT_TO_WRONG, split=split)] = rt["right_to_wrong"]
         row.update({M.key(M.SPLIT_CATEGORY_ACCURACY, split=split, category=k): v for k, v in res.by_category.items()})
         self.logger.log(row)
         if ctx.is_main:
@@ -129,10 +144,7 @@ class Run:
             if split == "test":
                 write_atomic(
                     self.run_dir / f"test-predictions-{step}.jsonl",
-                    "".join(
-                        json.dumps({"id": p.id, "category": p.category, "correct": bool(p.correct)}) + "\n"
-                        for p in res.predictions
-                    ),
+                    "".join(json.dumps(_verdicts(p)) + "\n" for p in res.predictions),
                 )
         return row
 
