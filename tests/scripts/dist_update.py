@@ -61,4 +61,5 @@ state = full_model_state(model, ctx) if ctx.enabled else {k: v.detach().clone() 
 if ctx.is_main:
     torch.save({"stats": out, "weights": state, "n": len(chosen)}, sys.argv[1])
 if ctx.enabled:
+    torch.distributed.barrier()  # rank 0 has written the file: no rank leaves while another still works
     torch.distributed.destroy_process_group()
