@@ -271,3 +271,18 @@ def test_streamed_records_are_read_once_per_run(tmp_path, monkeypatch, suffix):
     assert sorted(stored, key=lambda r: r["id"]) == sorted(
         lines(tmp_path / "whole" / "items.jsonl"), key=lambda r: r["id"]
     )
+
+
+def test_rethink_at_test_reports_the_answers_a_forced_trigger_changes(tmp_path, capsys):
+    out = tmp_path / "rt"
+    args = ["eval", "--benchmark", "toy", "--toy-items", "16", "--output-dir", str(out), "--quiet"]
+    assert main([*args, "--rethink-at-test"]) == 0
+    rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 16 and all(r["rethought"]["response"].startswith(r["response"] + "\n\nWait") for r in rows)
+    rt = json.loads((out / "summary.json").read_text())["toy"]["rethinking"]
+    before = sum(r["correct"] for r in rows)
+    after = sum(r["rethought"]["correct"] for r in rows)
+    assert (rt["accuracy_before"], rt["accuracy_after"]) == (before / 16, after / 16)
+    assert after - before == rt["wrong_to_right"] - rt["right_to_wrong"]
+    assert "test-time rethinking, toy:" in capsys.readouterr().out
+    assert main(args) == 2  # predictions made with the trigger are not mixed with plain ones

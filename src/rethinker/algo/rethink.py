@@ -329,3 +329,19 @@ def reflection_rate(texts: Sequence[str], *, released: bool = False) -> float:
         return 0.0
     hit = (lambda t: count_self_checks(t) > 0) if released else reflects
     return sum(bool(hit(t)) for t in texts) / len(texts)
+
+
+def rethink_effect(verdicts: Sequence[tuple[bool, bool]]) -> dict[str, float] | None:
+    """Test-time rethinking's effect from (correct before, correct after the trigger) per
+    answer: accuracy before and after, answers turned wrong -> right and right -> wrong
+    (None for no answers)."""
+    if not verdicts:
+        return None
+    n = len(verdicts)
+    return {
+        "n": float(n),
+        "accuracy_before": sum(b for b, _ in verdicts) / n,
+        "accuracy_after": sum(a for _, a in verdicts) / n,
+        "wrong_to_right": float(sum(a and not b for b, a in verdicts)),
+        "right_to_wrong": float(sum(b and not a for b, a in verdicts)),
+    }

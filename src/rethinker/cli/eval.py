@@ -101,6 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
     parser.add_argument("--restart", action="store_true", help="discard earlier predictions in --output-dir")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--rethink-at-test",
+        action="store_true",
+        help="test-time rethinking: after each greedy answer append a trigger, let the policy continue and "
+        "judge it again (accuracy before and after, wrong -> right, right -> wrong in summary.json)",
+    )
 
 
 def _stderr(msg: str) -> None:
@@ -116,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..algo.rethink import TEST_TRIGGER
     from ..model.load import load_policy, pick_device, pick_dtype
     from ..rollout.base import SamplingParams
     from ..rollout.hf import TransformersEngine
@@ -161,8 +168,15 @@ def run(args: argparse.Namespace) -> int:
         toy_items=cfg.toy_items,
         toy_seed=cfg.toy_seed,
         log=None if cfg.quiet else _stderr,
+        rethink_trigger=TEST_TRIGGER if cfg.rethink_at_test else None,
     )
     print(format_table(summary))
+    for name, s in summary.items():
+        if (rt := s.get("rethinking")) is not None:
+            print(
+                f"test-time rethinking, {name}: accuracy {rt['accuracy_before']:.3f} -> {rt['accuracy_after']:.3f} "
+                f"({rt['wrong_to_right']:.0f} wrong -> right, {rt['right_to_wrong']:.0f} right -> wrong)"
+            )
     print(
         f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
         f"(also summary.md, summary.csv)\npage: {out_dir / 'report.html'}"

@@ -52,7 +52,18 @@ DEFAULT_MAX_NEW_TOKENS = 8192
 #: Toy puzzles evaluated when ``--benchmark toy`` has no ``--data``.
 DEFAULT_TOY_ITEMS = 200
 #: Settings that change the predictions: a resumed run must match them.
-RUN_KEYS = ("model", "samples", "greedy", "temperature", "top_p", "top_k", "max_new_tokens", "min_pixels", "max_pixels")
+RUN_KEYS = (
+    "model",
+    "samples",
+    "greedy",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "min_pixels",
+    "max_pixels",
+    "rethink_at_test",
+)
 
 
 class EvalError(ValueError):
@@ -95,6 +106,8 @@ class EvalConfig:
     dtype: str = "auto"
     restart: bool = False
     quiet: bool = False
+    #: test-time rethinking: the trigger after each greedy answer, the continuation judged
+    rethink_at_test: bool = False
 
     def check(self) -> None:
         """Raise ``EvalError`` on a usage problem (no or unknown benchmark, missing data,
@@ -178,6 +191,10 @@ def prediction_row(benchmark: str, rec: Record, pred: Prediction) -> dict[str, A
     for key in GROUP_KEYS.get(benchmark, ()):
         if rec.meta.get(key) is not None:
             row[key] = rec.meta[key]
+    if pred.rethought is not None:  # test-time rethinking: the answer after the trigger
+        r = pred.rethought
+        row["rethought"] = {"response": r.response, "extracted": r.extracted, "correct": r.correct,
+                            "reason": r.reason, "finished": r.finished}  # fmt: skip
     if pred.samples:
         row["n_samples"] = pred.n_samples
         row["n_correct"] = pred.n_correct
@@ -255,6 +272,7 @@ def run_config(cfg: EvalConfig, model_path: str, max_new_tokens: int) -> dict[st
         "min_pixels": cfg.min_pixels,
         "max_pixels": cfg.max_pixels,
         "toy_seed": cfg.toy_seed,
+        **({"rethink_at_test": True} if cfg.rethink_at_test else {}),  # absent: runs before the flag
     }
 
 
@@ -335,6 +353,7 @@ def _evaluate_benchmark(
     batch_queries: int,
     pixels: tuple[int | None, int | None],
     log: Callable[[str], None] | None,
+    rethink_trigger: str | None = None,
 ) -> dict[str, Any]:
     """Judge the items of one loaded benchmark not in ``plog`` yet; its summary over the
     items selected (``limit``), earlier ones included."""
@@ -356,6 +375,7 @@ def _evaluate_benchmark(
             batch_queries=batch_queries,
             params=params,
             on_prediction=judged,
+            rethink_trigger=rethink_trigger,
         )
     new = judged.rows
     rows = [d if d is not None else new[rid] for rid, d in zip(ids, done) if d is not None or rid in new]
@@ -383,6 +403,7 @@ def evaluate_benchmarks(
     toy_items: int = DEFAULT_TOY_ITEMS,
     toy_seed: int = 0,
     log: Callable[[str], None] | None = None,
+    rethink_trigger: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate each benchmark through ``engine`` (any ``RolloutEngine``), append every
     judged item to ``out_dir/predictions.jsonl``, skip the items already there, and return
@@ -415,6 +436,7 @@ def evaluate_benchmarks(
                 batch_queries=batch_queries,
                 pixels=(min_pixels, max_pixels),
                 log=log,
+                rethink_trigger=rethink_trigger,
             )
     finally:
         plog.close()

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..algo.rethink import rethink_effect
 from ..data.io import reason_kind
 from ..files import write_atomic
 
@@ -144,6 +145,9 @@ def summarize(
         out["n_excluded"] = n_excluded
         kept = n + len(skipped)
         out["coverage"] = kept / (kept + n_excluded)
+    effect = rethink_effect([(bool(r["correct"]), bool(r["rethought"]["correct"])) for r in rows if r.get("rethought")])
+    if effect is not None:  # rethinker eval --rethink-at-test
+        out["rethinking"] = effect
     ref = REFERENCES.get(benchmark)
     if ref is not None:
         out["reference"] = asdict(ref)

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ..algo.rethink import rethink_effect
 from ..judge import EVAL_RULES, grade
 from ..records import Record, RecordError
 from .base import RolloutEngine, SamplingParams, extend_query
@@ -69,15 +70,7 @@ class EvalResult:
     def rethinking(self) -> dict[str, float] | None:
         """Test-time rethinking's effect (None when it did not run): accuracy before and
         after the trigger, answers that turned wrong -> right and right -> wrong."""
-        pairs = [(p.correct, p.rethought.correct) for p in self.predictions if p.rethought is not None]
-        if not pairs:
-            return None
-        return {
-            "accuracy_before": sum(b for b, _ in pairs) / len(pairs),
-            "accuracy_after": sum(a for _, a in pairs) / len(pairs),
-            "wrong_to_right": float(sum(a and not b for b, a in pairs)),
-            "right_to_wrong": float(sum(b and not a for b, a in pairs)),
-        }
+        return rethink_effect([(p.correct, p.rethought.correct) for p in self.predictions if p.rethought is not None])
 
     @property
     def accuracy(self) -> float:
