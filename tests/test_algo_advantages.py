@@ -93,3 +93,22 @@ def test_group_stats():
     assert s.all_wrong_share == 0.5
     assert s.correct_share == pytest.approx(3 / 8)
     assert s.reward_mean == pytest.approx((3 - 0.2) / 8)
+
+
+@pytest.mark.parametrize("scale", ["std", "none"])
+def test_advantages_by_group_match_fixed_groups_and_take_any_size(scale):
+    from rethinker.algo.advantages import advantages_by_group
+
+    torch.manual_seed(0)
+    r = torch.randint(0, 3, (24,)).double() / 2
+    fixed = group_advantages(r, 4, scale)
+    assert torch.allclose(advantages_by_group(r, [i // 4 for i in range(24)], scale), fixed, atol=1e-12)
+    # a group of 5 (4 slots + 1 appended rethink), a group of 1, an all-equal group of 3
+    r = torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.5])
+    adv = advantages_by_group(r, [0, 0, 0, 0, 0, 1, 2, 2, 2], scale)
+    assert torch.allclose(adv[:5], group_advantages(r[:5], 5, scale), atol=1e-12)
+    assert adv[5:].tolist() == [0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="same length"):
+        advantages_by_group(r, [0, 1], scale)
+    with pytest.raises(ValueError, match="NaN"):
+        advantages_by_group(torch.tensor([float("nan"), 1.0]), [0, 0], scale)

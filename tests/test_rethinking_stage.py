@@ -90,3 +90,24 @@ def test_test_time_rethinking_judges_each_answer_again_after_the_trigger(toy_pol
         rt["accuracy_before"] + (rt["wrong_to_right"] - rt["right_to_wrong"]) / n
     )
     assert rt["accuracy_after"] == sum(p.rethought.correct for p in res.predictions) / n
+
+
+def test_placement_append_keeps_the_original_and_adds_the_rethink_to_its_group():
+    from rethinker.algo.advantages import group_advantages
+    from rethinker.train.experience import with_advantages
+
+    cfg = RethinkConfig(skip_prob=0.0, cut_prob=0.0, generic_prob=0.0, min_continuation=1, max_continuation=200,
+                        placement="append")  # fmt: skip
+    out = force_rethinking(_experience(), Fixes(), Chars(), SamplingParams(n=2, max_new_tokens=64), RewardConfig(),
+                           cfg, np.random.default_rng(0))  # fmt: skip
+    assert [(s.reward, s.extra, s.group) for s in out.samples] == [(0.0, False, 0), (1.0, False, 0), (1.0, True, 0),
+                                                                   (1.0, True, 0)]  # fmt: skip
+    wrong, right = out.samples[:2]
+    assert wrong.judgement.text == "I count 3. \\boxed{3}" and wrong.rethink.kept  # the original stays
+    assert out.samples[2].judgement.text.startswith(wrong.judgement.text + cfg.wrong_trigger)
+    adv = with_advantages(out, 2, "std", 1e-6)
+    # one group of four (0, 1, 1, 1): the wrong original keeps its negative advantage
+    expected = group_advantages(torch.tensor([0.0, 1.0, 1.0, 1.0]), 4).tolist()
+    assert [s.advantage for s in adv.samples] == pytest.approx(expected) and adv.samples[0].advantage < 0
+    with pytest.raises(ValueError, match="placement"):
+        RethinkConfig(placement="swap")

@@ -257,7 +257,7 @@ def test_informative_groups_keep_whole_groups_with_a_nonzero_advantage():
     from rethinker.train.dynamic import informative_groups
 
     advs = [0, 0, 0, 0, 0.5, -0.5, 0, 0, 1, -1, 1, -1]  # groups of 4: none, partly, all non-zero
-    samples = [Sample(advantage=a, reward=0.0, step=i) for i, a in enumerate(advs)]
+    samples = [Sample(advantage=a, reward=0.0, group=i // 4, step=i) for i, a in enumerate(advs)]
     assert [s.step for s in informative_groups(samples, 4)] == [4, 5, 6, 7, 8, 9, 10, 11]
     assert informative_groups(samples[:4], 4) == []
 

@@ -15,6 +15,7 @@ Rewards are laid out group after group: ``rewards[g * G : (g + 1) * G]`` is grou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +77,34 @@ def group_advantages(
     all_equal = r.max(dim=1, keepdim=True).values == r.min(dim=1, keepdim=True).values
     adv = torch.where(all_equal, torch.zeros_like(adv), adv)
     return adv.reshape(-1).to(dtype=out_dtype, device=device)
+
+
+def advantages_by_group(
+    rewards: Tensor, group_ids: Sequence[int], scale: AdvantageScale = "std", eps: float = 1e-6
+) -> Tensor:
+    """``group_advantages`` for groups of any size: ``group_ids[i]`` names response i's
+    group (a group may hold G first-pass responses plus kept rethinks). The same formula
+    per group; returned in the rewards' floating dtype (float32 for integer input)."""
+    check_advantage_scale(scale)
+    r_all = torch.as_tensor(rewards)
+    if r_all.dim() != 1 or r_all.numel() != len(group_ids):
+        raise ValueError(
+            f"rewards [N] and group_ids must have the same length, got {tuple(r_all.shape)}, {len(group_ids)}"
+        )
+    if not torch.isfinite(r_all.double()).all():
+        raise ValueError("rewards contain NaN or inf")
+    out_dtype = r_all.dtype if r_all.is_floating_point() else torch.float32
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(group_ids):
+        members.setdefault(int(g), []).append(i)
+    adv = torch.zeros(len(group_ids), dtype=torch.float64)
+    for idx in members.values():
+        r = r_all.double()[idx]
+        if len(idx) < 2 or r.max() == r.min():
+            continue  # one response, or all equal: exactly 0
+        centred = r - r.mean()
+        adv[idx] = centred / (r.std() + eps) if scale == "std" else centred
+    return adv.to(dtype=out_dtype, device=r_all.device)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ __all__ = [
 
 
 FIRST_PASS_LOSSES: tuple[str, ...] = ("train", "mask-wrong")
+PLACEMENTS: tuple[str, ...] = ("replace", "append")
 #: The trigger of test-time rethinking (the released code's most frequent generic one):
 #: appended after a greedy answer to measure whether the policy corrects itself.
 TEST_TRIGGER = "\n\nWait, does it seem right?"
@@ -96,6 +97,9 @@ class RethinkConfig:
     first_pass_loss: str = "train"
     #: force the trigger only after first answers judged right (self-verification only)
     only_correct: bool = False
+    #: where a kept rethink goes: ``replace`` its original in the group (as released), or
+    #: ``append`` it to the group beside the original (each with its own reward and advantage)
+    placement: str = "replace"
     temperature: float = 0.9
     #: scale the token thresholds (set for 2048-token responses) to the response limit
     scale_to_response_limit: bool = True
@@ -113,6 +117,8 @@ class RethinkConfig:
             raise ValueError(
                 f"need 0 <= min_continuation < max_continuation, got {self.min_continuation}, {self.max_continuation}"
             )
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {'|'.join(PLACEMENTS)}, got {self.placement!r}")
         if self.first_pass_loss not in FIRST_PASS_LOSSES:
             raise ValueError(
                 f"first_pass_loss must be one of {'|'.join(FIRST_PASS_LOSSES)}, got {self.first_pass_loss!r}"

@@ -74,6 +74,9 @@ class Sample:
     correct: bool | None = None
     judgement: Judgement | None = None
     rethink: RethinkAttempt | None = None
+    #: an extra member of its group: a kept rethink added beside its original
+    #: (``rethink.placement append``), not one of the group's G first-pass slots
+    extra: bool = False
 
     @property
     def valid(self) -> bool:

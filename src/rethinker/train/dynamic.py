@@ -4,7 +4,7 @@ groups, or ``rollout.max_sampling_rounds`` draws were made; only those groups ar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from .. import metric_names as M
@@ -13,22 +13,26 @@ from .distributed import DistContext, merge_metrics
 from .experience import Experience
 
 
+def groups_of(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """The samples by group (``sample.group``), in order; a group's members are contiguous."""
+    groups: dict[int, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.group, []).append(s)
+    return list(groups.values())
+
+
 def informative_groups(samples: list[Sample], group_size: int) -> list[Sample]:
-    """The samples of the groups (consecutive ``group_size`` samples) with a non-zero advantage."""
-    return [
-        s
-        for g in range(0, len(samples), group_size)
-        if any(x.advantage != 0 for x in samples[g : g + group_size])
-        for s in samples[g : g + group_size]
-    ]
+    """The samples of the groups with a non-zero advantage. Groups are ``sample.group``
+    (``group_size`` first-pass responses, plus any kept rethink appended to them)."""
+    return [s for g in groups_of(samples) if any(x.advantage != 0 for x in g) for s in g]
 
 
 def keep_informative(exp: Experience, group_size: int, first_group: int = 0) -> Experience:
     """The informative groups of one draw with their records, the groups renumbered from
     ``first_group`` (so that ``sample.group`` indexes the records of the joined draws)."""
-    kept = informative_groups(list(exp.samples), group_size)
-    records = tuple(exp.records[kept[g].group] for g in range(0, len(kept), group_size))
-    samples = [replace(s, group=first_group + i // group_size) for i, s in enumerate(kept)]
+    kept = groups_of(informative_groups(list(exp.samples), group_size))
+    records = tuple(exp.records[g[0].group] for g in kept)
+    samples = [replace(s, group=first_group + k) for k, g in enumerate(kept) for s in g]
     return replace(exp, records=records, samples=tuple(samples))
 
 
@@ -36,15 +40,16 @@ def draw_informative(draw: Callable[[], Experience], group_size: int, max_rounds
     """The informative groups of up to ``max_rounds`` draws, at most one draw's worth.
     Every rank makes the same number of rounds (a round gathers the sharded policy)."""
     first = draw()
-    target = len(first.samples) // group_size
+    target = len(first.records)  # one draw's worth of groups
     rounds = [first]
     kept = keep_informative(first, group_size)
-    while len(rounds) < max_rounds and ctx.sum_float(max(target - len(kept.samples) // group_size, 0)) > 0:
+    while len(rounds) < max_rounds and ctx.sum_float(max(target - len(kept.records), 0)) > 0:
         more = draw()
         rounds.append(more)
         more = keep_informative(more, group_size, first_group=len(kept.records))
         kept = replace(kept, records=kept.records + more.records, samples=kept.samples + more.samples)
-    samples, records = kept.samples[: target * group_size], kept.records[:target]
+    records = kept.records[:target]
+    samples = tuple(s for s in kept.samples if s.group < target)
     generated = tuple(r for e in rounds for r in e.generated)
     metrics = merge_metrics([e.metrics for e in rounds], [len(e.samples) for e in rounds])
     for k in {k for e in rounds for k in e.metrics if k.startswith("time/") or k == M.ROLLOUT_TOKENS}:
@@ -53,7 +58,7 @@ def draw_informative(draw: Callable[[], Experience], group_size: int, max_rounds
         {
             M.DYNAMIC_ROUNDS: len(rounds),
             M.DYNAMIC_GENERATED: len(generated) // group_size,
-            M.DYNAMIC_KEPT: len(samples) // group_size,
+            M.DYNAMIC_KEPT: len(records),
         }
     )
     return Experience(records, samples, metrics, generated, sum(e.skipped for e in rounds))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import metric_names as M
-from ..algo.advantages import group_advantages, group_stats
+from ..algo.advantages import advantages_by_group, group_advantages, group_stats
 from ..algo.rethink import reflection_rate
 from ..algo.sample import Judgement, Sample
 from ..judge import INVALID_RULES, RewardConfig, RewardResult, reward
@@ -125,8 +125,13 @@ def judge(
 
 
 def with_advantages(exp: Experience, group_size: int, scale: str, eps: float) -> Experience:
-    """The experience with each sample's group advantage (``algo.advantages``)."""
-    adv = group_advantages(exp.rewards, group_size, scale, eps).tolist()
+    """The experience with each sample's group advantage (``algo.advantages``; groups of
+    any size once ``rethink.placement append`` added kept rethinks to them)."""
+    ids = [s.group for s in exp.samples]
+    if ids == [i // group_size for i in range(len(ids))]:  # G consecutive responses a group
+        adv = group_advantages(exp.rewards, group_size, scale, eps).tolist()
+    else:
+        adv = advantages_by_group(exp.rewards, ids, scale, eps).tolist()
     return exp.with_samples([replace(s, advantage=a) for s, a in zip(exp.samples, adv)])
 
 

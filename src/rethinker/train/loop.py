@@ -180,7 +180,9 @@ def _draw(run: Run, step: int, rethink: RethinkConfig | None, sampling: Sampling
             )
             exp = advantages(exp, G, **scale)
     metrics = {**metrics, **exp.metrics, **final_metrics(exp)}
-    return replace(exp, metrics=metrics, generated=tuple(s.reward for s in exp.samples), skipped=len(bad))
+    # the G slots of each group (after Forced Rethinking replaced some), not the extra members
+    generated = tuple(s.reward for s in exp.samples if not s.extra)
+    return replace(exp, metrics=metrics, generated=generated, skipped=len(bad))
 
 
 def _with_behaviour(run: Run, exp: Experience) -> Experience:

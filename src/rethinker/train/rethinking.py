@@ -63,14 +63,16 @@ def force_rethinking(
     verdict = accept(
         plans, [c.text for c in conts], [len(c.token_ids) for c in conts], [bool(r.correct) for r in joined], cfg
     )
+    extras: dict[int, list[Sample]] = {}  # placement append: kept rethinks, by the group they join
     for k, p in enumerate(plans):
         attempt = _attempt(p, conts[k], samples[p.index], verdict.kept[k], verdict.reasons[k], bool(joined[k].correct))
-        if not attempt.kept:
+        if not attempt.kept or cfg.placement == "append":
             samples[p.index] = replace(samples[p.index], rethink=attempt)
+        if not attempt.kept:
             continue
         train_first = cfg.first_pass_loss == "train" or p.first_correct  # mask-wrong: not a wrong one
         ids, mask = join_tokens(*prefixes[k], conts[k].token_ids, cfg.train_on_trigger, train_first)
-        samples[p.index] = replace(
+        rethought = replace(
             samples[p.index],
             reward=float(joined[k].value),
             completion_ids=ids.tolist(),
@@ -78,9 +80,23 @@ def force_rethinking(
             correct=bool(joined[k].correct),
             judgement=judgement(joined_texts[k], conts[k].finished, joined[k]),
             rethink=attempt,
+            extra=cfg.placement == "append",
         )
+        if rethought.extra:
+            extras.setdefault(rethought.group, []).append(rethought)
+        else:
+            samples[p.index] = rethought
+    if extras:  # each group's extra members follow its G slots (groups stay contiguous)
+        samples = [x for g in _by_group(samples) for x in g + extras.get(g[0].group, [])]
     metrics = _metrics(plans, verdict, conts)
     return exp.with_samples(samples, **metrics, **{M.TIME_RETHINK: time.perf_counter() - t0})
+
+
+def _by_group(samples: list[Sample]) -> list[list[Sample]]:
+    groups: dict[int, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.group, []).append(s)
+    return list(groups.values())
 
 
 def _metrics(plans: list[RethinkPlan], verdict: Acceptance, conts: list[Completion]) -> dict[str, float]:
