@@ -3,6 +3,7 @@
     python benchmarks/toy_ablation.py [--seeds N] [--steps S] [--jobs J] [--out DIR] [--only V ...]
         [--write-doc docs/results.md] [-- extra train flags]
     python benchmarks/toy_ablation.py --from-results --out DIR --write-doc docs/results.md   # tables from saved runs
+    python benchmarks/toy_ablation.py --experiment E1|E2 ...   # the pre-registered experiments (docs/experiments.md)
 
 Six variants (each one flag away from plain GRPO; everything else is the toy preset):
 
@@ -51,6 +52,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,45 @@ VARIANTS: dict[str, list[str]] = {
     "GRPO+SSR+Rethink": ["--ssr", "paper", "--rethink", "on"],
 }
 SAMPLES_PER_STEP = 8 * 8  # the toy preset's queries per step x G
+
+_SSR_RETHINK = ["--ssr", "paper", "--rethink", "on"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A set of variants run on the same seeds and budget (``docs/experiments.md`` states
+    each one before its runs): the variants' flags, flags every run gets, its section of
+    docs/results.md, the default seed count."""
+
+    variants: dict[str, list[str]]
+    common: tuple[str, ...] = ()
+    section: str = "toy_ablation"
+    seeds: int = 5
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "ablation": Experiment(VARIANTS),
+    # E1: why Forced Rethinking hurts (each variant one change of SSR + Forced Rethinking)
+    "E1": Experiment(
+        {
+            "GRPO": VARIANTS["GRPO"],
+            "GRPO+SSR+Rethink": _SSR_RETHINK,
+            "Released recipe": [*_SSR_RETHINK, "--algo.sft-coef", "0.05", "--reward.reflection-shaping", "on"],
+            "Mask wrong first pass": [*_SSR_RETHINK, "--rethink.first-pass-loss", "mask-wrong"],
+            "Append": [*_SSR_RETHINK, "--rethink.placement", "append"],
+            "Verify only": [*_SSR_RETHINK, "--rethink.only-correct", "on"],
+        },
+        common=("--rethink-at-test", "on"),
+        section="toy_e1",
+    ),
+    # E2: SSR with the power to see an effect, and the update norm behind the hypothesis
+    "E2": Experiment(
+        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
+        common=("--optim.log-update-norm", "on"),
+        section="toy_e2",
+        seeds=10,
+    ),
+}
 
 
 def read_rows(run_dir: Path) -> list[dict]:
@@ -263,27 +304,32 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def write_doc(path: Path, results: dict[str, list[dict]], seeds: list[int], steps: int) -> None:
-    """Section ``toy_ablation`` of ``path`` (docs/results.md): the tables this script prints,
-    and the plot, written to ``images/toy_ablation.png`` beside the document."""
+def write_doc(
+    path: Path, results: dict[str, list[dict]], seeds: list[int], steps: int, section: str = "toy_ablation"
+) -> None:
+    """Section ``section`` of ``path`` (docs/results.md): the tables this script prints,
+    and the plot, written to ``images/SECTION.png`` beside the document."""
     from _doc import provenance, replace_section  # benchmarks/_doc.py (this script's folder)
 
-    image = Path(path).parent / "images" / "toy_ablation.png"
+    image = Path(path).parent / "images" / f"{section}.png"
     image.parent.mkdir(parents=True, exist_ok=True)
     plot(results, image)
     rel = os.path.relpath(image, Path(path).parent).replace(os.sep, "/")
     alt = "Toy ablation: dev accuracy against samples, zero-advantage share and reflection rate against steps"
-    replace_section(path, "toy_ablation", f"{provenance()}\n\n{table(results, seeds, steps)}\n\n![{alt}]({rel})")
+    replace_section(path, section, f"{provenance()}\n\n{table(results, seeds, steps)}\n\n![{alt}]({rel})")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=None, help="paired seeds (default: the experiment's)")
     ap.add_argument("--steps", type=int, default=300, help="rollout steps of the schedule; budget = steps x 64 samples")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores shared by the runs")
-    ap.add_argument("--out", default="runs/ablation")
-    ap.add_argument("--only", nargs="+", choices=list(VARIANTS), help="run only these variants (GRPO is always run)")
+    ap.add_argument("--out", default=None, help="runs folder (default: runs/EXPERIMENT)")
+    ap.add_argument(
+        "--experiment", choices=list(EXPERIMENTS), default="ablation", help="which pre-registered set of variants"
+    )
+    ap.add_argument("--only", nargs="+", help="run only these variants of the experiment (GRPO is always run)")
     ap.add_argument(
         "--from-results", action="store_true", help="train nothing: analyse the finished runs saved in --out"
     )
@@ -292,13 +338,17 @@ def main() -> int:
 
     add_argument(ap)
     args = ap.parse_args()
+    exp = EXPERIMENTS[args.experiment]
+    unknown = sorted(set(args.only or ()) - set(exp.variants))
+    if unknown:
+        ap.error(f"--only: {unknown} are not variants of {args.experiment} ({', '.join(exp.variants)})")
     if args.write_doc:
-        check_section(args.write_doc, "toy_ablation")  # a wrong file fails now, not after hours
-    out = Path(args.out)
+        check_section(args.write_doc, exp.section)  # a wrong file fails now, not after hours
+    out = Path(args.out or f"runs/{args.experiment}")
     out.mkdir(parents=True, exist_ok=True)
     threads = max(1, args.threads // max(1, args.jobs))
-    names = ["GRPO", *[n for n in VARIANTS if n != "GRPO" and (not args.only or n in args.only)]]
-    seeds = list(range(args.seeds))
+    names = ["GRPO", *[n for n in exp.variants if n != "GRPO" and (not args.only or n in args.only)]]
+    seeds = list(range(args.seeds or exp.seeds))
     todo = [(name, seed) for seed in seeds for name in names]
     if args.from_results:
         missing = [str(run_dir_of(out, n, s)) for n, s in todo if not finished(run_dir_of(out, n, s))]
@@ -307,7 +357,10 @@ def main() -> int:
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
-            (n, s): pool.submit(run_variant, n, VARIANTS[n], s, args.steps, threads, out, args.extra) for n, s in todo
+            (n, s): pool.submit(
+                run_variant, n, [*exp.variants[n], *exp.common], s, args.steps, threads, out, args.extra
+            )
+            for n, s in todo
         }
         results = {n: [summarize(futures[n, s].result()) for s in seeds] for n in names}
     text = table(results, seeds, args.steps)
@@ -320,8 +373,8 @@ def main() -> int:
     plot(results, out / "ablation.png")
     print(f"plot: {out / 'ablation.png'}")
     if args.write_doc:
-        write_doc(Path(args.write_doc), results, seeds, args.steps)
-        print(f"wrote section 'toy_ablation' of {args.write_doc}")
+        write_doc(Path(args.write_doc), results, seeds, args.steps, exp.section)
+        print(f"wrote section '{exp.section}' of {args.write_doc}")
     return 0
 
 

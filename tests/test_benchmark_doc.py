@@ -117,7 +117,8 @@ def test_every_writing_script_has_its_section_in_docs_results():
         src = script.read_text(encoding="utf-8")
         names |= set(re.findall(r'StdoutSection\(args\.write_doc, "(\w+)"', src))
         names |= set(re.findall(r'replace_section\(path, "(\w+)"', src))
-    assert {"toy_ablation", "judge_agreement", "data_scale", "vs_trl"} <= names
+        names |= set(re.findall(r'section(?::\s*str)?\s*=\s*"(\w+)"', src))  # toy_ablation's experiments
+    assert {"toy_ablation", "toy_e1", "toy_e2", "judge_agreement", "data_scale", "vs_trl"} <= names
     for name in names:
         _doc.check_section(doc, name)
     for link in re.findall(r"\]\(([^)#:]+)\)", doc.read_text(encoding="utf-8")):

@@ -156,3 +156,24 @@ def test_each_variant_is_one_flag_set_the_trainer_accepts(name):
     assert cfg.rethink.enabled == ("Rethink" in name)
     assert cfg.rollout.dynamic_sampling == ("Dyn" in name)
     assert (cfg.ssr.max_age == 4) == ("released" in name)
+
+
+@pytest.mark.parametrize(
+    "exp, name", [(e, n) for e in ("E1", "E2") for n in ta.EXPERIMENTS[e].variants], ids=lambda x: str(x)
+)
+def test_each_pre_registered_variant_is_a_flag_set_the_trainer_accepts(exp, name):
+    """E1 and E2 as docs/experiments.md states them: one change each, common flags on all."""
+    from rethinker.train.config import parse_overrides, resolve
+
+    e = ta.EXPERIMENTS[exp]
+    cfg = resolve(None, parse_overrides([*e.variants[name], *e.common]))
+    assert (cfg.rethink_at_test, cfg.optim.log_update_norm) == (exp == "E1", exp == "E2")
+    assert cfg.rethink.enabled == (name != "GRPO" and exp == "E1")
+    changed = {
+        "Released recipe": (cfg.algo.sft_coef, cfg.reward.reflection_shaping) == (0.05, True),
+        "Mask wrong first pass": cfg.rethink.first_pass_loss == "mask-wrong",
+        "Append": cfg.rethink.placement == "append",
+        "Verify only": cfg.rethink.only_correct,
+    }
+    assert [k for k, v in changed.items() if v] == ([name] if name in changed else [])
+    assert e.section in (ROOT / "docs" / "results.md").read_text()
