@@ -131,32 +131,7 @@ def evaluate(
         groups = engine.generate([q for _, q in pending], params)
         rethought = _rethink_at_test(engine, encoder, pending, groups, rethink_trigger, max_new_tokens)
         for k, ((rec, q), group) in enumerate(zip(pending, groups)):
-            samples = []
-            for comp in group:
-                verdict = grade(
-                    comp.text,
-                    rec.answer,
-                    choices=rec.choices,
-                    answer_type=rec.answer_type,
-                    precision=rec.precision,
-                    rules=EVAL_RULES,
-                )
-                samples.append(
-                    JudgedSample(comp.text, verdict.extracted, bool(verdict.correct), verdict.reason, comp.finished)
-                )
-            first = samples[0]
-            pred = Prediction(
-                rec.id,
-                rec.category,
-                first.response,
-                first.extracted,
-                first.correct,
-                first.reason,
-                first.finished,
-                prompt=getattr(q, "text", ""),
-                samples=samples if len(samples) > 1 else [],
-                rethought=rethought[k] if rethought else None,
-            )
+            pred = _prediction(rec, q, group, rethought[k] if rethought else None)
             result.n_items += 1
             result.n_correct += int(pred.correct)
             cat = per_cat[rec.category or "all"]
@@ -181,6 +156,24 @@ def evaluate(
     flush()
     result.by_category = {k: c / n for k, (c, n) in sorted(per_cat.items())}
     return result
+
+
+def _prediction(rec: Record, q, group: list, rethought: JudgedSample | None) -> Prediction:
+    """A judged query: its first sample's verdict on top, every sample when there are several."""
+    samples = [_judged(comp.text, rec, comp.finished) for comp in group]
+    first = samples[0]
+    return Prediction(
+        rec.id,
+        rec.category,
+        first.response,
+        first.extracted,
+        first.correct,
+        first.reason,
+        first.finished,
+        prompt=getattr(q, "text", ""),
+        samples=samples if len(samples) > 1 else [],
+        rethought=rethought,
+    )
 
 
 def _judged(text: str, rec: Record, finished: bool) -> JudgedSample:

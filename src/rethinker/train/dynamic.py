@@ -4,21 +4,13 @@ groups, or ``rollout.max_sampling_rounds`` draws were made; only those groups ar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 
 from .. import metric_names as M
 from ..algo.sample import Sample
 from .distributed import DistContext, merge_metrics
-from .experience import Experience
-
-
-def groups_of(samples: Sequence[Sample]) -> list[list[Sample]]:
-    """The samples by group (``sample.group``), in order; a group's members are contiguous."""
-    groups: dict[int, list[Sample]] = {}
-    for s in samples:
-        groups.setdefault(s.group, []).append(s)
-    return list(groups.values())
+from .experience import Experience, groups_of
 
 
 def informative_groups(samples: list[Sample], group_size: int) -> list[Sample]:

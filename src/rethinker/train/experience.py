@@ -47,6 +47,15 @@ class Experience:
         return replace(self, samples=tuple(samples), metrics={**self.metrics, **metrics})
 
 
+def groups_of(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """The samples by group (``sample.group``), in order; a group's members are contiguous
+    (G first-pass responses, plus any kept rethink appended to them)."""
+    groups: dict[int, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.group, []).append(s)
+    return list(groups.values())
+
+
 def encode_batch(
     encoder: PromptEncoder, records: list[Record]
 ) -> tuple[list[Record], list[QueryInputs], list[tuple[str, str]]]:

@@ -14,7 +14,7 @@ from ..algo.rethink import Acceptance, RethinkConfig, RethinkPlan, accept, join_
 from ..algo.sample import RethinkAttempt, Sample
 from ..judge import RewardConfig
 from ..rollout.base import Completion, RolloutEngine, SamplingParams, extend_query
-from .experience import Experience, judgement, score
+from .experience import Experience, groups_of, judgement, score
 
 
 def force_rethinking(
@@ -45,16 +45,7 @@ def force_rethinking(
             **{M.RETHINK_ATTEMPTS: 0, M.RETHINK_ACCEPTED: 0, M.RETHINK_ACCEPTANCE: 0.0, M.RETHINK_TOKENS: 0},
             **{M.TIME_RETHINK: time.perf_counter() - t0},
         )
-    eos = set(getattr(engine, "eos_ids", ()) or ())
-    prefixes = [_prefix_ids(p, samples[p.index], tokenizer, eos) for p in plans]
-    cont_queries = [extend_query(samples[p.index].prompt, a + b) for p, (a, b) in zip(plans, prefixes)]
-    cont_params = SamplingParams.from_sampling(
-        params,
-        max_new_tokens=min(cfg.max_continuation, params.max_new_tokens),
-        temperature=cfg.temperature,
-        n=1,
-    )
-    conts = [g[0] for g in engine.generate(cont_queries, cont_params)]
+    prefixes, conts = _continue(engine, tokenizer, samples, plans, params, cfg)
     joined_texts = [p.first_text + p.trigger + c.text for p, c in zip(plans, conts)]
     joined = [
         score(t, exp.records[samples[p.index].group], c.finished, reward_cfg)
@@ -87,16 +78,23 @@ def force_rethinking(
         else:
             samples[p.index] = rethought
     if extras:  # each group's extra members follow its G slots (groups stay contiguous)
-        samples = [x for g in _by_group(samples) for x in g + extras.get(g[0].group, [])]
+        samples = [x for g in groups_of(samples) for x in g + extras.get(g[0].group, [])]
     metrics = _metrics(plans, verdict, conts)
     return exp.with_samples(samples, **metrics, **{M.TIME_RETHINK: time.perf_counter() - t0})
 
 
-def _by_group(samples: list[Sample]) -> list[list[Sample]]:
-    groups: dict[int, list[Sample]] = {}
-    for s in samples:
-        groups.setdefault(s.group, []).append(s)
-    return list(groups.values())
+def _continue(
+    engine: RolloutEngine, tokenizer, samples: list[Sample], plans: list[RethinkPlan], params, cfg: RethinkConfig
+) -> tuple[list[tuple[list[int], list[int]]], list[Completion]]:
+    """Each planned response's prefix ids (first pass, trigger) and the policy's
+    continuation from there (one sample each, at the rethinking temperature)."""
+    eos = set(getattr(engine, "eos_ids", ()) or ())
+    prefixes = [_prefix_ids(p, samples[p.index], tokenizer, eos) for p in plans]
+    queries = [extend_query(samples[p.index].prompt, a + b) for p, (a, b) in zip(plans, prefixes)]
+    cont_params = SamplingParams.from_sampling(
+        params, max_new_tokens=min(cfg.max_continuation, params.max_new_tokens), temperature=cfg.temperature, n=1
+    )
+    return prefixes, [g[0] for g in engine.generate(queries, cont_params)]
 
 
 def _metrics(plans: list[RethinkPlan], verdict: Acceptance, conts: list[Completion]) -> dict[str, float]:

@@ -267,6 +267,21 @@ def chunk_loss(
     return loss, st, terms, float(ent_tokens)
 
 
+def _mini_batches(model, samples: list[Sample], optim, pad_id: int, ctx: DistContext) -> list[list[Sample]]:
+    """The optimizer steps' mini-batches; with more than one, this rank's samples carry the
+    current policy's log-probs first (the later steps train on a policy that moved)."""
+    mini = optim.mini_batch_size or len(samples)
+    minis = [samples[i : i + mini] for i in range(0, len(samples), mini)]
+    if len(minis) == 1:
+        return minis
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    with gathered(model, ctx):
+        local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
+        filled = with_behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
+    new = {id(old): s for old, s in zip(local_all, filled)}
+    return [[new.get(id(s), s) for s in mb] for mb in minis]
+
+
 def _lockstep_chunks(mb: list[Sample], ctx: DistContext, optim) -> list[Chunk]:
     """This rank's micro-batches of mini-batch ``mb``, padded with zero-weight fillers to
     the count of the rank with the most (each FSDP forward/backward is a collective)."""
@@ -347,15 +362,7 @@ def policy_update(
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     t0 = time.perf_counter()
-    samples = list(samples)
-    mini = optim.mini_batch_size or len(samples)
-    minis = [samples[i : i + mini] for i in range(0, len(samples), mini)]
-    if len(minis) > 1:
-        with gathered(model, ctx):
-            local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
-            filled = with_behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
-        new = {id(old): s for old, s in zip(local_all, filled)}
-        minis = [[new.get(id(s), s) for s in mb] for mb in minis]
+    minis = _mini_batches(model, list(samples), optim, pad_id, ctx)
     stats = UpdateStats(streak=nonfinite_streak)
     for mb in minis:
         denom = Denominators.of(mb, algo.aggregation, ctx.world, correct_reward)
