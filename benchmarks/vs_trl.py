@@ -474,7 +474,7 @@ def main() -> int:
         ap.error("--steps, --threads and --repeats must be >= 1, --warmup >= 0")
     if args.worker:
         return worker(args)
-    doc = StdoutSection(args.write_doc, "vs_trl")  # the workers' output is not the table
+    doc = StdoutSection(args.write_doc, "vs_trl", fence=True)  # the workers' output is not the table
     names = [args.only] if args.only else list(FRAMEWORKS)
     if "trl" in names:
         try:
