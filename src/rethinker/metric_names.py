@@ -184,6 +184,10 @@ SPLIT_RIGHT_TO_WRONG = _m("{split}/right_to_wrong", "answers the forced rethink 
 SPLIT_CATEGORY_ACCURACY = _m("{split}/accuracy/{category}", "greedy accuracy per category (toy: puzzle kind)", "global")
 _section = ""
 
+#: the members of the evaluation families that the trainer and the report read by name
+EVAL_ACCURACY, EVAL_CI_LOW, EVAL_CI_HIGH = (key(n, split="eval") for n in (SPLIT_ACCURACY, SPLIT_CI_LOW, SPLIT_CI_HIGH))
+TEST_ACCURACY = key(SPLIT_ACCURACY, split="test")
+
 
 def merge_kind(name: str) -> str:
     """How ranks combine ``name`` (``mean`` for a global key or one outside the schema)."""

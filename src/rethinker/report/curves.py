@@ -27,8 +27,6 @@ from typing import Any
 
 from .. import metric_names as M
 
-EVAL_ACC, EVAL_LO, EVAL_HI = (M.key(n, split="eval") for n in (M.SPLIT_ACCURACY, M.SPLIT_CI_LOW, M.SPLIT_CI_HIGH))
-
 COLORS = {
     "correct": "#2e7d32",
     "mixed": "#f9a825",
@@ -73,7 +71,7 @@ class Panel:
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel("eval", "held-out (dev) accuracy (greedy, 95% CI)", ((EVAL_ACC, "accuracy"),), "eval"),
+    Panel("eval", "held-out (dev) accuracy (greedy, 95% CI)", ((M.EVAL_ACCURACY, "accuracy"),), "eval"),
     Panel("reward", "reward and training accuracy", ((M.REWARD_MEAN, "reward (mean)"), (M.ACCURACY, "train accuracy"))),
     Panel(
         "groups",
@@ -146,7 +144,7 @@ def step_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def eval_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """One row per evaluation (those with a confidence interval), by step."""
-    by_step = {r[M.STEP]: r for r in rows if r.get(EVAL_ACC) is not None and EVAL_LO in r}
+    by_step = {r[M.STEP]: r for r in rows if r.get(M.EVAL_ACCURACY) is not None and M.EVAL_CI_LOW in r}
     return [by_step[s] for s in sorted(by_step)]
 
 
@@ -183,9 +181,9 @@ def _draw(ax, panel: Panel, rows: Sequence[Mapping[str, Any]]) -> None:
     if panel.kind == "eval":
         ev = eval_rows(rows)
         xs = [int(r[M.STEP]) for r in ev]
-        ys = [float(r[EVAL_ACC]) for r in ev]
-        lo = [float(r.get(EVAL_LO, y)) for r, y in zip(ev, ys)]
-        hi = [float(r.get(EVAL_HI, y)) for r, y in zip(ev, ys)]
+        ys = [float(r[M.EVAL_ACCURACY]) for r in ev]
+        lo = [float(r.get(M.EVAL_CI_LOW, y)) for r, y in zip(ev, ys)]
+        hi = [float(r.get(M.EVAL_CI_HIGH, y)) for r, y in zip(ev, ys)]
         ax.fill_between(xs, lo, hi, color=COLORS["a"], alpha=0.18, linewidth=0, label="95% CI")
         ax.errorbar(
             xs,

@@ -38,7 +38,7 @@ from .host import proc_status_bytes, release_free_heap
 from .metrics import console_line, step_row
 from .preempt import Preempted, StopFlag, cut_short
 from .rethinking import force_rethinking
-from .run import EVAL_ACCURACY, Run, setup
+from .run import Run, setup
 from .update import Diverged, policy_update, with_behaviour_logprobs
 
 
@@ -122,7 +122,7 @@ def _log_step(
     t_eval, evaluated = time.perf_counter(), {}
     if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last):
         evaluated = run.evaluate(step)
-        row[EVAL_ACCURACY] = evaluated.get(EVAL_ACCURACY)
+        row[M.EVAL_ACCURACY] = evaluated.get(M.EVAL_ACCURACY)
     row.update({M.TIME_OVERHEAD: t_eval - t_book, M.TIME_STEP: t_eval - t0})
     run.logger.log(row)
     return row, evaluated

@@ -139,7 +139,7 @@ def console_line(row: dict[str, Any]) -> str:
         (M.RETHINK_ACCEPTED, "rethink"),
         (M.LOSS_POLICY, "loss"),
         (M.TIME_STEP, "s/step"),
-        (M.key(M.SPLIT_ACCURACY, split="eval"), "EVAL"),
+        (M.EVAL_ACCURACY, "EVAL"),
     ]
     parts = []
     for k, short in keys:

@@ -53,10 +53,6 @@ def _verdicts(p) -> dict[str, Any]:
     return out
 
 
-EVAL_ACCURACY = M.key(M.SPLIT_ACCURACY, split="eval")
-TEST_ACCURACY = M.key(M.SPLIT_ACCURACY, split="test")
-
-
 class NullLogger:
     """Ranks other than the main one log nothing."""
 
@@ -235,10 +231,10 @@ class Run:
                 print(f"warning: could not plot curves or write report.html: {exc}", file=sys.stderr)
         self.ctx.barrier()
         return {
-            "base_eval": first_eval.get(EVAL_ACCURACY),
-            "final_eval": last_eval.get(EVAL_ACCURACY),
-            "base_test": first_eval.get(TEST_ACCURACY),
-            "final_test": (last_test or {}).get(TEST_ACCURACY),
+            "base_eval": first_eval.get(M.EVAL_ACCURACY),
+            "final_eval": last_eval.get(M.EVAL_ACCURACY),
+            "base_test": first_eval.get(M.TEST_ACCURACY),
+            "final_test": (last_test or {}).get(M.TEST_ACCURACY),
             "steps": steps,
             "samples": self.samples_generated,
             "run_dir": str(self.run_dir),
