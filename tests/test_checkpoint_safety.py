@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from trainrun import ENV, tiny_args
+from trainrun import ENV, comparable_rows, tiny_args
 
 from rethinker.train import checkpoint as ckpt
 
 # released SSR: a replay buffer of encoded prompts in the trainer state
 ARGS = tiny_args({"--eval-every": "0", "--ssr": "released"})
-TIME_KEYS = ("time/", "tokens_per_s", "memory/")
 
 
 def _train(args, **kw):
@@ -36,11 +35,6 @@ def _train(args, **kw):
         timeout=600,
         **kw,
     )
-
-
-def _metrics(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not any(t in k for t in TIME_KEYS)} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +188,7 @@ def test_a_checkpoint_written_before_manifests_resumes_exactly(base_run, run_cop
     shutil.rmtree(run_copy / "checkpoint-4")
     res = _train(["--resume", str(run_copy)])
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _metrics(run_copy) == _metrics(base_run)
+    assert comparable_rows(run_copy) == comparable_rows(base_run)
 
 
 def _limit_file_size(limit: int):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from trainrun import ENV
+from trainrun import ENV, comparable_rows
 
 from rethinker.rollout.hf import TransformersEngine
 from rethinker.train.config import parse_overrides, resolve
@@ -22,12 +22,6 @@ ARGS = ["--max-steps", "6", "--eval-every", "3", "--save-every", "100", "--seed"
         "--rollout.queries-per-step", "2", "--rollout.group-size", "4", "--rollout.max-new-tokens", "20",
         "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "8",
         "--optim.micro-batch-size", "4", "--rethink", "on", "--threads", "1"]  # fmt: skip
-TIME_KEYS = ("time/", "tokens_per_s", "memory/")
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not any(t in k for t in TIME_KEYS)} for r in rows]
 
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
@@ -86,7 +80,7 @@ def test_a_signal_at_a_random_step_checkpoints_and_the_resumed_run_matches(refer
         [sys.executable, "-m", "rethinker", "train", "--resume", str(out)], env=ENV, capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _rows(out) == _rows(reference)
+    assert comparable_rows(out) == comparable_rows(reference)
 
 
 @pytest.mark.slow
@@ -132,13 +126,13 @@ def test_a_signal_during_a_rollout_abandons_the_step(reference, tmp_path, monkey
         train(cfg, progress=False)
     assert (stop.value.signum, stop.value.step) == (signal.SIGTERM, 2)
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-2"]
-    assert max(r["step"] for r in _rows(out)) == 2  # nothing of step 3 was logged
+    assert max(r["step"] for r in comparable_rows(out)) == 2  # nothing of step 3 was logged
     assert signal.getsignal(signal.SIGTERM) == before  # the trainer's handlers are gone
     res = subprocess.run(
         [sys.executable, "-m", "rethinker", "train", "--resume", str(out)], env=ENV, capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _rows(out) == _rows(reference)
+    assert comparable_rows(out) == comparable_rows(reference)
 
 
 def test_stop_flag_agrees_over_ranks():
@@ -170,7 +164,7 @@ def test_consecutive_non_finite_steps_stop_the_run(tmp_path, monkeypatch):
     args = ["--output-dir", str(out), *ARGS, "--optim.max-nonfinite-steps", "3", "--rethink", "off"]
     with pytest.raises(Diverged, match=r"3 consecutive optimizer steps, the last in step (\d+)") as err:
         train(resolve(None, parse_overrides(args)), progress=False)
-    rows = [r for r in _rows(out) if M.OPTIMIZER_STEPS in r]  # steps that had something to train on
+    rows = [r for r in comparable_rows(out) if M.OPTIMIZER_STEPS in r]  # steps that had something to train on
     assert f"in step {rows[-1]['step']}:" in str(err.value)
     assert [(r[M.SKIPPED_NONFINITE], r[M.NONFINITE_STREAK], r[M.OPTIMIZER_STEPS]) for r in rows] == [
         (1, 1, 0),
@@ -228,7 +222,7 @@ def test_a_run_killed_at_a_random_moment_resumes_with_the_same_command(reference
     assert res.returncode == 0, res.stderr[-3000:]
     if not list(out.glob("checkpoint-*")):
         assert "starting it from step 0" in res.stderr
-    assert _rows(out) == _rows(reference)
+    assert comparable_rows(out) == comparable_rows(reference)
 
 
 def test_resume_of_a_folder_without_a_run_is_a_one_line_error(tmp_path):

@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from trainrun import ENV, kill_after_checkpoint, tiny_args
+from trainrun import ENV, comparable_rows, kill_after_checkpoint, tiny_args
 
 from rethinker import metric_names as M
 from rethinker.train.config import ConfigError, parse_overrides, resolve
 
 TINY = tiny_args()
-TIME_KEYS = ("time/", "tokens_per_s", "memory/")  # and host memory: neither is reproducible
 
 
 def _run(args, **kw):
@@ -27,10 +26,6 @@ def _run(args, **kw):
 
 def _rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _comparable(rows):
-    return [{k: v for k, v in r.items() if not any(t in k for t in TIME_KEYS)} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +81,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(full_run, tmp_path):
     assert not (out / "checkpoint-4").exists()
     res = _run(["--resume", str(out)])
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _comparable(_rows(out)) == _comparable(_rows(ref_dir))
+    assert comparable_rows(out) == comparable_rows(ref_dir)
 
 
 def test_bad_records_are_skipped_and_counted(tmp_path):
@@ -321,7 +316,7 @@ def test_same_seed_and_threads_give_bit_identical_runs(tmp_path):
     ]
     for p in procs:
         assert p.wait(timeout=900) == 0, p.stderr.read()[-3000:]
-    a, b = (_comparable(_rows(tmp_path / f"r{i}")) for i in range(2))
+    a, b = (comparable_rows(tmp_path / f"r{i}") for i in range(2))
     assert len(a) == 4 and a == b
 
 

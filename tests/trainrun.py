@@ -3,6 +3,7 @@ checkpoint exists (a crash, not a clean exit)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,16 @@ TINY_FLAGS = {
     "--rethink": "on",
     "--threads": "1",
 }
+
+
+#: metric keys whose values are not reproducible (wall time, speed, host memory)
+TIME_KEYS = ("time/", "tokens_per_s", "memory/")
+
+
+def comparable_rows(run_dir: Path) -> list[dict]:
+    """``metrics.jsonl`` of a run without the keys no two runs can share (``TIME_KEYS``)."""
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not any(t in k for t in TIME_KEYS)} for r in rows]
 
 
 def tiny_args(changes: dict[str, str] | None = None) -> list[str]:
