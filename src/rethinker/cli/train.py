@@ -84,6 +84,7 @@ def _train(cfg, args: argparse.Namespace, explicit) -> int:
     """Run the training; each way it can stop is one line on stderr and an exit status:
     a damaged or unsafe checkpoint to resume 2, a failed checkpoint write or divergence 1."""
     from ..train.checkpoint import CheckpointError, CheckpointWriteError
+    from ..train.config import ConfigError
     from ..train.loop import train
     from ..train.preempt import EXIT_PREEMPTED, Preempted
     from ..train.update import Diverged
@@ -98,6 +99,9 @@ def _train(cfg, args: argparse.Namespace, explicit) -> int:
         return EXIT_PREEMPTED
     except CheckpointError as exc:
         print(f"rethinker train: cannot resume: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # the run's layout over its ranks (checked before any weight loads)
+        print(f"rethinker train: {exc}", file=sys.stderr)
         return 2
     except (Diverged, CheckpointWriteError) as exc:
         print(f"rethinker train: {exc}", file=sys.stderr)

@@ -85,6 +85,9 @@ class RolloutConfig(Sampling):
     vllm_sleep_level: int = 1  # 0 where vLLM has no sleep mode (the CPU)
     vllm_enforce_eager: bool = False  # no torch.compile / CUDA graphs: faster start, slower decoding
     vllm_kv_cache_gb: float | None = None  # KV cache GiB; None: vLLM's (a gpu_memory_utilization share, RAM on a CPU)
+    #: T ranks (consecutive, within one node) share one tensor-parallel vLLM engine; the
+    #: world is (W / T data-parallel groups) x (T tensor-parallel ranks)
+    vllm_tensor_parallel_size: int = 1
     eval_max_new_tokens: int | None = None  # None -> max_new_tokens
     #: DAPO's dynamic sampling: draw more queries until the step holds queries_per_step
     #: groups with a non-zero advantage (at most max_sampling_rounds draws)
@@ -415,6 +418,32 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("optim.min_lr_ratio must be within [0, 1]")
     if cfg.max_samples < 0:
         raise ConfigError("max_samples must be >= 0 (0: max_steps only)")
+
+
+def check_parallel(cfg: TrainConfig, world: int, local_world: int | None = None) -> None:
+    """Checks of the run's layout over ``world`` ranks (``local_world`` of them per node,
+    None: unknown), made at start-up before any weight is loaded: the tensor-parallel size
+    of the vLLM engines divides the world and fits in one node."""
+    tp = cfg.rollout.vllm_tensor_parallel_size
+    if tp < 1:
+        raise ConfigError(f"rollout.vllm_tensor_parallel_size must be >= 1, not {tp}")
+    if tp == 1:
+        return
+    if cfg.rollout.engine != "vllm":
+        raise ConfigError(
+            f"rollout.vllm_tensor_parallel_size {tp} needs --rollout.engine vllm (the transformers engine "
+            "generates with each rank's own FSDP shards)"
+        )
+    if world % tp:
+        raise ConfigError(
+            f"rollout.vllm_tensor_parallel_size {tp} must divide the number of ranks ({world}): "
+            "each group of that many consecutive ranks shares one engine"
+        )
+    if local_world is not None and tp > local_world:
+        raise ConfigError(
+            f"rollout.vllm_tensor_parallel_size {tp} spans more than one node ({local_world} ranks per node): "
+            "a tensor-parallel engine needs its ranks on one node's interconnect"
+        )
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

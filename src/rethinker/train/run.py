@@ -4,6 +4,7 @@ restore from a checkpoint, evaluate on the held-out split, save, finish."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
@@ -27,7 +28,7 @@ from ..rollout.hf import TransformersEngine
 from ..rollout.inputs import PromptEncoder
 from ..toyworld.model import resolve_model_path
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, check_parallel
 from .config import save as save_config
 from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
@@ -308,6 +309,8 @@ def setup(cfg: TrainConfig, resume: bool = False, checkpoint: str | Path | None 
     ``checkpoint``, named explicitly). The config is written first, so that a run killed
     at any moment can be resumed with its folder."""
     ctx = init_distributed()
+    local_world = os.environ.get("LOCAL_WORLD_SIZE")
+    check_parallel(cfg, ctx.world, int(local_world) if local_world else None)  # before any weight loads
     run_dir = Path(cfg.output_dir)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
