@@ -41,11 +41,21 @@ analyses the finished runs saved in ``--out`` (and stops, naming them, if some a
 ``--write-doc docs/results.md`` writes the tables into that file's ``toy_ablation`` section
 and the plot beside it (``docs/images/toy_ablation.png``), so the document shows what the
 saved runs say.
+
+Each finished run's summary (what the tables need: per-puzzle test verdicts, dev curve,
+per-step series) is archived in ``--archive`` (default ``benchmarks/results/EXPERIMENT``,
+one small ``.json.gz`` per run, committed), so an experiment longer than one sitting goes on
+from the archive on another machine. ``--interim`` (with ``--from-results``) analyses only
+the seeds every variant has finished and says so: an interim table decides nothing.
+The pre-registered experiments add their own analyses (``experiment_analysis.py``): E1 the
+test-time rethinking table and its decision rule, E2 SSR's verdict and the Adam hypothesis.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import statistics
 import subprocess
@@ -183,8 +193,9 @@ def summarize(run_dir: Path) -> dict:
     last = max(tests)
     half = train[len(train) // 2 :]
     preds = read_jsonl(run_dir / f"test-predictions-{last}.jsonl", torn="raise")
+    base = read_jsonl(run_dir / "test-predictions-0.jsonl", torn="raise", missing_ok=True)
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return {
+    out = {
         "dev": dev,
         "test_final": tests[last]["test/accuracy"],
         "test_base": tests[0]["test/accuracy"] if 0 in tests else float("nan"),
@@ -199,8 +210,45 @@ def summarize(run_dir: Path) -> dict:
         "opt_steps": sum(r.get(M.OPTIMIZER_STEPS, 0) for r in train),
         "steps": len(train),
         "hours": sum(r.get(M.TIME_STEP, 0) for r in train) / 3600,
-        "curves": {k: [(r["step"], r.get(k)) for r in train] for k in (M.ZERO_ADV_BEFORE_RETHINK, "reflection_rate")},
+        "curves": {
+            k: [(r["step"], r.get(k)) for r in train]
+            for k in (M.ZERO_ADV_BEFORE_RETHINK, "reflection_rate", M.GRAD_NORM, M.PARAM_DELTA_NORM)
+        },
     }
+    return out | _rethink_verdicts(preds, base)
+
+
+def _rethink_verdicts(preds: list[dict], base: list[dict]) -> dict:
+    """Per-puzzle verdicts after the forced trigger (``--rethink-at-test``), of the final
+    and of the base policy, when the run measured them."""
+    out: dict = {}
+    if preds and all("correct_after_rethink" in p for p in preds):
+        out["test_after"] = {p["id"]: int(p["correct_after_rethink"]) for p in preds}
+    if base and all("correct_after_rethink" in p for p in base):
+        out["base_correct"] = {p["id"]: int(p["correct"]) for p in base}
+        out["base_after"] = {p["id"]: int(p["correct_after_rethink"]) for p in base}
+    return out
+
+
+def archive_path(archive: Path, name: str, seed: int) -> Path:
+    return archive / f"{slug(name)}-seed{seed}.json.gz"
+
+
+def load_archived(archive: Path | None, name: str, seed: int) -> dict | None:
+    path = archive_path(archive, name, seed) if archive else None
+    if path is None or not path.exists():
+        return None
+    return json.loads(gzip.decompress(path.read_bytes()))
+
+
+def save_archived(archive: Path | None, name: str, seed: int, summary: dict) -> None:
+    if archive is None:
+        return
+    archive.mkdir(parents=True, exist_ok=True)
+    data = gzip.compress(json.dumps(summary, sort_keys=True).encode(), mtime=0)
+    tmp = archive_path(archive, name, seed).with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(archive_path(archive, name, seed))
 
 
 def fmt(xs: list[float], k: float = 100, digits: int = 1) -> str:
@@ -304,9 +352,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def write_doc(
-    path: Path, results: dict[str, list[dict]], seeds: list[int], steps: int, section: str = "toy_ablation"
-) -> None:
+def write_doc(path: Path, text: str, results: dict[str, list[dict]], section: str = "toy_ablation") -> None:
     """Section ``section`` of ``path`` (docs/results.md): the tables this script prints,
     and the plot, written to ``images/SECTION.png`` beside the document."""
     from _doc import provenance, replace_section  # benchmarks/_doc.py (this script's folder)
@@ -316,10 +362,11 @@ def write_doc(
     plot(results, image)
     rel = os.path.relpath(image, Path(path).parent).replace(os.sep, "/")
     alt = "Toy ablation: dev accuracy against samples, zero-advantage share and reflection rate against steps"
-    replace_section(path, section, f"{provenance()}\n\n{table(results, seeds, steps)}\n\n![{alt}]({rel})")
+    body = text.rsplit("\n\n", 1)[0]  # without the timing line
+    replace_section(path, section, f"{provenance()}\n\n{body}\n\n![{alt}]({rel})")
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=None, help="paired seeds (default: the experiment's)")
     ap.add_argument("--steps", type=int, default=300, help="rollout steps of the schedule; budget = steps x 64 samples")
@@ -327,11 +374,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cores shared by the runs")
     ap.add_argument("--out", default=None, help="runs folder (default: runs/EXPERIMENT)")
     ap.add_argument(
+        "--archive", default=None, help="run summaries kept for later (default: benchmarks/results/EXPERIMENT)"
+    )
+    ap.add_argument(
         "--experiment", choices=list(EXPERIMENTS), default="ablation", help="which pre-registered set of variants"
     )
     ap.add_argument("--only", nargs="+", help="run only these variants of the experiment (GRPO is always run)")
     ap.add_argument(
         "--from-results", action="store_true", help="train nothing: analyse the finished runs saved in --out"
+    )
+    ap.add_argument(
+        "--interim", action="store_true", help="with --from-results: only the seeds every variant has finished"
     )
     ap.add_argument("extra", nargs="*", help="extra `rethinker train` flags (after --)")
     from _doc import add_argument, check_section  # benchmarks/_doc.py (this script's folder)
@@ -342,28 +395,78 @@ def main() -> int:
     unknown = sorted(set(args.only or ()) - set(exp.variants))
     if unknown:
         ap.error(f"--only: {unknown} are not variants of {args.experiment} ({', '.join(exp.variants)})")
+    if args.interim and not args.from_results:
+        ap.error("--interim analyses saved runs: give --from-results too")
     if args.write_doc:
         check_section(args.write_doc, exp.section)  # a wrong file fails now, not after hours
+    args.error = ap.error
+    return args
+
+
+def _saved(out: Path, archive: Path | None, name: str, seed: int) -> dict | None:
+    """A finished run's summary: archived, or summarised (and archived) from its folder."""
+    summary = load_archived(archive, name, seed)
+    if summary is None and finished(run_dir_of(out, name, seed)):
+        summary = summarize(run_dir_of(out, name, seed))
+        save_archived(archive, name, seed, summary)
+    return summary
+
+
+def _train_all(todo, exp: Experiment, args, out: Path, archive: Path | None, threads: int) -> dict:
+    def one(name: str, seed: int) -> dict:
+        summary = _saved(out, archive, name, seed)
+        if summary is None:
+            flags = [*exp.variants[name], *exp.common]
+            summary = summarize(run_variant(name, flags, seed, args.steps, threads, out, args.extra))
+            save_archived(archive, name, seed, summary)
+        return summary
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {(n, s): pool.submit(one, n, s) for n, s in todo}
+        return {key: f.result() for key, f in futures.items()}
+
+
+def analyses(experiment: str, results: dict[str, list[dict]]) -> str:
+    """The pre-registered experiment's own analyses (``experiment_analysis``)."""
+    import experiment_analysis as ea  # this script's folder
+
+    if experiment == "E1":
+        return "\n\n" + ea.rethink_at_test_table(results) + "\n\n" + ea.e1_decision(results)
+    if experiment == "E2":
+        return "\n\n" + ea.e2_verdict(results) + "\n\n" + ea.e2_mechanism(results)
+    return ""
+
+
+def main() -> int:
+    args = _arguments()
+    exp = EXPERIMENTS[args.experiment]
     out = Path(args.out or f"runs/{args.experiment}")
     out.mkdir(parents=True, exist_ok=True)
+    archive = Path(args.archive) if args.archive else ROOT / "benchmarks" / "results" / args.experiment
+    if args.experiment == "ablation" and not args.archive:
+        archive = None  # the earlier ablation's runs were never archived
     threads = max(1, args.threads // max(1, args.jobs))
     names = ["GRPO", *[n for n in exp.variants if n != "GRPO" and (not args.only or n in args.only)]]
     seeds = list(range(args.seeds or exp.seeds))
     todo = [(name, seed) for seed in seeds for name in names]
-    if args.from_results:
-        missing = [str(run_dir_of(out, n, s)) for n, s in todo if not finished(run_dir_of(out, n, s))]
-        if missing:
-            ap.error("--from-results: these runs are missing or unfinished: " + ", ".join(missing))
     t0 = time.time()
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {
-            (n, s): pool.submit(
-                run_variant, n, [*exp.variants[n], *exp.common], s, args.steps, threads, out, args.extra
-            )
-            for n, s in todo
-        }
-        results = {n: [summarize(futures[n, s].result()) for s in seeds] for n in names}
-    text = table(results, seeds, args.steps)
+    interim = ""
+    if args.from_results:
+        saved = {(n, s): _saved(out, archive, n, s) for n, s in todo}
+        missing = [str(run_dir_of(out, n, s)) for (n, s), v in saved.items() if v is None]
+        if missing and not args.interim:
+            args.error("--from-results: these runs are missing or unfinished: " + ", ".join(missing))
+        planned = len(seeds)
+        seeds = [s for s in seeds if all(saved[n, s] is not None for n in names)]
+        if not seeds:
+            args.error("--interim: no seed has every variant finished yet")
+        interim = f"INTERIM: {len(seeds)} of {planned} planned seeds finished; this table decides nothing.\n\n"
+        interim = interim if args.interim and len(seeds) < planned else ""
+        done = saved
+    else:
+        done = _train_all(todo, exp, args, out, archive, threads)
+    results = {n: [done[n, s] for s in seeds] for n in names}
+    text = interim + table(results, seeds, args.steps) + ("" if interim else analyses(args.experiment, results))
     text += (
         f"\n\n{threads} thread(s) per run, {args.jobs} run(s) at once; this invocation took "
         f"{(time.time() - t0) / 3600:.2f} h (finished runs are reused)"
@@ -373,7 +476,7 @@ def main() -> int:
     plot(results, out / "ablation.png")
     print(f"plot: {out / 'ablation.png'}")
     if args.write_doc:
-        write_doc(Path(args.write_doc), results, seeds, args.steps, exp.section)
+        write_doc(Path(args.write_doc), text, results, exp.section)
         print(f"wrote section '{exp.section}' of {args.write_doc}")
     return 0
 

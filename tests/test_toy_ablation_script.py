@@ -104,11 +104,12 @@ def test_write_doc_fills_the_section_from_synthetic_runs(tmp_path):
     doc = tmp_path / "docs" / "results.md"
     doc.parent.mkdir()
     doc.write_text(DOC)
-    ta.write_doc(doc, results, [0, 1], STEPS)
+    text = ta.table(results, [0, 1], STEPS) + "\n\n1 thread(s) per run ..."
+    ta.write_doc(doc, text, results)
     section = _section(doc)
     assert "old table" not in section and doc.read_text().endswith("\n\nMore.\n")
     assert section.lstrip().startswith("*Written by `python benchmarks/")
-    assert ta.table(results, [0, 1], STEPS) in section  # exactly the printed tables
+    assert ta.table(results, [0, 1], STEPS) in section and "thread(s)" not in section  # the tables, no timing
     assert "| GRPO+SSR | 65.0 ± 0.0 |" in section and "| GRPO | 100.0 | 20.0 |" in section
     assert section.rstrip().endswith("](images/toy_ablation.png)")
     assert (doc.parent / "images" / "toy_ablation.png").stat().st_size > 10_000

@@ -1,0 +1,215 @@
+"""The pre-registered experiments' analyses (``docs/experiments.md``), as pure functions of
+the runs' summaries (``toy_ablation.summarize``): each turns the rule written down before
+the runs into a table and a verdict, so that nothing is decided by hand.
+
+- ``rethink_at_test_table``: E1's direct measure of self-correction (greedy answers before
+  and after a forced trigger, per variant and for the base policy).
+- ``e1_decision``: which variants help against GRPO, which one the rule would choose (dev
+  decides), and what round 2 runs.
+- ``e2_verdict`` and ``e2_mechanism``: SSR's effect against the "no effect worth having"
+  band, and the Adam hypothesis's two predictions (Spearman correlations over steps, the
+  update-norm ratio).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from rethinker import metric_names as M  # noqa: E402
+from rethinker.report.compare import paired_bootstrap  # noqa: E402
+
+REFERENCE = "GRPO"
+METHOD = "GRPO+SSR+Rethink"
+#: E1's changed variants, the only candidates of round 2
+E1_CHANGES = ("Released recipe", "Mask wrong first pass", "Append", "Verify only")
+#: round 2: a change qualifies with a mean final dev accuracy this far above the method's
+ROUND2_MARGIN = 0.01
+#: E2: SSR "has no effect worth having" when its interval lies within +-this (accuracy)
+NO_EFFECT_BAND = 0.015
+#: E2's hypothesis: |Spearman| of the update norm with the zero-advantage share at most this,
+#: the gradient norm's below minus this, and SSR's update norm within UPDATE_RATIO_TOL of GRPO's
+RHO_BAND = 0.3
+UPDATE_RATIO_TOL = 0.10
+
+
+def _interval(d: float, lo: float, hi: float) -> str:
+    return f"{d * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}]"
+
+
+def _matrix(runs: list[dict], key: str, ids: list[str]) -> np.ndarray:
+    return np.array([[r[key][i] for i in ids] for r in runs], dtype=np.float64)
+
+
+def final_dev(run: dict) -> float:
+    return float(run["dev"][-1][1])
+
+
+def mean_final_dev(runs: list[dict]) -> float:
+    return float(np.mean([final_dev(r) for r in runs]))
+
+
+# --------------------------------------------------------------------------- E1
+
+
+def rethink_at_test_table(results: dict[str, list[dict]]) -> str:
+    """Greedy test accuracy before and after the forced trigger, per variant (mean over
+    seeds) and for the base policy; the after-minus-before difference with its paired
+    interval, and that difference minus the base policy's. A policy has learned to correct
+    itself when both intervals lie above zero."""
+    ref = results[REFERENCE]
+    if "test_after" not in ref[0] or "base_after" not in ref[0]:
+        return "(no test-time rethinking in these runs: --rethink-at-test was off)"
+    ids = sorted(ref[0]["test_correct"])
+    base_before = np.array([ref[0]["base_correct"][i] for i in ids], dtype=np.float64)[None, :]
+    base_after = np.array([ref[0]["base_after"][i] for i in ids], dtype=np.float64)[None, :]
+    lines = [
+        "| policy | test acc before % | after % | wrong -> right | right -> wrong | after - before, points "
+        "[95% CI] | minus the base policy's [95% CI] | learned to correct itself |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    d, lo, hi = paired_bootstrap(base_after, base_before)
+    lines.append(
+        f"| base policy | {base_before.mean() * 100:.1f} | {base_after.mean() * 100:.1f} | "
+        f"{int(((base_after - base_before) > 0).sum())} | {int(((base_after - base_before) < 0).sum())} | "
+        f"{_interval(d, lo, hi)} | - | - |"
+    )
+    for name, runs in results.items():
+        before, after = _matrix(runs, "test_correct", ids), _matrix(runs, "test_after", ids)
+        change = after - before
+        d, lo, hi = paired_bootstrap(after, before)
+        dd, dlo, dhi = paired_bootstrap(change, np.repeat(base_after - base_before, len(runs), axis=0))
+        learned = "yes" if lo > 0 and dlo > 0 else "no"
+        lines.append(
+            f"| {name} | {before.mean() * 100:.1f} | {after.mean() * 100:.1f} | "
+            f"{(change > 0).sum(1).mean():.1f} | {(change < 0).sum(1).mean():.1f} | {_interval(d, lo, hi)} | "
+            f"{_interval(dd, dlo, dhi)} | {learned} |"
+        )
+    return (
+        "test-time rethinking (greedy answer, then the trigger and a greedy continuation; counts are per "
+        "run, mean over seeds)\n\n" + "\n".join(lines)
+    )
+
+
+def _versus_reference(results: dict[str, list[dict]]) -> dict[str, tuple[float, float, float]]:
+    ids = sorted(results[REFERENCE][0]["test_correct"])
+    ref = _matrix(results[REFERENCE], "test_correct", ids)
+    return {
+        name: paired_bootstrap(_matrix(runs, "test_correct", ids), ref)
+        for name, runs in results.items()
+        if name != REFERENCE
+    }
+
+
+def e1_decision(results: dict[str, list[dict]]) -> str:
+    """E1's decision rule applied: helps = the test difference's interval above zero;
+    among helpers the highest mean final dev accuracy is chosen; round 2 from the dev rule."""
+    diffs = _versus_reference(results)
+    helps = [n for n, (_, lo, _) in diffs.items() if lo > 0]
+    lines = ["decision (the rule of docs/experiments.md, E1)", ""]
+    for name, (d, lo, hi) in diffs.items():
+        verdict = "helps" if lo > 0 else ("hurts" if hi < 0 else "no detectable difference")
+        dev = mean_final_dev(results[name]) * 100
+        lines.append(f"- {name}: test {_interval(d, lo, hi)} points vs GRPO, final dev {dev:.1f}% -> {verdict}")
+    if helps:
+        chosen = max(helps, key=lambda n: mean_final_dev(results[n]))
+        lines.append(f"- chosen (highest mean final dev among those that help): **{chosen}**")
+    else:
+        lines.append("- no variant helps: the toy preset stays GRPO + SSR without rethinking")
+    lines.append(f"- round 2: {round2(results)}")
+    return "\n".join(lines)
+
+
+def round2(results: dict[str, list[dict]]) -> str:
+    """What round 2 runs by the fixed rule (dev accuracy only)."""
+    if METHOD not in results:
+        return f"not applicable ({METHOD} was not run)"
+    bar = mean_final_dev(results[METHOD]) + ROUND2_MARGIN
+    qualify = sorted(
+        (n for n in E1_CHANGES if n in results and mean_final_dev(results[n]) >= bar),
+        key=lambda n: -mean_final_dev(results[n]),
+    )
+    if not qualify:
+        return f"nothing (no change reaches {bar * 100:.1f}% mean final dev, {METHOD}'s + 1.0)"
+    if len(qualify) >= 2:
+        return f"{qualify[0]} + {qualify[1]} (the two best of {', '.join(qualify)})"
+    if qualify[0] == "Released recipe":
+        return "nothing (only the released recipe qualifies; the rule combines it with a loss change only)"
+    return f"{qualify[0]} + the released recipe's flags (the only change that qualifies)"
+
+
+# --------------------------------------------------------------------------- E2
+
+
+def e2_verdict(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
+    d, lo, hi = _versus_reference(results)[name]
+    if lo > 0:
+        verdict = "SSR helps"
+    elif -NO_EFFECT_BAND <= lo and hi <= NO_EFFECT_BAND:
+        verdict = f"no effect worth having (the interval lies within +-{NO_EFFECT_BAND * 100:.1f} points)"
+    else:
+        verdict = "inconclusive (the interval is neither above zero nor within the band)"
+    return f"{name} vs GRPO on test: {_interval(d, lo, hi)} points -> {verdict}"
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (ties get their average rank)."""
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=np.float64)
+        for value in np.unique(v):  # average the ranks of ties
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"need two equal series of >= 3 points, got {len(x)} and {len(y)}")
+    rx, ry = ranks(x), ranks(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _seed_mean(runs: list[dict], key: str) -> np.ndarray:
+    n = min(len(r["curves"].get(key, ())) for r in runs)
+    if n == 0:
+        return np.full(0, np.nan)
+    vals = np.array([[np.nan if v is None else v for _, v in r["curves"][key][:n]] for r in runs], dtype=np.float64)
+    return np.nanmean(vals, axis=0)
+
+
+def e2_mechanism(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
+    """The Adam hypothesis's predictions: in GRPO, Spearman(update norm, zero-adv share)
+    within +-0.3 while Spearman(grad norm, zero-adv share) < -0.3 (seed-averaged series over
+    steps); SSR's mean update norm within 10% of GRPO's. Either failing rejects it."""
+    grpo = results[REFERENCE]
+    zero = _seed_mean(grpo, M.ZERO_ADV_BEFORE_RETHINK)
+    upd, grad = _seed_mean(grpo, M.PARAM_DELTA_NORM), _seed_mean(grpo, M.GRAD_NORM)
+    n = min(len(zero), len(upd), len(grad))
+    zero, upd, grad = zero[:n], upd[:n], grad[:n]
+    ok = ~(np.isnan(zero) | np.isnan(upd) | np.isnan(grad))
+    if ok.sum() < 3:
+        return "(no update norms in these runs: --optim.log-update-norm was off)"
+    rho_upd, rho_grad = spearman(upd[ok], zero[ok]), spearman(grad[ok], zero[ok])
+    ratio = float(np.nanmean(_seed_mean(results[name], M.PARAM_DELTA_NORM)) / np.nanmean(upd))
+    first = -RHO_BAND <= rho_upd <= RHO_BAND and rho_grad < -RHO_BAND
+    second = abs(ratio - 1) <= UPDATE_RATIO_TOL
+    verdict = "holds" if first and second else "rejected"
+    return "\n".join(
+        [
+            "mechanism (the Adam hypothesis of docs/experiments.md, E2)",
+            "",
+            f"- GRPO, Spearman over {int(ok.sum())} steps (seed-averaged): update norm vs zero-advantage share "
+            f"{rho_upd:+.2f} (predicted within +-{RHO_BAND}), gradient norm vs zero-advantage share "
+            f"{rho_grad:+.2f} (predicted below -{RHO_BAND}) -> {'as predicted' if first else 'not as predicted'}",
+            f"- {name}'s mean update norm / GRPO's: {ratio:.3f} (predicted within {UPDATE_RATIO_TOL:.0%} of 1)"
+            f" -> {'as predicted' if second else 'not as predicted'}",
+            f"- the hypothesis {verdict}",
+        ]
+    )
