@@ -43,16 +43,21 @@ def _torchrun(args, nproc=2, timeout=600):
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def test_two_process_update_matches_single_process(tmp_path):
+@pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
+def test_two_process_update_matches_single_process(tmp_path, lora):
+    """Full weights, and LoRA adapters on a frozen base (FSDP2 shards both alike)."""
     single, double = tmp_path / "one.pt", tmp_path / "two.pt"
+    extra = [str(lora)] if lora else []
     r1 = subprocess.run(
-        [sys.executable, str(SCRIPT), str(single)], env=_env(), capture_output=True, text=True, timeout=600
+        [sys.executable, str(SCRIPT), str(single), *extra], env=_env(), capture_output=True, text=True, timeout=600
     )
     assert r1.returncode == 0, r1.stderr[-3000:]
-    r2 = _torchrun([str(SCRIPT), str(double)])
+    r2 = _torchrun([str(SCRIPT), str(double), *extra])
     assert r2.returncode == 0, (r2.stdout + r2.stderr)[-3000:]
     a, b = torch.load(single, weights_only=False), torch.load(double, weights_only=False)
     assert a["n"] == b["n"] == 13  # odd: the ranks get 7 and 6
+    # every decoder layer, the vision tower and each of its blocks, and the root: one unit each
+    assert b["units"] == 1 + 1 + 2 + 4
     # the loss and its statistics are the global ones in both
     for key in (M.LOSS_POLICY, M.UPDATE_TOKENS, "grad_norm", M.APPROX_KL):
         assert b["stats"][key] == pytest.approx(a["stats"][key], rel=1e-5, abs=1e-5), key
@@ -62,11 +67,17 @@ def test_two_process_update_matches_single_process(tmp_path):
     from rethinker.toyworld.model import load_toy
 
     base = load_toy("cpu")[0].state_dict()
-    moved = 0
+    moved = []
     for k in a["weights"]:
         torch.testing.assert_close(b["weights"][k], a["weights"][k], atol=1e-5, rtol=0, msg=k)
-        moved += int((a["weights"][k] - base[k]).abs().max() > 1e-6)
-    assert moved > 10  # the update really changed many tensors
+        plain = k.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        if plain in base:
+            moved += [k] * int((a["weights"][k] - base[plain]).abs().max() > 1e-6)
+    if lora:  # only the adapters moved: the base stays frozen in both
+        assert not moved and sum("lora_" in k for k in a["weights"]) == 2 * 7 * 4
+        assert b["lora_moved"] == 2 * 7 * 4  # A and B of 7 projections in 4 decoder layers
+    else:
+        assert len(moved) > 10  # the update really changed many tensors
 
 
 def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path):
@@ -174,3 +185,43 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_resumes_exac
         return [{k: v for k, v in json.loads(x).items() if not any(t in k for t in keep)} for x in lines]
 
     assert rows(out) == rows(ref)
+
+
+def test_two_process_lora_trains_exports_merged_and_resumes_in_one_process(tmp_path):
+    """LoRA under torchrun: adapter checkpoints, the merged export (gathered weight by
+    weight) equal to PEFT's own merge of the saved adapters, and a one-process resume."""
+    pytest.importorskip("peft")
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from rethinker.toyworld.model import load_toy
+
+    out = tmp_path / "run"
+    flags = ["--output-dir", str(out), "--max-steps", "2", "--eval-every", "2", "--save-every", "1", "--seed", "2"]
+    flags += ["--lora-rank", "4", "--rollout.queries-per-step", "4", "--rollout.group-size", "4"]
+    flags += ["--rollout.max-new-tokens", "48", "--data.toy-train-size", "16", "--data.toy-eval-size", "8"]
+    flags += ["--data.toy-test-size", "0", "--optim.lr", "1e-2", "--threads", "1", "--ssr", "filter"]
+    r = _torchrun(["-m", "rethinker", "train", *flags])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    ckpt = out / "checkpoint-2"
+    assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(row.get(M.OPTIMIZER_STEPS, 0) for row in rows) >= 1
+    merged = AutoModelForImageTextToText.from_pretrained(out / "merged").state_dict()
+    reference = PeftModel.from_pretrained(load_toy("cpu")[0], str(ckpt)).merge_and_unload().state_dict()
+    base = load_toy("cpu")[0].state_dict()
+    assert merged.keys() == reference.keys()
+    for k in merged:
+        torch.testing.assert_close(merged[k], reference[k], atol=1e-6, rtol=0, msg=k)
+    changed = [k for k in merged if not torch.equal(merged[k], base[k])]
+    assert changed and all("language_model.layers" in k and k.endswith("proj.weight") for k in changed)
+    r = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]

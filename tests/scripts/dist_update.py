@@ -1,9 +1,11 @@
 """One policy update on fixed rollouts, in one process or under torchrun (FSDP2, gloo).
 
-    python dist_update.py OUT.pt            # reference
-    torchrun --nproc_per_node 2 dist_update.py OUT.pt
+    python dist_update.py OUT.pt [LORA_RANK]           # reference
+    torchrun --nproc_per_node 2 dist_update.py OUT.pt [LORA_RANK]
 
-Writes the loss statistics and the full weights after the update (rank 0)."""
+Writes the loss statistics and the full weights after the update (rank 0). With a
+LORA_RANK, PEFT adapters (seeded alike in every process, B made non-zero so that both
+factors get a gradient) are trained on a frozen base."""
 
 import sys
 from dataclasses import replace
@@ -22,6 +24,17 @@ from rethinker.train.update import policy_update
 torch.set_num_threads(1)
 ctx = init_distributed()
 model, processor = load_toy("cpu")
+LORA = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+if LORA:
+    from rethinker.model.load import add_lora
+    from rethinker.train.config import ModelConfig
+
+    torch.manual_seed(5)
+    model = add_lora(model, LORA, None, 0.0, ModelConfig().lora_targets)
+    with torch.no_grad():  # PEFT starts B at zero (then A gets no gradient): move it off zero
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
 model.train()
 enc = PromptEncoder(processor)
 records = generate(3, seed=11, split="train")
@@ -49,6 +62,7 @@ samples = [replace(s, advantage=a) for s, a in zip(samples, adv.tolist())]
 # an SSR-like selection: the non-zero samples, one of them twice (13: uneven over 2 ranks)
 chosen = [s for s in samples if s.advantage != 0]
 chosen = chosen + chosen[:1]
+before = {k: v.detach().clone() for k, v in model.state_dict().items()}
 if ctx.enabled:
     shard_model(model, ctx, torch.device("cpu"))
 opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
@@ -59,7 +73,9 @@ optim = OptimConfig(mini_batch_size=None, micro_batch_size=2, bucket_by_length=T
 out = policy_update(model, opt, None, chosen, algo, optim, pad_id=enc.pad_token_id, ctx=ctx)
 state = full_model_state(model, ctx) if ctx.enabled else {k: v.detach().clone() for k, v in model.state_dict().items()}
 if ctx.is_main:
-    torch.save({"stats": out, "weights": state, "n": len(chosen)}, sys.argv[1])
+    units = sum(hasattr(m, "unshard") and hasattr(m, "reshard") for m in model.modules())
+    moved = sum(int(not torch.equal(state[k], before[k])) for k in state if "lora_" in k)
+    torch.save({"stats": out, "weights": state, "n": len(chosen), "units": units, "lora_moved": moved}, sys.argv[1])
 if ctx.enabled:
     torch.distributed.barrier()  # rank 0 has written the file: no rank leaves while another still works
     torch.distributed.destroy_process_group()

@@ -124,9 +124,18 @@ def lora_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
 
 def lora_delta(layer: torch.nn.Module) -> torch.Tensor:
     """The update of a LoRA layer's active adapters, by PEFT's own ``get_delta_weight``
-    (scale * B @ A, fan-in/fan-out handled)."""
+    (scale * B @ A, fan-in/fan-out handled). FSDP2-sharded factors are gathered first
+    (a collective) and combined by the same rule."""
     with torch.no_grad():
-        return sum(layer.get_delta_weight(a) for a in layer.active_adapters if a in layer.lora_A)
+        total = 0
+        for a in (a for a in layer.active_adapters if a in layer.lora_A):
+            lo, hi = layer.lora_A[a].weight, layer.lora_B[a].weight
+            if hasattr(lo, "full_tensor"):
+                delta = hi.full_tensor() @ lo.full_tensor()
+                total = total + (delta.T if layer.fan_in_fan_out else delta) * layer.scaling[a]
+            else:
+                total = total + layer.get_delta_weight(a)
+        return total
 
 
 def iter_sync_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:

@@ -99,9 +99,11 @@ def init_distributed() -> DistContext:
 def shard_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
     """FSDP2: each decoder layer, the vision tower (its blocks, then the tower) and the
     root are sharding units. The root is initialised at once so that the vision tower can
-    be called on its own (pre-computed image features)."""
+    be called on its own (pre-computed image features). A PEFT model (LoRA) is sharded the
+    same way: its frozen base weights and its adapters live in the same units."""
     mesh = init_device_mesh(device.type, (ctx.world,))
-    inner = getattr(model, "model", model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper removed
+    inner = getattr(base, "model", base)
     visual = getattr(inner, "visual", None)
     lm = getattr(inner, "language_model", inner)
     if visual is not None:

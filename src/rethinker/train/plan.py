@@ -305,8 +305,6 @@ def _config_warnings(cfg, world: int) -> list[str]:
             f"{cfg.rollout.vllm_gpu_memory_utilization:.0%} of the GPU's memory (sleeping between "
             "rollouts); the rollout rows here are the transformers engine's"
         )
-    if cfg.model.lora_rank > 0 and world > 1:
-        warnings.append("LoRA runs in one process only (train/run.py); the sharded figures are hypothetical")
     return warnings
 
 

@@ -208,6 +208,21 @@ class Run:
         if self.sample_log is not None:
             self.sample_log.log_step(step, exp.records, exp.samples, selection.indices)
 
+    def _save_merged(self, out: Path) -> None:
+        """The LoRA policy with its adapters merged, in ``save_pretrained`` format. In one
+        process PEFT merges in place (the run is over); sharded, every rank takes part in
+        gathering each weight while the main rank merges it out of place and keeps it."""
+        if not self.ctx.enabled:
+            self.model.merge_and_unload().save_pretrained(out)
+        else:
+            from ..rollout.vllm_weights import iter_sync_weights
+
+            kept = {name: t.cpu().clone() for name, t in iter_sync_weights(self.model) if self.ctx.is_main}
+            if self.ctx.is_main:
+                self.model.get_base_model().save_pretrained(out, state_dict=kept)
+        if self.ctx.is_main:
+            self.processor.save_pretrained(out)
+
     def close_logs(self) -> None:
         self.logger.close()
         if self.sample_log is not None:
@@ -220,10 +235,8 @@ class Run:
         ``curves.png`` and ``report.html``. ``steps``: the last step the run reached (a
         sample budget can end it before ``max_steps``)."""
         self.close_logs()
-        if self.cfg.model.lora_rank > 0 and self.ctx.is_main:  # loadable without PEFT
-            merged = self.model.merge_and_unload()
-            merged.save_pretrained(self.run_dir / "merged")
-            self.processor.save_pretrained(self.run_dir / "merged")
+        if self.cfg.model.lora_rank > 0:  # loadable without PEFT
+            self._save_merged(self.run_dir / "merged")
         if self.ctx.is_main:
             try:  # curves.png and report.html (`rethinker report RUN_DIR` rebuilds it, during a run too)
                 page = build_run_report(self.run_dir, curves_png=self.run_dir / "curves.png")
@@ -255,9 +268,7 @@ def _load_models(
     processes), its processor, and the frozen reference when a KL term needs one."""
     base = resolve_model_path(cfg.model.path)
     lora = None
-    if cfg.model.lora_rank > 0:
-        if ctx.enabled:
-            raise ValueError("LoRA with several processes is not supported yet: run LoRA in one process")
+    if cfg.model.lora_rank > 0:  # with several processes FSDP2 shards the frozen base and the adapters alike
         lora = {
             "rank": cfg.model.lora_rank,
             "alpha": cfg.model.lora_alpha,
