@@ -13,11 +13,13 @@ import copy
 import json
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
+from rethinker.rollout import vllm as vllm_module
 from rethinker.rollout.base import SamplingParams
 from rethinker.rollout.hf import TransformersEngine
 from rethinker.rollout.inputs import PromptEncoder
@@ -28,6 +30,25 @@ from rethinker.toyworld.model import PACKAGE_POLICY_DIR, load_toy
 from rethinker.toyworld.puzzles import generate
 from rethinker.train.distributed import init_distributed, shard_model
 
+
+def _tracked(iter_weights):
+    """``iter_sync_weights`` that records, each time the next weight is asked for, how many
+    of the weights it gave are still alive (held by vLLM's loader) and their bytes."""
+
+    def tracked(model):
+        alive: list[weakref.ref] = []
+        for name, t in iter_weights(model):
+            alive = [r for r in alive if r() is not None]
+            PUSH_PEAK.append((len(alive) + 1, sum(r().nbytes for r in alive) + t.nbytes))
+            alive.append(weakref.ref(t))
+            yield name, t
+            del t
+
+    return tracked
+
+
+PUSH_PEAK: list[tuple[int, int]] = []
+vllm_module.iter_sync_weights = _tracked(vllm_module.iter_sync_weights)
 GREEDY = SamplingParams(max_new_tokens=32, greedy=True)
 SAMPLE = SamplingParams(max_new_tokens=24, temperature=1.0, n=2)
 out_dir, tp = Path(sys.argv[1]), int(sys.argv[2])
@@ -66,8 +87,13 @@ report["before"] = _ids(engine.generate(share, GREEDY))
 report["hf_before"] = _hf(reference)
 set_model_state_dict(model, perturbed.state_dict(), options=StateDictOptions(full_state_dict=True))
 t0 = time.perf_counter()
+PUSH_PEAK.clear()
 engine.sync_weights(model)  # every rank: FSDP gathers each weight, vLLM keeps its slice
 report["sync_s"] = time.perf_counter() - t0
+report["push_weights"] = len(PUSH_PEAK)
+report["push_peak_tensors"] = max(n for n, _ in PUSH_PEAK)
+report["push_peak_bytes"] = max(b for _, b in PUSH_PEAK)
+report["model_bytes"] = sum(p.numel() * p.element_size() for p in reference.parameters())
 report["after"] = _ids(engine.generate(share, GREEDY))
 report["hf_after"] = _hf(perturbed)
 sampled = engine.generate(share, SAMPLE)

@@ -53,11 +53,16 @@ def test_each_ranks_engine_follows_the_sharded_policy(tmp_path, tp, capsys):
         assert sum(a != b for a, b in zip(r["before"], r["after"])) >= 1  # and the push changed something
         assert [len(g) for g in r["sampled"]] == [2] * len(r["before"]) and all(n for g in r["sampled"] for n in g)
         assert r["logprob_tokens"] > 50 and r["logprob_max_diff"] < LOGPROB_TOL
+        # the push never held the whole model unsharded: vLLM's reload keeps the full weights
+        # of one layer until it is complete (a fused qkv: 3 weights and 3 biases), no more
+        assert r["push_weights"] > 50 and r["push_peak_bytes"] < 0.2 * r["model_bytes"]
     if tp == 2:  # one engine: the same prompts and random state give the same samples on both ranks
         assert reports[0]["logprob_comps"] == reports[1]["logprob_comps"]
     _report(
         capsys,
-        f"T={tp}: build {max(r['build_s'] for r in reports):.1f} s, push {max(r['sync_s'] for r in reports):.2f} s; "
+        f"T={tp}: build {max(r['build_s'] for r in reports):.1f} s, push {max(r['sync_s'] for r in reports):.2f} s "
+        f"(at most {max(r['push_peak_tensors'] for r in reports)} full weights alive, "
+        f"{max(r['push_peak_bytes'] / r['model_bytes'] for r in reports):.0%} of the model); "
         f"greedy = transformers before and after the push on both ranks; log-prob max |diff| "
         f"{max(r['logprob_max_diff'] for r in reports):.1e} over {sum(r['logprob_tokens'] for r in reports)} tokens",
     )
