@@ -72,6 +72,11 @@ class RolloutEngine(ABC):
     def sync_weights(self, model: torch.nn.Module) -> None:  # noqa: B027 - optional
         """Make the engine sample from ``model``'s current weights (no-op when shared)."""
 
+    def drain(self) -> None:  # noqa: B027 - optional
+        """Called by every rank where the ranks meet (the end of a step's rollouts, of an
+        evaluation): an engine shared by several ranks (``rollout.tp``) serves the other
+        members' generation calls until each has got there. No-op for a rank's own engine."""
+
 
 def extend_query(q: QueryInputs, extra_ids: Sequence[int]) -> QueryInputs:
     """A query whose prompt continues with ``extra_ids`` (text tokens), e.g. a first

@@ -36,6 +36,7 @@ import torch
 from ..model.pixels import resolve_pixel_limits
 from .base import Completion, RolloutEngine, RolloutStats, SamplingParams
 from .inputs import QueryInputs, vision_token_ids
+from .mesh import RolloutMesh
 from .tokens import end_token_ids
 from .vllm_weights import iter_sync_weights, reprocess_shared_weights
 
@@ -265,13 +266,14 @@ def _llm_kwargs(
     enforce_eager: bool,
     sleep_level: int,
     seed: int,
+    tensor_parallel_size: int,
     max_images_per_prompt: int,
     mm_processor_kwargs: dict[str, int],
     kv_cache_gb: float | None,
     llm_kwargs: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """``vllm.LLM``'s keywords for a colocated engine (``seed``: already offset by the rank),
-    ``llm_kwargs`` on top."""
+    """``vllm.LLM``'s keywords for a colocated engine (``seed``: already offset by the
+    data-parallel rank), ``llm_kwargs`` on top."""
     kwargs: dict[str, Any] = dict(
         model=str(model_path),
         tokenizer=str(model_path),
@@ -280,7 +282,7 @@ def _llm_kwargs(
         max_model_len=max_model_len,
         enable_sleep_mode=sleep_level > 0,
         distributed_executor_backend="external_launcher",
-        tensor_parallel_size=1,
+        tensor_parallel_size=tensor_parallel_size,
         seed=seed,
         enforce_eager=enforce_eager,
         limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
@@ -307,6 +309,10 @@ class VLLMEngine(RolloutEngine):
     ``kv_cache_gb``: the KV cache size in GiB (vLLM's ``kv_cache_memory_bytes``); ``None``
     leaves it to vLLM: a ``gpu_memory_utilization`` share of the GPU, or of the RAM on a
     CPU, unless ``VLLM_CPU_KVCACHE_SPACE`` (GiB) is set.
+    ``tensor_parallel_size``: T consecutive ranks of the torchrun world hold one engine,
+    each rank its 1/T slice (``rollout.mesh``); its members must call ``generate`` with the
+    same prompts (``rollout.tp.TensorParallelGroupEngine`` sees to it). The sampling seed
+    is ``seed + dp_rank`` (``seed + rank`` with T = 1).
 
     Needs queries encoded with ``PromptEncoder(keep_images=True)``.
     """
@@ -327,6 +333,7 @@ class VLLMEngine(RolloutEngine):
         seed: int = 0,
         enforce_eager: bool = False,
         kv_cache_gb: float | None = None,
+        tensor_parallel_size: int = 1,
         llm_kwargs: dict[str, Any] | None = None,
     ):
         vllm = _import_vllm()
@@ -339,6 +346,7 @@ class VLLMEngine(RolloutEngine):
         self.mm_processor_kwargs = pixel_limits(processor, min_pixels, max_pixels)
         self.stats = RolloutStats()
         rank, world = _rank_and_world()
+        mesh = RolloutMesh.of(rank, world, tensor_parallel_size)
         kwargs = _llm_kwargs(
             model_path,
             dtype=dtype,
@@ -346,7 +354,8 @@ class VLLMEngine(RolloutEngine):
             max_model_len=max_model_len,
             enforce_eager=enforce_eager,
             sleep_level=self.sleep_level,
-            seed=seed + rank,
+            seed=mesh.seed(seed),
+            tensor_parallel_size=tensor_parallel_size,
             max_images_per_prompt=max_images_per_prompt,
             mm_processor_kwargs=self.mm_processor_kwargs,
             kv_cache_gb=kv_cache_gb,

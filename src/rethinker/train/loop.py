@@ -179,6 +179,7 @@ def _draw(run: Run, step: int, rethink: RethinkConfig | None, sampling: Sampling
                 exp, run.engine, run.processor.tokenizer, sampling, cfg.reward, rethink, run.rethink_rng
             )
             exp = advantages(exp, G, **scale)
+        run.engine.drain()  # a shared engine (tensor-parallel group) serves its group until all are done
     metrics = {**metrics, **exp.metrics, **final_metrics(exp)}
     # the G slots of each group (after Forced Rethinking replaced some), not the extra members
     generated = tuple(s.reward for s in exp.samples if not s.extra)

@@ -26,6 +26,7 @@ from ..rollout.base import RolloutEngine
 from ..rollout.evaluate import EvalResult, evaluate
 from ..rollout.hf import TransformersEngine
 from ..rollout.inputs import PromptEncoder
+from ..rollout.tp import group_engine
 from ..toyworld.model import resolve_model_path
 from . import checkpoint as ckpt
 from .config import TrainConfig, check_parallel
@@ -115,6 +116,7 @@ class Run:
                 batch_queries=cfg.rollout.max_batch_queries,
                 rethink_trigger=TEST_TRIGGER if cfg.rethink_at_test and split == "test" else None,
             )
+            self.engine.drain()  # a shared engine serves its group until every member is done
         res = EvalResult.merged(ctx.gather_objects(res))
         lo, hi = res.confidence_interval()
         row = {
@@ -299,7 +301,8 @@ def _engine(cfg: TrainConfig, model, processor, dtype: torch.dtype) -> RolloutEn
     if cfg.rollout.engine == "vllm":  # colocated; the policy's weights are pushed into it after every update
         from ..rollout.vllm import VLLMEngine  # optional extra
 
-        return VLLMEngine(
+        tp = cfg.rollout.vllm_tensor_parallel_size  # T > 1: T consecutive ranks share one engine
+        engine = VLLMEngine(
             resolve_model_path(cfg.model.path),
             processor,
             policy=model,
@@ -311,7 +314,9 @@ def _engine(cfg: TrainConfig, model, processor, dtype: torch.dtype) -> RolloutEn
             seed=cfg.seed,
             enforce_eager=cfg.rollout.vllm_enforce_eager,
             kv_cache_gb=cfg.rollout.vllm_kv_cache_gb,
+            tensor_parallel_size=tp,
         )
+        return group_engine(engine, tp)
     return TransformersEngine(model, processor, max_batch_queries=cfg.rollout.max_batch_queries)
 
 
