@@ -171,6 +171,9 @@ def test_dry_run_toy_preset(capsys):
     assert main(["train", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "memory plan: 1 rank(s)" in out and "16 at max_pixels" in out
+    assert "fits: peak" in out and "(an estimate" in out
+    if not torch.cuda.is_available():
+        assert out.rstrip().endswith("GPU memory: 80 GiB assumed (no CUDA device visible; --gpu-memory-gb sets it)")
 
 
 def test_plan_for_reads_the_toy_policy():
@@ -196,3 +199,154 @@ def test_visual_tokens_equal_the_processors(toy_policy, hw):
     rec = dataclasses.replace(rec, images=[ImageRef(bytes=buf.getvalue())])
     q = PromptEncoder(processor, min_pixels=lo, max_pixels=hi).encode(rec)
     assert int((q.mm_token_type_ids == 1).sum()) == visual_tokens(hw[1], hw[0], lo, hi)
+
+
+# --------------------------------------------------------------------------- published shapes, vLLM, fits
+
+GIB = 2**30
+
+
+@pytest.fixture(scope="module")
+def counts_7b():
+    return qwen25vl_config("7b"), count_parameters(qwen25vl_config("7b"))
+
+
+def test_published_7b_and_72b_shapes():
+    from rethinker.model.shapes import shape_for
+
+    seven, big = count_parameters(qwen25vl_config("7b")), count_parameters(qwen25vl_config("72b"))
+    assert seven.total == 8_292_166_656  # Qwen2.5-VL-7B-Instruct: "8.29B" (untied lm_head)
+    assert big.total == 73_406_351_360  # Qwen2.5-VL-72B-Instruct: "73.4B"
+    assert (seven.layers, seven.hidden, seven.kv_heads, seven.kv_dim, seven.intermediate) == (28, 3584, 4, 512, 18944)
+    assert (big.layers, big.hidden, big.kv_heads, big.kv_dim, big.intermediate) == (80, 8192, 8, 1024, 29568)
+    assert seven.vocab == big.vocab == 152064 and seven.max_positions == big.max_positions == 128000
+    assert not qwen25vl_config("72b").tie_word_embeddings
+    assert 0.67e9 < seven.vision < 0.68e9 and 0.70e9 < big.vision < 0.71e9  # the same tower, a wider merger
+    assert shape_for("/models/Qwen2.5-VL-72B-Instruct") == "72b" and shape_for("Qwen/qwen2.5-vl-7b-instruct") == "7b"
+    assert shape_for("/models/Qwen2.5-VL-7B-Instruct-ft") is None
+
+
+def _vllm(**over):
+    base = {"model.path": "x", "model.dtype": "bfloat16", "rollout.engine": "vllm"}
+    return resolve(None, {**base, **over})
+
+
+def test_vllm_rows_follow_the_utilization_rule(counts_7b):
+    from rethinker.train.plan_vllm import VLLM_RUNTIME_BYTES
+
+    mc, c = counts_7b
+    p = plan(_vllm(**{"rollout.vllm_gpu_memory_utilization": 0.4}), mc, 8, device="cuda", counts=c, gpu_gib=80)
+    weights = c.total * 2
+    assert p.row("vLLM engine weights").bytes == weights
+    # one layer's working set for 16384 tokens (larger than 1024 rows of fp32 logits) + 1 GiB
+    working = 16384 * (4 * 3584 + 3 * 18944) * 2 + VLLM_RUNTIME_BYTES
+    assert p.row("vLLM working set").bytes == working
+    kv = 0.4 * 80 * GIB - weights - working  # vLLM: the share is weights + working set + KV
+    assert p.row("vLLM KV pool").bytes == pytest.approx(kv) and kv / GIB == pytest.approx(13.38, abs=0.01)
+    assert p.engine.kv_per_token == 2 * 28 * 512 * 2 and p.engine.rows == 64 * 8  # 512 queries / 8 engines x G
+    resident = p.row("weights").bytes + p.row("AdamW state").bytes
+    assert p.rollout_peak == pytest.approx(resident + p.gathered + 0.4 * 80 * GIB)
+    assert p.row("vLLM asleep (update phase)").bytes == VLLM_RUNTIME_BYTES  # sleep level 1
+    assert p.row("host memory: vLLM weights asleep").bytes == weights
+    update = resident + sum(p.row(n).bytes for n in ("gradients", "activations / micro-batch", "logits / micro-batch"))
+    assert p.update_peak == pytest.approx(update + p.row("FSDP2 all-gather buffers").bytes + VLLM_RUNTIME_BYTES)
+    assert p.sync_peak == pytest.approx(resident + 152064 * 3584 * 2 + weights + VLLM_RUNTIME_BYTES)
+    assert not any(r.name == "rollout KV cache" for r in p.rows) and not p.warnings
+    assert p.fits and p.peak / GIB == pytest.approx(51.31, abs=0.01)
+
+
+def test_vllm_kv_cache_gb_sleep_levels_and_tensor_parallel(counts_7b):
+    mc, c = counts_7b
+    fixed = plan(_vllm(**{"rollout.vllm_kv_cache_gb": 10.0, "rollout.vllm_sleep_level": 0}), mc, 8, counts=c)
+    e = fixed.engine
+    assert e.kv_pool == 10 * GIB and e.asleep == e.awake == e.weights + e.working + 10 * GIB and e.host == 0
+    two = plan(
+        _vllm(**{"rollout.vllm_sleep_level": 2, "rollout.vllm_tensor_parallel_size": 2}),
+        mc,
+        8,
+        device="cuda",
+        counts=c,
+        gpu_gib=80,
+    )
+    assert two.engine.weights == c.total * 2 / 2 and two.engine.host == 0
+    assert two.engine.kv_per_token == 2 * 28 * 256 * 2  # 4 KV heads: 2 per GPU
+    assert two.engine.rows == 128 * 8  # 4 engines of 2 GPUs share the 512 queries
+    eight = plan(_vllm(**{"rollout.vllm_tensor_parallel_size": 8}), mc, 8, device="cuda", counts=c, gpu_gib=80)
+    assert eight.engine.kv_per_token == 2 * 28 * 128 * 2  # fewer KV heads than GPUs: one head each
+
+
+def test_vllm_refuses_to_start_without_one_max_length_sequence(counts_7b):
+    mc, c = counts_7b
+    p = plan(_vllm(**{"rollout.vllm_gpu_memory_utilization": 0.3}), mc, 8, device="cuda", counts=c, gpu_gib=79)
+    assert p.peak < 79 * GIB and not p.fits
+    assert "fewer than one sequence of max_model_len 128000" in p.problems[0]
+    starved = plan(_vllm(**{"rollout.vllm_gpu_memory_utilization": 0.2}), mc, 8, device="cuda", counts=c, gpu_gib=79)
+    assert starved.row("vLLM KV pool").bytes == 0 and "no memory left for its KV pool" in starved.problems[0]
+
+
+def test_smallest_change_that_fits(counts_7b):
+    from rethinker.train.plan_fit import dry_run, smallest_change, verdict
+
+    mc, c = counts_7b
+
+    def plan_of(cfg, world):
+        return plan(cfg, mc, world, device="cuda", counts=c if cfg.model.lora_rank == 0 else None, gpu_gib=79)
+
+    # vLLM short of one 128000-token sequence: T = 2 halves the weights and the KV per token
+    flag, p = smallest_change(_vllm(**{"rollout.vllm_gpu_memory_utilization": 0.3}), 8, 8, plan_of)
+    assert flag == "--rollout.vllm-tensor-parallel-size 2" and p.fits
+    # the transformers engine's KV cache: fewer queries per generation chunk
+    lora = _cfg(**{"rollout.max_batch_queries": 64, "rollout.queries_per_step": 64})
+
+    lora_counts = count_parameters(mc, 64, TARGETS)
+
+    def lora_plan(cfg, world):
+        return plan(cfg, mc, world, device="cuda", gpu_gib=60, counts=lora_counts)
+
+    assert not lora_plan(lora, 1).fits and not lora_plan(_cfg(**{"rollout.max_batch_queries": 32}), 1).fits
+    flag, p = smallest_change(lora, 1, 8, lora_plan)
+    assert flag == "--rollout.max-batch-queries 16" and p.peak < 60 * GIB
+    assert verdict(p)[0] == f"fits: peak {p.peak / GIB:.1f} GiB of 60 GiB per GPU"
+    # 72B, full fine-tuning: the gathered policy alone is larger than the GPU, nothing helps
+    big = _vllm(**{"model.path": "/models/Qwen2.5-VL-72B-Instruct", "rollout.vllm_tensor_parallel_size": 8})
+    p, text = dry_run(big, 32, gpu_gib=79, device="cuda", runtime=0.0)
+    assert not p.fits and "does not fit: peak 169.0 GiB > 79 GiB per GPU" in text
+    assert p.gathered == pytest.approx(73_406_351_360 * 2 * 31 / 32)
+    assert "without it the peak would be 68.6 GiB" in text and "none of these fits" in text
+    assert "estimate" in text.splitlines()[-1]
+
+
+def _main(*args):
+    from rethinker.cli import main
+
+    return main(["train", "--dry-run", "--model", "/models/Qwen2.5-VL-7B-Instruct", *args])
+
+
+@pytest.mark.parametrize(
+    "args,error",
+    [
+        (["--rollout.vllm-tensor-parallel-size", "3"], "must divide the number of ranks (8)"),
+        (["--rollout.vllm-tensor-parallel-size", "8", "--gpus-per-node", "4"], "spans more than one node"),
+        (["--rollout.engine", "transformers", "--rollout.vllm-tensor-parallel-size", "2"], "needs --rollout.engine"),
+    ],
+)
+def test_dry_run_bad_layout_is_one_line_and_exit_2(args, error, capsys):
+    assert _main("--rollout.engine", "vllm", "--world-size", "8", *args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("rethinker train: rollout.vllm_tensor_parallel_size") and error in captured.err
+
+
+def test_dry_run_answers_does_it_fit(capsys):
+    base = ["--device", "cuda", "--rollout.engine", "vllm", "--world-size", "8"]
+    assert _main(*base, "--gpu-memory-gb", "79", "--rollout.vllm-gpu-memory-utilization", "0.4") == 0
+    out = capsys.readouterr().out
+    assert "fits: peak 50.9 GiB of 79 GiB per GPU" in out and "vLLM KV pool | 12.98 GiB" in out
+    assert "published shape of Qwen2.5-VL-7B-Instruct" in out and "assumed" not in out
+    assert _main(*base, "--gpu-memory-gb", "40") == 0  # 30% of 40 GiB cannot hold the 15.45 GiB of weights
+    out = capsys.readouterr().out
+    assert "does not fit: peak 37.9 GiB of 40 GiB per GPU, but vLLM would not start" in out
+    assert "smallest change that fits: --rollout.vllm-tensor-parallel-size 4 (peak 37.2 GiB)" in out
+    assert _main(*base, "--gpu-memory-gb", "32") == 0  # the update alone (37.2 GiB) is larger
+    out = capsys.readouterr().out
+    assert "does not fit: peak 37.9 GiB > 32 GiB per GPU" in out and "none of these fits" in out

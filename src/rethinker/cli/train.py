@@ -28,6 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--world-size", type=int, default=None, help="--dry-run: ranks to plan for (default: $WORLD_SIZE or 1)"
     )
+    parser.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=None,
+        help="--dry-run: each GPU's memory in GiB to fit in (default: the visible CUDA device's, else 80 assumed)",
+    )
+    parser.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=8,
+        help="--dry-run: GPUs per node (a vLLM tensor-parallel group stays within one; default 8)",
+    )
     parser.add_argument("--images-per-query", type=int, default=1, help="--dry-run: images per prompt")
     parser.add_argument(
         "--prompt-text-tokens",
@@ -65,19 +77,50 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
     if args.dry_run:
-        import os
-
-        from ..train.plan import Workload, plan_for
-
-        world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
-        try:
-            p = plan_for(cfg, world, workload=Workload(args.images_per_query, args.prompt_text_tokens))
-        except (OSError, ValueError) as exc:
-            print(f"rethinker train --dry-run: {exc}", file=sys.stderr)
-            return 2
-        print(p.table())
-        return 0
+        return _dry_run(cfg, args)
     return _train(cfg, args, explicit)
+
+
+def _gpu_gib(given: float | None) -> tuple[float, str]:
+    """The GPU memory to plan for, in GiB, and a note when it was assumed."""
+    if given is not None:
+        return given, ""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory / 2**30, ""
+    return 80.0, "GPU memory: 80 GiB assumed (no CUDA device visible; --gpu-memory-gb sets it)"
+
+
+def _dry_run(cfg, args: argparse.Namespace) -> int:
+    """Print the memory plan and whether it fits; a bad layout over the ranks is the same
+    one-line error as at start-up (exit 2)."""
+    from ..train.config import ConfigError, check_parallel
+    from ..train.plan import Workload
+    from ..train.plan_fit import dry_run
+
+    world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        check_parallel(cfg, world, args.gpus_per_node)
+    except ConfigError as exc:
+        print(f"rethinker train: {exc}", file=sys.stderr)
+        return 2
+    gib, note = _gpu_gib(args.gpu_memory_gb)
+    try:
+        _, text = dry_run(
+            cfg,
+            world,
+            gpu_gib=gib,
+            gpus_per_node=args.gpus_per_node,
+            workload=Workload(args.images_per_query, args.prompt_text_tokens),
+        )
+    except (OSError, ValueError) as exc:
+        print(f"rethinker train --dry-run: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    if note:
+        print(note)
+    return 0
 
 
 def _train(cfg, args: argparse.Namespace, explicit) -> int:

@@ -4,9 +4,14 @@
 hidden 2048, 36 layers, 16 heads / 2 KV heads, MLP 11008, vocab 151936, tied embeddings,
 rope_theta 1e6, M-RoPE sections [16, 24, 24]; vision: 32 blocks of 1280, MLP 3420, 16
 heads, patch 14, spatial merge 2, temporal patch 2, window 112, full attention in blocks
-7/15/23/31, out 2048). ``"tiny"`` is the same architecture at a size that runs in seconds.
+7/15/23/31, out 2048). ``"7b"`` and ``"72b"`` are Qwen2.5-VL-7B-Instruct's and
+Qwen2.5-VL-72B-Instruct's (7B: hidden 3584, 28 layers, 28 heads / 4 KV heads, MLP 18944;
+72B: hidden 8192, 80 layers, 64 heads / 8 KV heads, MLP 29568; both vocab 152064, untied
+embeddings, the same vision tower with out 3584 / 8192). ``"tiny"`` is the same
+architecture at a size that runs in seconds.
 The benchmarks (``gpu_step.py``, ``real_shape.py``) and the memory plan's tests build
-their models from here (no download: random weights).
+their models from here (no download: random weights), and ``rethinker train --dry-run``
+plans a published model whose checkpoint is not on disk from its shape (``shape_for``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,52 @@ SHAPES: dict[str, dict[str, Any]] = {
             tokens_per_second=2,
         ),
     ),
+    "7b": dict(
+        text=dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            vocab_size=152064,
+            rope_theta=1e6,
+            rms_norm_eps=1e-6,
+        ),
+        vision=dict(
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            out_hidden_size=3584,
+            fullatt_block_indexes=[7, 15, 23, 31],
+            window_size=112,
+            tokens_per_second=2,
+        ),
+        tie_word_embeddings=False,
+    ),
+    "72b": dict(
+        text=dict(
+            hidden_size=8192,
+            intermediate_size=29568,
+            num_hidden_layers=80,
+            num_attention_heads=64,
+            num_key_value_heads=8,
+            vocab_size=152064,
+            rope_theta=1e6,
+            rms_norm_eps=1e-6,
+        ),
+        vision=dict(
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            out_hidden_size=8192,
+            fullatt_block_indexes=[7, 15, 23, 31],
+            window_size=112,
+            tokens_per_second=2,
+        ),
+        tie_word_embeddings=False,
+    ),
     "tiny": dict(
         text=dict(
             hidden_size=128,
@@ -61,6 +112,24 @@ SHAPES: dict[str, dict[str, Any]] = {
         ),
     ),
 }
+
+#: published model ids -> their shape (``shape_for``)
+PUBLISHED = {
+    "Qwen2.5-VL-3B-Instruct": "3b",
+    "Qwen2.5-VL-7B-Instruct": "7b",
+    "Qwen2.5-VL-72B-Instruct": "72b",
+}
+
+
+def shape_for(name_or_path: str | None) -> str | None:
+    """The shape of a published model named by ``name_or_path`` (its last component, e.g.
+    ``Qwen/Qwen2.5-VL-72B-Instruct`` or ``/models/Qwen2.5-VL-72B-Instruct``, any case),
+    else None."""
+    if not name_or_path:
+        return None
+    name = Path(str(name_or_path).rstrip("/")).name.lower()
+    return next((shape for model_id, shape in PUBLISHED.items() if model_id.lower() == name), None)
+
 
 #: Qwen2.5-VL's special token ids (its published config and tokenizer)
 QWEN_TOKEN_IDS = {
@@ -102,7 +171,7 @@ def qwen25vl_config(
     text = {k: v for k, v in s["text"].items() if k != "rope_theta"}
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     text.update(
-        max_position_embeddings=128000 if shape == "3b" else 32768,
+        max_position_embeddings=32768 if shape == "tiny" else 128000,
         rope_parameters={
             "rope_type": "default",
             "rope_theta": s["text"]["rope_theta"],
@@ -113,10 +182,11 @@ def qwen25vl_config(
     eos = (TOY_EOS if small else QWEN_EOS) if eos is None else eos
     pad = (TOY_PAD if small else QWEN_PAD) if pad is None else pad
     token_ids = token_ids or (TOY_TOKEN_IDS if small else QWEN_TOKEN_IDS)
+    tie = s.get("tie_word_embeddings", True)
     cfg = Qwen2_5_VLConfig(
-        text_config=dict(text, eos_token_id=eos, bos_token_id=None, pad_token_id=pad, tie_word_embeddings=True),
+        text_config=dict(text, eos_token_id=eos, bos_token_id=None, pad_token_id=pad, tie_word_embeddings=tie),
         vision_config=dict(s["vision"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie,
         **token_ids,
     )
     cfg._attn_implementation = attn_implementation

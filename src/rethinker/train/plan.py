@@ -41,12 +41,17 @@ prices each part of a step (``rethinker train --dry-run`` prints it):
   4 h + 3 I per prompt token, the vision tower's 4 h + 3 I per patch), where Forced
   Rethinking's continuations count as prompts of their own (prompt + first answer +
   trigger, one per continued response, up to ``max_batch_queries`` at once).
+- **vLLM** (``rollout.engine vllm``): the engine's weights / T, its KV pool, working set,
+  what it keeps asleep and the host memory sleep level 1 takes; ``plan_vllm.py`` says how
+  each is priced. The transformers engine's KV cache and prefill rows are left out.
 - **runtime**: on a CPU, the process itself (Python, torch, transformers) holds memory
   before any model exists: measured in the calling process (``runtime_bytes``); on a GPU
   it is not device memory and is left out (the CUDA context, ~0.5 GiB, is not counted).
 
 Peak per rank = weights + AdamW state + reference model + max(rollout: gathered weights +
-KV cache + prefill working set, update: gradients + activations + logits) + runtime.
+KV cache + prefill working set, update: gradients + activations + logits) + runtime; with
+vLLM: max(rollout: gathered weights + the engine awake, update: gradients + activations +
+logits + the engine asleep, weight sync: the engine's weights + one full parameter).
 These are live-tensor estimates: allocator caching and fragmentation come on top. On a
 CPU, glibc's malloc raises its mmap threshold as large blocks are freed, after which
 freed activations stay in the heap and the RSS grows layer by layer through the update,
@@ -63,6 +68,7 @@ from typing import Any, NamedTuple
 
 from ..model.pixels import resolve_pixel_limits
 from .host import proc_status_bytes
+from .plan_vllm import EngineMemory, engine_memory, engine_problems, engine_rows
 
 GIB = 2**30
 #: the longest toy puzzle prompt's text tokens (chat template + question + suffix)
@@ -106,6 +112,8 @@ class ModelCounts:
     intermediate: int
     vocab: int
     largest_layer: int  # parameters of the largest decoder layer / vision block (FSDP2 all-gathers one at a time)
+    kv_heads: int = 1
+    max_positions: int = 0  # the text model's max_position_embeddings (vLLM's default max_model_len)
     vision_depth: int = 0
     vision_hidden: int = 0
     vision_intermediate: int = 0
@@ -148,16 +156,19 @@ def count_parameters(config, lora_rank: int = 0, lora_targets: str | None = None
     tc = _text_config(config)
     head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
     vc = getattr(config, "vision_config", None)
+    kv_heads = getattr(tc, "num_key_value_heads", None) or tc.num_attention_heads
     counts = ModelCounts(
         total=total,
         vision=vision,
         lora=lora,
         layers=tc.num_hidden_layers,
         hidden=tc.hidden_size,
-        kv_dim=(getattr(tc, "num_key_value_heads", None) or tc.num_attention_heads) * head_dim,
+        kv_dim=kv_heads * head_dim,
         intermediate=tc.intermediate_size,
         vocab=tc.vocab_size,
         largest_layer=largest,
+        kv_heads=kv_heads,
+        max_positions=getattr(tc, "max_position_embeddings", 0) or 0,
     )
     if vc is not None:
         counts.vision_depth = getattr(vc, "depth", 0) or getattr(vc, "num_hidden_layers", 0)
@@ -213,8 +224,18 @@ class MemoryPlan:
     rows: list[Row] = field(default_factory=list)
     rollout_peak: float = 0.0
     update_peak: float = 0.0
+    sync_peak: float = 0.0  # vLLM: the weight push after the update
     peak: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    gathered: float = 0.0  # the policy unsharded on every rank (rollouts and log-prob passes)
+    engine: EngineMemory | None = None
+    gpu_bytes: float | None = None  # the GPU's memory the engine's share is taken of
+    problems: list[str] = field(default_factory=list)  # why it cannot run, whatever the peak
+    source: str = ""  # where the model's shape came from, when not its config.json
+
+    @property
+    def fits(self) -> bool:
+        return self.gpu_bytes is not None and self.peak <= self.gpu_bytes and not self.problems
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -222,7 +243,9 @@ class MemoryPlan:
     def table(self) -> str:
         c = self.counts
         lines = [
-            f"memory plan: {self.world} rank(s), {self.device}, {self.dtype}",
+            f"memory plan: {self.world} rank(s), {self.device}, {self.dtype}"
+            + (f", vLLM tensor-parallel {self.engine.tp}" if self.engine else ""),
+            *([self.source] if self.source else []),
             f"parameters: {_count(c.total)} ({_count(c.vision)} vision), trainable "
             f"{_count(self.trainable)}" + (" (LoRA adapters)" if c.lora else ""),
             f"visual tokens per image: {self.visual_tokens_min} at min_pixels, {self.visual_tokens_max} at "
@@ -236,6 +259,7 @@ class MemoryPlan:
         lines += [
             f"| **peak, rollout phase** | {_fmt(self.rollout_peak)} | |",
             f"| **peak, update phase** | {_fmt(self.update_peak)} | |",
+            *([f"| **peak, weight sync** | {_fmt(self.sync_peak)} | |"] if self.engine else []),
             f"| **peak per rank** | **{_fmt(self.peak)}** | estimate; allocator overhead on top |",
         ]
         lines += [f"warning: {w}" for w in self.warnings]
@@ -254,7 +278,10 @@ class MemoryPlan:
             "rows": {r.name: r.bytes for r in self.rows},
             "rollout_peak": self.rollout_peak,
             "update_peak": self.update_peak,
+            "sync_peak": self.sync_peak,
             "peak": self.peak,
+            "fits": self.fits,
+            "problems": list(self.problems),
         }
 
 
@@ -299,12 +326,6 @@ class _Tokens(NamedTuple):
 def _config_warnings(cfg, world: int) -> list[str]:
     """What the plan's figures do not cover for this config."""
     warnings = []
-    if cfg.rollout.engine == "vllm":
-        warnings.append(
-            f"rollout.engine vllm: vLLM holds its own copy of the weights and its KV pool in "
-            f"{cfg.rollout.vllm_gpu_memory_utilization:.0%} of the GPU's memory (sleeping between "
-            "rollouts); the rollout rows here are the transformers engine's"
-        )
     return warnings
 
 
@@ -403,9 +424,21 @@ def _update_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, flo
     return act, vis_act, logits, fsdp_gather
 
 
-def _rollout_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, float, float]:
-    """Rows for the rollout's KV cache and prefill working set; returns ``(gathered
-    weights, KV cache, prefill)`` in bytes."""
+def _gathered_row(out: MemoryPlan, b: int) -> float:
+    """The rest of the policy, unsharded on every rank: the loop gathers it around every
+    rollout (whatever the engine) and every behaviour log-prob pass."""
+    c, world = out.counts, out.world
+    out.gathered = c.total * b * (1 - 1 / world) if world > 1 else 0.0
+    if out.gathered:
+        out.rows.append(
+            Row("rollout: gathered weights", out.gathered, "the rest of the model, unsharded for sampling/log-probs")
+        )
+    return out.gathered
+
+
+def _rollout_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, float]:
+    """Rows for the transformers engine's KV cache and prefill working set; returns
+    ``(KV cache, prefill)`` in bytes."""
     c, world, G, P = out.counts, out.world, cfg.rollout.group_size, tok.prompt
     L, h, kv, inter, T = c.layers, c.hidden, c.kv_dim, c.intermediate, tok.prompt + tok.completion
     q_rank = math.ceil(cfg.rollout.queries_per_step / world)
@@ -423,7 +456,6 @@ def _rollout_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, fl
         n_pre * p_pre * (4 * h + 3 * inter), n_pre * tok.patches * (4 * c.vision_hidden + 3 * c.vision_intermediate)
     )
     prefill = prefill * b + rows * c.vocab * 4 * 3
-    gathered = c.total * b * (1 - 1 / world) if world > 1 else 0.0
     out.rows.append(
         Row(
             "rollout KV cache",
@@ -439,9 +471,22 @@ def _rollout_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, fl
             + (" (Forced Rethinking's continuations)" if n_pre > U_roll or p_pre > P else ""),
         )
     )
-    if gathered:
-        out.rows.append(Row("rollout: gathered weights", gathered, "the rest of the model, unsharded for sampling"))
-    return gathered, kv_cache, prefill
+    return kv_cache, prefill
+
+
+def _vllm_phases(out: MemoryPlan, cfg, b: int, tok: _Tokens, resident: float, start: float, update: float) -> None:
+    """The rollout, update and weight-sync peaks with the vLLM engine (``plan_vllm.py``):
+    ``resident`` the training state through the step, ``start`` what the trainer holds when
+    the engine starts, ``update`` the update phase without the engine."""
+    gpu = out.gpu_bytes if out.gpu_bytes is not None else 80 * GIB
+    e = engine_memory(cfg, out.counts, b, gpu, out.world, tok.prompt + tok.completion)
+    out.engine = e
+    out.rows += [Row(*r) for r in engine_rows(e, cfg)]
+    out.problems += engine_problems(e, cfg, gpu, start)
+    in_flight = out.counts.vocab * out.counts.hidden * b  # the embedding, gathered whole for the push
+    out.rollout_peak = resident + out.gathered + e.awake
+    out.update_peak = update + e.asleep
+    out.sync_peak = resident + in_flight + (e.awake if cfg.rollout.vllm_sleep_level == 0 else e.weights + e.asleep)
 
 
 def plan(
@@ -455,10 +500,13 @@ def plan(
     model_dir: str | None = None,
     runtime: float | None = None,
     counts: ModelCounts | None = None,
+    gpu_gib: float | None = None,
 ) -> MemoryPlan:
     """The memory plan of ``cfg`` (a resolved ``TrainConfig``) for the model ``model_config``
     (a transformers config) on ``world`` ranks of ``device``. ``runtime``: the CPU runtime's
-    baseline bytes (default: this process's RSS now, on a CPU; 0 on a GPU)."""
+    baseline bytes (default: this process's RSS now, on a CPU; 0 on a GPU). ``gpu_gib``: each
+    GPU's memory, which ``fits`` compares with and the vLLM engine takes its share of
+    (None: 80 GiB for that share, and no verdict)."""
     m = cfg.model
     b = _dtype_bytes(m.dtype, device) if dtype_bytes is None else dtype_bytes
     c = counts or count_parameters(model_config, m.lora_rank, m.lora_targets)
@@ -475,37 +523,77 @@ def plan(
         visual_tokens_min=None,
         visual_tokens_max=None,
         prompt_tokens=0,
+        gpu_bytes=None if gpu_gib is None else gpu_gib * GIB,
     )
     out.warnings += _config_warnings(cfg, world)
     tok = _query_tokens(out, cfg, workload or Workload(), model_dir)
     weights, adapters, grads, adam, ref = _state_rows(out, cfg, b, train_bytes)
     act, vis_act, logits, fsdp_gather = _update_rows(out, cfg, b, tok)
-    gathered, kv_cache, prefill = _rollout_rows(out, cfg, b, tok)
+    gathered = _gathered_row(out, b)
+    kv_cache, prefill = _rollout_rows(out, cfg, b, tok) if cfg.rollout.engine != "vllm" else (0.0, 0.0)
     rt = runtime if runtime is not None else (runtime_bytes() if device == "cpu" else 0.0)
     if rt:
         out.rows.append(Row("runtime (CPU process)", rt, "Python + torch + transformers, measured"))
     base = weights + adapters + adam + ref + rt
-    out.rollout_peak = base + gathered + kv_cache + prefill
     out.update_peak = base + grads + act + vis_act + logits + fsdp_gather
-    out.peak = max(out.rollout_peak, out.update_peak)
+    if cfg.rollout.engine == "vllm":
+        _vllm_phases(out, cfg, b, tok, base, weights + adapters + ref + rt, out.update_peak)
+    else:
+        out.rollout_peak = base + gathered + kv_cache + prefill
+    out.peak = max(out.rollout_peak, out.update_peak, out.sync_peak)
     return out
 
 
-def plan_for(
-    cfg, world: int = 1, *, workload: Workload | None = None, device: str | None = None, runtime: float | None = None
-) -> MemoryPlan:
-    """``plan`` for a resolved config: the model's ``config.json`` read from ``model.path``
-    (the toy policy when none), the device from ``cfg.device``."""
+def model_config_for(cfg) -> tuple[Any, str | None, str]:
+    """``(transformers config, model directory or None, a note on where it came from)``
+    for ``cfg.model.path``: its ``config.json``, the toy policy's when none, or a published
+    model's shape (``model/shapes.py``) when the path is not on disk but names one."""
+    from pathlib import Path
+
     from transformers import AutoConfig
 
+    from ..model.shapes import PUBLISHED, qwen25vl_config, shape_for
     from ..toyworld.model import resolve_model_path
 
-    path = resolve_model_path(cfg.model.path)
-    mc = AutoConfig.from_pretrained(path)
-    if device is None:
-        device = cfg.device
-        if device == "auto":
-            import torch
+    path = cfg.model.path
+    if path and not Path(path).is_dir() and (shape := shape_for(path)) is not None:
+        model_id = next(k for k, v in PUBLISHED.items() if v == shape)
+        return qwen25vl_config(shape), None, f"model: the published shape of {model_id} ({path} is not on disk)"
+    path = resolve_model_path(path)
+    return AutoConfig.from_pretrained(path), path, ""
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-    return plan(cfg, mc, world, device=device.split(":")[0], workload=workload, model_dir=path, runtime=runtime)
+
+def plan_device(cfg) -> str:
+    """The device a run of ``cfg`` would use (``auto``: CUDA when visible, else the CPU)."""
+    device = cfg.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device.split(":")[0]
+
+
+def plan_for(
+    cfg,
+    world: int = 1,
+    *,
+    workload: Workload | None = None,
+    device: str | None = None,
+    runtime: float | None = None,
+    gpu_gib: float | None = None,
+) -> MemoryPlan:
+    """``plan`` for a resolved config: the model from ``model_config_for`` (no weights), the
+    device from ``cfg.device``."""
+    mc, model_dir, source = model_config_for(cfg)
+    p = plan(
+        cfg,
+        mc,
+        world,
+        device=device or plan_device(cfg),
+        workload=workload,
+        model_dir=model_dir,
+        runtime=runtime,
+        gpu_gib=gpu_gib,
+    )
+    p.source = source
+    return p
