@@ -225,7 +225,8 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoints(run_copy):
     assert res.returncode == 1, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last == (
-        "rethinker train: could not write checkpoint-6 (File too large): the previous checkpoints are intact; "
+        "rethinker train: could not write checkpoint-6 (a write was cut short: no space left on device or file too "
+        "large): the previous checkpoints are intact; "
         f"free space and resume with --resume {run_copy}"
     ), res.stderr[-3000:]
     assert not list(run_copy.glob(".tmp-checkpoint-*"))

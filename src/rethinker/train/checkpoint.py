@@ -144,6 +144,8 @@ def _reason(exc: BaseException) -> str:
     m = re.search(r"os error (\d+)", str(exc))  # safetensors: "I/O error: ... (os error 27)"
     if m:
         return os.strerror(int(m.group(1)))
+    if "unexpected pos" in str(exc):  # torch.save's archive writer (DCP's shards) after a short write
+        return "a write was cut short: no space left on device or file too large"
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
