@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from trainrun import ENV, comparable_rows, tiny_args
+from trainrun import ENV, comparable_rows, tiny_args, to_old_layout
 
 from rethinker.train import checkpoint as ckpt
 
@@ -67,7 +67,8 @@ def _flip(path: Path) -> None:
 
 
 DAMAGE = {
-    "truncated-weights": ("model.safetensors", _truncate),
+    "truncated-weights": ("model/__0_0.distcp", _truncate),
+    "missing-shard": ("optimizer/__0_0.distcp", Path.unlink),
     "missing-file": ("tokenizer.json", Path.unlink),
     "flipped-state": (ckpt.STATE_FILE, _flip),
 }
@@ -171,10 +172,27 @@ def _legacy(state: dict) -> dict:
     return state
 
 
-def test_a_checkpoint_written_before_manifests_resumes_exactly(base_run, run_copy):
-    """checkpoint-2 rewritten in the earlier layout (no manifest; numpy arrays and
-    ``QueryInputs`` pickled): the resumed run matches the uninterrupted one."""
+def test_a_checkpoint_of_the_layout_before_dcp_resumes_exactly(base_run, run_copy):
+    """checkpoint-2 rewritten as the code before distributed checkpoints wrote it (full
+    weights in ``save_pretrained`` format, the full optimizer state in the trainer state):
+    the resumed run matches the uninterrupted one, and its last checkpoint is a DCP one."""
     c2 = run_copy / "checkpoint-2"
+    to_old_layout(c2)
+    assert (c2 / "model.safetensors").is_file() and not (c2 / "model").exists()
+    assert "optimizer" in ckpt.load_state(c2) and ckpt.verify_checkpoint(c2) is True
+    shutil.rmtree(run_copy / "checkpoint-4")
+    res = _train(["--resume", str(run_copy)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resumed from {c2} at step 2" in res.stderr
+    assert comparable_rows(run_copy) == comparable_rows(base_run)
+    assert (run_copy / "checkpoint-4" / "model" / ".metadata").is_file()
+
+
+def test_a_checkpoint_written_before_manifests_resumes_exactly(base_run, run_copy):
+    """checkpoint-2 rewritten in the earlier layout (full weights; no manifest; numpy
+    arrays and ``QueryInputs`` pickled): the resumed run matches the uninterrupted one."""
+    c2 = run_copy / "checkpoint-2"
+    to_old_layout(c2)
     old = _legacy(ckpt.load_state(c2))
     assert isinstance(old["rng"][0]["numpy"][1], np.ndarray)
     torch.save(old, c2 / ckpt.STATE_FILE)
@@ -200,14 +218,15 @@ def _limit_file_size(limit: int):
 
 
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoints(run_copy):
-    weights = (run_copy / "checkpoint-4" / "model.safetensors").stat().st_size
+    weights = (run_copy / "checkpoint-4" / "model" / "__0_0.distcp").stat().st_size
     limit = 2 << 20  # above the logs and the config, below the weights
     assert weights > limit
     res = _train(["--resume", str(run_copy), "--max-steps", "6"], preexec_fn=_limit_file_size(limit))
     assert res.returncode == 1, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last == (
-        "rethinker train: could not write checkpoint-6 (File too large): the previous checkpoints are intact; "
+        "rethinker train: could not write checkpoint-6 (a write was cut short: no space left on device or file too "
+        "large): the previous checkpoints are intact; "
         f"free space and resume with --resume {run_copy}"
     ), res.stderr[-3000:]
     assert not list(run_copy.glob(".tmp-checkpoint-*"))
@@ -317,3 +336,58 @@ def test_samples_that_shared_a_prompt_share_it_after_a_checkpoint(tmp_path):
     assert back[0].prompt is back[1].prompt and back[2].prompt is not back[0].prompt
     assert torch.equal(back[0].prompt.input_ids, shared.input_ids) and back[0].prompt.images is None
     assert back[0].judgement == judged
+
+
+# ---------------------------------------------------------------- distributed checkpoints
+
+
+def _rewrite_index(folder: Path, edit) -> None:
+    """The DCP index of ``folder`` changed by ``edit(metadata)``, the manifest updated (a
+    checkpoint written that way, not damaged on the way)."""
+    import pickle
+
+    path = folder / ".metadata"
+    md = pickle.loads(path.read_bytes())
+    edit(md)
+    path.write_bytes(pickle.dumps(md))
+    (folder.parent / ckpt.MANIFEST).unlink()
+    ckpt.write_manifest(folder.parent)
+
+
+def test_a_checkpoint_of_another_model_names_the_parameter_and_both_shapes(run_copy):
+    name = "model.language_model.norm.weight"
+
+    def widen(md):  # as if the checkpoint's model had a wider hidden size
+        md.state_dict_metadata[name].size = torch.Size([96])
+
+    _rewrite_index(run_copy / "checkpoint-4" / "model", widen)
+    res = _train(["--resume", str(run_copy / "checkpoint-4")])
+    assert res.returncode == 2, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"rethinker train: cannot resume: {run_copy / 'checkpoint-4' / 'model'}: {name} has shape (96,) in the "
+        "checkpoint, (192,) in this run's model (a checkpoint of another model?)"
+    ), res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+
+
+def test_a_dcp_index_that_would_run_code_is_refused(run_copy, tmp_path):
+    from rethinker.train.shards import SafeReader
+
+    marker = tmp_path / "PWNED"
+    folder = run_copy / "checkpoint-4" / "optimizer"
+    (folder / ".metadata").write_bytes(__import__("pickle").dumps(_RunsCode(marker)))
+    with pytest.raises(ckpt.CheckpointError, match=r"refused, it would build posix\.system"):
+        SafeReader(folder).read_metadata()
+    (run_copy / "checkpoint-4" / ckpt.MANIFEST).unlink()
+    ckpt.write_manifest(run_copy / "checkpoint-4")  # the attacker rewrote the manifest too
+    res = _train(["--resume", str(run_copy / "checkpoint-4")])
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"rethinker train: cannot resume: {folder / '.metadata'}: not a DCP index that loads safely (refused"
+        )
+    ), res.stderr[-3000:]
+    assert not marker.exists()

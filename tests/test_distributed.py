@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainrun import comparable_rows
 
 from rethinker import metric_names as M
 
@@ -121,9 +122,12 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
     ckpt = out / "checkpoint-2"
     from transformers import AutoModelForImageTextToText
 
-    AutoModelForImageTextToText.from_pretrained(ckpt)  # full weights, loadable without FSDP
+    AutoModelForImageTextToText.from_pretrained(out / "final")  # full weights, loadable without FSDP
     state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
     assert state["world_size"] == 2 and len(state["rng"]) == 2
+    for part in ("model", "optimizer"):  # each rank wrote its own shards
+        assert sorted(p.name for p in (ckpt / part).iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    _assert_resumed_as_saved(ckpt, tmp_path / "resumed.pt", nproc=1)  # 2 -> 1: DCP reshards
     # continue the 2-process run in one process
     r = subprocess.run(
         [sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
@@ -135,6 +139,90 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]
+
+
+def _saved_moments(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The optimizer state of a distributed checkpoint, read whole in this process."""
+    from rethinker.train.shards import SafeReader, dcp_load
+
+    reader = SafeReader(ckpt / "optimizer")
+    md = reader.read_metadata().state_dict_metadata
+    state = {k: torch.empty(tuple(v.size), dtype=v.properties.dtype) for k, v in md.items()}
+    dcp_load(state, reader)
+    return state
+
+
+def _assert_resumed_as_saved(ckpt: Path, dump: Path, nproc: int) -> None:
+    """A run set up from ``ckpt`` with ``nproc`` processes restores its step, its data
+    position and every optimizer moment (gathered) exactly as saved."""
+    script = [str(Path(__file__).parent / "scripts" / "dcp_resumed_state.py"), str(ckpt.parent), str(dump)]
+    if nproc == 1:
+        r = subprocess.run([sys.executable, *script], env=_env(), capture_output=True, text=True, timeout=600)
+    else:
+        r = _torchrun(script, nproc=nproc)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    got, saved = torch.load(dump, weights_only=True), torch.load(ckpt / "trainer_state.pt", weights_only=True)
+    assert got["world"] == nproc != saved["world_size"]
+    assert got["step"] == saved["step"] and got["sampler"] == saved["sampler"]
+    moments = _saved_moments(ckpt)
+    assert len(moments) == 3 * len(got["state"]) > 30  # step, exp_avg, exp_avg_sq per trained parameter
+    for name, s in got["state"].items():
+        for k in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(s[k], moments[f"state.{name}.{k}"]), (name, k)
+    assert any(float(s["exp_avg_sq"].abs().max()) > 0 for s in got["state"].values())
+
+
+TRAIN_FLAGS = ["--max-steps", "2", "--eval-every", "0", "--save-every", "2", "--seed", "1",
+               "--rollout.queries-per-step", "4", "--rollout.group-size", "4", "--rollout.max-new-tokens", "16",
+               "--data.toy-train-size", "32", "--data.toy-eval-size", "8", "--data.toy-test-size", "0",
+               "--optim.micro-batch-size", "4", "--threads", "1"]  # fmt: skip
+
+
+def test_a_one_process_checkpoint_resumes_on_two_ranks(tmp_path):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "rethinker", "train", "--output-dir", str(out), *TRAIN_FLAGS],
+                       env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    _assert_resumed_as_saved(out / "checkpoint-2", tmp_path / "resumed.pt", nproc=2)  # 1 -> 2: DCP reshards
+    r = _torchrun(["-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]
+    assert sorted(p.name for p in (out / "checkpoint-3" / "model").iterdir())[1:] == ["__0_0.distcp", "__1_0.distcp"]
+
+
+def test_a_save_killed_part_way_on_one_rank_keeps_the_previous_checkpoint_and_resumes_exactly(tmp_path):
+    """Rank 1 is killed (SIGKILL) between writing its model and its optimizer shards of
+    checkpoint-4: checkpoint-2 stays whole, the torn folder is ignored, and the 2-rank
+    resume from checkpoint-2 matches an uninterrupted 2-rank run."""
+    from rethinker.train import checkpoint as ckpt
+    from rethinker.train.shards import PAUSE_ENV
+
+    flags = [*TRAIN_FLAGS, "--max-steps", "4", "--save-every", "2"]
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    r = _torchrun(["-m", "rethinker", "train", "--output-dir", str(ref), *flags])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
+           "-m", "rethinker", "train", "--output-dir", str(out), *flags]  # fmt: skip
+    env = dict(_env(), **{PAUSE_ENV: "2"})
+    agent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rank1 = _worker_pid(agent, 1)
+    torn = out / ".tmp-checkpoint-4" / "model" / ".metadata"
+    deadline = time.time() + 600
+    while not torn.exists():  # every rank wrote its model shards and now waits
+        assert agent.poll() is None and time.time() < deadline, agent.stderr.read()[-4000:]
+        time.sleep(0.02)
+    os.kill(rank1, signal.SIGKILL)
+    agent.communicate(timeout=600)
+    assert agent.returncode != 0
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint-2"]
+    assert ckpt.verify_checkpoint(out / "checkpoint-2") is True
+    assert not (out / ".tmp-checkpoint-4" / "optimizer" / ".metadata").exists()  # torn, ignored
+    r = _torchrun(["-m", "rethinker", "train", "--resume", str(out)])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "resumed from" in r.stderr and "checkpoint-2 at step 2" in r.stderr
+    assert comparable_rows(out) == comparable_rows(ref)
 
 
 def _worker_pid(agent: subprocess.Popen, rank: int, timeout: float = 120) -> int:
@@ -188,8 +276,9 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_resumes_exac
 
 
 def test_two_process_lora_trains_exports_merged_and_resumes_in_one_process(tmp_path):
-    """LoRA under torchrun: adapter checkpoints, the merged export (gathered weight by
-    weight) equal to PEFT's own merge of the saved adapters, and a one-process resume."""
+    """LoRA under torchrun: the exported adapters and merged weights agree (PEFT's own
+    merge of the exported adapters), only the projections moved, and a one-process resume
+    of the 2-rank adapter checkpoint."""
     pytest.importorskip("peft")
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
@@ -203,12 +292,12 @@ def test_two_process_lora_trains_exports_merged_and_resumes_in_one_process(tmp_p
     flags += ["--data.toy-test-size", "0", "--optim.lr", "1e-2", "--threads", "1", "--ssr", "filter"]
     r = _torchrun(["-m", "rethinker", "train", *flags])
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    ckpt = out / "checkpoint-2"
-    assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum(row.get(M.OPTIMIZER_STEPS, 0) for row in rows) >= 1
-    merged = AutoModelForImageTextToText.from_pretrained(out / "merged").state_dict()
-    reference = PeftModel.from_pretrained(load_toy("cpu")[0], str(ckpt)).merge_and_unload().state_dict()
+    final = out / "final"
+    assert (final / "adapter" / "adapter_config.json").is_file() and (out / "merged").resolve() == final.resolve()
+    merged = AutoModelForImageTextToText.from_pretrained(final).state_dict()
+    reference = PeftModel.from_pretrained(load_toy("cpu")[0], str(final / "adapter")).merge_and_unload().state_dict()
     base = load_toy("cpu")[0].state_dict()
     assert merged.keys() == reference.keys()
     for k in merged:

@@ -65,13 +65,16 @@ def test_short_run_writes_metrics_checkpoints_and_curves(full_run):
     assert (out / "config.yaml").is_file()
     ckpts = sorted(p.name for p in out.glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2", "checkpoint-4"]
-    # the checkpoint loads with plain transformers
+    # distributed checkpoints (DCP): the policy's and the optimizer's shards, one file per rank
+    for part in ("model", "optimizer"):
+        assert sorted(p.name for p in (out / "checkpoint-4" / part).iterdir()) == [".metadata", "__0_0.distcp"]
+    # the final policy loads with plain transformers
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    AutoProcessor.from_pretrained(out / "checkpoint-4")
-    AutoModelForImageTextToText.from_pretrained(out / "checkpoint-4")
+    AutoProcessor.from_pretrained(out / "final")
+    AutoModelForImageTextToText.from_pretrained(out / "final")
     summary = json.loads(res.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 4
+    assert summary["steps"] == 4 and summary["final"] == str(out / "final")
 
 
 def test_killed_and_resumed_run_matches_uninterrupted(full_run, tmp_path):
@@ -406,3 +409,38 @@ def test_cosine_schedule_ends_at_its_floor():
     assert sched.get_last_lr()[0] == pytest.approx(1e-4)  # ... to 10% of the peak, not to zero
     with pytest.raises(ConfigError, match="min_lr_ratio"):
         resolve(None, parse_overrides(["--optim.min-lr-ratio", "1.5"]))
+
+
+def test_export_streams_a_checkpoint_to_plain_transformers_with_the_same_logits(full_run, tmp_path):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from rethinker.toyworld.model import toy_model_path
+    from rethinker.train.shards import load_model_shards
+
+    out, _ = full_run
+    dest = tmp_path / "exported"
+    res = subprocess.run(
+        [sys.executable, "-m", "rethinker", "export", str(out / "checkpoint-4"), "--output", str(dest),
+         "--max-shard-gb", "0.004"],  # fmt: skip
+        env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    shards = sorted(p.name for p in dest.glob("*.safetensors"))
+    assert len(shards) > 1 and (dest / "model.safetensors.index.json").is_file()  # ~4 MB shards
+    exported = AutoModelForImageTextToText.from_pretrained(dest).eval()
+    policy = AutoModelForImageTextToText.from_pretrained(out / "final").eval()  # the run's own export
+    base = AutoModelForImageTextToText.from_pretrained(toy_model_path())
+    load_model_shards(out / "checkpoint-4", base, adapters_only=False)  # the policy as trained
+    base.eval()
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        want = base(input_ids=ids).logits
+        assert torch.equal(exported(input_ids=ids).logits, want)
+        assert torch.equal(policy(input_ids=ids).logits, want)
+    untrained = AutoModelForImageTextToText.from_pretrained(toy_model_path()).eval()
+    with torch.no_grad():
+        assert not torch.equal(untrained(input_ids=ids).logits, want)  # training changed the policy
+    res = subprocess.run([sys.executable, "-m", "rethinker", "export", str(tmp_path / "none"), "--output", str(dest)],
+                         env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 2 and "no whole checkpoint to export" in res.stderr

@@ -65,3 +65,33 @@ def kill_after_checkpoint(out: Path, args: list[str], step: int, timeout: float 
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def to_old_layout(ckpt_dir: Path) -> None:
+    """Rewrite a one-process distributed checkpoint in the layout before DCP, as that code
+    wrote it (``checkpoint.save_checkpoint``): the weights in ``save_pretrained`` format
+    and the full optimizer state in ``trainer_state.pt``."""
+    import shutil
+
+    import torch
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    from rethinker.model.load import load_policy
+    from rethinker.toyworld.model import resolve_model_path
+    from rethinker.train import checkpoint as ckpt
+    from rethinker.train.config import resumed_config
+    from rethinker.train.optim import make_optimizer
+    from rethinker.train.shards import load_model_shards, load_optimizer_shards
+
+    ckpt_dir = Path(ckpt_dir)
+    cfg = resumed_config(ckpt_dir.parent, {})
+    state = ckpt.load_state(ckpt_dir)
+    assert state["layout"] == "dcp" and state["world_size"] == 1
+    model, processor = load_policy(resolve_model_path(cfg.model.path), device=torch.device("cpu"), dtype=torch.float32)
+    load_model_shards(ckpt_dir, model, adapters_only=False)
+    optimizer = make_optimizer(model, cfg, sharded=False)
+    load_optimizer_shards(ckpt_dir, model, optimizer, state["optimizer_groups"])
+    old = {k: v for k, v in state.items() if k not in ("layout", "optimizer_groups", "lora", "step")}
+    old["optimizer"] = get_optimizer_state_dict(model, optimizer)
+    shutil.rmtree(ckpt_dir)
+    ckpt.save_checkpoint(ckpt_dir.parent, state["step"], model, processor, old, keep=0)

@@ -1,4 +1,4 @@
-"""The ``rethinker`` command: train / eval / infer / data / toy / plot.
+"""The ``rethinker`` command: train / eval / infer / data / toy / plot / report / export.
 
 Each subcommand is a module of this package that exposes ``add_arguments(parser)`` and
 ``run(args) -> int`` and calls into the library for the work; this file only dispatches,
@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("rethinker.cli.toy", "the built-in toy world: model, data, rebuild"),
     "plot": ("rethinker.cli.plot", "plot a run's metrics to a PNG"),
     "report": ("rethinker.cli.report", "a run's or an evaluation's self-contained HTML page (curves, samples)"),
+    "export": ("rethinker.cli.export", "a checkpoint's policy in save_pretrained format (streamed, loadable anywhere)"),
 }
 
 

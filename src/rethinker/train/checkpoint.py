@@ -113,27 +113,39 @@ def _write(tmp: Path, step: int, model, processor, state: dict[str, Any], model_
     else:
         model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    torch.save(_plain({"rng": rng_state(), **state, "step": step}), tmp / STATE_FILE)
-    write_manifest(tmp)
-    _fsync_tree(tmp)
+    write_state(tmp, {"rng": rng_state(), **state}, step)
 
 
-def _write_failures() -> tuple[type[BaseException], ...]:
+def write_state(folder: Path, state: dict[str, Any], step: int) -> None:
+    """``trainer_state.pt``: ``state`` as plain values and tensors (``_plain``) with its step."""
+    torch.save(_plain({**state, "step": step}), folder / STATE_FILE)
+
+
+def write_failures() -> tuple[type[BaseException], ...]:
     """What a write that cannot go on raises: ``OSError`` from Python, ``RuntimeError``
-    from ``torch.save``, ``SafetensorError`` from the weights' writer."""
+    from ``torch.save``, ``SafetensorError`` from the weights' writer, ``CheckpointException``
+    from DCP (a ``BaseException``)."""
     from safetensors import SafetensorError
+    from torch.distributed.checkpoint import CheckpointException
 
-    return (OSError, RuntimeError, SafetensorError)
+    return (OSError, RuntimeError, SafetensorError, CheckpointException)
 
 
 def _reason(exc: BaseException) -> str:
     """A write error in words: the OS's (``File too large``, ``No space left on device``)
-    where the error carries an errno, directly or in its text, else its first line."""
+    where the error carries an errno, directly or in its text, else its first line. A
+    failed DCP write (``CheckpointException``) is told by its first rank's error."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        first = failures[min(failures)]
+        exc = first[0] if isinstance(first, tuple) else first
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     m = re.search(r"os error (\d+)", str(exc))  # safetensors: "I/O error: ... (os error 27)"
     if m:
         return os.strerror(int(m.group(1)))
+    if "unexpected pos" in str(exc):  # torch.save's archive writer (DCP's shards) after a short write
+        return "a write was cut short: no space left on device or file too large"
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
@@ -146,24 +158,61 @@ def save_checkpoint(
     keep: int = 2,
     model_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``checkpoint-STEP`` atomically and keep only the newest ``keep`` up to it
-    (newer ones, left by an earlier attempt, are overwritten when the run reaches them).
-    ``model_state``: a full state dict to write instead of the model's own (sharded runs).
-    ``CheckpointWriteError`` when a file cannot be written: nothing of it is left."""
-    run_dir = Path(run_dir)
-    final = run_dir / f"checkpoint-{step}"
-    tmp = run_dir / f".tmp-checkpoint-{step}"
+    """The layout before distributed checkpoints (kept to write test fixtures of it and
+    read by ``load_state``): ``checkpoint-STEP`` with the weights in ``save_pretrained``
+    format and the full optimizer state in the trainer state, written atomically; the
+    newest ``keep`` up to it are kept. ``model_state``: a full state dict to write instead
+    of the model's own. ``CheckpointWriteError`` when a file cannot be written."""
+    start_checkpoint(run_dir, step)
+    return finish_checkpoint(
+        run_dir, step, lambda tmp: _write(tmp, step, model, processor, state, model_state), keep=keep
+    )
+
+
+def temp_folder(run_dir: str | Path, step: int) -> Path:
+    """Where ``checkpoint-STEP`` is written before it is renamed into place."""
+    return Path(run_dir) / f".tmp-checkpoint-{step}"
+
+
+def _write_error(run_dir: Path, step: int, exc: BaseException) -> CheckpointWriteError:
+    shutil.rmtree(temp_folder(run_dir, step), ignore_errors=True)
+    return CheckpointWriteError(
+        f"could not write checkpoint-{step} ({_reason(exc)}): the previous checkpoints are intact; "
+        f"free space and resume with --resume {run_dir}"
+    )
+
+
+def start_checkpoint(run_dir: str | Path, step: int) -> Path:
+    """An empty temporary folder for ``checkpoint-STEP`` (what an earlier attempt left there is removed)."""
+    run_dir, tmp = Path(run_dir), temp_folder(run_dir, step)
     try:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        _write(tmp, step, model, processor, state, model_state)
-    except _write_failures() as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointWriteError(
-            f"could not write {final.name} ({_reason(exc)}): the previous checkpoints are intact; "
-            f"free space and resume with --resume {run_dir}"
-        ) from exc
+    except write_failures() as exc:
+        raise _write_error(run_dir, step, exc) from exc
+    return tmp
+
+
+def abandon_checkpoint(run_dir: str | Path, step: int, exc: BaseException) -> CheckpointWriteError:
+    """The temporary folder removed; the error to raise for ``exc`` (a rank's failed write)."""
+    return _write_error(Path(run_dir), step, exc)
+
+
+def finish_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
+    """``write(tmp)`` (the main rank's files), then the manifest over everything in the
+    temporary folder (every rank's shards included), then the rename into place; the
+    newest ``keep`` checkpoints up to it are kept (newer ones, left by an earlier attempt,
+    are overwritten when the run reaches them). ``CheckpointWriteError`` when a file
+    cannot be written: nothing of it is left."""
+    run_dir = Path(run_dir)
+    final, tmp = run_dir / f"checkpoint-{step}", temp_folder(run_dir, step)
+    try:
+        write(tmp)
+        write_manifest(tmp)
+        _fsync_tree(tmp)
+    except write_failures() as exc:
+        raise _write_error(run_dir, step, exc) from exc
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -33,17 +34,19 @@ from .config import TrainConfig, check_parallel
 from .config import save as save_config
 from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
-from .distributed import (
-    DistContext,
-    full_model_state,
-    full_optimizer_state,
-    gathered,
-    init_distributed,
-    load_optimizer_state,
-    shard_model,
-)
+from .distributed import DistContext, gathered, init_distributed, load_optimizer_state, shard_model
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
+from .shards import load_model_shards, load_optimizer_shards, save_model_shards, save_shards
+
+
+def _attempt(write) -> str | None:
+    """Run ``write()``; the message of the ``CheckpointWriteError`` it raised, if any."""
+    try:
+        write()
+    except ckpt.CheckpointWriteError as exc:
+        return str(exc)
+    return None
 
 
 def _verdicts(p) -> dict[str, Any]:
@@ -158,35 +161,55 @@ class Run:
         self.saved_step = step
 
     def _write_checkpoint(self, step: int) -> str | None:
-        """Gather the state (every rank) and write it (the main rank); the error's message, if any."""
+        """Every rank writes its shards of the policy and the optimizer state into the
+        temporary folder (DCP, in parallel); then the main rank writes the trainer state,
+        the config and processor files and the manifest, and renames the folder into place.
+        The error's message, if any (the same on every rank)."""
         ctx = self.ctx
-        model_state = full_model_state(self.model, ctx)  # collectives: every rank takes part
-        optim_state = full_optimizer_state(self.model, self.optimizer, ctx)
+        started = _attempt(lambda: ckpt.start_checkpoint(self.run_dir, step)) if ctx.is_main else None
+        if failed := ctx.gather_objects(started)[0]:  # every rank waits for the empty folder
+            return failed
+        tmp = ckpt.temp_folder(self.run_dir, step)
+        try:
+            groups = save_shards(tmp, self.model, self.optimizer, adapters_only=self.cfg.model.lora_rank > 0)
+        except ckpt.write_failures() as exc:  # DCP raises a rank's failure on every rank
+            return str(ckpt.abandon_checkpoint(self.run_dir, step, exc)) if ctx.is_main else "failed"
         rngs = ctx.gather_objects(ckpt.rng_state())
-        if ctx.is_main:
-            state = {
-                "optimizer": optim_state,
-                "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(),
-                "selector": self.selector.state_dict(),
-                "rethink_rng": self.rethink_rng.bit_generator.state,
-                "rng": rngs,
-                "world_size": ctx.world,
-                "samples_generated": self.samples_generated,
-            }
-            try:
-                ckpt.save_checkpoint(
-                    self.run_dir,
-                    step,
-                    self.model,
-                    self.processor,
-                    state,
-                    keep=self.cfg.keep_checkpoints,
-                    model_state=model_state,
-                )
-            except ckpt.CheckpointWriteError as exc:
-                return str(exc)
-        return None
+        if not ctx.is_main:
+            return None
+        state = {
+            "layout": "dcp",
+            "optimizer_groups": groups,
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "selector": self.selector.state_dict(),
+            "rethink_rng": self.rethink_rng.bit_generator.state,
+            "rng": rngs,
+            "world_size": ctx.world,
+            "samples_generated": self.samples_generated,
+            "lora": self._lora(),
+        }
+        return _attempt(
+            lambda: ckpt.finish_checkpoint(
+                self.run_dir, step, lambda tmp: self._main_files(tmp, state, step), keep=self.cfg.keep_checkpoints
+            )
+        )
+
+    def _lora(self) -> dict[str, Any] | None:
+        """What a LoRA checkpoint (adapters only) needs to be rebuilt: the adapters' settings and the base."""
+        m = self.cfg.model
+        if m.lora_rank <= 0:
+            return None
+        return {"rank": m.lora_rank, "alpha": m.lora_alpha, "dropout": m.lora_dropout, "targets": m.lora_targets,
+                "base": str(Path(resolve_model_path(m.path)).resolve())}  # fmt: skip
+
+    def _main_files(self, folder: Path, state: dict[str, Any], step: int) -> None:
+        """The main rank's part of a checkpoint: trainer state, model config, processor."""
+        ckpt.write_state(folder, state, step)
+        self.processor.save_pretrained(folder)
+        self.model.config.save_pretrained(folder)
+        if (gen := getattr(self.model, "generation_config", None)) is not None:
+            gen.save_pretrained(folder)
 
     def snapshot(self) -> dict[str, Any]:
         """This rank's state that a step consumes before its update (data position and
@@ -210,21 +233,6 @@ class Run:
         if self.sample_log is not None:
             self.sample_log.log_step(step, exp.records, exp.samples, selection.indices)
 
-    def _save_merged(self, out: Path) -> None:
-        """The LoRA policy with its adapters merged, in ``save_pretrained`` format. In one
-        process PEFT merges in place (the run is over); sharded, every rank takes part in
-        gathering each weight while the main rank merges it out of place and keeps it."""
-        if not self.ctx.enabled:
-            self.model.merge_and_unload().save_pretrained(out)
-        else:
-            from ..rollout.vllm_weights import iter_sync_weights
-
-            kept = {name: t.cpu().clone() for name, t in iter_sync_weights(self.model) if self.ctx.is_main}
-            if self.ctx.is_main:
-                self.model.get_base_model().save_pretrained(out, state_dict=kept)
-        if self.ctx.is_main:
-            self.processor.save_pretrained(out)
-
     def close_logs(self) -> None:
         self.logger.close()
         if self.sample_log is not None:
@@ -233,12 +241,11 @@ class Run:
     def finish(
         self, first_eval: dict[str, Any], last_eval: dict[str, Any], last_test: dict[str, Any] | None, *, steps: int
     ) -> dict[str, Any]:
-        """Close the logs; merge LoRA adapters into full weights (``merged/``); write
+        """Close the logs; export the final policy (``final/``, ``export_final``); write
         ``curves.png`` and ``report.html``. ``steps``: the last step the run reached (a
         sample budget can end it before ``max_steps``)."""
         self.close_logs()
-        if self.cfg.model.lora_rank > 0:  # loadable without PEFT
-            self._save_merged(self.run_dir / "merged")
+        final = self.export_final(steps)
         if self.ctx.is_main:
             try:  # curves.png and report.html (`rethinker report RUN_DIR` rebuilds it, during a run too)
                 page = build_run_report(self.run_dir, curves_png=self.run_dir / "curves.png")
@@ -254,7 +261,41 @@ class Run:
             "steps": steps,
             "samples": self.samples_generated,
             "run_dir": str(self.run_dir),
+            "final": str(final),
         }
+
+    def export_final(self, steps: int) -> Path:
+        """The policy at the run's end in ``save_pretrained`` format, ``DIR/final``
+        (``rethinker export`` of the last checkpoint, streamed by the main rank; a run that
+        saved none at its end first writes the policy's shards for it). LoRA runs: the
+        merged weights, the adapters in ``final/adapter``, and ``DIR/merged`` naming ``final``."""
+        ctx, final = self.ctx, self.run_dir / "final"
+        src = self.run_dir / f"checkpoint-{steps}"
+        if self.saved_step != steps or not src.is_dir():
+            src = self.run_dir / ".tmp-final"
+            if ctx.is_main:
+                shutil.rmtree(src, ignore_errors=True)
+                src.mkdir()
+            ctx.barrier()
+            save_model_shards(src, self.model, adapters_only=self.cfg.model.lora_rank > 0)
+            if ctx.is_main:
+                self._main_files(src, {"layout": "dcp", "lora": self._lora()}, steps)
+        ctx.barrier()
+        if ctx.is_main:
+            from .export import export_checkpoint
+
+            export_checkpoint(src, final)
+            shutil.rmtree(self.run_dir / ".tmp-final", ignore_errors=True)
+            if self.cfg.model.lora_rank > 0:  # where LoRA runs wrote their merged weights before
+                merged = self.run_dir / "merged"
+                if merged.is_symlink() or merged.is_file():
+                    merged.unlink()
+                elif merged.is_dir():
+                    shutil.rmtree(merged)
+                merged.symlink_to("final")
+            print(f"final policy: {final}", file=sys.stderr)
+        ctx.barrier()
+        return final
 
 
 def _seed(seed: int) -> None:
@@ -263,11 +304,17 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _is_dcp(state: dict[str, Any] | None) -> bool:
+    """A distributed checkpoint's trainer state (the layout before it held full weights)."""
+    return state is not None and state.get("layout") == "dcp"
+
+
 def _load_models(
-    cfg: TrainConfig, ctx: DistContext, device: torch.device, dtype: torch.dtype, last: Path | None
+    cfg: TrainConfig, ctx: DistContext, device: torch.device, dtype: torch.dtype, last: Path | None, state=None
 ) -> tuple[Any, Any, Any]:
-    """The policy (from the latest checkpoint when resuming; sharded with several
-    processes), its processor, and the frozen reference when a KL term needs one."""
+    """The policy (sharded with several processes; when resuming, its weights from the
+    checkpoint: each rank reads its shards, or, from an old-layout checkpoint, its
+    ``save_pretrained`` copy), its processor, and the frozen reference when a KL term needs one."""
     base = resolve_model_path(cfg.model.path)
     lora = None
     if cfg.model.lora_rank > 0:  # with several processes FSDP2 shards the frozen base and the adapters alike
@@ -279,7 +326,7 @@ def _load_models(
             "base": base,
         }
     model, processor = load_policy(
-        str(last) if last else base,
+        str(last) if last and not _is_dcp(state) else base,
         device=device,
         dtype=dtype,
         attn_implementation=cfg.model.attn_implementation,
@@ -289,6 +336,8 @@ def _load_models(
     )
     if ctx.enabled:
         shard_model(model, ctx, device)
+    if last is not None and _is_dcp(state):
+        load_model_shards(last, model, adapters_only=lora is not None)
     ref_model = None
     if cfg.algo.kl_coef > 0:
         ref_model, _ = load_policy(
@@ -341,7 +390,7 @@ def setup(cfg: TrainConfig, resume: bool = False, checkpoint: str | Path | None 
     if cfg.deterministic if cfg.deterministic is not None else device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     last, state = _resume_point(run_dir, ctx, checkpoint) if resume else (None, None)
-    model, processor, ref_model = _load_models(cfg, ctx, device, dtype, last)
+    model, processor, ref_model = _load_models(cfg, ctx, device, dtype, last, state)
     data = load_datasets(cfg.data, cfg.seed)
     encoder, eval_encoder, test_encoder = _encoders(cfg, processor, data)
     optimizer = make_optimizer(model, cfg, sharded=ctx.enabled)
@@ -415,7 +464,20 @@ def _resume_point(run_dir: Path, ctx: DistContext, checkpoint: str | Path | None
     """The checkpoint to resume (``ckpt.resume_point``: damaged or unsafe ones passed
     over, each named on one line) and its trainer state; (None, None) when there is none."""
     say = (lambda line: print(f"rethinker train: {line}", file=sys.stderr)) if ctx.is_main else (lambda line: None)
-    found = ckpt.resume_point(run_dir, checkpoint, say=say)
+    if not ctx.enabled:
+        found = ckpt.resume_point(run_dir, checkpoint, say=say)
+    else:  # the main rank checks the files (one sha256 pass), the others read the state it chose
+        chosen: tuple[str, str | None] = ("", None)
+        if ctx.is_main:
+            try:
+                found = ckpt.resume_point(run_dir, checkpoint, say=say)
+                chosen = ("path", str(found[0]) if found else None)
+            except ckpt.CheckpointError as exc:
+                chosen = ("error", str(exc))
+        kind, value = ctx.gather_objects(chosen)[0]
+        if kind == "error":
+            raise ckpt.CheckpointError(value)
+        found = (Path(value), ckpt.load_state(value)) if value is not None else None
     if found is None:
         say(f"no checkpoint in {run_dir} yet: starting it from step 0 with its config.yaml")
         return None, None
@@ -427,15 +489,18 @@ def _restore(run: Run, last: Path, state: dict[str, Any]) -> None:
     (its trainer state ``state``); a state whose values do not fit raises a
     ``CheckpointError`` naming the file."""
     try:
-        _apply_state(run, state)
+        _apply_state(run, last, state)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise ckpt.CheckpointError(f"{last / ckpt.STATE_FILE}: a value does not fit this run ({exc!r})") from None
     print(f"resumed from {last} at step {run.start_step}", file=sys.stderr)
 
 
-def _apply_state(run: Run, state: dict[str, Any]) -> None:
+def _apply_state(run: Run, last: Path, state: dict[str, Any]) -> None:
     ctx = run.ctx
-    load_optimizer_state(run.model, run.optimizer, state["optimizer"], ctx)
+    if _is_dcp(state):
+        load_optimizer_shards(last, run.model, run.optimizer, state["optimizer_groups"])
+    else:  # the layout before DCP: the full optimizer state in the trainer state
+        load_optimizer_state(run.model, run.optimizer, state["optimizer"], ctx)
     run.scheduler.load_state_dict(state["scheduler"])
     run.sampler.load_state_dict(state["sampler"])
     run.selector.load_state_dict(state["selector"])
