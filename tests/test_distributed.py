@@ -44,11 +44,13 @@ def _torchrun(args, nproc=2, timeout=600):
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
-def test_two_process_update_matches_single_process(tmp_path, lora):
-    """Full weights, and LoRA adapters on a frozen base (FSDP2 shards both alike)."""
+@pytest.mark.parametrize("lora, mini", [(0, 0), (4, 0), (0, 4)], ids=["full", "lora", "mini-batches"])
+def test_two_process_update_matches_single_process(tmp_path, lora, mini):
+    """Full weights, LoRA adapters on a frozen base (FSDP2 shards both alike), and four
+    mini-batches (the behaviour log-probs first, run on the shards in lockstep: the ranks
+    hold 7 and 6 samples, so one runs a filler forward)."""
     single, double = tmp_path / "one.pt", tmp_path / "two.pt"
-    extra = [str(lora)] if lora else []
+    extra = [str(lora), str(mini)] if mini else ([str(lora)] if lora else [])
     r1 = subprocess.run(
         [sys.executable, str(SCRIPT), str(single), *extra], env=_env(), capture_output=True, text=True, timeout=600
     )

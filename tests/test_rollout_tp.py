@@ -124,3 +124,47 @@ def test_four_ranks_in_two_groups_of_two_sample_differently(tmp_path):
     _check_groups(reports)
     draws = [{d for c in reports[a]["calls"] for d in c["draws"]} for a in (0, 2)]
     assert not draws[0] & draws[1]  # the two data-parallel groups draw different numbers
+
+
+def test_rollout_weights_gathers_only_for_an_engine_running_the_policy(monkeypatch):
+    """The transformers engine samples from the policy module (its shards are gathered);
+    a vLLM engine, alone or shared by a tensor-parallel group, holds its own weights and
+    the policy stays sharded around its rollouts."""
+    from contextlib import contextmanager
+
+    from rethinker.rollout.base import RolloutEngine, RolloutStats
+    from rethinker.rollout.mesh import RolloutMesh
+    from rethinker.rollout.tp import TensorParallelGroupEngine
+    from rethinker.train import distributed
+
+    calls = []
+
+    @contextmanager
+    def fake_gathered(model, ctx):
+        calls.append(model)
+        yield
+
+    monkeypatch.setattr(distributed, "gathered", fake_gathered)
+
+    class Own(RolloutEngine):
+        holds_own_weights = True
+        stats = RolloutStats()
+
+        def generate(self, queries, params):
+            return []
+
+    class Runs(RolloutEngine):
+        def generate(self, queries, params):
+            return []
+
+    ctx = distributed.DistContext(rank=0, world=2)
+    for engine, gathers in ((Runs(), True), (Own(), False)):
+        with distributed.rollout_weights(engine, "policy", ctx):
+            pass
+        assert len(calls) == int(gathers)
+        calls.clear()
+    shared = TensorParallelGroupEngine(Own(), RolloutMesh.of(0, 2, 2), group=None, gather=lambda obj: [obj, obj])
+    assert shared.holds_own_weights
+    with distributed.rollout_weights(shared, "policy", ctx):
+        pass
+    assert not calls

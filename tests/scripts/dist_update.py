@@ -1,7 +1,7 @@
 """One policy update on fixed rollouts, in one process or under torchrun (FSDP2, gloo).
 
-    python dist_update.py OUT.pt [LORA_RANK]           # reference
-    torchrun --nproc_per_node 2 dist_update.py OUT.pt [LORA_RANK]
+    python dist_update.py OUT.pt [LORA_RANK [MINI_BATCH]]           # reference
+    torchrun --nproc_per_node 2 dist_update.py OUT.pt [LORA_RANK [MINI_BATCH]]
 
 Writes the loss statistics and the full weights after the update (rank 0). With a
 LORA_RANK, PEFT adapters (seeded alike in every process, B made non-zero so that both
@@ -25,6 +25,7 @@ torch.set_num_threads(1)
 ctx = init_distributed()
 model, processor = load_toy("cpu")
 LORA = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+MINI = int(sys.argv[3]) if len(sys.argv) > 3 else None  # several mini-batches: sharded behaviour log-probs first
 if LORA:
     from rethinker.model.load import add_lora
     from rethinker.train.config import ModelConfig
@@ -69,7 +70,7 @@ opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0
 algo = AlgoConfig(
     clip_low=0.2, clip_high=0.35, aggregation="token-mean", kl_coef=0.0, kl_kind="k3", entropy_coef=0.0, sft_coef=0.0
 )
-optim = OptimConfig(mini_batch_size=None, micro_batch_size=2, bucket_by_length=True, grad_clip=0.0)
+optim = OptimConfig(mini_batch_size=MINI, micro_batch_size=2, bucket_by_length=True, grad_clip=0.0)
 out = policy_update(model, opt, None, chosen, algo, optim, pad_id=enc.pad_token_id, ctx=ctx)
 state = full_model_state(model, ctx) if ctx.enabled else {k: v.detach().clone() for k, v in model.state_dict().items()}
 if ctx.is_main:

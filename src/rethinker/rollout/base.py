@@ -64,6 +64,10 @@ class RolloutEngine(ABC):
     #: set by the trainer: True once a stop signal arrived; an engine that can, stops
     #: generating then (the step is abandoned)
     stop_requested: Callable[[], bool] | None = None
+    #: True when the engine generates with weights of its own (vLLM: pushed by
+    #: ``sync_weights``); False when it runs the policy module itself (the transformers
+    #: engine), whose FSDP shards must then be gathered for the rollout
+    holds_own_weights: bool = False
 
     @abstractmethod
     def generate(self, queries: Sequence[QueryInputs], params: SamplingParams) -> list[list[Completion]]:

@@ -96,6 +96,10 @@ class TensorParallelGroupEngine(RolloutEngine):
         self.stats = RolloutStats(extra=inner.stats.extra)
         self.rounds = 0  # rounds this rank took part in (generate and drain)
 
+    @property
+    def holds_own_weights(self) -> bool:
+        return self.inner.holds_own_weights
+
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not set yet (during unpickling, copying)
             raise AttributeError(name)

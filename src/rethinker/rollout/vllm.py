@@ -317,6 +317,8 @@ class VLLMEngine(RolloutEngine):
     Needs queries encoded with ``PromptEncoder(keep_images=True)``.
     """
 
+    holds_own_weights = True  # the policy's shards stay sharded during rollouts
+
     def __init__(
         self,
         model_path: str,

@@ -7,8 +7,12 @@
 How the loop uses it (``train/loop.py``):
 - every rank draws the same global query batch and generates for its share
   (``records[rank::world]``); each GRPO group stays whole on one rank;
-- rollouts and evaluation run with the parameters gathered (``gathered``), so ranks
-  generate different lengths without collectives;
+- rollouts and evaluation with the transformers engine run with the parameters gathered
+  (``gathered``), so ranks generate different lengths without collectives; a vLLM engine
+  holds its own weights and the policy stays sharded (``rollout_weights``);
+- log-prob passes outside the update (behaviour log-probs) run on the shards in lockstep:
+  every rank runs as many forwards as the rank with the most (zero-weight fillers), so
+  FSDP2 gathers one unit at a time;
 - samples are gathered to every rank and SSR draws from the global pool with the same
   seed everywhere (identical selection); each rank trains on its share of every
   mini-batch, in lockstep (the same number of forward/backward passes on every rank);
@@ -138,6 +142,18 @@ def gathered(model: torch.nn.Module, ctx: DistContext) -> Iterator[None]:
         for m in mods:
             m.reshard()
             m.set_reshard_after_forward(True)
+
+
+@contextmanager
+def rollout_weights(engine, model: torch.nn.Module, ctx: DistContext) -> Iterator[None]:
+    """The policy's parameters as ``engine`` needs them for a rollout: gathered when it runs
+    the policy module itself (the transformers engine), left sharded when it holds weights
+    of its own (vLLM), so no rank ever holds the whole policy for a vLLM rollout."""
+    if getattr(engine, "holds_own_weights", False):
+        yield
+        return
+    with gathered(model, ctx):
+        yield
 
 
 def full_model_state(model: torch.nn.Module, ctx: DistContext) -> dict[str, torch.Tensor] | None:

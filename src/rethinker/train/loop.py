@@ -30,7 +30,7 @@ from .. import metric_names as M
 from ..algo.rethink import RethinkConfig
 from ..algo.ssr import Selection
 from ..rollout.base import NonFiniteLogits, SamplingParams
-from .distributed import gathered
+from .distributed import rollout_weights
 from .dynamic import draw_informative
 from .experience import Experience, encode_batch, final_metrics, first_pass_metrics, gather, judge, rollout
 from .experience import with_advantages as advantages
@@ -167,7 +167,7 @@ def _draw(run: Run, step: int, rethink: RethinkConfig | None, sampling: Sampling
     scale = {"scale": cfg.algo.advantage_scale, "eps": cfg.algo.advantage_eps}
     batch = run.sampler.next(cfg.rollout.queries_per_step)[ctx.rank :: ctx.world]
     records, queries, bad = encode_batch(run.encoder, batch)
-    with gathered(run.model, ctx):
+    with rollout_weights(run.engine, run.model, ctx):
         try:
             comps, gen_metrics = rollout(run.engine, queries, sampling)
         except NonFiniteLogits as exc:
@@ -189,10 +189,9 @@ def _draw(run: Run, step: int, rethink: RethinkConfig | None, sampling: Sampling
 def _with_behaviour(run: Run, exp: Experience) -> Experience:
     """The experience whose informative samples carry the current policy's log-probs."""
     informative = [s for s in exp.samples if s.advantage != 0]
-    with gathered(run.model, run.ctx):
-        filled = with_behaviour_logprobs(
-            run.model, informative, run.pad_id, run.cfg.optim.micro_batch_size, run.device, run.dtype
-        )
+    filled = with_behaviour_logprobs(
+        run.model, informative, run.pad_id, run.cfg.optim.micro_batch_size, run.device, run.dtype, run.ctx
+    )
     new = {id(old): s for old, s in zip(informative, filled)}
     return exp.with_samples([new.get(id(s), s) for s in exp.samples])
 

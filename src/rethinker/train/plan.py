@@ -4,9 +4,9 @@
 prices each part of a step (``rethinker train --dry-run`` prints it):
 
 - **weights**: parameters x dtype bytes; under FSDP2 (world > 1) each rank holds 1/world,
-  and during the rollout (``distributed.gathered``) the whole model is unsharded on every
-  rank (+ the full weights again). LoRA adds its adapters in fp32 (PEFT upcasts adapters
-  of a bf16/fp16 model).
+  and during a transformers-engine rollout (``distributed.gathered``) the whole model is
+  unsharded on every rank (+ the full weights again); with vLLM it stays sharded. LoRA
+  adds its adapters in fp32 (PEFT upcasts adapters of a bf16/fp16 model).
 - **gradients**: trainable parameters (LoRA: adapters only; ``freeze_vision``: the vision
   tower excluded) x their dtype, / world. Freed after each update.
 - **AdamW state**: 2 moments per trainable parameter in the parameter's own dtype (torch's
@@ -50,7 +50,7 @@ prices each part of a step (``rethinker train --dry-run`` prints it):
 
 Peak per rank = weights + AdamW state + reference model + max(rollout: gathered weights +
 KV cache + prefill working set, update: gradients + activations + logits) + runtime; with
-vLLM: max(rollout: gathered weights + the engine awake, update: gradients + activations +
+vLLM: max(rollout: the engine awake (the policy stays sharded), update: gradients + activations +
 logits + the engine asleep, weight sync: the engine's weights + one full parameter).
 These are live-tensor estimates: allocator caching and fragmentation come on top. On a
 CPU, glibc's malloc raises its mmap threshold as large blocks are freed, after which
@@ -425,14 +425,13 @@ def _update_rows(out: MemoryPlan, cfg, b: int, tok: _Tokens) -> tuple[float, flo
 
 
 def _gathered_row(out: MemoryPlan, b: int) -> float:
-    """The rest of the policy, unsharded on every rank: the loop gathers it around every
-    rollout (whatever the engine) and every behaviour log-prob pass."""
+    """The rest of the policy, unsharded on every rank: the loop gathers it around the
+    transformers engine's rollouts (which run the policy module itself; a vLLM engine
+    holds its own weights and the policy stays sharded; log-prob passes run sharded)."""
     c, world = out.counts, out.world
     out.gathered = c.total * b * (1 - 1 / world) if world > 1 else 0.0
     if out.gathered:
-        out.rows.append(
-            Row("rollout: gathered weights", out.gathered, "the rest of the model, unsharded for sampling/log-probs")
-        )
+        out.rows.append(Row("rollout: gathered weights", out.gathered, "the rest of the model, unsharded for sampling"))
     return out.gathered
 
 
@@ -484,7 +483,7 @@ def _vllm_phases(out: MemoryPlan, cfg, b: int, tok: _Tokens, resident: float, st
     out.rows += [Row(*r) for r in engine_rows(e, cfg)]
     out.problems += engine_problems(e, cfg, gpu, start)
     in_flight = out.counts.vocab * out.counts.hidden * b  # the embedding, gathered whole for the push
-    out.rollout_peak = resident + out.gathered + e.awake
+    out.rollout_peak = resident + e.awake
     out.update_peak = update + e.asleep
     out.sync_peak = resident + in_flight + (e.awake if cfg.rollout.vllm_sleep_level == 0 else e.weights + e.asleep)
 
@@ -529,7 +528,7 @@ def plan(
     tok = _query_tokens(out, cfg, workload or Workload(), model_dir)
     weights, adapters, grads, adam, ref = _state_rows(out, cfg, b, train_bytes)
     act, vis_act, logits, fsdp_gather = _update_rows(out, cfg, b, tok)
-    gathered = _gathered_row(out, b)
+    gathered = _gathered_row(out, b) if cfg.rollout.engine != "vllm" else 0.0  # vLLM: the policy stays sharded
     kv_cache, prefill = _rollout_rows(out, cfg, b, tok) if cfg.rollout.engine != "vllm" else (0.0, 0.0)
     rt = runtime if runtime is not None else (runtime_bytes() if device == "cpu" else 0.0)
     if rt:

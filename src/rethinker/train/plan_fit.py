@@ -77,9 +77,9 @@ def verdict(p: MemoryPlan) -> list[str]:
     if p.gathered > g:
         rest = max(p.rollout_peak - p.gathered, p.update_peak, p.sync_peak)
         lines.append(
-            f"  the policy gathered whole on every rank ({p.gathered / GIB:.1f} GiB more: the loop unshards it "
-            f"for rollouts and log-prob passes) exceeds the GPU by itself; without it the peak would be "
-            f"{rest / GIB:.1f} GiB"
+            f"  the policy gathered whole on every rank ({p.gathered / GIB:.1f} GiB more: the transformers engine "
+            f"samples from the unsharded policy) exceeds the GPU by itself; without it the peak would be "
+            f"{rest / GIB:.1f} GiB (--rollout.engine vllm keeps the policy sharded)"
         )
     return lines
 

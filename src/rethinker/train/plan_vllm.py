@@ -21,8 +21,8 @@ T = ``rollout.vllm_tensor_parallel_size`` ranks share one engine, so per GPU it 
   everything. Asleep the engine keeps its CUDA graphs and runtime buffers only.
 
 The phases (``plan.py`` adds the training rows): the rollout holds the training state
-(sharded weights, AdamW state, reference model), the policy gathered whole on every rank
-(the loop unshards it around every rollout, whatever the engine) and the awake engine;
+(sharded weights, AdamW state, reference model; the policy is not gathered: vLLM holds
+its own weights and log-prob passes run on the shards) and the awake engine;
 the update holds the training state, gradients and activations and the engine asleep;
 the weight sync after the update holds the training state, the engine's weights and one
 full parameter in flight (the largest: the embedding, vocab x h).

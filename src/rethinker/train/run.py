@@ -34,7 +34,7 @@ from .config import TrainConfig, check_parallel
 from .config import save as save_config
 from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
-from .distributed import DistContext, gathered, init_distributed, load_optimizer_state, shard_model
+from .distributed import DistContext, init_distributed, load_optimizer_state, rollout_weights, shard_model
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
 from .shards import load_model_shards, load_optimizer_shards, save_model_shards, save_shards
@@ -110,7 +110,7 @@ class Run:
         cfg, ctx = self.cfg, self.ctx
         t = time.perf_counter()
         encoder = self.eval_encoder if split == "eval" else self.test_encoder
-        with gathered(self.model, ctx):
+        with rollout_weights(self.engine, self.model, ctx):
             res = evaluate(
                 self.engine,
                 encoder,

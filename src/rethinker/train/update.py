@@ -29,7 +29,7 @@ from ..algo.sample import Sample
 from ..rollout import prefix
 from ..rollout.inputs import QueryInputs, collate_sequences
 from ..rollout.scoring import score, score_grouped
-from .distributed import DistContext, gathered
+from .distributed import DistContext
 
 
 class Diverged(RuntimeError):
@@ -95,20 +95,29 @@ def _forward(
 
 @torch.no_grad()
 def with_behaviour_logprobs(
-    model, samples: Sequence[Sample], pad_id: int, micro_batch_size: int, device, dtype
+    model, samples: Sequence[Sample], pad_id: int, micro_batch_size: int, device, dtype, ctx: DistContext | None = None
 ) -> list[Sample]:
     """The samples, those lacking ``behaviour_logprobs`` given the current policy's (call
     before the first of several optimizer steps, or before samples enter a cross-step
-    replay buffer). A sample listed twice comes back as one new object, listed twice."""
+    replay buffer). A sample listed twice comes back as one new object, listed twice.
+
+    With several ranks (``ctx``; every rank calls it) the sharded policy runs in lockstep:
+    each rank runs as many forwards as the rank with the most, padded with fillers whose
+    results are dropped, so FSDP2 gathers one unit at a time, never the whole model."""
     todo = list({id(s): s for s in samples if s.behaviour_logprobs is None}.values())
-    if not todo:
+    chunks = _chunks(todo, micro_batch_size, True)
+    if ctx is not None and ctx.enabled:
+        chunks += _lockstep_fillers(len(chunks), list(samples), ctx)
+    if not chunks:
         return list(samples)
     filled: dict[int, Sample] = {}
     was_training = model.training
     model.eval()
     try:
-        for chunk in _chunks(todo, micro_batch_size, True):
+        for chunk in chunks:
             batch, scores = _forward(model, chunk, pad_id, device, dtype)
+            if chunk.weight == 0.0:  # a lockstep filler
+                continue
             rows = scores.logprobs.float().cpu()
             tm = batch.target_mask.cpu()
             for i, s in enumerate(chunk.samples):
@@ -116,6 +125,23 @@ def with_behaviour_logprobs(
     finally:
         model.train(was_training)
     return [filled.get(id(s), s) for s in samples]
+
+
+def _lockstep_fillers(n_chunks: int, local: list[Sample], ctx: DistContext) -> list[Chunk]:
+    """Zero-weight chunks that bring this rank's forward count up to the largest over the
+    ranks. A filler is one of this rank's samples, or, on a rank with none, one lent by
+    the first rank that has one (sent only when some rank has none)."""
+    counts = ctx.gather_objects((n_chunks, bool(local)))
+    missing = max(c for c, _ in counts) - n_chunks
+    if all(has for _, has in counts):
+        filler = local[0] if missing else None
+    else:
+        lender = next((r for r, (_, has) in enumerate(counts) if has), None)
+        offers = ctx.gather_objects(local[0] if ctx.rank == lender else None)
+        filler = local[0] if local else (offers[lender] if lender is not None else None)
+    if filler is None:
+        return []
+    return [Chunk([filler], [filler.prompt], [0], weight=0.0) for _ in range(missing)]
 
 
 def _local_share(items: Sequence[Sample], rank: int, world: int) -> list[Sample]:
@@ -275,9 +301,8 @@ def _mini_batches(model, samples: list[Sample], optim, pad_id: int, ctx: DistCon
     if len(minis) == 1:
         return minis
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    with gathered(model, ctx):
-        local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
-        filled = with_behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype)
+    local_all = [s for mb in minis for s in _local_share(mb, ctx.rank, ctx.world)]
+    filled = with_behaviour_logprobs(model, local_all, pad_id, optim.micro_batch_size, device, dtype, ctx)
     new = {id(old): s for old, s in zip(local_all, filled)}
     return [[new.get(id(s), s) for s in mb] for mb in minis]
 
