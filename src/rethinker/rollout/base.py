@@ -64,6 +64,8 @@ class RolloutEngine(ABC):
     #: set by the trainer: True once a stop signal arrived; an engine that can, stops
     #: generating then (the step is abandoned)
     stop_requested: Callable[[], bool] | None = None
+    #: whether queries must carry their decoded images (``PromptEncoder(keep_images=True)``)
+    needs_images: bool = False
 
     @abstractmethod
     def generate(self, queries: Sequence[QueryInputs], params: SamplingParams) -> list[list[Completion]]:

@@ -269,9 +269,18 @@ def _llm_kwargs(
     mm_processor_kwargs: dict[str, int],
     kv_cache_gb: float | None,
     llm_kwargs: dict[str, Any] | None,
+    tensor_parallel_size: int = 1,
+    colocated: bool = True,
 ) -> dict[str, Any]:
-    """``vllm.LLM``'s keywords for a colocated engine (``seed``: already offset by the rank),
-    ``llm_kwargs`` on top."""
+    """``vllm.LLM``'s keywords (``seed``: already offset by the rank), ``llm_kwargs`` on top.
+    A colocated engine runs in this process on vLLM's "external_launcher" executor; a
+    standalone one (``colocated=False``) on vLLM's own: one worker for a tensor-parallel
+    size of 1, its multiprocess executor ("mp", one worker process per shard) above."""
+    if tensor_parallel_size < 1 or (colocated and tensor_parallel_size != 1):
+        raise ValueError(
+            f"tensor_parallel_size {tensor_parallel_size}: a colocated engine takes 1, a standalone one >= 1"
+        )
+    backend = "external_launcher" if colocated else ("mp" if tensor_parallel_size > 1 else None)
     kwargs: dict[str, Any] = dict(
         model=str(model_path),
         tokenizer=str(model_path),
@@ -279,8 +288,8 @@ def _llm_kwargs(
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
         enable_sleep_mode=sleep_level > 0,
-        distributed_executor_backend="external_launcher",
-        tensor_parallel_size=1,
+        distributed_executor_backend=backend,
+        tensor_parallel_size=tensor_parallel_size,
         seed=seed,
         enforce_eager=enforce_eager,
         limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
@@ -308,8 +317,15 @@ class VLLMEngine(RolloutEngine):
     leaves it to vLLM: a ``gpu_memory_utilization`` share of the GPU, or of the RAM on a
     CPU, unless ``VLLM_CPU_KVCACHE_SPACE`` (GiB) is set.
 
+    ``colocated=False``: a standalone engine for evaluation (``rethinker eval --engine vllm``),
+    on vLLM's own executor instead of "external_launcher", so ``tensor_parallel_size`` > 1
+    shards the model over that many worker processes (GPUs) from one process; it needs no
+    ``policy`` (the weights are the checkpoint's) and ``sleep_level`` 0 suits it.
+
     Needs queries encoded with ``PromptEncoder(keep_images=True)``.
     """
+
+    needs_images = True
 
     def __init__(
         self,
@@ -328,6 +344,8 @@ class VLLMEngine(RolloutEngine):
         enforce_eager: bool = False,
         kv_cache_gb: float | None = None,
         llm_kwargs: dict[str, Any] | None = None,
+        colocated: bool = True,
+        tensor_parallel_size: int = 1,
     ):
         vllm = _import_vllm()
         self._vllm = vllm
@@ -351,8 +369,10 @@ class VLLMEngine(RolloutEngine):
             mm_processor_kwargs=self.mm_processor_kwargs,
             kv_cache_gb=kv_cache_gb,
             llm_kwargs=llm_kwargs,
+            tensor_parallel_size=tensor_parallel_size,
+            colocated=colocated,
         )
-        with _external_launcher_env(rank, world):
+        with _external_launcher_env(rank, world) if colocated else contextlib.nullcontext():
             self.llm = vllm.LLM(**kwargs)
         self._awake = {"weights": True, "kv_cache": True}
         self._weights_lost = False
