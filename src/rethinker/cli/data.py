@@ -4,6 +4,7 @@
     rethinker data select FILE --output OUT [--category C ...] [--source S ...]
                           [--pass-rate-range LO HI] [--model-size 7B|32B|NAME]
     rethinker data annotate FILE --model PATH --samples K --output OUT [--name NAME]
+                            [--engine transformers|vllm ...]   (torchrun: data-parallel)
 
 FILE is anything ``read_records`` reads (parquet / JSONL / JSON / ``datasets`` folder) or
 ViRL39K's release parquet (recognized by its ``qid`` and ``PassRate_32BTrained``

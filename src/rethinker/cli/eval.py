@@ -4,11 +4,14 @@
                    [--benchmark NAME2 --data PATH2 ...] --output-dir DIR [--limit N]
                    [--samples K --temperature 0.6 --top-p 0.95]
                    [--min-pixels P --max-pixels P] [--max-new-tokens T]
+                   [--engine transformers|vllm [--tensor-parallel-size T] [--kv-cache-gb G] ...]
+    torchrun --nproc_per_node N -m rethinker eval ...     (data-parallel: ``eval.shards``)
 
 Each ``--data`` / ``--split`` belongs to the ``--benchmark`` before it; ``toy`` needs no
 data (it generates ``--toy-items`` held-out puzzles) and ``records`` reads any file in
 the record schema. Without ``--model`` the packaged toy policy is used. What it writes:
-``rethinker.eval.suite``; the summary table is printed too.
+``rethinker.eval.suite``; the summary table is printed too. The engine flags:
+``rethinker.eval.engines``.
 """
 
 from __future__ import annotations

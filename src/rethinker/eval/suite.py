@@ -7,7 +7,9 @@ Writes, in the output directory:
   ``response``, ``extracted``, ``correct``, ``reason``, ``category``, ``answer``,
   ``finished``; with ``--samples K > 1`` also ``n_samples``, ``n_correct`` and every
   sample). Each line is appended and flushed as soon as its item is judged, so a crash
-  loses no finished item; a re-run skips the items already there (resumable).
+  loses no finished item; a re-run skips the items already there (resumable). Under
+  torchrun each rank appends to its own ``predictions.part-R.jsonl`` and rank 0 merges
+  them into this file (``judge_share``, ``rethinker.eval.shards``).
 - ``summary.json`` = ``{NAME: {"n_items", "n_skipped", "accuracy", "by_category", ...}}``
   (see ``rethinker.report.summary``), ``summary.md`` and ``summary.csv``.
 - ``report.html``: every prediction on one self-contained page (wrong ones first, with
