@@ -106,7 +106,9 @@ def test_cpu_threads_bind_splits_the_usable_cores():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
-@pytest.mark.parametrize("command", [[*EVAL, "--output-dir", "OUT"], ["data", "annotate", "IN", "--output", "OUT"]])
+@pytest.mark.parametrize(
+    "command", [[*EVAL, "--output-dir", "OUT"], ["data", "annotate", "IN", "--output", "OUT"], ["infer", "2 + 2?"]]
+)
 def test_engine_vllm_without_vllm_is_one_line_and_exit_2(tmp_path, capsys, command):
     args = [str(tmp_path / a) if a in ("OUT", "IN") else a for a in command]
     assert main([*args, "--engine", "vllm"]) == 2
