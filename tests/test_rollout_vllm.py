@@ -13,6 +13,7 @@ from rethinker.rollout.base import Completion, SamplingParams, extend_query
 from rethinker.rollout.inputs import PromptEncoder, vision_token_ids
 from rethinker.rollout.vllm import (
     VLLM_TOP_K_DISABLED,
+    _llm_kwargs,
     build_vllm_inputs,
     collapse_pads,
     completion_from_vllm,
@@ -364,3 +365,21 @@ def test_engine_without_vllm_says_how_to_install(toy_policy):
     _, processor = toy_policy
     with pytest.raises(ImportError, match=r"rethinker\[vllm\]"):
         VLLMEngine("unused", processor)
+
+
+def test_llm_kwargs_colocated_on_external_launcher_standalone_on_vllms_own_executor():
+    def kw(**k):
+        return _llm_kwargs("m", dtype="float32", gpu_memory_utilization=0.5, max_model_len=None, enforce_eager=True,
+                           sleep_level=0, seed=3, max_images_per_prompt=4, mm_processor_kwargs={}, kv_cache_gb=None,
+                           llm_kwargs=None, **k)  # fmt: skip
+
+    def layout(d):
+        return d["distributed_executor_backend"], d["tensor_parallel_size"]
+
+    assert layout(kw()) == ("external_launcher", 1)  # the trainer's default
+    assert layout(kw(colocated=False)) == (None, 1)  # vLLM's choice for one worker
+    assert layout(kw(colocated=False, tensor_parallel_size=2)) == ("mp", 2)
+    with pytest.raises(ValueError, match="colocated engine takes 1"):
+        kw(tensor_parallel_size=2)
+    with pytest.raises(ValueError):
+        kw(colocated=False, tensor_parallel_size=0)

@@ -4,6 +4,7 @@
     rethinker data select FILE --output OUT [--category C ...] [--source S ...]
                           [--pass-rate-range LO HI] [--model-size 7B|32B|NAME]
     rethinker data annotate FILE --model PATH --samples K --output OUT [--name NAME]
+                            [--engine transformers|vllm ...]   (torchrun: data-parallel)
 
 FILE is anything ``read_records`` reads (parquet / JSONL / JSON / ``datasets`` folder) or
 ViRL39K's release parquet (recognized by its ``qid`` and ``PassRate_32BTrained``
@@ -28,6 +29,7 @@ from ..data.io import DataError, reason_kind, write_records
 from ..data.stream import MappedRecords
 from ..data.virl39k import load_any
 from ..eval.annotate import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P
+from ..eval.engines import add_engine_arguments
 from ..records import Record
 
 
@@ -104,7 +106,9 @@ def _annotate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mapping", help='column mapping of FILE as JSON, e.g. \'{"qid": "id"}\'')
     parser.add_argument("--sidecar", help="resume file (default: OUT.annotate-NAME.jsonl)")
     parser.add_argument("--max-new-tokens", type=int, help="response limit (default: the model's generation config)")
-    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
+    parser.add_argument(
+        "--temperature", type=float, default=DEFAULT_TEMPERATURE, help="sampling temperature (0: greedy; default 1.0)"
+    )
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
     parser.add_argument("--batch-size", type=int, default=16, help="queries per generate call (default 16)")
@@ -115,55 +119,75 @@ def _annotate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--embed-images", action="store_true", help="copy image bytes into the output")
+    add_engine_arguments(parser)
+
+
+def _annotate_setup(args: argparse.Namespace, shard) -> tuple:
+    """``(loaded records, model path)`` after the checks (``DataError``, ``EngineError`` ...)."""
+    from ..eval.engines import EngineOptions
+    from ..toyworld.model import resolve_model_path
+
+    EngineOptions.from_args(args).check(shard.world)
+    if args.samples < 1:
+        raise ValueError("--samples must be >= 1")
+    loaded = load_any(args.file, json.loads(args.mapping) if args.mapping else None)
+    return loaded, resolve_model_path(args.model)
 
 
 def _annotate(args: argparse.Namespace) -> int:
     import torch
 
     from ..eval.annotate import annotate, default_name, default_sidecar  # the rollout engine: torch
-    from ..model.load import load_policy, pick_device, pick_dtype
-    from ..toyworld.model import resolve_model_path
+    from ..eval.engines import EngineError, EngineOptions, build_engine
+    from ..eval.shards import first_error, start_ranks
+    from ..eval.suite import model_max_new_tokens
 
+    shard, ctx = start_ranks()
     try:
-        loaded = load_any(args.file, json.loads(args.mapping) if args.mapping else None)
-        model_path = resolve_model_path(args.model)
-    except (DataError, FileNotFoundError, json.JSONDecodeError) as exc:
-        print(f"rethinker data annotate: {exc}", file=sys.stderr)
-        return 2
-    if args.samples < 1:
-        print("rethinker data annotate: --samples must be >= 1", file=sys.stderr)
+        loaded, model_path = _annotate_setup(args, shard)
+        error = None
+    except (DataError, EngineError, FileNotFoundError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        error = str(exc)
+    if (error := first_error(ctx, error)) is not None:
+        if shard.rank == 0:
+            print(f"rethinker data annotate: {error}", file=sys.stderr)
         return 2
     name = args.name or default_name(args.model, model_path)
-    device = pick_device(args.device)
-    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(args.dtype, device), trainable=False)
-    torch.manual_seed(args.seed)
     src = Path(args.file)
     base = src if src.is_dir() else src.parent
+    engine, processor, model = build_engine(
+        EngineOptions.from_args(args), model_path, device=args.device, dtype=args.dtype,
+        batch_queries=args.batch_size, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+        seed=args.seed, world=shard.world,
+    )  # fmt: skip
+    torch.manual_seed(args.seed + shard.rank)
     records: Sequence[Record] = loaded.records
     head = records[: args.limit] if args.limit is not None else records
     sidecar = Path(args.sidecar) if args.sidecar else default_sidecar(args.output, name)
-    res = annotate(
-        head,
-        model,
-        processor,
-        samples=args.samples,
-        name=name,
-        sidecar=sidecar,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        batch_queries=args.batch_size,
-        base_dir=base,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-        log=lambda m: print(m, file=sys.stderr, flush=True),
-    )
+    prefix = "" if shard.world == 1 else f"[rank {shard.rank}] "
+    kwargs = dict(
+        samples=args.samples, name=name, engine=engine, sidecar=sidecar,
+        max_new_tokens=args.max_new_tokens or model_max_new_tokens(model_path), temperature=args.temperature,
+        top_p=args.top_p, top_k=args.top_k, batch_queries=args.batch_size, base_dir=base,
+        min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+        log=lambda m: print(prefix + m, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    if shard.world > 1:  # every rank annotates its share, then the first one merges and writes
+        annotate(head, model, processor, shard=shard, ready=ctx.barrier, **kwargs)
+        ctx.barrier()
+        if shard.rank != 0:
+            return 0
+    res = annotate(head, model, processor, **kwargs)
     write_records(args.output, MappedRecords(records, res.apply), base_dir=base, embed_images=args.embed_images)
+    _print_annotated(args, res, loaded, len(records), sidecar, name)
+    return 0
+
+
+def _print_annotated(args: argparse.Namespace, res, loaded, n_records: int, sidecar: Path, name: str) -> None:
     rates = list(res.rates.values())
     mean = sum(rates) / len(rates) if rates else 0.0
     msg = (
-        f"annotated {res.n_annotated} of {len(records)} records with pass_rates[{name!r}] "
+        f"annotated {res.n_annotated} of {n_records} records with pass_rates[{name!r}] "
         f"({args.samples} samples each; {res.n_resumed} resumed from {sidecar}; mean pass rate {mean:.3f}) "
         f"-> {args.output}"
     )
@@ -175,4 +199,3 @@ def _annotate(args: argparse.Namespace) -> int:
             kinds[reason_kind(s.reason)] = kinds.get(reason_kind(s.reason), 0) + 1
         msg += f"; {len(loaded.skipped)} malformed rows of {args.file} not written: {kinds}"
     print(msg)
-    return 0

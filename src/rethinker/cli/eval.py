@@ -4,11 +4,14 @@
                    [--benchmark NAME2 --data PATH2 ...] --output-dir DIR [--limit N]
                    [--samples K --temperature 0.6 --top-p 0.95]
                    [--min-pixels P --max-pixels P] [--max-new-tokens T]
+                   [--engine transformers|vllm [--tensor-parallel-size T] [--kv-cache-gb G] ...]
+    torchrun --nproc_per_node N -m rethinker eval ...     (data-parallel: ``eval.shards``)
 
 Each ``--data`` / ``--split`` belongs to the ``--benchmark`` before it; ``toy`` needs no
 data (it generates ``--toy-items`` held-out puzzles) and ``records`` reads any file in
 the record schema. Without ``--model`` the packaged toy policy is used. What it writes:
-``rethinker.eval.suite``; the summary table is printed too.
+``rethinker.eval.suite``; the summary table is printed too. The engine flags:
+``rethinker.eval.engines``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from ..eval.engines import EngineError, EngineOptions, add_engine_arguments
+from ..eval.shards import Shard, first_error, start_ranks
 from ..eval.suite import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TOY_ITEMS,
@@ -27,6 +32,7 @@ from ..eval.suite import (
     benchmark_names,
     check_resume,
     evaluate_benchmarks,
+    judge_share,
     model_max_new_tokens,
     run_config,
 )
@@ -107,6 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="test-time rethinking: after each greedy answer append a trigger, let the policy continue and "
         "judge it again (accuracy before and after, wrong -> right, right -> wrong in summary.json)",
     )
+    add_engine_arguments(parser)
 
 
 def _stderr(msg: str) -> None:
@@ -116,60 +123,25 @@ def _stderr(msg: str) -> None:
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The run's ``EvalConfig`` from the parsed flags."""
     values = {f.name: getattr(args, f.name) for f in fields(EvalConfig)}
-    return EvalConfig(**{**values, "benchmarks": list(args.benchmarks or [])})
+    values.update(benchmarks=list(args.benchmarks or []), engine=EngineOptions.from_args(args))
+    return EvalConfig(**values)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..algo.rethink import TEST_TRIGGER
-    from ..model.load import load_policy, pick_device, pick_dtype
-    from ..rollout.base import SamplingParams
-    from ..rollout.hf import TransformersEngine
+def _prepare(cfg: EvalConfig, shard: Shard) -> tuple[str, dict]:
+    """``(model path, run.json's settings)`` after the checks (``EvalError``, ``EngineError``,
+    ``FileNotFoundError``); the first rank writes ``run.json`` (or clears the run)."""
     from ..toyworld.model import resolve_model_path
 
-    cfg = config_from_args(args)
-    try:
-        cfg.check()
-        model_path = resolve_model_path(cfg.model)
-    except (EvalError, FileNotFoundError) as exc:
-        print(f"rethinker eval: {exc}", file=sys.stderr)
-        return 2
+    cfg.check(shard.world)
+    model_path = resolve_model_path(cfg.model)
     max_new = cfg.max_new_tokens or model_max_new_tokens(model_path) or DEFAULT_MAX_NEW_TOKENS
     config = run_config(cfg, model_path, int(max_new))
-    out_dir = Path(cfg.output_dir)
-    try:
-        check_resume(out_dir, config, cfg.restart)
-    except EvalError as exc:
-        print(f"rethinker eval: {exc}", file=sys.stderr)
-        return 2
-    device = pick_device(cfg.device)
-    model, processor = load_policy(model_path, device=device, dtype=pick_dtype(cfg.dtype, device), trainable=False)
-    params = SamplingParams(
-        max_new_tokens=config["max_new_tokens"],
-        n=cfg.samples,
-        greedy=config["greedy"],
-        temperature=config["temperature"] or 1.0,
-        top_p=config["top_p"] or 1.0,
-        top_k=config["top_k"] or 0,
-    )
-    torch.manual_seed(cfg.seed)
-    engine = TransformersEngine(model, processor, max_batch_queries=cfg.batch_size)
-    summary = evaluate_benchmarks(
-        cfg.benchmarks,
-        engine,
-        processor,
-        out_dir,
-        params=params,
-        limit=cfg.limit,
-        batch_queries=cfg.batch_size,
-        min_pixels=cfg.min_pixels,
-        max_pixels=cfg.max_pixels,
-        toy_items=cfg.toy_items,
-        toy_seed=cfg.toy_seed,
-        log=None if cfg.quiet else _stderr,
-        rethink_trigger=TEST_TRIGGER if cfg.rethink_at_test else None,
-    )
+    if shard.rank == 0 or not cfg.restart:
+        check_resume(Path(cfg.output_dir), config, cfg.restart, write=shard.rank == 0)
+    return model_path, config
+
+
+def _print_summary(summary: dict, out_dir: Path) -> None:
     print(format_table(summary))
     for name, s in summary.items():
         if (rt := s.get("rethinking")) is not None:
@@ -181,4 +153,51 @@ def run(args: argparse.Namespace) -> int:
         f"\npredictions: {out_dir / 'predictions.jsonl'}\nsummary: {out_dir / 'summary.json'} "
         f"(also summary.md, summary.csv)\npage: {out_dir / 'report.html'}"
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..algo.rethink import TEST_TRIGGER
+    from ..eval.engines import build_engine
+    from ..rollout.base import SamplingParams
+
+    cfg = config_from_args(args)
+    shard, ctx = start_ranks()
+    try:
+        model_path, config = _prepare(cfg, shard)
+        error = None
+    except (EvalError, EngineError, FileNotFoundError) as exc:
+        error = str(exc)
+    if (error := first_error(ctx, error)) is not None:
+        if shard.rank == 0:
+            print(f"rethinker eval: {error}", file=sys.stderr)
+        return 2
+    engine, processor, _ = build_engine(
+        cfg.engine, model_path, device=cfg.device, dtype=cfg.dtype, batch_queries=cfg.batch_size,
+        min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, seed=cfg.seed, world=shard.world,
+    )  # fmt: skip
+    params = SamplingParams(
+        max_new_tokens=config["max_new_tokens"],
+        n=cfg.samples,
+        greedy=config["greedy"],
+        temperature=config["temperature"] or 1.0,
+        top_p=config["top_p"] or 1.0,
+        top_k=config["top_k"] or 0,
+    )
+    torch.manual_seed(cfg.seed + shard.rank)
+    log = None if cfg.quiet else (_stderr if shard.world == 1 else lambda m: _stderr(f"[rank {shard.rank}] {m}"))
+    settings = dict(
+        params=params, limit=cfg.limit, batch_queries=cfg.batch_size, min_pixels=cfg.min_pixels,
+        max_pixels=cfg.max_pixels, toy_items=cfg.toy_items, toy_seed=cfg.toy_seed, log=log,
+        rethink_trigger=TEST_TRIGGER if cfg.rethink_at_test else None,
+    )  # fmt: skip
+    out_dir = Path(cfg.output_dir)
+    if shard.world > 1:  # every rank judges its share, then the first one merges and summarizes
+        judge_share(cfg.benchmarks, engine, processor, out_dir, shard=shard, ready=ctx.barrier, **settings)
+        ctx.barrier()
+        if shard.rank != 0:
+            return 0
+    summary = evaluate_benchmarks(cfg.benchmarks, engine, processor, out_dir, **settings)
+    _print_summary(summary, out_dir)
     return 1 if any("error" in s for s in summary.values()) else 0

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..eval.engines import EngineOptions, add_engine_arguments
 from ..records import RecordError
 
 
@@ -24,6 +25,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-pixels", type=int, help="image pixel floor (default: the model's processor)")
     parser.add_argument("--max-pixels", type=int, help="image pixel ceiling (default: the model's processor)")
     parser.add_argument("--device", default="auto", help="cpu, cuda ... (default auto)")
+    add_engine_arguments(parser)
+
+
+def _engine(args: argparse.Namespace) -> dict:
+    """``infer``'s keywords for the chosen engine: none for the transformers one (loaded and
+    streamed by ``infer``); for vLLM the built engine, its processor and the model's limit."""
+    opts = EngineOptions.from_args(args)
+    opts.check()
+    if opts.engine == "transformers":
+        return {}
+    from ..eval.engines import build_engine
+    from ..eval.suite import model_max_new_tokens
+    from ..toyworld.model import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    engine, processor, _ = build_engine(
+        opts, path, device=args.device, min_pixels=args.min_pixels, max_pixels=args.max_pixels
+    )  # the transformers engine's dtype (auto)
+    limit = args.max_new_tokens or model_max_new_tokens(path)
+    return {"engine": engine, "processor": processor, "max_new_tokens": limit}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,19 +55,20 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.infer import infer  # torch and the model: only when a run starts
 
     try:
+        kwargs = {"max_new_tokens": args.max_new_tokens, **_engine(args)}
         res = infer(
             args.question,
             args.image,
             model_path=args.model,
-            max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
             top_p=args.top_p,
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
             stream=sys.stdout,
             device=args.device,
+            **kwargs,
         )
-    except (RecordError, FileNotFoundError, ValueError) as exc:
+    except (RecordError, FileNotFoundError, ValueError) as exc:  # EngineError is a ValueError
         print(f"rethinker infer: {exc}", file=sys.stderr)
         return 2
     if not res.finished:

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.stream import MappedRecords
-from ..files import read_jsonl
+from ..files import read_jsonl, write_atomic
 from ..records import Record, RecordError
+from .shards import Shard, other_files, part_path, part_paths
 
 #: Reward rules that count as a pass (the judge says correct and the response is valid).
 PASS_RULES = frozenset({"correct", "reflection_bonus", "reflection_penalty"})
@@ -136,12 +137,65 @@ def _split_done(records: Sequence[Record], done: dict[str, dict[str, Any]]) -> t
     return counts, todo
 
 
+def merge_sidecar(path: str | Path) -> int:
+    """Fold the ranks' part files of the sidecar ``path`` (``eval.shards``) into it
+    (atomically; each query once, the sidecar's own line first) and delete them; how many
+    queries came from the parts."""
+    path = Path(path)
+    parts = part_paths(path)
+    if not parts:
+        return 0
+    rows = {rid: {"id": rid, **row} for rid, row in read_sidecar(path).items()}
+    n_before = len(rows)
+    for part in parts:
+        for rid, row in read_sidecar(part).items():
+            rows.setdefault(rid, {"id": rid, **row})
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows.values()))
+    for part in parts:
+        part.unlink()
+    return len(rows) - n_before
+
+
+def _resume_state(sidecar: str | Path | None, shard: Shard) -> tuple[dict[str, dict[str, Any]], Path | None]:
+    """``(queries done, the file this process appends to)``: one process merges the parts
+    of an earlier torchrun run and appends to the sidecar; a rank reads the sidecar and
+    every part, and appends to its own part."""
+    if sidecar is None:
+        if shard.world > 1:
+            raise ValueError("annotate under torchrun needs a sidecar (each rank writes its part of it)")
+        return {}, None
+    if shard.world == 1:
+        merge_sidecar(sidecar)
+        return read_sidecar(sidecar), Path(sidecar)
+    own = part_path(sidecar, shard.rank)
+    done = read_sidecar(own)  # own first: its torn last line is cut when it is opened to append
+    for other in other_files(sidecar, shard):
+        for rid, row in read_sidecar(other).items():
+            done.setdefault(rid, row)
+    return done, own
+
+
 def _default_engine(model, processor, batch_queries: int):
     from ..rollout.hf import TransformersEngine
 
     if model is None:
         raise ValueError("annotate needs a model or an engine")
     return TransformersEngine(model, processor, max_batch_queries=batch_queries)
+
+
+def _sample_params(samples: int, max_new_tokens: int, temperature: float, top_p: float, top_k: int):
+    """``samples`` draws per query; ``temperature <= 0``: greedy (every draw the same)."""
+    from ..rollout.base import SamplingParams
+
+    greedy = temperature <= 0
+    return SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=1.0 if greedy else temperature,
+        top_p=top_p,
+        top_k=top_k,
+        n=samples,
+        greedy=greedy,
+    )
 
 
 def annotate(
@@ -163,12 +217,17 @@ def annotate(
     max_pixels: int | None = None,
     reward_config=None,
     log: Callable[[str], None] | None = None,
+    shard: Shard | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> AnnotateResult:
     """Pass rate of ``model`` on each record from ``samples`` sampled responses (see the
-    module docstring). ``engine``: any ``RolloutEngine`` (default: a ``TransformersEngine``
-    over ``model``); ``sidecar``: the resume file (None: no resume)."""
+    module docstring; ``temperature <= 0``: greedy). ``engine``: any ``RolloutEngine``
+    (default: a ``TransformersEngine`` over ``model``); ``sidecar``: the resume file (None:
+    no resume). Under torchrun, ``shard``: this rank's share of the queries left, written to
+    its part of the sidecar after ``ready`` (a barrier: every rank has read what is done);
+    the result then holds only what this rank knows, and a one-process call afterwards
+    (rank 0) merges the parts and gives the whole."""
     from ..judge import RewardConfig
-    from ..rollout.base import SamplingParams
     from ..rollout.inputs import PromptEncoder
 
     if samples < 1:
@@ -180,33 +239,26 @@ def annotate(
     engine = engine if engine is not None else _default_engine(model, processor, batch_queries)
     if max_new_tokens is None:
         max_new_tokens = getattr(getattr(model, "generation_config", None), "max_new_tokens", None) or 2048
-    params = SamplingParams(
-        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, n=samples, greedy=False
-    )
+    params = _sample_params(samples, max_new_tokens, temperature, top_p, top_k)
     cfg = reward_config or RewardConfig()
     encoder = PromptEncoder(
-        processor, base_dir=None if base_dir is None else str(base_dir), min_pixels=min_pixels, max_pixels=max_pixels
+        processor,
+        base_dir=None if base_dir is None else str(base_dir),
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        keep_images=getattr(engine, "needs_images", False),
     )
     result = AnnotateResult([], name)
-    counts, todo = _split_done(records, read_sidecar(sidecar) if sidecar is not None else {})
+    shard = shard or Shard()
+    done, write_to = _resume_state(sidecar, shard)
+    if ready is not None:
+        ready()
+    counts, todo = _split_done(records, done)
+    todo = shard.take(todo)
     result.n_resumed = len(counts)
-    fh = _open_sidecar(Path(sidecar)) if sidecar is not None else None
-    t0, n_done = time.perf_counter(), 0
+    fh = _open_sidecar(write_to) if write_to is not None else None
     try:
-        for start in range(0, len(todo), batch_queries):
-            chunk, queries = _encode_chunk(
-                encoder, (records[i] for i in todo[start : start + batch_queries]), result.skipped
-            )
-            if not chunk:
-                continue
-            for rec, group in zip(chunk, engine.generate(queries, params)):
-                counts[rec.id] = row = _pass_count(rec, group, cfg)
-                if fh is not None:
-                    fh.write(json.dumps(row) + "\n")
-                    fh.flush()
-            n_done += len(chunk)
-            if log:
-                log(f"annotate: {n_done}/{len(todo)} queries ({n_done / max(time.perf_counter() - t0, 1e-9):.2f}/s)")
+        _annotate_chunks(records, todo, engine, encoder, params, cfg, counts, fh, result.skipped, batch_queries, log)
     finally:
         if fh is not None:
             fh.close()
@@ -214,6 +266,24 @@ def annotate(
     result.n_annotated = len(counts)
     result.records = MappedRecords(records, result.apply)
     return result
+
+
+def _annotate_chunks(records, todo, engine, encoder, params, cfg, counts, fh, skipped, batch_queries, log) -> None:
+    """Sample and judge the records at positions ``todo``, ``batch_queries`` at a time; each
+    query's counts go to ``counts`` and a line of the sidecar ``fh``."""
+    t0, n_done = time.perf_counter(), 0
+    for start in range(0, len(todo), batch_queries):
+        chunk, queries = _encode_chunk(encoder, (records[i] for i in todo[start : start + batch_queries]), skipped)
+        if not chunk:
+            continue
+        for rec, group in zip(chunk, engine.generate(queries, params)):
+            counts[rec.id] = row = _pass_count(rec, group, cfg)
+            if fh is not None:
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+        n_done += len(chunk)
+        if log:
+            log(f"annotate: {n_done}/{len(todo)} queries ({n_done / max(time.perf_counter() - t0, 1e-9):.2f}/s)")
 
 
 def default_name(model_arg: str | None, model_path: str) -> str:

@@ -71,16 +71,21 @@ def infer(
     suffix: str = SUFFIX,
     stream: IO[str] | None = None,
     device: str = "auto",
+    engine=None,
 ) -> InferResult:
     """Answer ``question`` about ``image`` (a path, encoded bytes, or several of them).
 
     ``model`` / ``processor``: an already loaded policy; else loaded from ``model_path``
-    (default: the packaged toy policy). Greedy unless ``temperature > 0``. The response
-    is streamed to ``stream`` (e.g. ``sys.stdout``) while it is generated. Raises
+    (default: the packaged toy policy). ``engine``: another ``RolloutEngine`` to generate
+    with (``processor`` still needed; e.g. vLLM, whose response is written whole). Greedy
+    unless ``temperature > 0``. The response is streamed to ``stream`` (e.g.
+    ``sys.stdout``) while it is generated. Raises
     ``RecordError`` when an image is missing or unreadable."""
     if not question or not question.strip():
         raise ValueError("the question is empty")
-    if model is None or processor is None:
+    if engine is not None and processor is None:
+        raise ValueError("infer with an engine needs the model's processor (to encode the prompt)")
+    if engine is None and (model is None or processor is None):
         dev = pick_device(device)
         model, processor = load_policy(
             resolve_model_path(model_path), device=dev, dtype=pick_dtype("auto", dev), trainable=False
@@ -90,9 +95,11 @@ def infer(
         ImageRef(bytes=bytes(im)) if isinstance(im, (bytes, bytearray)) else ImageRef(path=str(im)) for im in images
     ]
     record = Record(id="infer", question=question, answer="", images=refs)
-    q = PromptEncoder(processor, suffix=suffix, min_pixels=min_pixels, max_pixels=max_pixels).encode(record)
+    keep = getattr(engine, "needs_images", False)
+    q = PromptEncoder(processor, suffix=suffix, min_pixels=min_pixels, max_pixels=max_pixels, keep_images=keep)
+    q = q.encode(record)
     if max_new_tokens is None:
-        max_new_tokens = getattr(model.generation_config, "max_new_tokens", None) or 8192
+        max_new_tokens = getattr(getattr(model, "generation_config", None), "max_new_tokens", None) or 8192
     sample = bool(temperature and temperature > 0)
     params = SamplingParams(
         max_new_tokens=max_new_tokens,
@@ -101,8 +108,16 @@ def infer(
         top_k=0,
         greedy=not sample,
     )
-    engine = TransformersEngine(model, processor, max_batch_queries=1, streamer=_streamer(processor.tokenizer, stream))
-    (completion,) = engine.generate([q], params)[0]
+    if engine is None:
+        engine = TransformersEngine(
+            model, processor, max_batch_queries=1, streamer=_streamer(processor.tokenizer, stream)
+        )
+        (completion,) = engine.generate([q], params)[0]
+    else:  # another engine (vLLM): the response is written whole once generated
+        (completion,) = engine.generate([q], params)[0]
+        if stream is not None:
+            stream.write(completion.text + "\n")
+            stream.flush()
     response = completion.text
     n_image = int((q.mm_token_type_ids == 1).sum())
     return InferResult(response, extract_answer(response, EVAL_RULES), completion.finished, q.text, n_image)

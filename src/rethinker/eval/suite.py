@@ -7,7 +7,9 @@ Writes, in the output directory:
   ``response``, ``extracted``, ``correct``, ``reason``, ``category``, ``answer``,
   ``finished``; with ``--samples K > 1`` also ``n_samples``, ``n_correct`` and every
   sample). Each line is appended and flushed as soon as its item is judged, so a crash
-  loses no finished item; a re-run skips the items already there (resumable).
+  loses no finished item; a re-run skips the items already there (resumable). Under
+  torchrun each rank appends to its own ``predictions.part-R.jsonl`` and rank 0 merges
+  them into this file (``judge_share``, ``rethinker.eval.shards``).
 - ``summary.json`` = ``{NAME: {"n_items", "n_skipped", "accuracy", "by_category", ...}}``
   (see ``rethinker.report.summary``), ``summary.md`` and ``summary.csv``.
 - ``report.html``: every prediction on one self-contained page (wrong ones first, with
@@ -39,6 +41,8 @@ from ..report.summary import summarize, write_reports
 from ..rollout.evaluate import Prediction, evaluate
 from ..rollout.inputs import PromptEncoder
 from ..toyworld.puzzles import DEFAULT_KINDS, generate
+from .engines import EngineOptions
+from .shards import Shard, other_files, part_path, part_paths
 
 #: Benchmarks read without a publisher's schema.
 GENERIC = ("toy", "records")
@@ -49,6 +53,8 @@ GROUP_KEYS: dict[str, tuple[str, ...]] = {
 }
 #: The released evaluation's response limit, used when the model's generation config sets none.
 DEFAULT_MAX_NEW_TOKENS = 8192
+#: The predictions file of an output directory.
+PREDICTIONS = "predictions.jsonl"
 #: Toy puzzles evaluated when ``--benchmark toy`` has no ``--data``.
 DEFAULT_TOY_ITEMS = 200
 #: Settings that change the predictions: a resumed run must match them.
@@ -108,10 +114,14 @@ class EvalConfig:
     quiet: bool = False
     #: test-time rethinking: the trigger after each greedy answer, the continuation judged
     rethink_at_test: bool = False
+    #: the generation engine and its settings (``--engine`` ...)
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
-    def check(self) -> None:
+    def check(self, world: int = 1) -> None:
         """Raise ``EvalError`` on a usage problem (no or unknown benchmark, missing data,
-        settings that cannot go together)."""
+        settings that cannot go together; ``EngineError`` for the engine's, with ``world``
+        ranks under torchrun)."""
+        self.engine.check(world)
         if not self.benchmarks:
             raise EvalError("name at least one --benchmark (" + ", ".join(benchmark_names()) + ")")
         unknown = [s.name for s in self.benchmarks if s.name not in benchmark_names()]
@@ -130,23 +140,34 @@ class EvalConfig:
 
 
 class PredictionLog:
-    """``predictions.jsonl``: earlier lines are read on open (a torn last line, left by a
-    crash mid-write, is cut off); each new line is appended and flushed at once."""
+    """``predictions.jsonl`` (or one rank's part of it): earlier lines are read on open (a
+    torn last line, left by a crash mid-write, is cut off); each new line is appended and
+    flushed at once. ``also_read``: other files whose items count as done too (the other
+    ranks' parts, the merged file), read only: a torn last line there is passed over, not
+    cut (its writer may still be at work)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, also_read: Sequence[str | Path] = ()):
         self.path = Path(path)
         self.done: dict[tuple[str, str], dict[str, Any]] = {}
         self.n_bad_lines = 0
+        #: the keys of this file's lines, in file order (appended ones included)
+        self.file_keys: list[tuple[str, str]] = []
+        #: the items selected in this run, in run order (filled by the caller): the merge order
+        self.order: list[tuple[str, str]] = []
         if self.path.exists():
-            self._read()
+            self._read(self.path, own=True)
+        for other in also_read:
+            if Path(other).exists():
+                self._read(Path(other), own=False)
         self._fh = None
 
-    def _read(self) -> None:
-        data = self.path.read_bytes()
+    def _read(self, path: Path, *, own: bool) -> None:
+        data = path.read_bytes()
         if data and not data.endswith(b"\n"):  # torn write: keep whole lines only
             cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(cut)
+            if own:
+                with open(path, "r+b") as fh:
+                    fh.truncate(cut)
             data = data[:cut]
             self.n_bad_lines += 1
         for line in data.decode("utf-8", errors="replace").splitlines():
@@ -158,7 +179,11 @@ class PredictionLog:
             except (json.JSONDecodeError, KeyError, TypeError):
                 self.n_bad_lines += 1
                 continue
-            self.done[key] = row
+            if own:
+                self.file_keys.append(key)
+                self.done[key] = row
+            else:
+                self.done.setdefault(key, row)
 
     def append(self, row: dict[str, Any]) -> None:
         if self._fh is None:
@@ -166,12 +191,29 @@ class PredictionLog:
             self._fh = open(self.path, "a", encoding="utf-8")
         self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._fh.flush()
-        self.done[(row["benchmark"], row["id"])] = row
+        key = (row["benchmark"], row["id"])
+        self.file_keys.append(key)
+        self.done[key] = row
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def merge(self, parts: Sequence[Path]) -> int:
+        """Rewrite this file (atomically) with the items read from ``parts`` after its own
+        lines: those among ``order`` in that order, then the rest; each item once. Then
+        delete the parts. How many items came from them."""
+        own = dict.fromkeys(self.file_keys)
+        rank = {k: i for i, k in enumerate(self.order)}
+        extra = sorted((k for k in self.done if k not in own), key=lambda k: rank.get(k, len(rank)))
+        if extra or parts:
+            lines = [json.dumps(self.done[k], ensure_ascii=False) + "\n" for k in [*own, *extra]]
+            write_atomic(self.path, "".join(lines))
+            self.file_keys = [*own, *extra]
+        for part in parts:
+            part.unlink(missing_ok=True)
+        return len(extra)
 
 
 def prediction_row(benchmark: str, rec: Record, pred: Prediction) -> dict[str, Any]:
@@ -272,17 +314,23 @@ def run_config(cfg: EvalConfig, model_path: str, max_new_tokens: int) -> dict[st
         "min_pixels": cfg.min_pixels,
         "max_pixels": cfg.max_pixels,
         "toy_seed": cfg.toy_seed,
+        "engine": cfg.engine.engine,  # for the record: greedy predictions agree across engines
         **({"rethink_at_test": True} if cfg.rethink_at_test else {}),  # absent: runs before the flag
     }
 
 
-def check_resume(out_dir: Path, config: dict[str, Any], restart: bool) -> None:
-    """Refuse to mix predictions made with other settings; ``restart`` clears them."""
+def check_resume(out_dir: Path, config: dict[str, Any], restart: bool, *, write: bool = True) -> None:
+    """Refuse to mix predictions made with other settings; ``restart`` clears them (the
+    merged file and every rank's part). ``write=False`` (ranks but the first under
+    torchrun): only the check, nothing deleted or written."""
     cfg_path = out_dir / "run.json"
+    predictions = [out_dir / PREDICTIONS, *part_paths(out_dir / PREDICTIONS)]
     if restart:
-        for name in ("predictions.jsonl", "summary.json", "summary.md", "summary.csv", "run.json"):
-            (out_dir / name).unlink(missing_ok=True)
-    elif cfg_path.exists() and (out_dir / "predictions.jsonl").exists():
+        if write:
+            for path in [*predictions, *(out_dir / n for n in ("summary.json", "summary.md", "summary.csv"))]:
+                path.unlink(missing_ok=True)
+            cfg_path.unlink(missing_ok=True)
+    elif cfg_path.exists() and any(p.exists() for p in predictions):
         try:
             old = json.loads(cfg_path.read_text())
         except json.JSONDecodeError:
@@ -294,8 +342,9 @@ def check_resume(out_dir: Path, config: dict[str, Any], restart: bool) -> None:
                 + ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
                 + "); use another --output-dir or --restart"
             )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(cfg_path, json.dumps(config, indent=2) + "\n")
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(cfg_path, json.dumps(config, indent=2) + "\n")
 
 
 def record_ids(records: Sequence[Record]) -> list[str]:
@@ -339,54 +388,141 @@ class _Judged:
             self.log(f"{self.name}: {self.n}/{self.total} judged ({rate:.1f} items/s)")
 
 
-def _evaluate_benchmark(
-    spec: BenchSpec,
-    loaded,
-    base: str | None,
-    engine,
-    processor,
-    out: Path,
-    plog: PredictionLog,
+class _NoItems:
+    """The ``ItemSaver`` of a rank judging its share: stores nothing (rank 0 stores every
+    item for the page when it merges)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def missing(self, rid) -> bool:
+        return False
+
+    def add(self, rec) -> None:
+        pass
+
+
+@dataclass
+class _RunSettings:
+    """What every benchmark of a run is judged with."""
+
+    params: Any
+    limit: int | None = None
+    batch_queries: int = 64
+    pixels: tuple[int | None, int | None] = (None, None)
+    toy: tuple[int, int] = (DEFAULT_TOY_ITEMS, 0)  # (items, seed)
+    log: Callable[[str], None] | None = None
+    rethink_trigger: str | None = None
+    shard: Shard = field(default_factory=Shard)  # a rank's share (torchrun); the whole run: Shard()
+
+
+def _run_settings(
     *,
     params,
-    limit: int | None,
-    batch_queries: int,
-    pixels: tuple[int | None, int | None],
-    log: Callable[[str], None] | None,
+    limit: int | None = None,
+    batch_queries: int = 64,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    toy_items: int = DEFAULT_TOY_ITEMS,
+    toy_seed: int = 0,
+    log: Callable[[str], None] | None = None,
     rethink_trigger: str | None = None,
+    shard: Shard | None = None,
+) -> _RunSettings:
+    """``_RunSettings`` from ``evaluate_benchmarks``' keywords."""
+    pixels, toy = (min_pixels, max_pixels), (toy_items, toy_seed)
+    return _RunSettings(params, limit, batch_queries, pixels, toy, log, rethink_trigger, shard or Shard())
+
+
+def _evaluate_benchmark(
+    spec: BenchSpec, loaded, base: str | None, engine, processor, out: Path, plog: PredictionLog, run: _RunSettings
 ) -> dict[str, Any]:
-    """Judge the items of one loaded benchmark not in ``plog`` yet; its summary over the
-    items selected (``limit``), earlier ones included."""
-    records = loaded.records[:limit] if limit is not None else loaded.records
+    """Judge the items of one loaded benchmark not in ``plog`` yet (``run.shard``'s share of
+    them); its summary over the items selected (``limit``), earlier ones included."""
+    records = loaded.records[: run.limit] if run.limit is not None else loaded.records
     ids = record_ids(records)
+    plog.order.extend((spec.name, rid) for rid in ids)
     done = [plog.done.get((spec.name, rid)) for rid in ids]
-    todo = [i for i, d in enumerate(done) if d is None]  # positions: streamed records stay on disk
-    judged = _Judged(spec.name, plog, len(todo), batch_queries, log)
-    if log and len(todo) < len(records):
-        log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
-    encoder = PromptEncoder(processor, base_dir=base, min_pixels=pixels[0], max_pixels=pixels[1])
+    # positions: streamed records stay on disk
+    todo = run.shard.take([i for i, d in enumerate(done) if d is None])
+    judged = _Judged(spec.name, plog, len(todo), run.batch_queries, run.log)
+    if run.log and run.shard.world == 1 and len(todo) < len(records):
+        run.log(f"{spec.name}: {len(records) - len(todo)} of {len(records)} items already judged, resuming")
+    encoder = PromptEncoder(
+        processor,
+        base_dir=base,
+        min_pixels=run.pixels[0],
+        max_pixels=run.pixels[1],
+        keep_images=getattr(engine, "needs_images", False),
+    )
     # question, options, thumbnails for report.html, stored as the records are read to be judged
-    with ItemSaver(out, spec.name, base) as items:
+    with ItemSaver(out, spec.name, base) if run.shard.world == 1 else _NoItems() as items:
         res = evaluate(
             engine,
             encoder,
             read_once(records, ids, todo, items),
-            max_new_tokens=params.max_new_tokens,
-            batch_queries=batch_queries,
-            params=params,
+            max_new_tokens=run.params.max_new_tokens,
+            batch_queries=run.batch_queries,
+            params=run.params,
             on_prediction=judged,
-            rethink_trigger=rethink_trigger,
+            rethink_trigger=run.rethink_trigger,
         )
     new = judged.rows
     rows = [d if d is not None else new[rid] for rid, d in zip(ids, done) if d is not None or rid in new]
-    skipped = [(s.id, s.reason) for s in skips_before_cut(loaded, limit)] + [(rid, msg) for rid, msg in res.skipped]
-    n_excluded = len(skips_before_cut(loaded, limit, excluded=True))
+    skipped = [(s.id, s.reason) for s in skips_before_cut(loaded, run.limit)]
+    skipped += [(rid, msg) for rid, msg in res.skipped]
+    n_excluded = len(skips_before_cut(loaded, run.limit, excluded=True))
     summary = summarize(
         rows, skipped, benchmark=spec.name, n_excluded=n_excluded, extra_groups=GROUP_KEYS.get(spec.name, ())
     )
     if loaded.source:
         summary["source"] = str(loaded.source)
     return summary
+
+
+def _judge_all(specs: Sequence[BenchSpec], engine, processor, out: Path, plog: PredictionLog, run: _RunSettings):
+    """Each benchmark's summary (an unreadable one: its ``error``), judging what is left."""
+    if plog.n_bad_lines and run.log:
+        run.log(f"warning: {plog.n_bad_lines} torn or malformed line(s) in {plog.path} ignored (those items re-run)")
+    summary: dict[str, dict[str, Any]] = {}
+    try:
+        for spec in specs:
+            try:
+                loaded, base = load_benchmark(spec, toy_items=run.toy[0], toy_seed=run.toy[1])
+            except DataError as exc:
+                if run.log:
+                    run.log(f"{spec.name}: cannot read {spec.data}: {exc}")
+                summary[spec.name] = {**summarize([], benchmark=spec.name), "error": str(exc)}
+                continue
+            summary[spec.name] = _evaluate_benchmark(spec, loaded, base, engine, processor, out, plog, run)
+    finally:
+        plog.close()
+    return summary
+
+
+def judge_share(
+    specs: Sequence[BenchSpec],
+    engine,
+    processor,
+    out_dir: str | Path,
+    *,
+    shard: Shard,
+    ready: Callable[[], None],
+    **settings,
+) -> None:
+    """One rank's share (``shard``) of ``evaluate_benchmarks``' work (``settings``: its
+    keywords), under torchrun: read
+    what is judged already (every part and the merged file), call ``ready`` (a barrier: no
+    rank appends before all have read, so all agree on what is left), then judge every
+    ``world``-th item left into this rank's part, ``predictions.part-R.jsonl``. Rank 0
+    then calls ``evaluate_benchmarks``, which merges the parts (``eval.shards``)."""
+    main = Path(out_dir) / PREDICTIONS
+    plog = PredictionLog(part_path(main, shard.rank), also_read=other_files(main, shard))
+    ready()
+    _judge_all(specs, engine, processor, Path(out_dir), plog, _run_settings(shard=shard, **settings))
 
 
 def evaluate_benchmarks(
@@ -406,40 +542,20 @@ def evaluate_benchmarks(
     rethink_trigger: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate each benchmark through ``engine`` (any ``RolloutEngine``), append every
-    judged item to ``out_dir/predictions.jsonl``, skip the items already there, and return
-    (and write) the summary of the items selected this time."""
-
+    judged item to ``out_dir/predictions.jsonl``, skip the items already there (or in the
+    part files of ranks: merged into it, in run order), and return (and write) the
+    summary of the items selected this time."""
     out = Path(out_dir)
-    plog = PredictionLog(out / "predictions.jsonl")
-    if plog.n_bad_lines and log:
-        log(f"warning: {plog.n_bad_lines} torn or malformed line(s) in {plog.path} ignored (those items re-run)")
-    summary: dict[str, dict[str, Any]] = {}
-    try:
-        for spec in specs:
-            try:
-                loaded, base = load_benchmark(spec, toy_items=toy_items, toy_seed=toy_seed)
-            except DataError as exc:
-                if log:
-                    log(f"{spec.name}: cannot read {spec.data}: {exc}")
-                summary[spec.name] = {**summarize([], benchmark=spec.name), "error": str(exc)}
-                continue
-            summary[spec.name] = _evaluate_benchmark(
-                spec,
-                loaded,
-                base,
-                engine,
-                processor,
-                out,
-                plog,
-                params=params,
-                limit=limit,
-                batch_queries=batch_queries,
-                pixels=(min_pixels, max_pixels),
-                log=log,
-                rethink_trigger=rethink_trigger,
-            )
-    finally:
-        plog.close()
+    parts = part_paths(out / PREDICTIONS)
+    plog = PredictionLog(out / PREDICTIONS, also_read=parts)
+    run = _run_settings(
+        params=params, limit=limit, batch_queries=batch_queries, min_pixels=min_pixels, max_pixels=max_pixels,
+        toy_items=toy_items, toy_seed=toy_seed, log=log, rethink_trigger=rethink_trigger,
+    )  # fmt: skip
+    summary = _judge_all(specs, engine, processor, out, plog, run)
+    n_merged = plog.merge(parts)
+    if parts and log:
+        log(f"merged {n_merged} item(s) from {len(parts)} part file(s) into {plog.path}")
     write_reports(out, summary)
     try:
         build_eval_report(out)

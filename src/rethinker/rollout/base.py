@@ -68,6 +68,8 @@ class RolloutEngine(ABC):
     #: ``sync_weights``); False when it runs the policy module itself (the transformers
     #: engine), whose FSDP shards must then be gathered for the rollout
     holds_own_weights: bool = False
+    #: whether queries must carry their decoded images (``PromptEncoder(keep_images=True)``)
+    needs_images: bool = False
 
     @abstractmethod
     def generate(self, queries: Sequence[QueryInputs], params: SamplingParams) -> list[list[Completion]]:

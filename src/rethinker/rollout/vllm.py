@@ -271,9 +271,17 @@ def _llm_kwargs(
     mm_processor_kwargs: dict[str, int],
     kv_cache_gb: float | None,
     llm_kwargs: dict[str, Any] | None,
+    colocated: bool = True,
 ) -> dict[str, Any]:
-    """``vllm.LLM``'s keywords for a colocated engine (``seed``: already offset by the
-    data-parallel rank), ``llm_kwargs`` on top."""
+    """``vllm.LLM``'s keywords (``seed``: already offset by the data-parallel rank),
+    ``llm_kwargs`` on top. A colocated engine runs in this process on vLLM's
+    "external_launcher" executor (with T > 1, the T consecutive ranks of the torchrun world
+    that share it); a standalone one (``colocated=False``) on vLLM's own: one worker for a
+    tensor-parallel size of 1, its multiprocess executor ("mp", one worker process per
+    shard) above."""
+    if tensor_parallel_size < 1:
+        raise ValueError(f"tensor_parallel_size must be >= 1, not {tensor_parallel_size}")
+    backend = "external_launcher" if colocated else ("mp" if tensor_parallel_size > 1 else None)
     kwargs: dict[str, Any] = dict(
         model=str(model_path),
         tokenizer=str(model_path),
@@ -281,7 +289,7 @@ def _llm_kwargs(
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
         enable_sleep_mode=sleep_level > 0,
-        distributed_executor_backend="external_launcher",
+        distributed_executor_backend=backend,
         tensor_parallel_size=tensor_parallel_size,
         seed=seed,
         enforce_eager=enforce_eager,
@@ -314,10 +322,16 @@ class VLLMEngine(RolloutEngine):
     same prompts (``rollout.tp.TensorParallelGroupEngine`` sees to it). The sampling seed
     is ``seed + dp_rank`` (``seed + rank`` with T = 1).
 
+    ``colocated=False``: a standalone engine for evaluation (``rethinker eval --engine vllm``),
+    on vLLM's own executor instead of "external_launcher", so ``tensor_parallel_size`` > 1
+    shards the model over that many worker processes (GPUs) from one process; it needs no
+    ``policy`` (the weights are the checkpoint's) and ``sleep_level`` 0 suits it.
+
     Needs queries encoded with ``PromptEncoder(keep_images=True)``.
     """
 
     holds_own_weights = True  # the policy's shards stay sharded during rollouts
+    needs_images = True
 
     def __init__(
         self,
@@ -337,6 +351,7 @@ class VLLMEngine(RolloutEngine):
         kv_cache_gb: float | None = None,
         tensor_parallel_size: int = 1,
         llm_kwargs: dict[str, Any] | None = None,
+        colocated: bool = True,
     ):
         vllm = _import_vllm()
         self._vllm = vllm
@@ -348,7 +363,8 @@ class VLLMEngine(RolloutEngine):
         self.mm_processor_kwargs = pixel_limits(processor, min_pixels, max_pixels)
         self.stats = RolloutStats()
         rank, world = _rank_and_world()
-        mesh = RolloutMesh.of(rank, world, tensor_parallel_size)
+        # colocated: T consecutive ranks of the world share the engine; standalone: one process
+        mesh = RolloutMesh.of(rank, world, tensor_parallel_size) if colocated else RolloutMesh.of(0, 1)
         kwargs = _llm_kwargs(
             model_path,
             dtype=dtype,
@@ -362,8 +378,9 @@ class VLLMEngine(RolloutEngine):
             mm_processor_kwargs=self.mm_processor_kwargs,
             kv_cache_gb=kv_cache_gb,
             llm_kwargs=llm_kwargs,
+            colocated=colocated,
         )
-        with _external_launcher_env(rank, world):
+        with _external_launcher_env(rank, world) if colocated else contextlib.nullcontext():
             self.llm = vllm.LLM(**kwargs)
         self._awake = {"weights": True, "kv_cache": True}
         self._weights_lost = False
