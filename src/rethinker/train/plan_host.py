@@ -26,7 +26,7 @@ export per rank, and the checkpoint's size on disk, priced from what ``shards.py
 
 The host figures are on top of what the process holds anyway (its runtime, and during a
 save the training state), and count tensors only: Python objects, the tokenizer and the
-loaders' own buffers add some 10-25 MB (``benchmarks/checkpoint_io.py`` measures peak RSS
+loaders' own buffers add some 10-40 MB (``benchmarks/checkpoint_io.py`` measures peak RSS
 minus the RSS before, and prints these figures beside it).
 """
 
