@@ -68,6 +68,7 @@ from typing import Any, NamedTuple
 
 from ..model.pixels import resolve_pixel_limits
 from .host import proc_status_bytes
+from .plan_host import HostMemory, TensorCounts, host_memory, host_table, tensor_counts
 from .plan_vllm import EngineMemory, engine_memory, engine_problems, engine_rows
 
 GIB = 2**30
@@ -120,6 +121,7 @@ class ModelCounts:
     patch: int = 14
     merge: int = 2
     temporal_patch: int = 2
+    checkpoint: TensorCounts | None = None  # what a checkpoint holds (``plan_host``)
 
 
 def _text_config(config):
@@ -143,12 +145,13 @@ def count_parameters(config, lora_rank: int = 0, lora_targets: str | None = None
     params = dict(model.named_parameters())  # shared (tied) weights once
     total = sum(p.numel() for p in params.values())
     vision = sum(p.numel() for n, p in params.items() if ".visual." in f".{n}" or "vision" in n)
-    lora = 0
+    lora, adapters = 0, []
     if lora_rank > 0 and lora_targets:
         rx = re.compile(lora_targets)
         for name, mod in model.named_modules():
             if isinstance(mod, torch.nn.Linear) and rx.fullmatch(name):
                 lora += lora_rank * (mod.in_features + mod.out_features)
+                adapters += [lora_rank * mod.in_features, lora_rank * mod.out_features]
     largest = 0
     for mod in model.modules():
         if type(mod).__name__.endswith(("DecoderLayer", "VisionBlock")):
@@ -169,6 +172,7 @@ def count_parameters(config, lora_rank: int = 0, lora_targets: str | None = None
         largest_layer=largest,
         kv_heads=kv_heads,
         max_positions=getattr(tc, "max_position_embeddings", 0) or 0,
+        checkpoint=tensor_counts(model, params, adapters),
     )
     if vc is not None:
         counts.vision_depth = getattr(vc, "depth", 0) or getattr(vc, "num_hidden_layers", 0)
@@ -232,6 +236,7 @@ class MemoryPlan:
     gpu_bytes: float | None = None  # the GPU's memory the engine's share is taken of
     problems: list[str] = field(default_factory=list)  # why it cannot run, whatever the peak
     source: str = ""  # where the model's shape came from, when not its config.json
+    host: HostMemory | None = None  # a checkpoint's host memory and size on disk (``plan_host``)
 
     @property
     def fits(self) -> bool:
@@ -262,6 +267,8 @@ class MemoryPlan:
             *([f"| **peak, weight sync** | {_fmt(self.sync_peak)} | |"] if self.engine else []),
             f"| **peak per rank** | **{_fmt(self.peak)}** | estimate; allocator overhead on top |",
         ]
+        if self.host is not None:
+            lines += host_table(self.host, _fmt)
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -282,6 +289,7 @@ class MemoryPlan:
             "peak": self.peak,
             "fits": self.fits,
             "problems": list(self.problems),
+            "host": self.host.as_dict() if self.host is not None else None,
         }
 
 
@@ -540,6 +548,11 @@ def plan(
     else:
         out.rollout_peak = base + gathered + kv_cache + prefill
     out.peak = max(out.rollout_peak, out.update_peak, out.sync_peak)
+    if c.checkpoint is not None:
+        out.host = host_memory(
+            c, b=b, train_bytes=train_bytes, trainable=trainable, freeze_vision=m.freeze_vision,
+            lora=m.lora_rank > 0, world=world, device=device, model_dir=model_dir,
+        )  # fmt: skip
     return out
 
 
