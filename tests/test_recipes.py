@@ -14,6 +14,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 def test_every_recipe_resolves_without_the_toy_preset():
     paths = sorted(RECIPES.glob("*.yaml"))
     assert [p.name for p in paths] == [
+        "qwen2.5-vl-72b-lora-8gpu.yaml",
         "qwen2.5-vl-72b-virl39k-multinode.yaml",
         "qwen2.5-vl-7b-lora-1gpu.yaml",
         "qwen2.5-vl-7b-virl39k.yaml",
@@ -82,6 +83,7 @@ def _recipe_plan(name: str):
         "qwen2.5-vl-7b-virl39k.yaml",
         "qwen2.5-vl-7b-lora-1gpu.yaml",
         "qwen2.5-vl-72b-virl39k-multinode.yaml",
+        "qwen2.5-vl-72b-lora-8gpu.yaml",
     ],
 )
 def test_every_recipe_fits_its_hardware(name):
@@ -106,3 +108,11 @@ def test_the_7b_recipes_plans():
     assert "fits: peak 37.4 GiB of 79 GiB per GPU" in text and round(p.engine.kv_pool / 2**30, 2) == 12.98
     p, text = _recipe_plan("qwen2.5-vl-7b-lora-1gpu.yaml")
     assert "fits: peak 61.5 GiB of 79 GiB per GPU" in text and p.engine is None
+
+
+def test_the_72b_lora_recipe_plan():
+    """72B LoRA on one node: the base and the adapters sharded over 8 ranks, one vLLM engine
+    tensor-parallel over the node."""
+    p, text = _recipe_plan("qwen2.5-vl-72b-lora-8gpu.yaml")
+    assert p.engine.tp == 8 and p.gathered == 0 and p.counts.lora > 0
+    assert "fits: peak 57.8 GiB of 79 GiB per GPU" in text
