@@ -379,7 +379,8 @@ def test_llm_kwargs_colocated_on_external_launcher_standalone_on_vllms_own_execu
     assert layout(kw()) == ("external_launcher", 1)  # the trainer's default
     assert layout(kw(colocated=False)) == (None, 1)  # vLLM's choice for one worker
     assert layout(kw(colocated=False, tensor_parallel_size=2)) == ("mp", 2)
-    with pytest.raises(ValueError, match="colocated engine takes 1"):
-        kw(tensor_parallel_size=2)
-    with pytest.raises(ValueError):
-        kw(colocated=False, tensor_parallel_size=0)
+    # colocated with T = 2: the T consecutive torchrun ranks that share the engine
+    assert layout(kw(tensor_parallel_size=2)) == ("external_launcher", 2)
+    for colocated in (True, False):
+        with pytest.raises(ValueError, match="tensor_parallel_size must be >= 1"):
+            kw(colocated=colocated, tensor_parallel_size=0)

@@ -66,7 +66,9 @@ chosen = chosen + chosen[:1]
 before = {k: v.detach().clone() for k, v in model.state_dict().items()}
 if ctx.enabled:
     shard_model(model, ctx, torch.device("cpu"))
-opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+# lr 1 for one step (weights after = weights before - gradient); several mini-batches take
+# several steps, where lr 1 would blow the toy model up (and its rounding with it)
+opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3 if MINI else 1.0)
 algo = AlgoConfig(
     clip_low=0.2, clip_high=0.35, aggregation="token-mean", kl_coef=0.0, kl_kind="k3", entropy_coef=0.0, sft_coef=0.0
 )

@@ -266,7 +266,7 @@ def _llm_kwargs(
     enforce_eager: bool,
     sleep_level: int,
     seed: int,
-    tensor_parallel_size: int,
+    tensor_parallel_size: int = 1,
     max_images_per_prompt: int,
     mm_processor_kwargs: dict[str, int],
     kv_cache_gb: float | None,
