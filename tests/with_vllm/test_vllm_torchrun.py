@@ -39,9 +39,9 @@ def _report(capsys, line: str) -> None:
         print(f"\n[vllm torchrun] {line}")
 
 
-@pytest.mark.parametrize("tp", [1, 2])
-def test_each_ranks_engine_follows_the_sharded_policy(tmp_path, tp, capsys):
-    res = _torchrun(str(SCRIPT), str(tmp_path), str(tp))
+@pytest.mark.parametrize("tp, lora", [(1, False), (2, False), (2, True)], ids=["T1", "T2", "T2-lora"])
+def test_each_ranks_engine_follows_the_sharded_policy(tmp_path, tp, lora, capsys):
+    res = _torchrun(str(SCRIPT), str(tmp_path), str(tp), *(["lora"] if lora else []))
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r in reports:
@@ -60,7 +60,7 @@ def test_each_ranks_engine_follows_the_sharded_policy(tmp_path, tp, capsys):
         assert reports[0]["logprob_comps"] == reports[1]["logprob_comps"]
     _report(
         capsys,
-        f"T={tp}: build {max(r['build_s'] for r in reports):.1f} s, push {max(r['sync_s'] for r in reports):.2f} s "
+        f"T={tp}{' LoRA' if lora else ''}: build {max(r['build_s'] for r in reports):.1f} s, push {max(r['sync_s'] for r in reports):.2f} s "
         f"(at most {max(r['push_peak_tensors'] for r in reports)} full weights alive, "
         f"{max(r['push_peak_bytes'] / r['model_bytes'] for r in reports):.0%} of the model); "
         f"greedy = transformers before and after the push on both ranks; log-prob max |diff| "
