@@ -37,6 +37,7 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    set_model_state_dict,
     set_optimizer_state_dict,
 )
 from torch.distributed.device_mesh import init_device_mesh
@@ -104,7 +105,12 @@ def shard_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) 
     """FSDP2: each decoder layer, the vision tower (its blocks, then the tower) and the
     root are sharding units. The root is initialised at once so that the vision tower can
     be called on its own (pre-computed image features). A PEFT model (LoRA) is sharded the
-    same way: its frozen base weights and its adapters live in the same units."""
+    same way: its frozen base weights and its adapters live in the same units.
+
+    A model built on the ``meta`` device (``load_policy(..., weights=False)``) is
+    materialised here, each rank allocating only its shards (``to_empty``); its values are
+    to be loaded afterwards (``broadcast_weights`` or a DCP checkpoint), and its
+    non-persistent buffers (rotary ``inv_freq``) are computed again as ``from_pretrained`` does."""
     mesh = init_device_mesh(device.type, (ctx.world,))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper removed
     inner = getattr(base, "model", base)
@@ -117,8 +123,32 @@ def shard_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) 
     for layer in getattr(lm, "layers", []):
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model.to_empty(device=device)
+        _init_non_persistent_buffers(base)
     model._get_fsdp_state()._lazy_init()
     return model
+
+
+def _init_non_persistent_buffers(model: torch.nn.Module) -> None:
+    """The buffers no state dict holds (Qwen2.5-VL: the text and vision rotary embeddings'
+    ``inv_freq`` and ``original_inv_freq``), computed by the model's own ``_init_weights``
+    on the modules that own them, as ``transformers``' ``from_pretrained`` does. Only modules
+    without parameters of their own are touched (``_init_weights`` would draw new weights)."""
+    for module in model.modules():
+        if not getattr(module, "_non_persistent_buffers_set", None):
+            continue
+        if any(True for _ in module.parameters(recurse=False)):
+            raise ValueError(f"{type(module).__name__}: non-persistent buffers beside parameters, cannot rebuild them")
+        model._init_weights(module)
+
+
+def broadcast_weights(model: torch.nn.Module, full_state: dict[str, torch.Tensor] | None) -> None:
+    """Rank 0's full weights (``full_state``, taken before sharding; None on the other
+    ranks) into every rank's shards: one tensor at a time is broadcast and each rank keeps
+    its own shard of it (``set_model_state_dict(..., broadcast_from_rank0=True)``)."""
+    opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, full_state if full_state is not None else {}, options=opts)
 
 
 def _fsdp_modules(model: torch.nn.Module) -> list:

@@ -34,7 +34,14 @@ from .config import TrainConfig, check_parallel
 from .config import save as save_config
 from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
-from .distributed import DistContext, init_distributed, load_optimizer_state, rollout_weights, shard_model
+from .distributed import (
+    DistContext,
+    broadcast_weights,
+    init_distributed,
+    load_optimizer_state,
+    rollout_weights,
+    shard_model,
+)
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
 from .shards import load_model_shards, load_optimizer_shards, save_model_shards, save_shards
@@ -314,7 +321,13 @@ def _load_models(
 ) -> tuple[Any, Any, Any]:
     """The policy (sharded with several processes; when resuming, its weights from the
     checkpoint: each rank reads its shards, or, from an old-layout checkpoint, its
-    ``save_pretrained`` copy), its processor, and the frozen reference when a KL term needs one."""
+    ``save_pretrained`` copy), its processor, and the frozen reference when a KL term needs one.
+
+    With several processes no rank but rank 0 holds the whole policy: the others build it
+    on the ``meta`` device, every rank shards it, and rank 0's weights are broadcast into
+    the shards (``broadcast_weights``). Resuming from a DCP checkpoint of full weights, no
+    rank reads the base model: all build on ``meta`` and DCP reads the shards (LoRA: rank 0
+    reads the frozen base, which the checkpoint leaves out, and DCP the adapters)."""
     base = resolve_model_path(cfg.model.path)
     lora = None
     if cfg.model.lora_rank > 0:  # with several processes FSDP2 shards the frozen base and the adapters alike
@@ -325,18 +338,25 @@ def _load_models(
             "targets": cfg.model.lora_targets,
             "base": base,
         }
+    dcp = last is not None and _is_dcp(state)
+    reads = not ctx.enabled or (ctx.is_main and not (dcp and lora is None))  # this rank reads weights from files
     model, processor = load_policy(
-        str(last) if last and not _is_dcp(state) else base,
+        str(last) if last and not dcp else base,
         device=device,
         dtype=dtype,
         attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
         freeze_vision=cfg.model.freeze_vision,
         lora=lora,
+        weights=reads,
     )
     if ctx.enabled:
+        full = model.state_dict() if reads else None  # references to rank 0's whole weights, held until broadcast
         shard_model(model, ctx, device)
-    if last is not None and _is_dcp(state):
+        if not (dcp and lora is None):
+            broadcast_weights(model, full)
+        del full
+    if dcp:
         load_model_shards(last, model, adapters_only=lora is not None)
     ref_model = None
     if cfg.algo.kl_coef > 0:
