@@ -44,6 +44,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 from .. import metric_names as M
+from ..model.load import load_policy
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,23 @@ def _init_non_persistent_buffers(model: torch.nn.Module) -> None:
         if any(True for _ in module.parameters(recurse=False)):
             raise ValueError(f"{type(module).__name__}: non-persistent buffers beside parameters, cannot rebuild them")
         model._init_weights(module)
+
+
+def load_sharded_policy(path: str, ctx: DistContext, device: torch.device, *, from_files: bool = True, **kw):
+    """``load_policy(path, **kw)`` as this rank needs it: in one process as it is; with
+    several, sharded (``shard_model``) without any rank but rank 0 holding the whole model:
+    rank 0 reads the weights on the CPU, the others build the model on the ``meta`` device,
+    and rank 0's weights are broadcast into every rank's shards. ``from_files=False``: no
+    rank reads weights (they come from a DCP checkpoint next)."""
+    reads = not ctx.enabled or (ctx.is_main and from_files)
+    model, processor = load_policy(path, device=torch.device("cpu") if ctx.enabled else device, weights=reads, **kw)
+    if ctx.enabled:
+        full = model.state_dict() if reads else None  # references to rank 0's whole weights, held until broadcast
+        shard_model(model, ctx, device)  # FSDP2 moves each unit to ``device`` as it shards it
+        if from_files:
+            broadcast_weights(model, full)
+        del full
+    return model, processor
 
 
 def broadcast_weights(model: torch.nn.Module, full_state: dict[str, torch.Tensor] | None) -> None:

@@ -36,11 +36,10 @@ from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
 from .distributed import (
     DistContext,
-    broadcast_weights,
     init_distributed,
     load_optimizer_state,
+    load_sharded_policy,
     rollout_weights,
-    shard_model,
 )
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
@@ -339,23 +338,17 @@ def _load_models(
             "base": base,
         }
     dcp = last is not None and _is_dcp(state)
-    reads = not ctx.enabled or (ctx.is_main and not (dcp and lora is None))  # this rank reads weights from files
-    model, processor = load_policy(
+    model, processor = load_sharded_policy(
         str(last) if last and not dcp else base,
-        device=device,
+        ctx,
+        device,
+        from_files=not (dcp and lora is None),  # a DCP checkpoint of full weights needs no base
         dtype=dtype,
         attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
         freeze_vision=cfg.model.freeze_vision,
         lora=lora,
-        weights=reads,
     )
-    if ctx.enabled:
-        full = model.state_dict() if reads else None  # references to rank 0's whole weights, held until broadcast
-        shard_model(model, ctx, device)
-        if not (dcp and lora is None):
-            broadcast_weights(model, full)
-        del full
     if dcp:
         load_model_shards(last, model, adapters_only=lora is not None)
     ref_model = None
