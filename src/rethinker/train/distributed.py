@@ -4,6 +4,11 @@
     torchrun --nnodes M --node_rank R --nproc_per_node N \\
              --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m rethinker train ...
 
+At start-up (``load_sharded_policy``) rank 0 alone reads the policy's weights; the other
+ranks build it on the ``meta`` device, every rank shards it and rank 0's weights are
+broadcast into the shards, so no other rank ever holds the whole model (a resume from a
+DCP checkpoint of full weights reads the base on no rank).
+
 How the loop uses it (``train/loop.py``):
 - every rank draws the same global query batch and generates for its share
   (``records[rank::world]``); each GRPO group stays whole on one rank;
