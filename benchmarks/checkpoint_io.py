@@ -12,9 +12,10 @@ DCP only), ``3b-1l`` (Qwen2.5-VL-3B's shape, random bf16 weights, with 1 decoder
 1 vision block: its 151936 x 2048 embedding and one real-size layer of each kind, 0.44 B
 parameters, written once as the base by ``save_pretrained``). AdamW's state exists before
 a save (as in a run). Save: peak RSS during the save, and its growth over the RSS before
-it (the training state). Resume: the whole resume in a fresh process (model from the
-base, sharded, optimizer, the checkpoint read; the old layout reads the weights from its
-``save_pretrained`` copy instead), its growth over the process's RSS before the model.
+it (the training state). Resume: the whole resume in a fresh process (as a run: with 2
+ranks built on the meta device, sharded, optimizer, the checkpoint read; LoRA: rank 0
+reads the frozen base and broadcasts it; the old layout: rank 0 reads the weights from its
+``save_pretrained`` copy and broadcasts them), its growth over the process's RSS before the model.
 """
 
 from __future__ import annotations
@@ -52,16 +53,18 @@ def _lora(case: str, base: str) -> dict | None:
     return {"rank": rank, "alpha": 2 * rank, "dropout": 0.0, "targets": TARGETS, "base": base} if rank else None
 
 
-def _build(case: str, base: str, ctx, path: str | None = None):
-    """The policy as a run sets it up (``load_policy`` from ``path`` or the base, sharded
-    with several processes) and its AdamW (fused in one process, as ``make_optimizer``)."""
-    from rethinker.model.load import load_policy
-    from rethinker.train.distributed import shard_model
+def _build(case: str, base: str, ctx, path: str | None = None, from_files: bool = True):
+    """The policy as a run sets it up (``load_sharded_policy`` from ``path`` or the base:
+    with several processes rank 0 reads it and broadcasts it into the shards;
+    ``from_files=False``: no rank reads it, a DCP checkpoint follows) and its AdamW (fused
+    in one process, as ``make_optimizer``)."""
+    from rethinker.train.distributed import load_sharded_policy
 
     dtype = getattr(torch, CASES[case][0])
-    model, processor = load_policy(path or base, device=torch.device("cpu"), dtype=dtype, lora=_lora(case, base))
-    if ctx.enabled:
-        shard_model(model, ctx, torch.device("cpu"))
+    lora = _lora(case, base)
+    model, processor = load_sharded_policy(
+        path or base, ctx, torch.device("cpu"), from_files=from_files, dtype=dtype, lora=lora
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=None if ctx.enabled else True)
     return model, processor, optimizer
@@ -105,8 +108,9 @@ def _resume(case: str, layout: str, folder: Path, base: str, ctx) -> None:
         model, _, optimizer = _build(case, base, ctx, path=str(last))
         load_optimizer_state(model, optimizer, state["optimizer"], ctx)
     else:
-        model, _, optimizer = _build(case, base, ctx)
-        load_model_shards(last, model, adapters_only=CASES[case][1] > 0)
+        lora = CASES[case][1] > 0
+        model, _, optimizer = _build(case, base, ctx, from_files=lora)  # the DCP checkpoint of full weights: no base
+        load_model_shards(last, model, adapters_only=lora)
         load_optimizer_shards(last, model, optimizer, state["optimizer_groups"])
 
 

@@ -41,7 +41,9 @@ def test_3b_checkpoint_rows_follow_dcp():
     assert p.counts.checkpoint.tied_head == head == p.counts.checkpoint.largest
     assert h.save == math.ceil(head * 2 / 8) + DCP_COPY_AHEAD  # 83.7 MiB
     assert h.old_save == n * 2 + 2 * n * 2  # 20.98 GiB on rank 0
-    assert h.resume == n * 2 + math.ceil(head * 2 / 8)  # the whole model from the base on every rank
+    assert h.start == n * 2  # rank 0 reads the whole model from the base (host) and broadcasts it
+    assert h.start_other == 0  # the other ranks build on the meta device: their shards are on the GPU
+    assert h.resume == math.ceil(head * 2 / 8)  # DCP: no rank reads the base, one stored chunk at a time
     assert h.export == 2 * head * 2  # one tensor and one stored chunk, 1.16 GiB
     tensors = (n + head) * 2 + 2 * n * 2
     assert tensors < h.disk < tensors * 1.01  # 21.6 GiB; the torch.save archives and files under 1%
@@ -56,6 +58,7 @@ def test_3b_lora_checkpoint_keeps_the_tied_head_and_export_holds_the_base():
     assert p.counts.lora == 119_734_272  # rank 64 on the 36 layers' 7 projections
     assert head * 2 + p.counts.lora * 4 < h.disk_model < (head * 2 + p.counts.lora * 4) * 1.01  # 1.03 GiB
     assert h.export == n * 2 + p.counts.lora * 4 + head * 2  # the base merged in memory, 8.02 GiB
+    assert h.resume == h.start + math.ceil(head * 2 / 8)  # rank 0 reads the frozen base the checkpoint leaves out
     assert h.disk < 0.1 * _plan_3b(0).host.disk
 
 
@@ -83,5 +86,7 @@ def test_plan_matches_a_measured_two_rank_toy_checkpoint(tmp_path):
         for op in ("save", "resume", "export"):
             for rank in res[op]:
                 assert rank["growth"] <= plan_[op] + UNCOUNTED, (res["case"], op, rank["growth"], plan_[op])
-    # the resume grows by the model and its AdamW state, not by nothing: the measurement sees them
+    # the resume grows by the shards and their AdamW state, not by nothing: the measurement sees them
     assert min(x["growth"] for x in full["resume"]) > 11 * MB
+    # at a start rank 1 holds its half of the model (and one tensor whole as it arrives), rank 0 the whole model too
+    assert full["plan"]["start_other"] < full["plan"]["start"] / 2

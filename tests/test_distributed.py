@@ -316,3 +316,22 @@ def test_two_process_lora_trains_exports_merged_and_resumes_in_one_process(tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
+def test_no_rank_but_rank_0_reads_the_policy_and_none_holds_it_whole(tmp_path, lora):
+    """Start-up under torchrun (``scripts/meta_setup.py``): rank 1 builds the policy on the
+    meta device and never calls ``from_pretrained``; no sharded parameter is held whole on
+    any rank; the gathered weights equal the toy policy's (LoRA: the adapters one process
+    draws), the rotary buffers are right on both ranks and rank 1's random stream is where
+    reading the weights leaves it (exact metrics). A resume from a DCP checkpoint reads the
+    base on no rank (LoRA: rank 0 reads the frozen base the checkpoint leaves out)."""
+    r = _torchrun([str(SCRIPT.parent / "meta_setup.py"), str(tmp_path), str(lora)])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rows = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [x["fresh_reads"] for x in rows] == [1, 0]
+    assert [x["dcp_reads"] for x in rows] == ([1, 0] if lora else [0, 0])
+    for x in rows:
+        assert x["whole_sharded_params"] == 0 and x["params"] > 0
+        assert x["same_weights"] and x["same_weights_after_dcp"] and x["same_buffers"] and x["rng_as_if_read"]
+        assert any(b.endswith("rotary_emb.inv_freq") for b in x["buffers"])

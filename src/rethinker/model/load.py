@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
 
 from .introspect import vision_module
 
@@ -51,15 +51,25 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def add_lora(model, rank: int, alpha: int | None, dropout: float, targets: str, adapter_dir: str | None = None):
+def add_lora(
+    model, rank: int, alpha: int | None, dropout: float, targets: str, adapter_dir: str | None = None, *,
+    weights: bool = True,
+):  # fmt: skip
     """Wrap ``model`` with PEFT LoRA adapters on the language model's linear layers (the
-    vision tower and the LM head stay frozen); ``adapter_dir`` resumes saved adapters."""
+    vision tower and the LM head stay frozen); ``adapter_dir`` resumes saved adapters
+    (``weights=False``: the same adapters, not read: their values come from elsewhere).
+    On a meta-device model PEFT builds each adapter on the CPU (drawing from the same random
+    stream as on real weights) and then moves it to the meta device beside its base layer."""
     try:
         from peft import LoraConfig, PeftModel, get_peft_model
     except ImportError:
         raise ImportError("LoRA needs PEFT: pip install 'rethinker[peft]'") from None
-    if adapter_dir is not None:
+    if adapter_dir is not None and weights:
         return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    if adapter_dir is not None:
+        saved = LoraConfig.from_pretrained(adapter_dir)
+        saved.inference_mode = False  # as ``PeftModel.from_pretrained(..., is_trainable=True)`` sets it
+        return get_peft_model(model, saved)
     cfg = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets, bias="none")
     peft_model = get_peft_model(model, cfg)
     if not any(p.requires_grad for p in peft_model.parameters()):
@@ -77,20 +87,30 @@ def load_policy(
     freeze_vision: bool = False,
     trainable: bool = True,
     lora: dict | None = None,
+    weights: bool = True,
 ):
     """Model and processor from a local directory (``AutoModelForImageTextToText``).
     ``lora``: ``add_lora`` keyword arguments; when ``path`` holds saved adapters (a LoRA
-    checkpoint), the base model comes from ``lora["base"]``."""
+    checkpoint), the base model comes from ``lora["base"]``. ``weights=False``: the same
+    model on the ``meta`` device, no weight read (built from the config), for FSDP2 to
+    shard and materialise (``shard_model``) and its weights then to be loaded into the shards."""
     processor = load_processor(path)
     adapter_dir = None
     if lora and is_adapter_dir(path):
         adapter_dir, path = path, lora["base"]
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+    kw = {"dtype": dtype, "attn_implementation": attn_implementation}
+    if weights:
+        model = AutoModelForImageTextToText.from_pretrained(path, **kw)
+    else:
+        with torch.device("meta"):
+            model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(path), **kw)
     if lora and trainable:
         model = add_lora(
-            model, lora["rank"], lora.get("alpha"), lora.get("dropout", 0.0), lora["targets"], adapter_dir=adapter_dir
-        )
-    model.to(device)
+            model, lora["rank"], lora.get("alpha"), lora.get("dropout", 0.0), lora["targets"], adapter_dir=adapter_dir,
+            weights=weights,
+        )  # fmt: skip
+    if weights:
+        model.to(device)
     if not trainable:
         model.eval().requires_grad_(False)
         return model, processor

@@ -4,6 +4,11 @@
     torchrun --nnodes M --node_rank R --nproc_per_node N \\
              --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m rethinker train ...
 
+At start-up (``load_sharded_policy``) rank 0 alone reads the policy's weights; the other
+ranks build it on the ``meta`` device, every rank shards it and rank 0's weights are
+broadcast into the shards, so no other rank ever holds the whole model (a resume from a
+DCP checkpoint of full weights reads the base on no rank).
+
 How the loop uses it (``train/loop.py``):
 - every rank draws the same global query batch and generates for its share
   (``records[rank::world]``); each GRPO group stays whole on one rank;
@@ -37,12 +42,14 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    set_model_state_dict,
     set_optimizer_state_dict,
 )
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 from .. import metric_names as M
+from ..model.load import load_policy
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,12 @@ def shard_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) 
     """FSDP2: each decoder layer, the vision tower (its blocks, then the tower) and the
     root are sharding units. The root is initialised at once so that the vision tower can
     be called on its own (pre-computed image features). A PEFT model (LoRA) is sharded the
-    same way: its frozen base weights and its adapters live in the same units."""
+    same way: its frozen base weights and its adapters live in the same units.
+
+    A model built on the ``meta`` device (``load_policy(..., weights=False)``) is
+    materialised here, each rank allocating only its shards (``to_empty``); its values are
+    to be loaded afterwards (``broadcast_weights`` or a DCP checkpoint), and its
+    non-persistent buffers (rotary ``inv_freq``) are computed again as ``from_pretrained`` does."""
     mesh = init_device_mesh(device.type, (ctx.world,))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's wrapper removed
     inner = getattr(base, "model", base)
@@ -117,8 +129,49 @@ def shard_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) 
     for layer in getattr(lm, "layers", []):
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model.to_empty(device=device)
+        _init_non_persistent_buffers(base)
     model._get_fsdp_state()._lazy_init()
     return model
+
+
+def _init_non_persistent_buffers(model: torch.nn.Module) -> None:
+    """The buffers no state dict holds (Qwen2.5-VL: the text and vision rotary embeddings'
+    ``inv_freq`` and ``original_inv_freq``), computed by the model's own ``_init_weights``
+    on the modules that own them, as ``transformers``' ``from_pretrained`` does. Only modules
+    without parameters of their own are touched (``_init_weights`` would draw new weights)."""
+    for module in model.modules():
+        if not getattr(module, "_non_persistent_buffers_set", None):
+            continue
+        if any(True for _ in module.parameters(recurse=False)):
+            raise ValueError(f"{type(module).__name__}: non-persistent buffers beside parameters, cannot rebuild them")
+        model._init_weights(module)
+
+
+def load_sharded_policy(path: str, ctx: DistContext, device: torch.device, *, from_files: bool = True, **kw):
+    """``load_policy(path, **kw)`` as this rank needs it: in one process as it is; with
+    several, sharded (``shard_model``) without any rank but rank 0 holding the whole model:
+    rank 0 reads the weights on the CPU, the others build the model on the ``meta`` device,
+    and rank 0's weights are broadcast into every rank's shards. ``from_files=False``: no
+    rank reads weights (they come from a DCP checkpoint next)."""
+    reads = not ctx.enabled or (ctx.is_main and from_files)
+    model, processor = load_policy(path, device=torch.device("cpu") if ctx.enabled else device, weights=reads, **kw)
+    if ctx.enabled:
+        full = model.state_dict() if reads else None  # references to rank 0's whole weights, held until broadcast
+        shard_model(model, ctx, device)  # FSDP2 moves each unit to ``device`` as it shards it
+        if from_files:
+            broadcast_weights(model, full)
+        del full
+    return model, processor
+
+
+def broadcast_weights(model: torch.nn.Module, full_state: dict[str, torch.Tensor] | None) -> None:
+    """Rank 0's full weights (``full_state``, taken before sharding; None on the other
+    ranks) into every rank's shards: one tensor at a time is broadcast and each rank keeps
+    its own shard of it (``set_model_state_dict(..., broadcast_from_rank0=True)``)."""
+    opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, full_state if full_state is not None else {}, options=opts)
 
 
 def _fsdp_modules(model: torch.nn.Module) -> list:

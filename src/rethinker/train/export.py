@@ -149,7 +149,7 @@ def _export_lora(ckpt_dir: Path, out: Path, lora: dict[str, Any]) -> None:
     md = SafeReader(ckpt_dir / MODEL_DIR).read_metadata().state_dict_metadata
     dtype = next(v.properties.dtype for v in md.values() if isinstance(v, TensorStorageMetadata))
     model, _ = load_policy(lora["base"], device=torch.device("cpu"), dtype=dtype, lora=lora)
-    load_model_shards(ckpt_dir, model, adapters_only=True)
+    load_model_shards(ckpt_dir, model, adapters_only=True, alone=True)  # rank 0 alone at the end of a run
     model.save_pretrained(out / "adapter")
     model.merge_and_unload().save_pretrained(out)
 

@@ -14,9 +14,16 @@ export per rank, and the checkpoint's size on disk, priced from what ``shards.py
   tensor at a time: on a CPU a copy only of a padded shard, on a GPU the device-to-host
   copies run ``DCP_COPY_AHEAD`` bytes ahead of the writes. At most one shard of the
   largest tensor (+ the copy-ahead) on top of the training state.
-- **resume**: every rank builds the whole model on the host from the base checkpoint
-  (``from_pretrained``) before FSDP2 shards it; then DCP reads one stored chunk at a time
-  into the shards. On a CPU the shards and the AdamW state are host memory too, and so is
+- **start** (a fresh start from the base, or a resume from an old-layout checkpoint):
+  rank 0 reads the whole model on the host (``from_pretrained``), the other ranks build
+  it on the ``meta`` device, FSDP2 shards it and rank 0's weights are broadcast into the
+  shards one tensor at a time (``load_sharded_policy``): rank 0 holds the whole model
+  until then, the other ranks only their shards (on a CPU, and one tensor whole as it
+  arrives; on a GPU nothing on the host). One process: the whole model.
+- **resume** (DCP): every rank builds the model on ``meta`` and DCP reads one stored
+  chunk at a time into its shards; no rank reads the base (LoRA: rank 0 does, for the
+  frozen base the checkpoint leaves out, as at a start; one process: the whole model
+  from the base). On a CPU the shards and the AdamW state are host memory too, and so is
   the step torch takes to build that state: zero gradients and two temporaries of the
   largest shard (``exp_avg_sq.sqrt() / c``) before the checkpoint's values are read in.
 - **export** (one process): one tensor at a time and one stored chunk of it (at most the
@@ -84,7 +91,9 @@ class HostMemory:
     """A checkpoint's host memory per rank (bytes, on top of the process) and its size on disk."""
 
     save: float
-    resume: float
+    resume: float  # a DCP resume, the most any rank holds
+    start: float  # a fresh start or an old-layout resume, rank 0 (the whole model)
+    start_other: float  # the same, each other rank (its shards)
     export: float
     old_save: float  # rank 0, the layout before DCP
     disk: float
@@ -132,14 +141,14 @@ def host_memory(
     disk = model_disk + optim_disk + processor_files_bytes(model_dir) + STATE_BYTES_PER_RANK * world
     shard = math.ceil(largest_saved / world)
     full = counts.total * b + (counts.lora * 4 if lora else 0)
-    if device == "cpu":  # the shards and AdamW's moments; its first step's zero gradients and two temporaries
-        step = trainable * train_bytes / world + 2 * math.ceil(largest_trainable / world)
-        resume = max(full, (full + moments) / world + max(step, shard))
-    else:
-        resume = full + shard
+    start, start_other, resume = _start_and_resume(
+        full, t.largest * b, shard, trainable * train_bytes, moments, largest_trainable, lora, world, device
+    )
     return HostMemory(
         save=shard + (DCP_COPY_AHEAD if device == "cuda" else 0),
         resume=resume,
+        start=start,
+        start_other=start_other,
         export=full + t.largest * b if lora else 2 * t.largest * b,
         old_save=full + moments,
         disk=disk,
@@ -151,12 +160,40 @@ def host_memory(
     )
 
 
+def _start_and_resume(
+    full: float, largest: float, shard: float, trained: float, moments: float, largest_trainable: float,
+    lora: bool, world: int, device: str,
+) -> tuple[float, float, float]:  # fmt: skip
+    """Rank 0's and the other ranks' host memory at a start, and the most a rank holds in a
+    DCP resume (``host_memory``'s figures: bytes of the whole model, its largest tensor, a
+    rank's shard of the largest saved tensor, the trained parameters, AdamW's moments)."""
+    cpu = device == "cpu"
+    if world == 1:
+        start, start_other = full, 0.0
+    else:  # rank 0: the whole model (on a CPU its shards beside it); the others: their shards
+        start = full + (full / world if cpu else 0)
+        start_other = full / world + largest if cpu else 0.0
+    base = start if (world == 1 or lora) else 0.0  # who reads the base at a DCP resume: rank 0 (LoRA), one process
+    if cpu:  # the shards and AdamW's moments; its first step's zero gradients and two temporaries
+        step = trained / world + 2 * math.ceil(largest_trainable / world)
+        resume = max(base, (full + moments) / world + max(step, shard))
+    else:  # DCP reads one stored chunk at a time to the host
+        resume = base + shard
+    return start, start_other, resume
+
+
 def host_table(h: HostMemory, fmt) -> list[str]:
     """The plan's checkpoint lines (``fmt``: bytes as text)."""
     per = f" / {h.world}" if h.world > 1 else ""
     gpu = " + DCP's 10 MB copy-ahead" if h.device == "cuda" else ""
     what = "the adapters (fp32)" if h.lora else "the weights"
     on_cpu = "; then the shards, AdamW state and its zero gradients" if h.device == "cpu" else ""
+    if h.world == 1:
+        resume_note = "the whole model from the base, then the checkpoint one stored chunk at a time"
+    elif h.lora:
+        resume_note = "rank 0 the frozen base (as at a start), every rank its shards one stored chunk at a time"
+    else:
+        resume_note = "no rank reads the base: each its shards, one stored chunk at a time"
     export = (
         "the base model merged with the adapters, in memory" if h.lora else "one tensor at a time and a stored chunk"
     )
@@ -165,8 +202,14 @@ def host_table(h: HostMemory, fmt) -> list[str]:
         "| checkpoint (host memory, on top of the process) | per rank | note |",
         "|---|---|---|",
         f"| save (DCP) | {fmt(h.save)} | the largest tensor{per}, one at a time{gpu} |",
-        f"| resume | {fmt(h.resume)} | the whole model from the base on every rank before sharding "
-        f"(x ranks per machine){on_cpu} |",
+        f"| start (from the base, or an old-layout checkpoint), rank 0 | {fmt(h.start)} | the whole model, "
+        "broadcast into the shards one tensor at a time |",
+        *(
+            [f"| start, each other rank | {fmt(h.start_other)} | built on the meta device: its shards only |"]
+            if h.world > 1
+            else []
+        ),
+        f"| resume (DCP) | {fmt(h.resume)} | {resume_note}{on_cpu} |",
         f"| export (`rethinker export`, rank 0) | {fmt(h.export)} | {export} |",
         f"| old layout's save, rank 0 (before DCP) | {fmt(h.old_save)} | full weights + full optimizer state "
         "gathered |",

@@ -34,7 +34,13 @@ from .config import TrainConfig, check_parallel
 from .config import save as save_config
 from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
-from .distributed import DistContext, init_distributed, load_optimizer_state, rollout_weights, shard_model
+from .distributed import (
+    DistContext,
+    init_distributed,
+    load_optimizer_state,
+    load_sharded_policy,
+    rollout_weights,
+)
 from .metrics import MetricsLogger
 from .optim import make_optimizer, make_scheduler
 from .shards import load_model_shards, load_optimizer_shards, save_model_shards, save_shards
@@ -314,7 +320,13 @@ def _load_models(
 ) -> tuple[Any, Any, Any]:
     """The policy (sharded with several processes; when resuming, its weights from the
     checkpoint: each rank reads its shards, or, from an old-layout checkpoint, its
-    ``save_pretrained`` copy), its processor, and the frozen reference when a KL term needs one."""
+    ``save_pretrained`` copy), its processor, and the frozen reference when a KL term needs one.
+
+    With several processes no rank but rank 0 holds the whole policy: the others build it
+    on the ``meta`` device, every rank shards it, and rank 0's weights are broadcast into
+    the shards (``broadcast_weights``). Resuming from a DCP checkpoint of full weights, no
+    rank reads the base model: all build on ``meta`` and DCP reads the shards (LoRA: rank 0
+    reads the frozen base, which the checkpoint leaves out, and DCP the adapters)."""
     base = resolve_model_path(cfg.model.path)
     lora = None
     if cfg.model.lora_rank > 0:  # with several processes FSDP2 shards the frozen base and the adapters alike
@@ -325,18 +337,19 @@ def _load_models(
             "targets": cfg.model.lora_targets,
             "base": base,
         }
-    model, processor = load_policy(
-        str(last) if last and not _is_dcp(state) else base,
-        device=device,
+    dcp = last is not None and _is_dcp(state)
+    model, processor = load_sharded_policy(
+        str(last) if last and not dcp else base,
+        ctx,
+        device,
+        from_files=not (dcp and lora is None),  # a DCP checkpoint of full weights needs no base
         dtype=dtype,
         attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
         freeze_vision=cfg.model.freeze_vision,
         lora=lora,
     )
-    if ctx.enabled:
-        shard_model(model, ctx, device)
-    if last is not None and _is_dcp(state):
+    if dcp:
         load_model_shards(last, model, adapters_only=lora is not None)
     ref_model = None
     if cfg.algo.kl_coef > 0:

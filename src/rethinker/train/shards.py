@@ -174,13 +174,14 @@ def save_model_shards(folder: Path, model, *, adapters_only: bool) -> None:
     dcp_save(sd, folder / MODEL_DIR)
 
 
-def load_model_shards(folder: Path, model, *, adapters_only: bool) -> None:
+def load_model_shards(folder: Path, model, *, adapters_only: bool, alone: bool = False) -> None:
     """The policy's weights from ``folder/model`` into this rank's shards (resharded when
-    the checkpoint was written by another number of ranks)."""
+    the checkpoint was written by another number of ranks); ``alone``: an unsharded model
+    in this process only, even in a process group (rank 0's export at the end of a run)."""
     opts = _model_options(adapters_only)
     sd = get_model_state_dict(model, options=opts)
     check_against(folder / MODEL_DIR, sd, what="model")
-    dcp_load(sd, SafeReader(folder / MODEL_DIR))
+    dcp_load(sd, SafeReader(folder / MODEL_DIR), alone=alone)
     set_model_state_dict(model, sd, options=opts)
 
 
