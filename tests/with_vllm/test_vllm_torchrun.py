@@ -60,7 +60,8 @@ def test_each_ranks_engine_follows_the_sharded_policy(tmp_path, tp, lora, capsys
         assert reports[0]["logprob_comps"] == reports[1]["logprob_comps"]
     _report(
         capsys,
-        f"T={tp}{' LoRA' if lora else ''}: build {max(r['build_s'] for r in reports):.1f} s, push {max(r['sync_s'] for r in reports):.2f} s "
+        f"T={tp}{' LoRA' if lora else ''}: build {max(r['build_s'] for r in reports):.1f} s, "
+        f"push {max(r['sync_s'] for r in reports):.2f} s "
         f"(at most {max(r['push_peak_tensors'] for r in reports)} full weights alive, "
         f"{max(r['push_peak_bytes'] / r['model_bytes'] for r in reports):.0%} of the model); "
         f"greedy = transformers before and after the push on both ranks; log-prob max |diff| "

@@ -7,8 +7,8 @@ export per rank, and the checkpoint's size on disk, priced from what ``shards.py
   the trainable parameters' dtype, and a ``step`` scalar per parameter, written once).
   Each stored chunk is a ``torch.save`` archive of its own, ``DCP_ITEM_BYTES`` on top of
   its data, and an entry of the ``.metadata`` index. A tied output head (Qwen2.5-VL-3B)
-  is written again under its own name: torch's state dict keeps the tied copy, a LoRA
-  checkpoint's too (it is frozen, but ``ignore_frozen_params`` misses the tied name).
+  is written again under its own name: torch's state dict keeps the tied copy (a LoRA
+  checkpoint holds the adapters only: ``shards`` keeps the trainable names).
   Rank 0 adds the trainer state, the config and the processor files.
 - **save**: DCP takes the state dict as references to the shards (no copy) and writes one
   tensor at a time: on a CPU a copy only of a padded shard, on a GPU the device-to-host
@@ -128,8 +128,8 @@ def host_memory(
     t: TensorCounts = counts.checkpoint
     tied = 1 if t.tied_head else 0
     if lora:
-        model_disk = _stored(t.tied_head, b, 0) + _stored(counts.lora, 4, (t.lora_tensors + tied) * world)
-        largest_saved = max(t.tied_head * b, t.largest_adapter * 4)
+        model_disk = _stored(counts.lora, 4, t.lora_tensors * world)  # the adapters only
+        largest_saved = t.largest_adapter * 4
         largest_trainable = t.largest_adapter * 4
         n_trainable = t.lora_tensors
     else:

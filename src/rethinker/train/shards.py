@@ -119,6 +119,17 @@ def _model_options(adapters_only: bool) -> StateDictOptions:
     return StateDictOptions(ignore_frozen_params=adapters_only, strict=not adapters_only)
 
 
+def _model_state(model, adapters_only: bool) -> dict[str, Any]:
+    """The policy's state as its checkpoint holds it. LoRA: the adapters only; torch keeps
+    a tied head (``lm_head`` sharing the frozen embedding) under its own name even when
+    frozen parameters are left out, so only names of trainable parameters are kept."""
+    sd = get_model_state_dict(model, options=_model_options(adapters_only))
+    if adapters_only:
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        sd = {k: v for k, v in sd.items() if k in trainable}
+    return sd
+
+
 def flat(state: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts as DCP names their leaves (keys joined with dots)."""
     out: dict[str, Any] = {}
@@ -170,19 +181,17 @@ def save_shards(folder: Path, model, optimizer, *, adapters_only: bool) -> list[
 
 
 def save_model_shards(folder: Path, model, *, adapters_only: bool) -> None:
-    sd = get_model_state_dict(model, options=_model_options(adapters_only))
-    dcp_save(sd, folder / MODEL_DIR)
+    dcp_save(_model_state(model, adapters_only), folder / MODEL_DIR)
 
 
 def load_model_shards(folder: Path, model, *, adapters_only: bool, alone: bool = False) -> None:
     """The policy's weights from ``folder/model`` into this rank's shards (resharded when
     the checkpoint was written by another number of ranks); ``alone``: an unsharded model
     in this process only, even in a process group (rank 0's export at the end of a run)."""
-    opts = _model_options(adapters_only)
-    sd = get_model_state_dict(model, options=opts)
+    sd = _model_state(model, adapters_only)
     check_against(folder / MODEL_DIR, sd, what="model")
     dcp_load(sd, SafeReader(folder / MODEL_DIR), alone=alone)
-    set_model_state_dict(model, sd, options=opts)
+    set_model_state_dict(model, sd, options=_model_options(adapters_only))
 
 
 def load_optimizer_shards(folder: Path, model, optimizer, param_groups: list[dict[str, Any]]) -> None:
