@@ -20,75 +20,37 @@ import json
 from pathlib import Path
 from typing import Any
 
+#: the text side's settings every published Qwen2.5-VL size shares
+_TEXT = dict(rope_theta=1e6, rms_norm_eps=1e-6)
+#: the vision tower of the published sizes (one tower; ``out_hidden_size`` = the text's hidden)
+_VISION = dict(
+    depth=32,
+    hidden_size=1280,
+    intermediate_size=3420,
+    num_heads=16,
+    fullatt_block_indexes=[7, 15, 23, 31],
+    window_size=112,
+    tokens_per_second=2,
+)
+
+
+def _published(hidden: int, inter: int, layers: int, heads: int, kv_heads: int, vocab: int, **extra) -> dict:
+    text = dict(
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        vocab_size=vocab,
+        **_TEXT,
+    )
+    return dict(text=text, vision=dict(_VISION, out_hidden_size=hidden), **extra)
+
+
 SHAPES: dict[str, dict[str, Any]] = {
-    "3b": dict(
-        text=dict(
-            hidden_size=2048,
-            intermediate_size=11008,
-            num_hidden_layers=36,
-            num_attention_heads=16,
-            num_key_value_heads=2,
-            vocab_size=151936,
-            rope_theta=1e6,
-            rms_norm_eps=1e-6,
-        ),
-        vision=dict(
-            depth=32,
-            hidden_size=1280,
-            intermediate_size=3420,
-            num_heads=16,
-            out_hidden_size=2048,
-            fullatt_block_indexes=[7, 15, 23, 31],
-            window_size=112,
-            tokens_per_second=2,
-        ),
-    ),
-    "7b": dict(
-        text=dict(
-            hidden_size=3584,
-            intermediate_size=18944,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            vocab_size=152064,
-            rope_theta=1e6,
-            rms_norm_eps=1e-6,
-        ),
-        vision=dict(
-            depth=32,
-            hidden_size=1280,
-            intermediate_size=3420,
-            num_heads=16,
-            out_hidden_size=3584,
-            fullatt_block_indexes=[7, 15, 23, 31],
-            window_size=112,
-            tokens_per_second=2,
-        ),
-        tie_word_embeddings=False,
-    ),
-    "72b": dict(
-        text=dict(
-            hidden_size=8192,
-            intermediate_size=29568,
-            num_hidden_layers=80,
-            num_attention_heads=64,
-            num_key_value_heads=8,
-            vocab_size=152064,
-            rope_theta=1e6,
-            rms_norm_eps=1e-6,
-        ),
-        vision=dict(
-            depth=32,
-            hidden_size=1280,
-            intermediate_size=3420,
-            num_heads=16,
-            out_hidden_size=8192,
-            fullatt_block_indexes=[7, 15, 23, 31],
-            window_size=112,
-            tokens_per_second=2,
-        ),
-        tie_word_embeddings=False,
-    ),
+    "3b": _published(2048, 11008, 36, 16, 2, 151936),
+    "7b": _published(3584, 18944, 28, 28, 4, 152064, tie_word_embeddings=False),
+    "72b": _published(8192, 29568, 80, 64, 8, 152064, tie_word_embeddings=False),
     "tiny": dict(
         text=dict(
             hidden_size=128,
