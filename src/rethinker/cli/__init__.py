@@ -52,7 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = extra
     else:
         args = parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Leave the torchrun process group before the interpreter exits, as PyTorch asks:
+    a gloo group torn down by the exit itself can abort a rank whose work is done
+    (``terminate called without an active exception``). vLLM's engines tear down the
+    groups they joined themselves."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and "vllm" not in sys.modules and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover
