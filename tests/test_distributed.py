@@ -83,6 +83,20 @@ def test_two_process_update_matches_single_process(tmp_path, lora, mini):
         assert len(moved) > 10  # the update really changed many tensors
 
 
+def _resume_in_one_process_to_step_3(out: Path) -> None:
+    """Continue the run in ``out`` (2 steps, written by 2 ranks) in one process to step 3."""
+    r = subprocess.run(
+        [sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]
+
+
 def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path):
     out = tmp_path / "run"
     flags = [
@@ -131,16 +145,7 @@ def test_two_process_train_end_to_end_and_resume_at_another_world_size(tmp_path)
         assert sorted(p.name for p in (ckpt / part).iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     _assert_resumed_as_saved(ckpt, tmp_path / "resumed.pt", nproc=1)  # 2 -> 1: DCP reshards
     # continue the 2-process run in one process
-    r = subprocess.run(
-        [sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]
+    _resume_in_one_process_to_step_3(out)
 
 
 def _saved_moments(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -306,16 +311,7 @@ def test_two_process_lora_trains_exports_merged_and_resumes_in_one_process(tmp_p
         torch.testing.assert_close(merged[k], reference[k], atol=1e-6, rtol=0, msg=k)
     changed = [k for k in merged if not torch.equal(merged[k], base[k])]
     assert changed and all("language_model.layers" in k and k.endswith("proj.weight") for k in changed)
-    r = subprocess.run(
-        [sys.executable, "-m", "rethinker", "train", "--resume", str(out), "--max-steps", "3"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows if M.REWARD_MEAN in row] == [1, 2, 3]
+    _resume_in_one_process_to_step_3(out)
 
 
 @pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
