@@ -9,6 +9,7 @@ the runs into a table and a verdict, so that nothing is decided by hand.
 - ``e2_verdict`` and ``e2_mechanism``: SSR's effect against the "no effect worth having"
   band, and the Adam hypothesis's two predictions (Spearman correlations over steps, the
   update-norm ratio).
+- ``saturated_verdict``: E2's continuation runs, inside or outside the saturated regime.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ NO_EFFECT_BAND = 0.015
 #: the gradient norm's below minus this, and SSR's update norm within UPDATE_RATIO_TOL of GRPO's
 RHO_BAND = 0.3
 UPDATE_RATIO_TOL = 0.10
+#: E2's saturated regime: the GRPO continuation's second-half zero-advantage share (mean over
+#: seeds) at least this, as in the paper's 72B run
+SATURATED_SHARE = 0.8
 
 
 def _interval(d: float, lo: float, hi: float) -> str:
@@ -125,22 +129,38 @@ def e1_decision(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def round2(results: dict[str, list[dict]]) -> str:
-    """What round 2 runs by the fixed rule (dev accuracy only)."""
+def round2_parts(results: dict[str, list[dict]]) -> tuple[tuple[str, ...], str]:
+    """Round 2 by the fixed rule (dev accuracy only): the round-1 variants whose flags it
+    combines (none, or two), and why."""
     if METHOD not in results:
-        return f"not applicable ({METHOD} was not run)"
+        return (), f"not applicable ({METHOD} was not run)"
     bar = mean_final_dev(results[METHOD]) + ROUND2_MARGIN
     qualify = sorted(
         (n for n in E1_CHANGES if n in results and mean_final_dev(results[n]) >= bar),
         key=lambda n: -mean_final_dev(results[n]),
     )
     if not qualify:
-        return f"nothing (no change reaches {bar * 100:.1f}% mean final dev, {METHOD}'s + 1.0)"
+        return (), f"no change reaches {bar * 100:.1f}% mean final dev, {METHOD}'s + 1.0"
     if len(qualify) >= 2:
-        return f"{qualify[0]} + {qualify[1]} (the two best of {', '.join(qualify)})"
+        return (qualify[0], qualify[1]), f"the two best of {', '.join(qualify)}"
     if qualify[0] == "Released recipe":
-        return "nothing (only the released recipe qualifies; the rule combines it with a loss change only)"
-    return f"{qualify[0]} + the released recipe's flags (the only change that qualifies)"
+        return (), "only the released recipe qualifies; the rule combines it with a loss change only"
+    return (qualify[0], "Released recipe"), "the only change that qualifies, with the released recipe's flags"
+
+
+def round2(results: dict[str, list[dict]]) -> str:
+    """What round 2 runs by the fixed rule, in words."""
+    parts, why = round2_parts(results)
+    if not parts:
+        return f"nothing ({why})"
+    if parts[1] == "Released recipe":
+        return f"{parts[0]} + the released recipe's flags (the only change that qualifies)"
+    return f"{parts[0]} + {parts[1]} ({why})"
+
+
+def round2_name(parts: tuple[str, ...]) -> str:
+    """The round-2 variant's name: its parts joined."""
+    return " + ".join(parts)
 
 
 # --------------------------------------------------------------------------- E2
@@ -212,4 +232,21 @@ def e2_mechanism(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
             f" -> {'as predicted' if second else 'not as predicted'}",
             f"- the hypothesis {verdict}",
         ]
+    )
+
+
+def saturated_verdict(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
+    """E2's saturated comparison: is the GRPO continuation inside the regime (second-half
+    zero-advantage share, mean over seeds, >= SATURATED_SHARE)? Outside it, SSR's difference
+    is reported and is not evidence about the regime."""
+    shares = [r["zero_adv_half"] for r in results[REFERENCE]]
+    share = float(np.mean(shares))
+    each = ", ".join(f"{s:.2f}" for s in shares)
+    if share >= SATURATED_SHARE:
+        regime = f"inside the saturated regime (>= {SATURATED_SHARE})"
+    else:
+        regime = f"outside the saturated regime (< {SATURATED_SHARE}): the line below is not evidence about it"
+    return (
+        f"saturated regime: GRPO continuation's second-half zero-advantage share {share:.2f} (per seed: {each})"
+        f" -> {regime}\n\n{e2_verdict(results, name)}"
     )

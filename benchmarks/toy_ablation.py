@@ -4,6 +4,8 @@
         [--write-doc docs/results.md] [-- extra train flags]
     python benchmarks/toy_ablation.py --from-results --out DIR --write-doc docs/results.md   # tables from saved runs
     python benchmarks/toy_ablation.py --experiment E1|E2 ...   # the pre-registered experiments (docs/experiments.md)
+    python benchmarks/toy_ablation.py --experiment E1 --round2 ...        # E1's round 2, chosen by its rule
+    python benchmarks/toy_ablation.py --experiment E2-saturated --start-from runs/E2 ...
 
 Six variants (each one flag away from plain GRPO; everything else is the toy preset):
 
@@ -49,6 +51,11 @@ from the archive on another machine. ``--interim`` (with ``--from-results``) ana
 the seeds every variant has finished and says so: an interim table decides nothing.
 The pre-registered experiments add their own analyses (``experiment_analysis.py``): E1 the
 test-time rethinking table and its decision rule, E2 SSR's verdict and the Adam hypothesis.
+``--round2`` (E1) adds the combination E1's rule picks from the finished round 1 (every
+seed of every round-1 variant must be in) and runs it on the same seeds. ``E2-saturated``
+continues each seed from the final policy of E2's GRPO run (``--start-from``, E2's runs
+folder; ``DIR/grpo-seedS/final``) for another ``--steps``, GRPO against SSR, and says
+whether the continuation is inside the saturated regime.
 """
 
 from __future__ import annotations
@@ -97,6 +104,9 @@ class Experiment:
     common: tuple[str, ...] = ()
     section: str = "toy_ablation"
     seeds: int = 5
+    #: each seed starts from the final policy of this experiment's GRPO run of the same seed
+    #: (``--start-from``, its runs folder), with a fresh optimizer and the toy schedule
+    start_from: str | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -120,6 +130,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         common=("--optim.log-update-norm", "on"),
         section="toy_e2",
         seeds=10,
+    ),
+    # E2, saturated regime: GRPO's final policies trained on for another 300 steps, GRPO against SSR
+    "E2-saturated": Experiment(
+        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
+        common=("--optim.log-update-norm", "on"),
+        section="toy_e2_saturated",
+        seeds=3,
+        start_from="E2",
     ),
 }
 
@@ -379,6 +397,10 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument(
         "--experiment", choices=list(EXPERIMENTS), default="ablation", help="which pre-registered set of variants"
     )
+    ap.add_argument("--round2", action="store_true", help="E1: add the combination its round-2 rule picks")
+    ap.add_argument(
+        "--start-from", default=None, help="runs folder of the experiment each seed continues from (default: runs/E2)"
+    )
     ap.add_argument("--only", nargs="+", help="run only these variants of the experiment (GRPO is always run)")
     ap.add_argument(
         "--from-results", action="store_true", help="train nothing: analyse the finished runs saved in --out"
@@ -397,6 +419,10 @@ def _arguments() -> argparse.Namespace:
         ap.error(f"--only: {unknown} are not variants of {args.experiment} ({', '.join(exp.variants)})")
     if args.interim and not args.from_results:
         ap.error("--interim analyses saved runs: give --from-results too")
+    if args.round2 and args.experiment != "E1":
+        ap.error("--round2 is E1's second round")
+    if args.start_from and not exp.start_from:
+        ap.error(f"--start-from: {args.experiment} starts from the toy policy, not from another experiment's runs")
     if args.write_doc:
         check_section(args.write_doc, exp.section)  # a wrong file fails now, not after hours
     args.error = ap.error
@@ -412,11 +438,51 @@ def _saved(out: Path, archive: Path | None, name: str, seed: int) -> dict | None
     return summary
 
 
-def _train_all(todo, exp: Experiment, args, out: Path, archive: Path | None, threads: int) -> dict:
+def start_flags(start: Path | None, seed: int) -> list[str]:
+    """The flags that start a seed's run from the final policy of ``start``'s GRPO run."""
+    if start is None:
+        return []
+    return ["--model", str(run_dir_of(start, "GRPO", seed) / "final"), "--preset", "toy"]
+
+
+def _check_start(start: Path | None, seeds: list[int], error) -> None:
+    if start is None:
+        return
+    missing = [str(run_dir_of(start, "GRPO", s) / "final") for s in seeds]
+    missing = [m for m in missing if not (Path(m) / "config.json").is_file()]
+    if missing:
+        error("--start-from: these final policies are missing: " + ", ".join(missing))
+
+
+def _round2(variants: dict, out: Path, archive: Path | None, seeds: list[int], error) -> dict[str, list[str]]:
+    """E1's variants plus the combination its round-2 rule picks from the finished round 1."""
+    import experiment_analysis as ea  # this script's folder
+
+    saved = {(n, s): _saved(out, archive, n, s) for n in variants for s in seeds}
+    missing = [f"{slug(n)}-seed{s}" for (n, s), v in saved.items() if v is None]
+    if missing:
+        error("--round2: round 1 is not finished: " + ", ".join(missing))
+    parts, why = ea.round2_parts({n: [saved[n, s] for s in seeds] for n in variants})
+    if not parts:
+        print(f"round 2 runs nothing ({why})")
+        return dict(variants)
+    flags = list(_SSR_RETHINK)
+    for part in parts:  # each part's own change on top of SSR + Forced Rethinking
+        flags += variants[part][len(_SSR_RETHINK) :]
+    name = ea.round2_name(parts)
+    print(f"round 2: {name} ({why}): {' '.join(flags)}")
+    return {**variants, name: flags}
+
+
+def _train_all(todo, variants: dict, exp: Experiment, args, out: Path, archive: Path | None, threads: int) -> dict:
+    start = Path(args.start_from or f"runs/{exp.start_from}") if exp.start_from else None
+    pending = {s for n, s in todo if load_archived(archive, n, s) is None and not finished(run_dir_of(out, n, s))}
+    _check_start(start, sorted(pending), args.error)
+
     def one(name: str, seed: int) -> dict:
         summary = _saved(out, archive, name, seed)
         if summary is None:
-            flags = [*exp.variants[name], *exp.common]
+            flags = [*variants[name], *exp.common, *start_flags(start, seed)]
             summary = summarize(run_variant(name, flags, seed, args.steps, threads, out, args.extra))
             save_archived(archive, name, seed, summary)
         return summary
@@ -434,6 +500,8 @@ def analyses(experiment: str, results: dict[str, list[dict]]) -> str:
         return "\n\n" + ea.rethink_at_test_table(results) + "\n\n" + ea.e1_decision(results)
     if experiment == "E2":
         return "\n\n" + ea.e2_verdict(results) + "\n\n" + ea.e2_mechanism(results)
+    if experiment == "E2-saturated":
+        return "\n\n" + ea.saturated_verdict(results) + "\n\n" + ea.e2_mechanism(results)
     return ""
 
 
@@ -446,8 +514,10 @@ def main() -> int:
     if args.experiment == "ablation" and not args.archive:
         archive = None  # the earlier ablation's runs were never archived
     threads = max(1, args.threads // max(1, args.jobs))
-    names = ["GRPO", *[n for n in exp.variants if n != "GRPO" and (not args.only or n in args.only)]]
     seeds = list(range(args.seeds or exp.seeds))
+    variants = _round2(exp.variants, out, archive, seeds, args.error) if args.round2 else dict(exp.variants)
+    added = [n for n in variants if n not in exp.variants]  # round 2's combination
+    names = ["GRPO", *[n for n in variants if n != "GRPO" and (not args.only or n in args.only or n in added)]]
     todo = [(name, seed) for seed in seeds for name in names]
     t0 = time.time()
     interim = ""
@@ -464,7 +534,7 @@ def main() -> int:
         interim = interim if args.interim and len(seeds) < planned else ""
         done = saved
     else:
-        done = _train_all(todo, exp, args, out, archive, threads)
+        done = _train_all(todo, variants, exp, args, out, archive, threads)
     results = {n: [done[n, s] for s in seeds] for n in names}
     text = interim + table(results, seeds, args.steps) + ("" if interim else analyses(args.experiment, results))
     text += (

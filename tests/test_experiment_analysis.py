@@ -87,6 +87,10 @@ def test_e1_decision_helps_hurts_and_round2():
     assert ea.round2(one) == "Append + the released recipe's flags (the only change that qualifies)"
     none = _results({"GRPO": (120, 0.6), "GRPO+SSR+Rethink": (110, 0.55), "Append": (110, 0.559)})
     assert ea.round2(none).startswith("nothing (no change reaches 56.0% mean final dev")
+    assert ea.round2_parts(res)[0] == ("Verify only", "Mask wrong first pass")
+    assert ea.round2_parts(one)[0] == ("Append", "Released recipe") and ea.round2_parts(none)[0] == ()
+    alone = _results({"GRPO": (120, 0.6), "GRPO+SSR+Rethink": (110, 0.55), "Released recipe": (110, 0.57)})
+    assert ea.round2_parts(alone)[0] == () and "loss change only" in ea.round2(alone)
     assert "no variant helps" in ea.e1_decision(none)
 
 
@@ -137,12 +141,12 @@ def test_e2_verdict_bands():
     assert "inconclusive" in worse
 
 
-def _fake_finished(d: Path, n_right: int, with_after: bool = True) -> None:
+def _fake_finished(d: Path, n_right: int, with_after: bool = True, dev: float = 0.6) -> None:
     d.mkdir(parents=True)
     rows = [{"step": 0, "eval/accuracy": 0.5, "eval/n": 10}, {"step": 0, "test/accuracy": 0.5}]
     rows += [{"step": s, M.REWARD_MEAN: 0.5, M.BUDGET_SAMPLES: 64 * s, M.ZERO_ADV_BEFORE_RETHINK: 0.5,
               "reflection_rate": 0.0} for s in (1, 2)]  # fmt: skip
-    rows += [{"step": 2, "eval/accuracy": 0.6, "eval/n": 10}, {"step": 2, "test/accuracy": n_right / N}]
+    rows += [{"step": 2, "eval/accuracy": dev, "eval/n": 10}, {"step": 2, "test/accuracy": n_right / N}]
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     for step, right in ((0, 100), (2, n_right)):
         preds = [
@@ -178,3 +182,64 @@ def test_archive_and_interim_analysis(tmp_path):
     res = subprocess.run([*cmd[:5], "1", *cmd[6:]], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "INTERIM" not in res.stdout and "test-time rethinking" in res.stdout and "round 2:" in res.stdout
+
+
+def test_saturated_verdict_says_when_the_regime_was_not_reached():
+    res = _results({"GRPO": (120, 0.6), "GRPO+SSR": (121, 0.6)}, seeds=3)
+    for run, share in zip(res["GRPO"], (0.85, 0.8, 0.78)):
+        run["zero_adv_half"] = share
+    text = ea.saturated_verdict(res)
+    assert text.startswith("saturated regime: GRPO continuation's second-half zero-advantage share 0.81 (per seed: ")
+    assert "0.85, 0.80, 0.78) -> inside the saturated regime (>= 0.8)" in text and "GRPO+SSR vs GRPO" in text
+    res["GRPO"][0]["zero_adv_half"] = 0.6
+    assert "-> outside the saturated regime (< 0.8): the line below is not evidence" in ea.saturated_verdict(res)
+
+
+def test_round2_runs_the_combination_the_rule_picks(tmp_path):
+    out, archive = tmp_path / "runs", tmp_path / "archive"
+    rights = {"GRPO": 120, "GRPO+SSR+Rethink": 110, "Released recipe": 110}
+    rights |= {"Mask wrong first pass": 130, "Append": 125, "Verify only": 110}
+    for name, right in rights.items():
+        _fake_finished(ta.run_dir_of(out, name, 0), right, dev=0.5 + (right - 110) / 1000)
+    with pytest.raises(SystemExit, match="round 1 is not finished: .*grpo-seed1"):
+        ta._round2(ta.EXPERIMENTS["E1"].variants, out, archive, [0, 1], _exit)
+    variants = ta._round2(ta.EXPERIMENTS["E1"].variants, out, archive, [0], _exit)
+    # dev: mask 0.52, append 0.515 are >= the method's 0.5 + 0.01; the two best are combined
+    name = "Mask wrong first pass + Append"
+    assert list(variants)[-1] == name and len(variants) == 7
+    assert variants[name] == [
+        *ta._SSR_RETHINK,
+        "--rethink.first-pass-loss",
+        "mask-wrong",
+        "--rethink.placement",
+        "append",
+    ]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "toy_ablation.py"), "--experiment", "E1", "--seeds", "1"]
+    cmd += ["--steps", "2", "--out", str(out), "--archive", str(archive), "--round2", "--from-results"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "mask-wrong-first-pass---append-seed0" in res.stderr
+    _fake_finished(ta.run_dir_of(out, name, 0), 140)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"- {name}: test +10.0 [" in res.stdout and "| Mask wrong first pass + Append | 70.0" in res.stdout
+
+
+def test_saturated_runs_start_from_the_grpo_final_policies(tmp_path):
+    start = tmp_path / "E2"
+    assert ta.start_flags(None, 1) == []
+    assert ta.start_flags(start, 1) == ["--model", str(start / "grpo-seed1" / "final"), "--preset", "toy"]
+    (start / "grpo-seed0" / "final").mkdir(parents=True)
+    (start / "grpo-seed0" / "final" / "config.json").write_text("{}")
+    ta._check_start(start, [0], _exit)
+    with pytest.raises(SystemExit, match="final policies are missing: .*grpo-seed1/final$"):
+        ta._check_start(start, [0, 1], _exit)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "toy_ablation.py"), "--experiment", "E2-saturated"]
+    cmd += ["--out", str(tmp_path / "sat"), "--archive", str(tmp_path / "arch"), "--start-from", str(start)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # seeds 0-2: 1 and 2 are missing
+    assert res.returncode != 0 and "grpo-seed1/final" in res.stderr and "$ " not in res.stdout
+    res = subprocess.run([*cmd[:3], "E2", "--start-from", str(start)], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "starts from the toy policy" in res.stderr
+
+
+def _exit(message: str):
+    raise SystemExit(message)
