@@ -44,13 +44,21 @@ def _torchrun(args, nproc=2, timeout=600):
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("lora, mini", [(0, 0), (4, 0), (0, 4)], ids=["full", "lora", "mini-batches"])
-def test_two_process_update_matches_single_process(tmp_path, lora, mini):
-    """Full weights, LoRA adapters on a frozen base (FSDP2 shards both alike), and four
+@pytest.mark.parametrize(
+    "lora, mini, kl",
+    [(0, 0, 0), (4, 0, 0), (0, 4, 0), (0, 0, 0.5), (4, 0, 0.5)],
+    ids=["full", "lora", "mini-batches", "kl-sharded-reference", "lora-kl-adapters-off"],
+)
+def test_two_process_update_matches_single_process(tmp_path, lora, mini, kl):
+    """Full weights, LoRA adapters on a frozen base (FSDP2 shards both alike), four
     mini-batches (the behaviour log-probs first, run on the shards in lockstep: the ranks
-    hold 7 and 6 samples, so one runs a filler forward)."""
+    hold 7 and 6 samples, so one runs a filler forward), and a KL term to the starting
+    model: a frozen copy sharded like the policy (its forwards in lockstep, the filler's
+    too), or, with LoRA, the policy with its adapters off."""
     single, double = tmp_path / "one.pt", tmp_path / "two.pt"
-    extra = [str(lora), str(mini)] if mini else ([str(lora)] if lora else [])
+    extra = (
+        [str(lora), str(mini), str(kl)] if kl else ([str(lora), str(mini)] if mini else ([str(lora)] if lora else []))
+    )
     r1 = subprocess.run(
         [sys.executable, str(SCRIPT), str(single), *extra], env=_env(), capture_output=True, text=True, timeout=600
     )
@@ -62,9 +70,12 @@ def test_two_process_update_matches_single_process(tmp_path, lora, mini):
     # every decoder layer, the vision tower and each of its blocks, and the root: one unit each
     assert b["units"] == 1 + 1 + 2 + 4
     # the loss and its statistics are the global ones in both
-    for key in (M.LOSS_POLICY, M.UPDATE_TOKENS, "grad_norm", M.APPROX_KL):
+    for key in (M.LOSS_POLICY, M.UPDATE_TOKENS, "grad_norm", M.APPROX_KL, *([M.LOSS_KL] if kl else [])):
         assert b["stats"][key] == pytest.approx(a["stats"][key], rel=1e-5, abs=1e-5), key
     assert a["stats"]["grad_norm"] > 0
+    if kl:  # the policy sits off its reference: a real term; the frozen copy is sharded like the policy
+        assert a["stats"][M.LOSS_KL] > 1e-4
+        assert b["ref_units"] == (b["units"] if lora else 1 + 1 + 2 + 4) and a["ref_units"] == a["units"]
     # SGD with lr 1: weights after = weights before - gradient, so equal weights = equal gradients
     assert a["weights"].keys() == b["weights"].keys()
     from rethinker.toyworld.model import load_toy

@@ -94,6 +94,17 @@ def test_full_finetuning_trains_vision_unless_frozen():
     assert full.row("AdamW state").bytes == 2 * counts.total * 2 / 8  # bf16 moments, sharded
 
 
+def test_kl_reference_is_sharded_or_the_adapters_off():
+    mc = qwen25vl_config("3b")
+    counts = count_parameters(mc)
+    full = plan(_cfg(**{"model.lora_rank": 0, "algo.kl_coef": 0.01}), mc, 8, device="cuda", counts=counts)
+    assert full.row("reference model").bytes == full.row("weights").bytes == counts.total * 2 / 8
+    lora = plan(_cfg(**{"algo.kl_coef": 0.01}), mc, 8, device="cuda", counts=count_parameters(mc, 64, TARGETS))
+    assert "reference model" not in [r.name for r in lora.rows]  # the policy with its adapters off
+    none = plan(_cfg(**{"model.lora_rank": 0}), mc, 8, device="cuda", counts=counts)
+    assert full.peak - none.peak == pytest.approx(counts.total * 2 / 8)
+
+
 @pytest.mark.parametrize("lora,dtype", [(0, torch.float32), (0, torch.bfloat16), (8, torch.bfloat16)])
 def test_activation_coefficients_match_autograd(lora, dtype):
     """The per-layer-per-token formula against what autograd actually saves (one layer vs two)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..toyworld.puzzles import ALL_KINDS, DEFAULT_KINDS, SPLITS
+    from ..toyworld.puzzles import ALL_KINDS, SPLITS
     from ..toyworld.warmstart import WarmStartConfig
 
     d = WarmStartConfig()
@@ -48,12 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--split", choices=list(SPLITS), default="train")
     t.add_argument("--n", type=int, default=500, help="number of puzzles (default 500)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument(
-        "--kinds",
-        nargs="+",
-        choices=list(ALL_KINDS),
-        help=f"puzzle kinds (default: the default mix, {' '.join(DEFAULT_KINDS)})",
-    )
+    _add_kinds(t)
     t.add_argument("--output", required=True)
     e = sub.add_parser("eval", help="greedy accuracy per kind on held-out puzzles")
     e.add_argument("--model", help="a save_pretrained directory (default: the packaged policy)")
@@ -61,7 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--split", choices=list(SPLITS), default="dev", help="puzzle split (default dev)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, default=2)
-    e.add_argument(
+    _add_kinds(e)
+
+
+def _add_kinds(p: argparse.ArgumentParser) -> None:
+    from ..toyworld.puzzles import ALL_KINDS, DEFAULT_KINDS
+
+    p.add_argument(
         "--kinds",
         nargs="+",
         choices=list(ALL_KINDS),

@@ -369,7 +369,7 @@ def _state_rows(out: MemoryPlan, cfg, b: int, train_bytes: int) -> tuple[float, 
     adapters = c.lora * 4 / world
     grads = trainable * train_bytes / world
     adam = 2 * trainable * train_bytes / world
-    ref = c.total * b if cfg.algo.kl_coef > 0 else 0.0
+    ref = c.total * b / world if cfg.algo.kl_coef > 0 and not m.lora_rank else 0.0  # LoRA: its adapters off
     out.rows.append(Row("weights", weights, f"{_count(c.total)} x {b} B" + _per_rank(world, " (FSDP2)")))
     if adapters:
         out.rows.append(
@@ -380,7 +380,7 @@ def _state_rows(out: MemoryPlan, cfg, b: int, train_bytes: int) -> tuple[float, 
     )
     out.rows.append(Row("AdamW state", adam, f"2 moments x {train_bytes} B" + _per_rank(world)))
     if ref:
-        out.rows.append(Row("reference model", ref, "kl_coef > 0: a frozen full copy"))
+        out.rows.append(Row("reference model", ref, "kl_coef > 0: a frozen copy" + _per_rank(world, " (FSDP2)")))
     return weights, adapters, grads, adam, ref
 
 

@@ -20,7 +20,7 @@ from .. import metric_names as M
 from ..algo.rethink import TEST_TRIGGER, reflection_rate
 from ..algo.ssr import SampleSelector
 from ..files import write_atomic
-from ..model.load import load_policy, pick_device, pick_dtype
+from ..model.load import pick_device, pick_dtype
 from ..report.run_report import build_run_report
 from ..report.samples import SampleLog
 from ..rollout.base import RolloutEngine
@@ -352,9 +352,11 @@ def _load_models(
     if dcp:
         load_model_shards(last, model, adapters_only=lora is not None)
     ref_model = None
-    if cfg.algo.kl_coef > 0:
-        ref_model, _ = load_policy(
-            base, device=device, dtype=dtype, attn_implementation=cfg.model.attn_implementation, trainable=False
+    if cfg.algo.kl_coef > 0 and lora is not None:
+        ref_model = model  # the base it started from: the policy with its adapters off (no second copy)
+    elif cfg.algo.kl_coef > 0:  # a frozen copy of the starting weights, sharded like the policy
+        ref_model, _ = load_sharded_policy(
+            base, ctx, device, dtype=dtype, attn_implementation=cfg.model.attn_implementation, trainable=False
         )
     return model, processor, ref_model
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -248,6 +249,9 @@ def chunk_loss(
     """One micro-batch's loss (its share of the mini-batch's mean: policy + KL - entropy
     bonus + SFT), the policy-loss statistics, the loss terms as floats, and the summed
     token entropy. A lockstep filler (weight 0) returns its policy loss times zero."""
+    ref_lp = None  # first and for every chunk, fillers too: a sharded reference's forward is a collective
+    if algo.kl_coef > 0 and ref_model is not None:
+        ref_lp = reference_logprobs(ref_model, model, chunk, pad_id, device, dtype)
     batch, scores = _forward(model, chunk, pad_id, device, dtype, with_entropy=True, entropy_grad=algo.entropy_coef > 0)
     tm = batch.target_mask
     mask = _dense([s.completion_mask for s in chunk.samples], tm) > 0
@@ -275,10 +279,8 @@ def chunk_loss(
     if chunk.weight == 0.0:
         return loss * 0.0, st, {}, 0.0
     terms = {M.LOSS_POLICY: float(loss.detach())}
-    if algo.kl_coef > 0 and ref_model is not None:
-        with torch.no_grad():
-            _, ref_scores = _forward(ref_model, chunk, pad_id, device, dtype)
-        kl = kl_penalty(lp, ref_scores.logprobs, algo.kl_kind)
+    if ref_lp is not None:
+        kl = kl_penalty(lp, ref_lp, algo.kl_kind)
         kl_loss = torch.where(mask, kl, torch.zeros_like(kl)).sum() / max(denom.tokens, 1.0)
         loss = loss + algo.kl_coef * kl_loss
         terms[M.LOSS_KL] = float(kl_loss.detach())
@@ -291,6 +293,17 @@ def chunk_loss(
         loss = loss + algo.sft_coef * sft
         terms[M.LOSS_SFT] = float(sft.detach())
     return loss, st, terms, float(ent_tokens)
+
+
+@torch.no_grad()
+def reference_logprobs(ref_model, policy, chunk: Chunk, pad_id: int, device, dtype) -> torch.Tensor:
+    """The frozen reference's log-probs of the chunk's completions, in the policy's layout.
+    ``ref_model is policy`` (a LoRA policy): the policy with its adapters switched off,
+    which is the base model it started from, so no second copy of the weights is held."""
+    off = ref_model.disable_adapter() if ref_model is policy else nullcontext()
+    with off:
+        _, scores = _forward(ref_model, chunk, pad_id, device, dtype)
+    return scores.logprobs
 
 
 def _mini_batches(model, samples: list[Sample], optim, pad_id: int, ctx: DistContext) -> list[list[Sample]]:
