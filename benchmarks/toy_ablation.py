@@ -38,7 +38,8 @@ and reflection rate against steps (mean over seeds).
 
 ``--jobs J`` runs J trainings at once, each with ``--threads`` / J torch threads (the same
 thread count for every run, so results do not depend on J); finished runs are reused, so
-an interrupted ablation resumes where it stopped. ``--from-results`` trains nothing: it
+an interrupted ablation resumes where it stopped, and a run killed part-way goes on from
+its last checkpoint (every 50 steps; deleted when the run finishes). ``--from-results`` trains nothing: it
 analyses the finished runs saved in ``--out`` (and stops, naming them, if some are missing).
 ``--write-doc docs/results.md`` writes the tables into that file's ``toy_ablation`` section
 and the plot beside it (``docs/images/toy_ablation.png``), so the document shows what the
@@ -64,6 +65,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,6 +92,7 @@ VARIANTS: dict[str, list[str]] = {
     "GRPO+SSR+Rethink": ["--ssr", "paper", "--rethink", "on"],
 }
 SAMPLES_PER_STEP = 8 * 8  # the toy preset's queries per step x G
+SAVE_EVERY = 50  # steps between a run's checkpoints, so that a killed run goes on from there
 
 _SSR_RETHINK = ["--ssr", "paper", "--rethink", "on"]
 
@@ -156,10 +159,33 @@ def run_dir_of(out: Path, name: str, seed: int) -> Path:
 
 
 def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int, out: Path, extra: list[str]) -> Path:
+    """Train one variant on one seed (reused when finished). A run killed part-way goes on
+    from its last checkpoint (``--resume``: the trainer is exact across kills); a finished
+    run's checkpoints are deleted (its metrics, predictions and ``final/`` stay)."""
     run_dir = run_dir_of(out, name, seed)
     if finished(run_dir):
         return run_dir  # finished earlier: reuse
-    cmd = [
+    if _checkpoints(run_dir):
+        cmd = [sys.executable, "-m", "rethinker", "train", "--resume", str(run_dir), "--no-progress"]
+    else:
+        cmd = _fresh_command(run_dir, flags, seed, steps, threads, extra)
+    print("$", " ".join(cmd), flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with open(out / f"{slug(name)}-seed{seed}.log", "a") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TQDM_DISABLE="1"))
+    for ckpt in _checkpoints(run_dir):
+        shutil.rmtree(ckpt)
+    print(f"done: {run_dir} ({time.time() - t0:.0f} s)", flush=True)
+    return run_dir
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.glob("checkpoint-*") if p.is_dir()) if run_dir.is_dir() else []
+
+
+def _fresh_command(run_dir: Path, flags: list[str], seed: int, steps: int, threads: int, extra: list[str]) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "rethinker",
@@ -175,7 +201,7 @@ def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int
         "--eval-every",
         "25",
         "--save-every",
-        "0",
+        str(SAVE_EVERY),
         "--log-samples",
         "0",
         "--threads",
@@ -184,13 +210,6 @@ def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int
         *flags,
         *extra,
     ]
-    print("$", " ".join(cmd), flush=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    with open(out / f"{slug(name)}-seed{seed}.log", "w") as log:
-        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, TQDM_DISABLE="1"))
-    print(f"done: {run_dir} ({time.time() - t0:.0f} s)", flush=True)
-    return run_dir
 
 
 def slug(name: str) -> str:

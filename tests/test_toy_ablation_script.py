@@ -178,3 +178,27 @@ def test_each_pre_registered_variant_is_a_flag_set_the_trainer_accepts(exp, name
     }
     assert [k for k, v in changed.items() if v] == ([name] if name in changed else [])
     assert e.section in (ROOT / "docs" / "results.md").read_text()
+
+
+def test_a_killed_run_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
+    """The runner starts a run with checkpoints every 50 steps, resumes one that has a
+    checkpoint (the trainer is exact across kills), and deletes a finished run's checkpoints."""
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        run_dir = tmp_path / "grpo-seed3"
+        (run_dir / "checkpoint-300").mkdir(parents=True)
+        (run_dir / "final").mkdir(exist_ok=True)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(ta.subprocess, "run", fake_run)
+    ta.run_variant("GRPO", ["--ssr", "off"], 3, 300, 1, tmp_path, [])
+    assert "--resume" not in calls[0] and calls[0][calls[0].index("--save-every") + 1] == "50"
+    assert calls[0][-2:] == ["--ssr", "off"] and calls[0][calls[0].index("--seed") + 1] == "3"
+    run_dir = tmp_path / "grpo-seed3"
+    assert not list(run_dir.glob("checkpoint-*")) and (run_dir / "final").is_dir()
+    (run_dir / "checkpoint-100").mkdir()  # killed after step 100 on a second try
+    ta.run_variant("GRPO", ["--ssr", "off"], 3, 300, 1, tmp_path, [])
+    assert calls[1][3:] == ["train", "--resume", str(run_dir), "--no-progress"]
+    assert not list(run_dir.glob("checkpoint-*"))
