@@ -129,10 +129,20 @@ def test_vllm_settings_with_the_transformers_engine_are_refused(tmp_path, capsys
     assert "needs --engine vllm" in capsys.readouterr().err
 
 
-def test_tensor_parallel_under_torchrun_is_refused():
+def test_tensor_parallel_layouts_under_torchrun(monkeypatch):
+    """Groups of T consecutive ranks share an engine: T must divide the ranks and fit a node."""
+    with pytest.raises(EngineError, match="--tensor-parallel-size 3 under torchrun must divide the 4 ranks"):
+        EngineOptions(engine="vllm", tensor_parallel_size=3).check(world=4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(EngineError, match="more than the 2 ranks of a node"):
+        EngineOptions(engine="vllm", tensor_parallel_size=4).check(world=8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     opts = EngineOptions(engine="vllm", tensor_parallel_size=2)
-    with pytest.raises(EngineError, match="under torchrun: each of the 4 ranks runs its own engine"):
-        opts.check(world=4)
+    if importlib.util.find_spec("vllm") is None:  # the layout is fine: only the missing extra is named
+        with pytest.raises(EngineError, match="needs vLLM, an optional extra"):
+            opts.check(world=8)
+    else:
+        opts.check(world=8)
     with pytest.raises(EngineError, match="must be >= 1"):
         EngineOptions(engine="vllm", tensor_parallel_size=0).check()
 

@@ -148,12 +148,15 @@ def test_rollout_weights_gathers_only_for_an_engine_running_the_policy(monkeypat
 
     class Own(RolloutEngine):
         holds_own_weights = True
+        needs_images = True  # as vLLM: the evaluators then keep the decoded images
         stats = RolloutStats()
 
         def generate(self, queries, params):
             return []
 
     class Runs(RolloutEngine):
+        stats = RolloutStats()
+
         def generate(self, queries, params):
             return []
 
@@ -164,7 +167,9 @@ def test_rollout_weights_gathers_only_for_an_engine_running_the_policy(monkeypat
         assert len(calls) == int(gathers)
         calls.clear()
     shared = TensorParallelGroupEngine(Own(), RolloutMesh.of(0, 2, 2), group=None, gather=lambda obj: [obj, obj])
-    assert shared.holds_own_weights
+    assert shared.holds_own_weights and shared.needs_images
+    other = TensorParallelGroupEngine(Runs(), RolloutMesh.of(0, 2, 2), group=None, gather=lambda obj: [obj, obj])
+    assert not other.holds_own_weights and not other.needs_images
     with distributed.rollout_weights(shared, "policy", ctx):
         pass
     assert not calls

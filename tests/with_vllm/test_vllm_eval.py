@@ -1,7 +1,7 @@
 """``rethinker eval / data annotate / infer --engine vllm`` on the toy policy against the
 transformers engine: greedy predictions item for item, pass rates, a tensor-parallel
 engine (T = 2 through vLLM's multiprocess executor, the CPU's two cores bound one per
-worker) and two data-parallel ranks under torchrun, each with its own engine.
+worker) and two ranks under torchrun, each with its own engine (T = 1) or sharing one (T = 2).
 
 One standalone engine (built by the CLIs' own ``build_engine``) serves the in-process
 commands; the T = 2 and torchrun runs are processes of their own.
@@ -143,12 +143,18 @@ def test_tensor_parallel_2_in_one_process_equals_the_transformers_engine(tmp_pat
     assert _compared(out / "predictions.jsonl") == _compared(transformers_eval / "predictions.jsonl")
 
 
-def test_two_torchrun_ranks_each_with_a_vllm_engine(tmp_path, transformers_eval):
-    out = tmp_path / "dp2"
+@pytest.mark.parametrize("tp", [1, 2], ids=["T1-each-rank-its-engine", "T2-one-engine-shared"])
+def test_two_torchrun_ranks_with_vllm(tmp_path, transformers_eval, tp):
+    """Two ranks, each judging its share of the items: with T = 1 each has its own engine,
+    with T = 2 both share one (vLLM's tensor parallelism over the two ranks)."""
+    out = tmp_path / f"dp2-t{tp}"
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
     launcher += ["--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0"]
     cmd = [sys.executable, *launcher, "-m", "rethinker", *EVAL, "--output-dir", str(out), *VLLM_FLAGS]
+    cmd += ["--tensor-parallel-size", str(tp)]
     r = subprocess.run(cmd, env=_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    if tp == 2:
+        assert "tensor_parallel_size=2" in r.stdout + r.stderr
     assert _compared(out / "predictions.jsonl") == _compared(transformers_eval / "predictions.jsonl")
     assert not list(out.glob("predictions.part-*.jsonl"))

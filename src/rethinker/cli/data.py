@@ -174,6 +174,7 @@ def _annotate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if shard.world > 1:  # every rank annotates its share, then the first one merges and writes
         annotate(head, model, processor, shard=shard, ready=ctx.barrier, **kwargs)
+        engine.drain()  # a shared engine (T > 1) serves the group's other members until all are done
         ctx.barrier()
         if shard.rank != 0:
             return 0

@@ -195,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(cfg.output_dir)
     if shard.world > 1:  # every rank judges its share, then the first one merges and summarizes
         judge_share(cfg.benchmarks, engine, processor, out_dir, shard=shard, ready=ctx.barrier, **settings)
+        engine.drain()  # a shared engine (T > 1) serves the group's other members until all are done
         ctx.barrier()
         if shard.rank != 0:
             return 0

@@ -6,10 +6,11 @@
     --gpu-memory-utilization F --kv-cache-gb G --enforce-eager --max-model-len L   (vLLM only)
 
 The vLLM engine here is standalone (``VLLMEngine(colocated=False)``: vLLM's own executor,
-its multiprocess one for T > 1), except under ``torchrun``, where every rank runs its own
-engine on vLLM's "external_launcher" executor (as the trainer's colocated ones do) and
-takes a share of the items (``eval.shards``): there T must be 1. Both engines run in the
-same dtype (``--dtype``), so greedy predictions agree.
+its multiprocess one for T > 1), except under ``torchrun``, where every rank takes a share
+of the items (``eval.shards``) and the engines run on vLLM's "external_launcher" executor,
+as the trainer's colocated ones do: with T > 1, each group of T consecutive ranks shares
+one engine (``rollout.tp``), which generates for the members' queries together. Both
+engines run in the same dtype (``--dtype``), so greedy predictions agree.
 """
 
 from __future__ import annotations
@@ -73,11 +74,16 @@ class EngineOptions:
             if given:
                 raise EngineError(f"{given[0]} is a vLLM setting: add --engine vllm")
             return
-        if world > 1 and self.tensor_parallel_size != 1:
+        t, local = self.tensor_parallel_size, os.environ.get("LOCAL_WORLD_SIZE")
+        if world > 1 and world % t:
             raise EngineError(
-                f"--tensor-parallel-size {self.tensor_parallel_size} under torchrun: each of the {world} ranks "
-                "runs its own engine on a share of the items, so it must be 1; for tensor parallelism run one "
-                "process (no torchrun) with --tensor-parallel-size T"
+                f"--tensor-parallel-size {t} under torchrun must divide the {world} ranks "
+                "(each group of T consecutive ranks shares one engine)"
+            )
+        if world > 1 and local and t > int(local):
+            raise EngineError(
+                f"--tensor-parallel-size {t} is more than the {local} ranks of a node: an engine's ranks "
+                "must be on one node"
             )
         if self.kv_cache_gb is not None and self.kv_cache_gb <= 0:
             raise EngineError(f"--kv-cache-gb must be > 0, not {self.kv_cache_gb}")
@@ -98,7 +104,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="T",
-        help="vLLM: shard the model over T GPUs from one process (default 1; 1 under torchrun)",
+        help="vLLM: shard the model over T GPUs (default 1; under torchrun, T consecutive ranks share an engine)",
     )
     parser.add_argument(
         "--gpu-memory-utilization",
@@ -131,8 +137,9 @@ def build_engine(
     world: int = 1,
 ):
     """``(engine, processor, model)`` for ``model_path`` (``model``: the loaded policy, None
-    for vLLM, which loads the weights itself). ``world`` > 1 (torchrun): each rank's own
-    colocated vLLM engine."""
+    for vLLM, which loads the weights itself). ``world`` > 1 (torchrun): a colocated vLLM
+    engine, shared by each group of T ranks (call ``engine.drain()`` once a rank's share is
+    done, so that the group's other members can finish theirs)."""
     from ..model.load import load_policy, load_processor, pick_device, pick_dtype
 
     dev = pick_device(device)
@@ -142,10 +149,12 @@ def build_engine(
 
         model, processor = load_policy(model_path, device=dev, dtype=torch_dtype, trainable=False)
         return TransformersEngine(model, processor, max_batch_queries=batch_queries), processor, model
+    from ..rollout.tp import group_engine
     from ..rollout.vllm import VLLMEngine
 
     processor = load_processor(model_path)
-    _bind_cpu_threads(opts.tensor_parallel_size)
+    if world == 1:  # a standalone engine's worker processes
+        _bind_cpu_threads(opts.tensor_parallel_size)
     engine = VLLMEngine(
         model_path,
         processor,
@@ -161,7 +170,7 @@ def build_engine(
         max_pixels=max_pixels,
         seed=seed,
     )
-    return engine, processor, None
+    return (group_engine(engine, opts.tensor_parallel_size) if world > 1 else engine), processor, None
 
 
 def cpu_threads_bind(workers: int, cpus: Sequence[int]) -> str | None:

@@ -100,6 +100,10 @@ class TensorParallelGroupEngine(RolloutEngine):
     def holds_own_weights(self) -> bool:
         return self.inner.holds_own_weights
 
+    @property
+    def needs_images(self) -> bool:  # RolloutEngine's class default would hide the inner engine's
+        return self.inner.needs_images
+
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not set yet (during unpickling, copying)
             raise AttributeError(name)
