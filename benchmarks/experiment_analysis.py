@@ -215,7 +215,9 @@ def e2_mechanism(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
     zero, upd, grad = zero[:n], upd[:n], grad[:n]
     ok = ~(np.isnan(zero) | np.isnan(upd) | np.isnan(grad))
     if ok.sum() < 3:
-        return "(no update norms in these runs: --optim.log-update-norm was off)"
+        if np.isnan(upd).all():
+            return "(no update norms in these runs: --optim.log-update-norm was off)"
+        return f"(update norms on {int(ok.sum())} steps only: too few for a rank correlation)"
     rho_upd, rho_grad = spearman(upd[ok], zero[ok]), spearman(grad[ok], zero[ok])
     ratio = float(np.nanmean(_seed_mean(results[name], M.PARAM_DELTA_NORM)) / np.nanmean(upd))
     first = -RHO_BAND <= rho_upd <= RHO_BAND and rho_grad < -RHO_BAND

@@ -131,6 +131,8 @@ def test_e2_mechanism_holds_and_is_rejected():
     text = ea.e2_mechanism({"GRPO": falling, "GRPO+SSR": ssr})
     assert "update norm vs zero-advantage share -1.00" in text and text.endswith("the hypothesis rejected")
     assert "log-update-norm was off" in ea.e2_mechanism({"GRPO": [_summary(1, 0.5)], "GRPO+SSR": [_summary(1, 0.5)]})
+    short = [_summary(120, 0.6, curves=_curves(zero[:2], 2.0 - 2 * zero[:2], flat[:2]))]
+    assert "on 2 steps only: too few" in ea.e2_mechanism({"GRPO": short, "GRPO+SSR": short})
 
 
 def test_e2_verdict_bands():
