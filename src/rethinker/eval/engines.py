@@ -74,17 +74,13 @@ class EngineOptions:
             if given:
                 raise EngineError(f"{given[0]} is a vLLM setting: add --engine vllm")
             return
-        t, local = self.tensor_parallel_size, os.environ.get("LOCAL_WORLD_SIZE")
-        if world > 1 and world % t:
-            raise EngineError(
-                f"--tensor-parallel-size {t} under torchrun must divide the {world} ranks "
-                "(each group of T consecutive ranks shares one engine)"
-            )
-        if world > 1 and local and t > int(local):
-            raise EngineError(
-                f"--tensor-parallel-size {t} is more than the {local} ranks of a node: an engine's ranks "
-                "must be on one node"
-            )
+        if world > 1:  # under torchrun: groups of T consecutive ranks share one engine
+            from ..rollout.mesh import layout_problem
+
+            local = os.environ.get("LOCAL_WORLD_SIZE")
+            problem = layout_problem(world, self.tensor_parallel_size, int(local) if local else None)
+            if problem:
+                raise EngineError(f"--tensor-parallel-size {self.tensor_parallel_size} under torchrun {problem}")
         if self.kv_cache_gb is not None and self.kv_cache_gb <= 0:
             raise EngineError(f"--kv-cache-gb must be > 0, not {self.kv_cache_gb}")
         if importlib.util.find_spec("vllm") is None:

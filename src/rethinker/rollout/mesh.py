@@ -58,6 +58,20 @@ class RolloutMesh:
         return base + self.dp_rank
 
 
+def layout_problem(world: int, tp_size: int, local_world: int | None = None) -> str | None:
+    """What is wrong with groups of ``tp_size`` consecutive ranks among ``world`` ranks
+    (``local_world`` per node, None: unknown), to follow the flag's name in an error; None
+    when the layout works. The trainer's and the evaluator's checks both ask here."""
+    if world % tp_size:
+        return f"must divide the number of ranks ({world}): each group of that many consecutive ranks shares one engine"
+    if local_world is not None and tp_size > local_world:
+        return (
+            f"spans more than one node ({local_world} ranks per node): a tensor-parallel engine needs "
+            "its ranks on one node's interconnect"
+        )
+    return None
+
+
 def tp_groups(world: int, tp_size: int) -> list[tuple[int, ...]]:
     """Every TP group's ranks, in order: ``[(0..T-1), (T..2T-1), ...]``."""
     return [RolloutMesh.of(r, world, tp_size).tp_ranks for r in range(0, world, tp_size)]

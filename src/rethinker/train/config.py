@@ -33,6 +33,7 @@ from ..algo.ssr import SSRConfig
 from ..files import write_atomic
 from ..judge import RewardConfig
 from ..rollout.base import Sampling, SamplingParams
+from ..rollout.mesh import layout_problem
 
 ENGINES: tuple[str, ...] = ("transformers", "vllm")
 
@@ -434,16 +435,9 @@ def check_parallel(cfg: TrainConfig, world: int, local_world: int | None = None)
             f"rollout.vllm_tensor_parallel_size {tp} needs --rollout.engine vllm (the transformers engine "
             "generates with each rank's own FSDP shards)"
         )
-    if world % tp:
-        raise ConfigError(
-            f"rollout.vllm_tensor_parallel_size {tp} must divide the number of ranks ({world}): "
-            "each group of that many consecutive ranks shares one engine"
-        )
-    if local_world is not None and tp > local_world:
-        raise ConfigError(
-            f"rollout.vllm_tensor_parallel_size {tp} spans more than one node ({local_world} ranks per node): "
-            "a tensor-parallel engine needs its ranks on one node's interconnect"
-        )
+    problem = layout_problem(world, tp, local_world)
+    if problem:
+        raise ConfigError(f"rollout.vllm_tensor_parallel_size {tp} {problem}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
