@@ -464,9 +464,7 @@ def start_flags(start: Path | None, seed: int) -> list[str]:
     return ["--model", str(run_dir_of(start, "GRPO", seed) / "final"), "--preset", "toy"]
 
 
-def _check_start(start: Path | None, seeds: list[int], error) -> None:
-    if start is None:
-        return
+def _check_start(start: Path, seeds: list[int], error) -> None:
     missing = [str(run_dir_of(start, "GRPO", s) / "final") for s in seeds]
     missing = [m for m in missing if not (Path(m) / "config.json").is_file()]
     if missing:
@@ -495,8 +493,9 @@ def _round2(variants: dict, out: Path, archive: Path | None, seeds: list[int], e
 
 def _train_all(todo, variants: dict, exp: Experiment, args, out: Path, archive: Path | None, threads: int) -> dict:
     start = Path(args.start_from or f"runs/{exp.start_from}") if exp.start_from else None
-    pending = {s for n, s in todo if load_archived(archive, n, s) is None and not finished(run_dir_of(out, n, s))}
-    _check_start(start, sorted(pending), args.error)
+    if start is not None:  # the seeds still to train need their starting policies
+        pending = {s for n, s in todo if load_archived(archive, n, s) is None and not finished(run_dir_of(out, n, s))}
+        _check_start(start, sorted(pending), args.error)
 
     def one(name: str, seed: int) -> dict:
         summary = _saved(out, archive, name, seed)
