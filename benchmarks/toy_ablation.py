@@ -160,14 +160,17 @@ def run_dir_of(out: Path, name: str, seed: int) -> Path:
 
 def run_variant(name: str, flags: list[str], seed: int, steps: int, threads: int, out: Path, extra: list[str]) -> Path:
     """Train one variant on one seed (reused when finished). A run killed part-way goes on
-    from its last checkpoint (``--resume``: the trainer is exact across kills); a finished
-    run's checkpoints are deleted (its metrics, predictions and ``final/`` stay)."""
+    from its last checkpoint (``--resume``: the trainer is exact across kills); one killed
+    before its first checkpoint starts again in an emptied folder; a finished run's
+    checkpoints are deleted (its metrics, predictions and ``final/`` stay)."""
     run_dir = run_dir_of(out, name, seed)
     if finished(run_dir):
         return run_dir  # finished earlier: reuse
     if _checkpoints(run_dir):
         cmd = [sys.executable, "-m", "rethinker", "train", "--resume", str(run_dir), "--no-progress"]
     else:
+        if run_dir.exists():  # killed before its first checkpoint: what it logged would mix with the new run's rows
+            shutil.rmtree(run_dir)
         cmd = _fresh_command(run_dir, flags, seed, steps, threads, extra)
     print("$", " ".join(cmd), flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
