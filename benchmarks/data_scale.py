@@ -113,6 +113,8 @@ def main() -> None:
                 str(data),
                 "--output-dir",
                 str(out / f"train-{n}"),
+                "--overwrite-output-dir",  # a rerun of the benchmark starts the run again
+                "on",
                 "--max-steps",
                 "3",
                 "--eval-every",

@@ -143,7 +143,7 @@ def _train(cfg, args: argparse.Namespace, explicit) -> int:
     except CheckpointError as exc:
         print(f"rethinker train: cannot resume: {exc}", file=sys.stderr)
         return 2
-    except ConfigError as exc:  # the run's layout over its ranks (checked before any weight loads)
+    except ConfigError as exc:  # the layout over the ranks, a folder holding an earlier run (before any weight loads)
         print(f"rethinker train: {exc}", file=sys.stderr)
         return 2
     except (Diverged, CheckpointWriteError) as exc:

@@ -137,6 +137,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     output_dir: str = "runs/rethinker"
+    #: a fresh run in a folder that holds an earlier run's outputs deletes them first
+    #: (without it, the run refuses: --resume continues the earlier one)
+    overwrite_output_dir: bool = False
     seed: int = 0
     max_steps: int = 200  # rollout steps
     #: stop once this many responses were generated (first passes, every dynamic-sampling

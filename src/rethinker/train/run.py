@@ -30,7 +30,7 @@ from ..rollout.inputs import PromptEncoder
 from ..rollout.tp import group_engine
 from ..toyworld.model import resolve_model_path
 from . import checkpoint as ckpt
-from .config import TrainConfig, check_parallel
+from .config import ConfigError, TrainConfig, check_parallel
 from .config import save as save_config
 from .config import to_dict as config_dict
 from .data import Datasets, QuerySampler, load_datasets
@@ -392,6 +392,8 @@ def setup(cfg: TrainConfig, resume: bool = False, checkpoint: str | Path | None 
     local_world = os.environ.get("LOCAL_WORLD_SIZE")
     check_parallel(cfg, ctx.world, int(local_world) if local_world else None)  # before any weight loads
     run_dir = Path(cfg.output_dir)
+    if not resume:
+        _claim_output_dir(run_dir, cfg.overwrite_output_dir, ctx)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -473,6 +475,57 @@ def _open_logs(run: Run, resume_step: int | None) -> None:
             base_dir=run.data.base_dir,
             sinks=run.logger.sinks,
         )
+
+
+#: what a training run writes into its folder (``--overwrite-output-dir`` deletes these and nothing else)
+RUN_OUTPUTS = (
+    "config.yaml",
+    "metrics.jsonl",
+    "samples.jsonl",
+    "test-predictions-*.jsonl",
+    "checkpoint-*",
+    ".tmp-*",
+    "final",
+    "merged",
+    "curves.png",
+    "report.html",
+    "tensorboard",
+    "wandb",
+)
+
+
+def earlier_run(run_dir: Path) -> list[str]:
+    """The outputs of an earlier run in ``run_dir`` that a fresh run there would mix with
+    (its metric rows followed by the new run's, its checkpoints taken by a later
+    ``--resume``); a lone ``config.yaml`` (killed before its first step) is not one."""
+    if not run_dir.is_dir():
+        return []
+    found = sorted({p.name for pattern in RUN_OUTPUTS for p in run_dir.glob(pattern)})
+    return [] if found in ([], ["config.yaml"]) else found
+
+
+def _claim_output_dir(run_dir: Path, overwrite: bool, ctx: DistContext) -> None:
+    """A fresh run's folder must not hold an earlier run: refuse, naming what is there, or
+    with ``overwrite`` delete the earlier run's outputs (only the files a run writes). The
+    main rank looks and decides; every rank raises the same ``ConfigError``."""
+    problem = ""
+    if ctx.is_main:
+        found = earlier_run(run_dir)
+        if found and not overwrite:
+            shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+            problem = (
+                f"{run_dir} holds an earlier run ({shown}): --resume {run_dir} continues it, "
+                "--overwrite-output-dir deletes it and starts again there, or choose another --output-dir"
+            )
+        elif found:
+            print(f"rethinker train: --overwrite-output-dir: deleting the earlier run in {run_dir}", file=sys.stderr)
+            for name in found:
+                path = run_dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if ctx.enabled:
+        problem = ctx.gather_objects(problem)[0]
+    if problem:
+        raise ConfigError(problem)
 
 
 def _resume_point(run_dir: Path, ctx: DistContext, checkpoint: str | Path | None) -> tuple[Path | None, Any]:
