@@ -153,6 +153,8 @@ def worker(case: str, op: str, layout: str, folder: str, base: str) -> None:
     if op == "save" and ctx.is_main:
         row["disk"] = _du(Path(folder) / "checkpoint-1")
     (Path(folder) / f"row-{op}-{ctx.rank}.json").write_text(json.dumps(row))  # ranks' stdout lines interleave
+    if torch.distributed.is_initialized():  # leave the group: one torn down by the exit can abort a finished rank
+        torch.distributed.destroy_process_group()
 
 
 def _launch(case: str, op: str, layout: str, folder: Path, base: str, nproc: int) -> list[dict]:

@@ -126,3 +126,5 @@ if push:
     report["local_numel"] = sum(p.to_local().numel() for p in model.parameters())
 (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
 ctx.barrier()
+# leave the group as the CLI does: a gloo group torn down by the exit can abort a finished rank
+torch.distributed.destroy_process_group()
