@@ -21,8 +21,8 @@ from ..algo.rethink import TEST_TRIGGER, reflection_rate
 from ..algo.ssr import SampleSelector
 from ..files import write_atomic
 from ..model.load import pick_device, pick_dtype
-from ..report.run_report import build_run_report
-from ..report.samples import SampleLog
+from ..report.run_report import REPORT_FILE, build_run_report
+from ..report.samples import SAMPLES_FILE, SampleLog
 from ..rollout.base import RolloutEngine
 from ..rollout.evaluate import EvalResult, evaluate
 from ..rollout.hf import TransformersEngine
@@ -481,14 +481,14 @@ def _open_logs(run: Run, resume_step: int | None) -> None:
 RUN_OUTPUTS = (
     "config.yaml",
     "metrics.jsonl",
-    "samples.jsonl",
+    SAMPLES_FILE,
     "test-predictions-*.jsonl",
     "checkpoint-*",
     ".tmp-*",
     "final",
     "merged",
     "curves.png",
-    "report.html",
+    REPORT_FILE,
     "tensorboard",
     "wandb",
 )
@@ -522,9 +522,7 @@ def _claim_output_dir(run_dir: Path, overwrite: bool, ctx: DistContext) -> None:
             for name in found:
                 path = run_dir / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if ctx.enabled:
-        problem = ctx.gather_objects(problem)[0]
-    if problem:
+    if problem := ctx.gather_objects(problem)[0]:  # the main rank's decision, on every rank
         raise ConfigError(problem)
 
 
