@@ -326,10 +326,14 @@ def table(results: dict[str, list[dict]], seeds: list[int], steps: int) -> str:
             f"{fmt([r['steps'] for r in rs], 1, 0)} | {fmt([r['hours'] for r in rs], 1, 2)} |"
         )
     lines += ["", per_kind(results)]
-    base = ref[0]["test_base"]
+    bases = [r["test_base"] for r in ref]
+    if len(set(bases)) == 1:  # every seed starts from the same toy policy
+        start = f"base policy {bases[0] * 100:.1f}%"
+    else:  # each seed continues from its own policy (--start-from)
+        start = f"starting policies {np.mean(bases) * 100:.1f}%, per seed " + ", ".join(f"{b * 100:.1f}" for b in bases)
     head = (
         f"toy ablation: {len(seeds)} paired seeds ({', '.join(map(str, seeds))}), budget {steps * SAMPLES_PER_STEP:,} "
-        f"samples per run, test split of {len(ids)} puzzles (base policy {base * 100:.1f}%)"
+        f"samples per run, test split of {len(ids)} puzzles ({start})"
     )
     return head + "\n\n" + "\n".join(lines)
 

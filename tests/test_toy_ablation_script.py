@@ -202,3 +202,19 @@ def test_a_killed_run_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
     ta.run_variant("GRPO", ["--ssr", "off"], 3, 300, 1, tmp_path, [])
     assert calls[1][3:] == ["train", "--resume", str(run_dir), "--no-progress"]
     assert not list(run_dir.glob("checkpoint-*"))
+
+
+def test_table_head_names_each_seeds_starting_policy_when_they_differ(tmp_path):
+    """E1's seeds share the toy policy (one base accuracy); E2-saturated's seeds continue from
+    their own E2 policies, so the head gives the mean and every seed's, not seed 0's alone."""
+    results = {
+        n: [ta.summarize(_fake_run(tmp_path / f"{n}{s}", s, [0.5, 0.55, 0.6], 240, 0.5)) for s in range(3)]
+        for n in ("GRPO", "GRPO+SSR")
+    }
+    for r in results["GRPO"]:
+        r["test_base"] = 0.5
+    assert "(base policy 50.0%)" in ta.table(results, [0, 1, 2], STEPS)
+    for r, base in zip(results["GRPO"], (0.6385, 0.64, 0.6775)):
+        r["test_base"] = base
+    head = ta.table(results, [0, 1, 2], STEPS).splitlines()[0]
+    assert head.endswith("(starting policies 65.2%, per seed 63.8, 64.0, 67.8)"), head
