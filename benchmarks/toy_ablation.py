@@ -110,6 +110,10 @@ class Experiment:
     #: each seed starts from the final policy of this experiment's GRPO run of the same seed
     #: (``--start-from``, its runs folder), with a fresh optimizer and the toy schedule
     start_from: str | None = None
+    #: reads and extends this experiment's runs and archive (more seeds of the same runs)
+    runs_of: str | None = None
+    #: seeds from this one on were run after the first analysis (re-checks use them alone)
+    held_out_from: int | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -133,6 +137,15 @@ EXPERIMENTS: dict[str, Experiment] = {
         common=("--optim.log-update-norm", "on"),
         section="toy_e2",
         seeds=10,
+    ),
+    # E2 on 24 seeds: E2's runs plus seeds 10-23 (its 10-seed interval was wider than planned)
+    "E2-24": Experiment(
+        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
+        common=("--optim.log-update-norm", "on"),
+        section="toy_e2_24",
+        seeds=24,
+        runs_of="E2",
+        held_out_from=10,
     ),
     # E2, saturated regime: GRPO's final policies trained on for another 300 steps, GRPO against SSR
     "E2-saturated": Experiment(
@@ -252,7 +265,7 @@ def summarize(run_dir: Path) -> dict:
         "hours": sum(r.get(M.TIME_STEP, 0) for r in train) / 3600,
         "curves": {
             k: [(r["step"], r.get(k)) for r in train]
-            for k in (M.ZERO_ADV_BEFORE_RETHINK, "reflection_rate", M.GRAD_NORM, M.PARAM_DELTA_NORM)
+            for k in (M.ZERO_ADV_BEFORE_RETHINK, "reflection_rate", M.GRAD_NORM, M.PARAM_DELTA_NORM, "lr")
         },
     }
     return out | _rethink_verdicts(preds, base)
@@ -517,10 +530,15 @@ def _train_all(todo, variants: dict, exp: Experiment, args, out: Path, archive: 
         return {key: f.result() for key, f in futures.items()}
 
 
-def analyses(experiment: str, results: dict[str, list[dict]]) -> str:
+def analyses(experiment: str, results: dict[str, list[dict]], seeds: list[int]) -> str:
     """The pre-registered experiment's own analyses (``experiment_analysis``)."""
     import experiment_analysis as ea  # this script's folder
 
+    if experiment == "E2-24":
+        first = EXPERIMENTS[experiment].held_out_from
+        held = {n: [r for s, r in zip(seeds, runs) if s >= first] for n, runs in results.items()}
+        recheck = ea.e2_replication(held) if held[ea.REFERENCE] else "(no held-out seed finished yet)"
+        return "\n\n".join(["", ea.e2_verdict(results), ea.e2_mechanism(results), recheck])
     if experiment == "E1":
         return "\n\n" + ea.rethink_at_test_table(results) + "\n\n" + ea.e1_decision(results)
     if experiment == "E2":
@@ -533,9 +551,9 @@ def analyses(experiment: str, results: dict[str, list[dict]]) -> str:
 def main() -> int:
     args = _arguments()
     exp = EXPERIMENTS[args.experiment]
-    out = Path(args.out or f"runs/{args.experiment}")
+    out = Path(args.out or f"runs/{exp.runs_of or args.experiment}")
     out.mkdir(parents=True, exist_ok=True)
-    archive = Path(args.archive) if args.archive else ROOT / "benchmarks" / "results" / args.experiment
+    archive = Path(args.archive) if args.archive else ROOT / "benchmarks" / "results" / (exp.runs_of or args.experiment)
     if args.experiment == "ablation" and not args.archive:
         archive = None  # the earlier ablation's runs were never archived
     threads = max(1, args.threads // max(1, args.jobs))
@@ -561,7 +579,7 @@ def main() -> int:
     else:
         done = _train_all(todo, variants, exp, args, out, archive, threads)
     results = {n: [done[n, s] for s in seeds] for n in names}
-    text = interim + table(results, seeds, args.steps) + ("" if interim else analyses(args.experiment, results))
+    text = interim + table(results, seeds, args.steps) + ("" if interim else analyses(args.experiment, results, seeds))
     text += (
         f"\n\n{threads} thread(s) per run, {args.jobs} run(s) at once; this invocation took "
         f"{(time.time() - t0) / 3600:.2f} h (finished runs are reused)"

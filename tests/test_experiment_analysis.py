@@ -135,6 +135,28 @@ def test_e2_mechanism_holds_and_is_rejected():
     assert "on 2 steps only: too few" in ea.e2_mechanism({"GRPO": short, "GRPO+SSR": short})
 
 
+def test_e2_replication_rechecks_both_observations():
+    zero = np.linspace(0.3, 0.8, 40)
+    lr = np.r_[np.linspace(1e-5, 1e-4, 10), np.linspace(1e-4, 1e-5, 30)]  # warm-up, then decay
+
+    def runs(grad, upd):
+        curves = _curves(zero, grad, upd) | {"lr": list(zip(range(1, 41), lr))}
+        return [_summary(120, 0.6, curves=curves) for _ in range(2)]
+
+    shrinking = lr * (2.0 - 2 * zero)  # update / lr falls as the share rises
+    ssr = runs(np.full(40, 3.0), shrinking * 1.05)
+    text = ea.e2_replication({"GRPO": runs(np.ones(40), shrinking), "GRPO+SSR": ssr})
+    assert "over 30 steps after warm-up" in text and "learning rate vs zero-advantage share -1.00" in text
+    assert "3.00x" in text and "1.050" in text and text.count("-> replicated") == 2
+    # the update norm tracks the learning rate alone (flat once divided by it), and SSR's
+    # update is 30% larger: neither observation replicates
+    noise = 1.0 + 0.01 * np.random.default_rng(0).standard_normal(40)
+    text = ea.e2_replication({"GRPO": runs(np.ones(40), lr * noise), "GRPO+SSR": runs(np.full(40, 3.0), lr * 1.3)})
+    assert text.count("-> not replicated") == 2 and "mean update norm 1.30" in text
+    bare = [_summary(120, 0.6, curves=_curves(zero, np.ones(40), np.ones(40)))]  # archived before "lr" was kept
+    assert "lack the learning rate" in ea.e2_replication({"GRPO": bare, "GRPO+SSR": bare})
+
+
 def test_e2_verdict_bands():
     assert "SSR helps" in ea.e2_verdict(_results({"GRPO": (100, 0.5), "GRPO+SSR": (120, 0.5)}))
     same = ea.e2_verdict(_results({"GRPO": (100, 0.5), "GRPO+SSR": (100, 0.5)}, seeds=3))

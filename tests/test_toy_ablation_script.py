@@ -160,15 +160,16 @@ def test_each_variant_is_one_flag_set_the_trainer_accepts(name):
 
 
 @pytest.mark.parametrize(
-    "exp, name", [(e, n) for e in ("E1", "E2") for n in ta.EXPERIMENTS[e].variants], ids=lambda x: str(x)
+    "exp, name", [(e, n) for e in ("E1", "E2", "E2-24") for n in ta.EXPERIMENTS[e].variants], ids=lambda x: str(x)
 )
 def test_each_pre_registered_variant_is_a_flag_set_the_trainer_accepts(exp, name):
-    """E1 and E2 as docs/experiments.md states them: one change each, common flags on all."""
+    """E1 and E2 as docs/experiments.md states them: one change each, common flags on all;
+    E2-24 is E2's runs on more seeds."""
     from rethinker.train.config import parse_overrides, resolve
 
     e = ta.EXPERIMENTS[exp]
     cfg = resolve(None, parse_overrides([*e.variants[name], *e.common]))
-    assert (cfg.rethink_at_test, cfg.optim.log_update_norm) == (exp == "E1", exp == "E2")
+    assert (cfg.rethink_at_test, cfg.optim.log_update_norm) == (exp == "E1", exp.startswith("E2"))
     assert cfg.rethink.enabled == (name != "GRPO" and exp == "E1")
     changed = {
         "Released recipe": (cfg.algo.sft_coef, cfg.reward.reflection_shaping) == (0.05, True),
