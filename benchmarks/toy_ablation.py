@@ -6,6 +6,8 @@
     python benchmarks/toy_ablation.py --experiment E1|E2 ...   # the pre-registered experiments (docs/experiments.md)
     python benchmarks/toy_ablation.py --experiment E1 --round2 ...        # E1's round 2, chosen by its rule
     python benchmarks/toy_ablation.py --experiment E2-saturated --start-from runs/E2 ...
+    python benchmarks/toy_ablation.py --experiment E2-saturated-mix --start-from runs/E2 ...
+    python benchmarks/toy_ablation.py --experiment E2-24 --from-results ...   # E2's runs on 24 seeds
 
 Six variants (each one flag away from plain GRPO; everything else is the toy preset):
 
@@ -97,6 +99,11 @@ SAVE_EVERY = 50  # steps between a run's checkpoints, so that a killed run goes 
 _SSR_RETHINK = ["--ssr", "paper", "--rethink", "on"]
 
 
+#: E2-saturated-mix's kinds: the default mix without add, sub and count, the rule of
+#: docs/experiments.md applied to the pilot's per-kind zero-advantage shares
+SATURATED_MIX = "color,size,more_color,count_many,add_many"
+
+
 @dataclass(frozen=True)
 class Experiment:
     """A set of variants run on the same seeds and budget (``docs/experiments.md`` states
@@ -152,6 +159,15 @@ EXPERIMENTS: dict[str, Experiment] = {
         {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
         common=("--optim.log-update-norm", "on"),
         section="toy_e2_saturated",
+        seeds=3,
+        start_from="E2",
+    ),
+    # E2, saturated regime by the data mix: the same continuation on the kinds the pilot
+    # (benchmarks/zero_adv_pilot.py) found mostly all-right or all-wrong for these policies
+    "E2-saturated-mix": Experiment(
+        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
+        common=("--optim.log-update-norm", "on", "--data.toy-kinds", SATURATED_MIX),
+        section="toy_e2_saturated_mix",
         seeds=3,
         start_from="E2",
     ),
@@ -543,7 +559,7 @@ def analyses(experiment: str, results: dict[str, list[dict]], seeds: list[int]) 
         return "\n\n" + ea.rethink_at_test_table(results) + "\n\n" + ea.e1_decision(results)
     if experiment == "E2":
         return "\n\n" + ea.e2_verdict(results) + "\n\n" + ea.e2_mechanism(results)
-    if experiment == "E2-saturated":
+    if experiment in ("E2-saturated", "E2-saturated-mix"):
         return "\n\n" + ea.saturated_verdict(results) + "\n\n" + ea.e2_mechanism(results)
     return ""
 

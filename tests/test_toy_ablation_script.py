@@ -159,8 +159,11 @@ def test_each_variant_is_one_flag_set_the_trainer_accepts(name):
     assert (cfg.ssr.max_age == 4) == ("released" in name)
 
 
+PRE_REGISTERED = ("E1", "E2", "E2-24", "E2-saturated-mix")
+
+
 @pytest.mark.parametrize(
-    "exp, name", [(e, n) for e in ("E1", "E2", "E2-24") for n in ta.EXPERIMENTS[e].variants], ids=lambda x: str(x)
+    "exp, name", [(e, n) for e in PRE_REGISTERED for n in ta.EXPERIMENTS[e].variants], ids=lambda x: str(x)
 )
 def test_each_pre_registered_variant_is_a_flag_set_the_trainer_accepts(exp, name):
     """E1 and E2 as docs/experiments.md states them: one change each, common flags on all;
@@ -179,6 +182,7 @@ def test_each_pre_registered_variant_is_a_flag_set_the_trainer_accepts(exp, name
     }
     assert [k for k, v in changed.items() if v] == ([name] if name in changed else [])
     assert e.section in (ROOT / "docs" / "results.md").read_text()
+    assert cfg.data.toy_kinds == (None if exp != "E2-saturated-mix" else ta.SATURATED_MIX.split(","))
 
 
 def test_a_killed_run_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
