@@ -123,6 +123,9 @@ class Experiment:
     held_out_from: int | None = None
 
 
+_GRPO_VS_SSR = {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]}  # E2's pair
+_UPDATE_NORM = ("--optim.log-update-norm", "on")
+
 EXPERIMENTS: dict[str, Experiment] = {
     "ablation": Experiment(VARIANTS),
     # E1: why Forced Rethinking hurts (each variant one change of SSR + Forced Rethinking)
@@ -140,15 +143,15 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     # E2: SSR with the power to see an effect, and the update norm behind the hypothesis
     "E2": Experiment(
-        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
-        common=("--optim.log-update-norm", "on"),
+        _GRPO_VS_SSR,
+        common=_UPDATE_NORM,
         section="toy_e2",
         seeds=10,
     ),
     # E2 on 24 seeds: E2's runs plus seeds 10-23 (its 10-seed interval was wider than planned)
     "E2-24": Experiment(
-        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
-        common=("--optim.log-update-norm", "on"),
+        _GRPO_VS_SSR,
+        common=_UPDATE_NORM,
         section="toy_e2_24",
         seeds=24,
         runs_of="E2",
@@ -156,8 +159,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     # E2, saturated regime: GRPO's final policies trained on for another 300 steps, GRPO against SSR
     "E2-saturated": Experiment(
-        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
-        common=("--optim.log-update-norm", "on"),
+        _GRPO_VS_SSR,
+        common=_UPDATE_NORM,
         section="toy_e2_saturated",
         seeds=3,
         start_from="E2",
@@ -165,8 +168,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     # E2, saturated regime by the data mix: the same continuation on the kinds the pilot
     # (benchmarks/zero_adv_pilot.py) found mostly all-right or all-wrong for these policies
     "E2-saturated-mix": Experiment(
-        {"GRPO": VARIANTS["GRPO"], "GRPO+SSR": VARIANTS["GRPO+SSR"]},
-        common=("--optim.log-update-norm", "on", "--data.toy-kinds", SATURATED_MIX),
+        _GRPO_VS_SSR,
+        common=(*_UPDATE_NORM, "--data.toy-kinds", SATURATED_MIX),
         section="toy_e2_saturated_mix",
         seeds=3,
         start_from="E2",
