@@ -15,6 +15,7 @@ the runs into a table and a verdict, so that nothing is decided by hand.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,9 @@ def _seed_mean(runs: list[dict], key: str) -> np.ndarray:
     if n == 0:
         return np.full(0, np.nan)
     vals = np.array([[np.nan if v is None else v for _, v in r["curves"][key][:n]] for r in runs], dtype=np.float64)
-    return np.nanmean(vals, axis=0)
+    with warnings.catch_warnings():  # a step no seed updated on (SSR with nothing to draw) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(vals, axis=0)
 
 
 def e2_mechanism(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
