@@ -157,6 +157,28 @@ def test_e2_replication_rechecks_both_observations():
     assert "lack the learning rate" in ea.e2_replication({"GRPO": bare, "GRPO+SSR": bare})
 
 
+def test_e2_24_rechecks_on_the_held_out_seeds_alone():
+    """E2-24's analyses: E2's verdict and mechanism on every seed, the re-check on seeds >= 10
+    only (the seeds 0-9 the observations came from would confirm themselves)."""
+    zero = np.linspace(0.3, 0.8, 40)
+    lr = np.r_[np.linspace(1e-5, 1e-4, 10), np.linspace(1e-4, 1e-5, 30)]
+    lr_curve = {"lr": list(zip(range(1, 41), lr))}
+
+    def run(grad, upd, with_lr=True):
+        return _summary(120, 0.6, curves=_curves(zero, grad, upd) | (lr_curve if with_lr else {}))
+
+    shrink = lr * (2.0 - 2 * zero)
+    seeds = [8, 9, 10, 11]  # 8 and 9 before the held-out range, archived without "lr"
+    grad = 2.0 - 2 * zero
+    grpo = [run(grad, shrink, with_lr=s >= 10) for s in seeds]
+    ssr = [run(3 * grad, shrink, with_lr=s >= 10) for s in seeds]
+    text = ta.analyses("E2-24", {"GRPO": grpo, "GRPO+SSR": ssr}, seeds)
+    assert "GRPO+SSR vs GRPO on test: +0.0 [+0.0, +0.0]" in text and "the hypothesis" in text
+    assert "re-check on 2 held-out seed(s)" in text and "gradient norm 3.00x" in text
+    assert text.count("-> replicated") == 2
+    assert "no held-out seed finished yet" in ta.analyses("E2-24", {"GRPO": grpo[:2], "GRPO+SSR": ssr[:2]}, seeds[:2])
+
+
 def test_e2_verdict_bands():
     assert "SSR helps" in ea.e2_verdict(_results({"GRPO": (100, 0.5), "GRPO+SSR": (120, 0.5)}))
     same = ea.e2_verdict(_results({"GRPO": (100, 0.5), "GRPO+SSR": (100, 0.5)}, seeds=3))
