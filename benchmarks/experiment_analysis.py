@@ -207,6 +207,11 @@ def _seed_mean(runs: list[dict], key: str) -> np.ndarray:
         return np.nanmean(vals, axis=0)
 
 
+def _mean_ratio(runs: list[dict], reference: list[dict], key: str) -> float:
+    """The mean of ``key``'s seed-averaged series in ``runs`` over that in ``reference``."""
+    return float(np.nanmean(_seed_mean(runs, key)) / np.nanmean(_seed_mean(reference, key)))
+
+
 def e2_mechanism(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
     """The Adam hypothesis's predictions: in GRPO, Spearman(update norm, zero-adv share)
     within +-0.3 while Spearman(grad norm, zero-adv share) < -0.3 (seed-averaged series over
@@ -222,7 +227,7 @@ def e2_mechanism(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
             return "(no update norms in these runs: --optim.log-update-norm was off)"
         return f"(update norms on {int(ok.sum())} steps only: too few for a rank correlation)"
     rho_upd, rho_grad = spearman(upd[ok], zero[ok]), spearman(grad[ok], zero[ok])
-    ratio = float(np.nanmean(_seed_mean(results[name], M.PARAM_DELTA_NORM)) / np.nanmean(upd))
+    ratio = _mean_ratio(results[name], grpo, M.PARAM_DELTA_NORM)
     first = -RHO_BAND <= rho_upd <= RHO_BAND and rho_grad < -RHO_BAND
     second = abs(ratio - 1) <= UPDATE_RATIO_TOL
     verdict = "holds" if first and second else "rejected"
@@ -253,7 +258,7 @@ def e2_replication(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> st
     least GRAD_RATIO_MIN x GRPO's while its mean update norm is within UPDATE_RATIO_TOL: Adam
     undoes SSR's larger gradient."""
     grpo, other = results[REFERENCE], results[name]
-    zero, upd, lr = (_seed_mean(grpo, k) for k in (M.ZERO_ADV_BEFORE_RETHINK, M.PARAM_DELTA_NORM, "lr"))
+    zero, upd, lr = (_seed_mean(grpo, k) for k in (M.ZERO_ADV_BEFORE_RETHINK, M.PARAM_DELTA_NORM, M.LR))
     n = min(len(zero), len(upd), len(lr))
     if n == 0 or np.isnan(lr[:n]).all() or np.isnan(upd[:n]).all():
         return "(these runs' summaries lack the learning rate or the update norm: nothing to re-check)"
@@ -263,10 +268,7 @@ def e2_replication(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> st
         return f"(update norms on {int(ok.sum())} steps after warm-up only: too few for a rank correlation)"
     rho = spearman(upd[ok] / lr[ok], zero[ok])
 
-    def ratio(key: str) -> float:
-        return float(np.nanmean(_seed_mean(other, key)) / np.nanmean(_seed_mean(grpo, key)))
-
-    grad_ratio, upd_ratio = ratio(M.GRAD_NORM), ratio(M.PARAM_DELTA_NORM)
+    grad_ratio, upd_ratio = (_mean_ratio(other, grpo, k) for k in (M.GRAD_NORM, M.PARAM_DELTA_NORM))
     a = rho < -RHO_BAND
     b = grad_ratio >= GRAD_RATIO_MIN and abs(upd_ratio - 1) <= UPDATE_RATIO_TOL
     seeds = len(grpo)

@@ -284,7 +284,7 @@ def summarize(run_dir: Path) -> dict:
         "hours": sum(r.get(M.TIME_STEP, 0) for r in train) / 3600,
         "curves": {
             k: [(r["step"], r.get(k)) for r in train]
-            for k in (M.ZERO_ADV_BEFORE_RETHINK, "reflection_rate", M.GRAD_NORM, M.PARAM_DELTA_NORM, "lr")
+            for k in (M.ZERO_ADV_BEFORE_RETHINK, "reflection_rate", M.GRAD_NORM, M.PARAM_DELTA_NORM, M.LR)
         },
     }
     return out | _rethink_verdicts(preds, base)
@@ -553,11 +553,11 @@ def analyses(experiment: str, results: dict[str, list[dict]], seeds: list[int]) 
     """The pre-registered experiment's own analyses (``experiment_analysis``)."""
     import experiment_analysis as ea  # this script's folder
 
-    if experiment == "E2-24":
+    if experiment == "E2-24":  # E2's analyses on every seed, the re-check on the held-out ones
         first = EXPERIMENTS[experiment].held_out_from
         held = {n: [r for s, r in zip(seeds, runs) if s >= first] for n, runs in results.items()}
         recheck = ea.e2_replication(held) if held[ea.REFERENCE] else "(no held-out seed finished yet)"
-        return "\n\n".join(["", ea.e2_verdict(results), ea.e2_mechanism(results), recheck])
+        return analyses("E2", results, seeds) + "\n\n" + recheck
     if experiment == "E1":
         return "\n\n" + ea.rethink_at_test_table(results) + "\n\n" + ea.e1_decision(results)
     if experiment == "E2":
@@ -570,9 +570,10 @@ def analyses(experiment: str, results: dict[str, list[dict]], seeds: list[int]) 
 def main() -> int:
     args = _arguments()
     exp = EXPERIMENTS[args.experiment]
-    out = Path(args.out or f"runs/{exp.runs_of or args.experiment}")
+    runs = exp.runs_of or args.experiment  # the experiment whose runs and archive these are
+    out = Path(args.out or f"runs/{runs}")
     out.mkdir(parents=True, exist_ok=True)
-    archive = Path(args.archive) if args.archive else ROOT / "benchmarks" / "results" / (exp.runs_of or args.experiment)
+    archive = Path(args.archive) if args.archive else ROOT / "benchmarks" / "results" / runs
     if args.experiment == "ablation" and not args.archive:
         archive = None  # the earlier ablation's runs were never archived
     threads = max(1, args.threads // max(1, args.jobs))

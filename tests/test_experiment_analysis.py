@@ -135,15 +135,21 @@ def test_e2_mechanism_holds_and_is_rejected():
     assert "on 2 steps only: too few" in ea.e2_mechanism({"GRPO": short, "GRPO+SSR": short})
 
 
+#: 40 steps of a run whose zero-advantage share rises, with 10 warm-up steps then decay
+ZERO = np.linspace(0.3, 0.8, 40)
+LR = np.r_[np.linspace(1e-5, 1e-4, 10), np.linspace(1e-4, 1e-5, 30)]
+
+
+def _lr_run(grad, upd, with_lr: bool = True) -> dict:
+    lr = {M.LR: list(zip(range(1, 41), LR))} if with_lr else {}
+    return _summary(120, 0.6, curves=_curves(ZERO, grad, upd) | lr)
+
+
 def test_e2_replication_rechecks_both_observations():
-    zero = np.linspace(0.3, 0.8, 40)
-    lr = np.r_[np.linspace(1e-5, 1e-4, 10), np.linspace(1e-4, 1e-5, 30)]  # warm-up, then decay
-
     def runs(grad, upd):
-        curves = _curves(zero, grad, upd) | {"lr": list(zip(range(1, 41), lr))}
-        return [_summary(120, 0.6, curves=curves) for _ in range(2)]
+        return [_lr_run(grad, upd) for _ in range(2)]
 
-    shrinking = lr * (2.0 - 2 * zero)  # update / lr falls as the share rises
+    shrinking = LR * (2.0 - 2 * ZERO)  # update / lr falls as the share rises
     ssr = runs(np.full(40, 3.0), shrinking * 1.05)
     text = ea.e2_replication({"GRPO": runs(np.ones(40), shrinking), "GRPO+SSR": ssr})
     assert "over 30 steps after warm-up" in text and "learning rate vs zero-advantage share -1.00" in text
@@ -151,27 +157,20 @@ def test_e2_replication_rechecks_both_observations():
     # the update norm tracks the learning rate alone (flat once divided by it), and SSR's
     # update is 30% larger: neither observation replicates
     noise = 1.0 + 0.01 * np.random.default_rng(0).standard_normal(40)
-    text = ea.e2_replication({"GRPO": runs(np.ones(40), lr * noise), "GRPO+SSR": runs(np.full(40, 3.0), lr * 1.3)})
+    text = ea.e2_replication({"GRPO": runs(np.ones(40), LR * noise), "GRPO+SSR": runs(np.full(40, 3.0), LR * 1.3)})
     assert text.count("-> not replicated") == 2 and "mean update norm 1.30" in text
-    bare = [_summary(120, 0.6, curves=_curves(zero, np.ones(40), np.ones(40)))]  # archived before "lr" was kept
+    bare = [_summary(120, 0.6, curves=_curves(ZERO, np.ones(40), np.ones(40)))]  # archived before "lr" was kept
     assert "lack the learning rate" in ea.e2_replication({"GRPO": bare, "GRPO+SSR": bare})
 
 
 def test_e2_24_rechecks_on_the_held_out_seeds_alone():
     """E2-24's analyses: E2's verdict and mechanism on every seed, the re-check on seeds >= 10
     only (the seeds 0-9 the observations came from would confirm themselves)."""
-    zero = np.linspace(0.3, 0.8, 40)
-    lr = np.r_[np.linspace(1e-5, 1e-4, 10), np.linspace(1e-4, 1e-5, 30)]
-    lr_curve = {"lr": list(zip(range(1, 41), lr))}
-
-    def run(grad, upd, with_lr=True):
-        return _summary(120, 0.6, curves=_curves(zero, grad, upd) | (lr_curve if with_lr else {}))
-
-    shrink = lr * (2.0 - 2 * zero)
+    shrink = LR * (2.0 - 2 * ZERO)
     seeds = [8, 9, 10, 11]  # 8 and 9 before the held-out range, archived without "lr"
-    grad = 2.0 - 2 * zero
-    grpo = [run(grad, shrink, with_lr=s >= 10) for s in seeds]
-    ssr = [run(3 * grad, shrink, with_lr=s >= 10) for s in seeds]
+    grad = 2.0 - 2 * ZERO
+    grpo = [_lr_run(grad, shrink, with_lr=s >= 10) for s in seeds]
+    ssr = [_lr_run(3 * grad, shrink, with_lr=s >= 10) for s in seeds]
     text = ta.analyses("E2-24", {"GRPO": grpo, "GRPO+SSR": ssr}, seeds)
     assert "GRPO+SSR vs GRPO on test: +0.0 [+0.0, +0.0]" in text and "the hypothesis" in text
     assert "re-check on 2 held-out seed(s)" in text and "gradient norm 3.00x" in text
