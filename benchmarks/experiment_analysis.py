@@ -125,7 +125,7 @@ def e1_decision(results: dict[str, list[dict]]) -> str:
         chosen = max(helps, key=lambda n: mean_final_dev(results[n]))
         lines.append(f"- chosen (highest mean final dev among those that help): **{chosen}**")
     else:
-        lines.append("- no variant helps: the toy preset stays GRPO + SSR without rethinking")
+        lines.append("- no variant helps: Forced Rethinking stays off in the toy preset")
     lines.append(f"- round 2: {round2(results)}")
     return "\n".join(lines)
 
@@ -173,6 +173,8 @@ def e2_verdict(results: dict[str, list[dict]], name: str = "GRPO+SSR") -> str:
         verdict = "SSR helps"
     elif -NO_EFFECT_BAND <= lo and hi <= NO_EFFECT_BAND:
         verdict = f"no effect worth having (the interval lies within +-{NO_EFFECT_BAND * 100:.1f} points)"
+    elif hi < 0:  # the rule's third outcome, named by where the interval lies
+        verdict = "SSR is worse (the interval lies below zero; by the rule neither 'helps' nor 'no effect')"
     else:
         verdict = "inconclusive (the interval is neither above zero nor within the band)"
     return f"{name} vs GRPO on test: {_interval(d, lo, hi)} points -> {verdict}"

@@ -183,7 +183,11 @@ def test_e2_verdict_bands():
     same = ea.e2_verdict(_results({"GRPO": (100, 0.5), "GRPO+SSR": (100, 0.5)}, seeds=3))
     assert "+0.0 [+0.0, +0.0]" in same and "no effect worth having" in same
     worse = ea.e2_verdict(_results({"GRPO": (100, 0.5), "GRPO+SSR": (90, 0.5)}))
-    assert "inconclusive" in worse
+    assert "-5.0 [-8.0, -2.3]" in worse and "SSR is worse (the interval lies below zero" in worse
+    spread = {"GRPO": [_summary(100, 0.5, seed=s) for s in range(3)]}
+    spread["GRPO+SSR"] = [_summary(r, 0.5, seed=s) for s, r in enumerate((80, 110, 115))]
+    wide = ea.e2_verdict(spread)  # -10, +5, +7.5 points: the interval spans zero and the band
+    assert "inconclusive (the interval is neither above zero nor within the band)" in wide
 
 
 def _fake_finished(d: Path, n_right: int, with_after: bool = True, dev: float = 0.6) -> None:
