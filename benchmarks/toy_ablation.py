@@ -18,7 +18,7 @@ GRPO+DynSampling           plus ``--rollout.dynamic-sampling on`` (DAPO: redraw 
 GRPO+SSR                   ``--ssr paper`` (the paper's SSR: this step's non-zero-|A| samples)
 GRPO+SSR(released,age<=4)  ``--ssr released --ssr.max-age 4`` (cross-step replay, capped)
 GRPO+Rethink               ``--rethink on`` (Forced Rethinking)
-GRPO+SSR+Rethink           ``--ssr paper --rethink on`` (the method; the toy preset runs SSR alone)
+GRPO+SSR+Rethink           ``--ssr paper --rethink on`` (the method; the toy preset runs plain GRPO)
 =========================  ==================================================================
 
 Budgets are equal in generated samples: every run stops after ``S * 64`` first-pass

@@ -161,12 +161,13 @@ def test_images_that_fail_only_at_decode_are_skipped_per_step(toy_policy):
 
 def test_config_precedence_and_errors(tmp_path):
     cfg = resolve(None, {})
-    assert cfg.preset == "toy" and cfg.rollout.max_new_tokens == 48 and cfg.ssr.mode == "paper"
+    assert cfg.preset == "toy" and cfg.rollout.max_new_tokens == 48 and cfg.ssr.mode == "off"
     assert cfg.rethink.enabled is False  # off on the toy world only (README: the ablation's rule)
     assert resolve(None, parse_overrides(["--rethink", "on"])).rethink.enabled is True
     real = resolve(None, {"model": str(tmp_path)})
     assert real.preset is None and real.rollout.max_new_tokens == 2048 and real.optim.lr == 1e-6
-    assert real.rethink.enabled is True  # real checkpoints keep the paper's setting
+    assert real.rethink.enabled is True and real.ssr.mode == "paper"  # real checkpoints keep the paper's settings
+    assert resolve(None, parse_overrides(["--ssr", "paper"])).ssr.mode == "paper"
     assert real.algo.clip_high == 0.35 and real.rollout.group_size == 8 and real.rollout.queries_per_step == 512
     y = tmp_path / "c.yaml"
     y.write_text("optim:\n  lr: 0.001\nrollout:\n  group_size: 4\nssr: {mode: filter}\n")

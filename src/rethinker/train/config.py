@@ -202,6 +202,9 @@ TOY_PRESET: dict[str, Any] = {
     # Off on the toy world only (real checkpoints keep the paper's setting): on the ablation's
     # dev accuracy it did worse than SSR alone (docs/toyworld.md, README)
     "rethink.enabled": False,
+    # Off on the toy world only, by a rule fixed before the runs: over 24 paired seeds SSR
+    # (paper) ended 1.8 points [-3.2, -0.4] below plain GRPO on test (docs/results.md, E2)
+    "ssr.mode": "off",
     "optim.lr": 1e-4,  # peak; 10 warm-up steps, cosine decay to 10% (a constant lr made the counting kinds oscillate)
     "optim.warmup_steps": 10,
     "optim.scheduler": "cosine",
