@@ -267,9 +267,9 @@ def test_figure_is_a_png_and_curves_png_uses_it(tmp_path):
 # -- run page -------------------------------------------------------------------------------
 
 
-def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False, rethink=True) -> Path:
+def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False, rethink=True, ssr="paper", drawn=(1, 1, 0)) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = to_dict(resolve(None, {"max_steps": "10"}))
+    cfg = to_dict(resolve(None, {"max_steps": "10", "ssr.mode": ssr}))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     rows = [r for r in _fake_rows(max(steps)) if r["step"] <= max(steps)]
     text = "".join(json.dumps(r) + "\n" for r in rows)
@@ -286,7 +286,7 @@ def _run_dir(tmp_path: Path, steps=(1, 2, 3), torn=False, rethink=True) -> Path:
             s,
             [record(s, question=f"question of step {s} <b>?</b>")],
             group(0, 3, [1, 1, 0], texts=texts, meta=meta),
-            [1, 1, 0],
+            list(drawn),  # positions the update drew, with repeats
         )
     log.close()
     if torn:
@@ -330,6 +330,18 @@ def test_run_page_offers_rethinking_filters_only_when_the_log_holds_an_attempt(t
         assert marker in on and marker not in off
     for page in (on, off):  # the rest of the controls and legend stay
         assert 'value="wrong"' in page and 'value="drawn"' in page and "SSR xN</span> times" in page
+
+
+def test_run_page_names_update_entries_plainly_when_ssr_was_off(tmp_path):
+    """With SSR off every response enters the update once: the page says so and never
+    credits SSR with draws it did not make."""
+    page = build_run_report(_run_dir(tmp_path, ssr="off", drawn=(0, 1, 2))).read_text()
+    assert "SSR x" not in page and "SSR drew" not in page and "drawn by SSR" not in page
+    assert page.count("update x1</span>") == 9 and "3 response(s) in the update" in page
+    assert (
+        'value="drawn"' in page and "> in the update</label>" in page and "update xN</span> times the response" in page
+    )
+    assert "SSR off; rethinking off" in page  # the summary names the mode (no alpha: nothing is drawn)
 
 
 def test_run_page_of_a_live_run_reads_what_is_there(tmp_path):

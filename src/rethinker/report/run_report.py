@@ -132,8 +132,9 @@ def summary_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> s
         ),
         (
             "SSR / Forced Rethinking",
-            f"SSR {ssr.get('mode')} (alpha {ssr.get('alpha')}); rethinking "
-            f"{'on' if rethink.get('enabled', True) else 'off'}",
+            f"SSR {ssr.get('mode')}"
+            + ("" if ssr.get("mode") == "off" else f" (alpha {ssr.get('alpha')})")
+            + f"; rethinking {'on' if rethink.get('enabled', True) else 'off'}",
         ),
         ("learning rate", f"{(cfg.get('optim') or {}).get('lr')} ({(cfg.get('optim') or {}).get('scheduler')})"),
         ("seed", cfg.get("seed")),
@@ -157,6 +158,34 @@ def curves_html(cfg: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], png_o
     )
 
 
+#: how the sample browser names a response's entries into the update: SSR's draws when SSR
+#: ran, plain entries when it was off (then every response enters the update once)
+DRAW_LABELS = {
+    "ssr": {
+        "badge": "SSR x{n}",
+        "none": "not drawn",
+        "group": "SSR drew this group {n} time(s)",
+        "filter": "drawn by SSR",
+        "key": "SSR xN",
+        "legend": "times Selective Sample Replay drew the response into the update",
+    },
+    "plain": {
+        "badge": "update x{n}",
+        "none": "not in the update",
+        "group": "{n} response(s) in the update",
+        "filter": "in the update",
+        "key": "update xN",
+        "legend": "times the response entered the update (SSR off: each response once)",
+    },
+}
+
+
+def draw_labels(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """``DRAW_LABELS`` for a run's config (SSR's when the config does not say SSR was off)."""
+    ssr = cfg.get("ssr")
+    return DRAW_LABELS["plain" if isinstance(ssr, Mapping) and ssr.get("mode") == "off" else "ssr"]
+
+
 def response_tags(resp: Mapping[str, Any]) -> list[str]:
     tags = ["correct" if resp.get("correct") else "wrong"]
     rt = resp.get("rethink")
@@ -166,7 +195,7 @@ def response_tags(resp: Mapping[str, Any]) -> list[str]:
     return tags
 
 
-def _response(resp: Mapping[str, Any], k: int) -> str:
+def _response(resp: Mapping[str, Any], k: int, labels: Mapping[str, str]) -> str:
     ok = bool(resp.get("correct"))
     rt = resp.get("rethink")
     badges = [f'<span class="badge {"b-ok" if ok else "b-bad"}">{"correct" if ok else "wrong"}</span>']
@@ -176,7 +205,9 @@ def _response(resp: Mapping[str, Any], k: int) -> str:
         badges.append(f'<span class="badge b-rej">rethinking rejected: {esc(rt.get("why"))}</span>')
     draws = int(resp.get("ssr_draws") or 0)
     badges.append(
-        f'<span class="badge b-ssr">SSR x{draws}</span>' if draws else '<span class="badge b-rej">not drawn</span>'
+        f'<span class="badge b-ssr">{labels["badge"].format(n=draws)}</span>'
+        if draws
+        else f'<span class="badge b-rej">{labels["none"]}</span>'
     )
     meta = (
         f"#{k + 1} reward {fmt(resp.get('reward'), 2)} · advantage {fmt(resp.get('advantage'), 3)} · "
@@ -195,7 +226,7 @@ def _response(resp: Mapping[str, Any], k: int) -> str:
     )
 
 
-def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
+def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path, labels: Mapping[str, str]) -> str:
     resps = row.get("responses") or []
     n_ok = sum(bool(r.get("correct")) for r in resps)
     kind = "all correct" if resps and n_ok == len(resps) else "all wrong" if n_ok == 0 else "mixed"
@@ -221,15 +252,19 @@ def _query(row: Mapping[str, Any], sheet: ImageSheet, thumbs: Path) -> str:
         f'<div class="qhead">{"".join(imgs)}<div><div class="meta">{where}</div>'
         f'<div class="question">{esc(row.get("question"))}</div>{opts}'
         f'<div>gold: <span class="gold">{esc(row.get("answer"))}</span> · '
-        f'<span class="badge {badge}">{kind}</span> {n_ok}/{len(resps)} correct · rewards {rewards} · SSR drew '
-        f"this group {n_draws} time(s)</div></div></div>"
+        f'<span class="badge {badge}">{kind}</span> {n_ok}/{len(resps)} correct · rewards {rewards} · '
+        f"{labels['group'].format(n=n_draws)}</div></div></div>"
     )
-    body = "".join(_response(r, k) for k, r in enumerate(resps))
+    body = "".join(_response(r, k, labels) for k, r in enumerate(resps))
     return f'<div class="item" data-step="{esc(row.get("step"))}">{head}{body}</div>'
 
 
 def browser_html(
-    samples: Sequence[Mapping[str, Any]], thumbs: Path, sheet: ImageSheet, max_steps: int = DEFAULT_MAX_STEPS
+    samples: Sequence[Mapping[str, Any]],
+    thumbs: Path,
+    sheet: ImageSheet,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    labels: Mapping[str, str] = DRAW_LABELS["ssr"],
 ) -> str:
     if not samples:
         return (
@@ -255,7 +290,7 @@ def browser_html(
     controls = (
         select("f-step", "step", options, selected=str(steps[-1]))
         + " show: "
-        + radios("f-show", [*shows, ("drawn", "drawn by SSR")])
+        + radios("f-show", [*shows, ("drawn", labels["filter"])])
         + '<span id="f-count"></span>'
     )
     note += " A view can be linked: <code>report.html#step=12&amp;show=wrong</code>."
@@ -268,10 +303,9 @@ def browser_html(
             if rethought
             else ""
         )
-        + '<span><span class="badge b-ssr">SSR xN</span> times Selective Sample Replay drew the response '
-        "into the update</span></p>"
+        + f'<span><span class="badge b-ssr">{labels["key"]}</span> {labels["legend"]}</span></p>'
     )
-    items = "".join(_query(r, sheet, thumbs) for s in reversed(steps) for r in by_step[s])
+    items = "".join(_query(r, sheet, thumbs, labels) for s in reversed(steps) for r in by_step[s])
     return f'<p class="note">{note}</p>{legend}<div class="filters">{controls}</div>{items}'
 
 
@@ -291,7 +325,7 @@ def build_run_report(
     rows = read_rows(run_dir / "metrics.jsonl")
     samples = read_samples(run_dir)
     sheet = ImageSheet()
-    browser = browser_html(samples, run_dir / THUMBS_DIR, sheet, max_steps)
+    browser = browser_html(samples, run_dir / THUMBS_DIR, sheet, max_steps, draw_labels(cfg))
     body = (
         f"<h2>Summary</h2>{summary_html(cfg, rows)}"
         f"<h2>Curves</h2>{curves_html(cfg, rows, Path(curves_png) if curves_png else None)}"
