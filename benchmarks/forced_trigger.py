@@ -16,7 +16,6 @@ mismatch between this measure and the trainer's shows.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -59,7 +58,9 @@ def verdicts(predictions: Path) -> dict[str, dict[str, int]]:
 
 
 def archive_file(archive: Path, name: str, seed: int | None) -> Path:
-    return archive / (f"{BASE}.json.gz" if seed is None else f"{ta.slug(name)}-seed{seed}.json.gz")
+    """A run's verdicts where the experiment's archive keeps its summary; the base policy's
+    (``seed`` None) in ``base.json.gz``."""
+    return archive / f"{BASE}.json.gz" if seed is None else ta.archive_path(archive, name, seed)
 
 
 def measure(model: Path | None, out: Path, archive: Path, name: str, seed: int | None) -> str:
@@ -69,20 +70,17 @@ def measure(model: Path | None, out: Path, archive: Path, name: str, seed: int |
         return f"{path.name}: archived"
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")  # one thread per evaluation
     subprocess.run(eval_command(model, out), check=True, env=env, stdout=subprocess.DEVNULL)
-    archive.mkdir(parents=True, exist_ok=True)
-    data = gzip.compress(json.dumps(verdicts(out / "predictions.jsonl"), sort_keys=True).encode(), mtime=0)
-    path.with_suffix(".tmp").write_bytes(data)
-    path.with_suffix(".tmp").replace(path)
+    ta.write_json_gz(path, verdicts(out / "predictions.jsonl"))
     return f"{path.name}: measured"
 
 
 def load(archive: Path, names: list[str], seeds: list[int]) -> dict[str, list[dict]]:
     """The archived verdicts as ``rethink_at_test_table``'s runs (the base policy's on each)."""
-    base = json.loads(gzip.decompress(archive_file(archive, BASE, None).read_bytes()))
+    base = ta.read_json_gz(archive_file(archive, BASE, None))
     results: dict[str, list[dict]] = {}
     for name in names:
         for seed in seeds:
-            got = json.loads(gzip.decompress(archive_file(archive, name, seed).read_bytes()))
+            got = ta.read_json_gz(archive_file(archive, name, seed))
             results.setdefault(name, []).append(
                 {"test_correct": got["correct"], "test_after": got["after"]}
                 | {"base_correct": base["correct"], "base_after": base["after"], "seed": seed}

@@ -306,21 +306,28 @@ def archive_path(archive: Path, name: str, seed: int) -> Path:
     return archive / f"{slug(name)}-seed{seed}.json.gz"
 
 
+def read_json_gz(path: Path) -> dict:
+    return json.loads(gzip.decompress(path.read_bytes()))
+
+
+def write_json_gz(path: Path, obj: dict) -> None:
+    """Atomically (a temporary file, then a rename); the same object gives the same bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(gzip.compress(json.dumps(obj, sort_keys=True).encode(), mtime=0))
+    tmp.replace(path)
+
+
 def load_archived(archive: Path | None, name: str, seed: int) -> dict | None:
     path = archive_path(archive, name, seed) if archive else None
     if path is None or not path.exists():
         return None
-    return json.loads(gzip.decompress(path.read_bytes()))
+    return read_json_gz(path)
 
 
 def save_archived(archive: Path | None, name: str, seed: int, summary: dict) -> None:
-    if archive is None:
-        return
-    archive.mkdir(parents=True, exist_ok=True)
-    data = gzip.compress(json.dumps(summary, sort_keys=True).encode(), mtime=0)
-    tmp = archive_path(archive, name, seed).with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(archive_path(archive, name, seed))
+    if archive is not None:
+        write_json_gz(archive_path(archive, name, seed), summary)
 
 
 def fmt(xs: list[float], k: float = 100, digits: int = 1) -> str:

@@ -2,7 +2,6 @@
 ``rethinker eval``'s predictions, archived, and checked against the trainer's own test
 verdicts."""
 
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -30,9 +29,7 @@ def _predictions(path: Path, right: int, right_after: int) -> Path:
 
 def _archive(archive: Path, name: str, seed, right: int, right_after: int, tmp: Path) -> None:
     got = ft.verdicts(_predictions(tmp / f"{name}-{seed}.jsonl", right, right_after))
-    path = ft.archive_file(archive, name, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(json.dumps(got).encode()))
+    ta.write_json_gz(ft.archive_file(archive, name, seed), got)
 
 
 def test_verdicts_read_before_and_after_and_refuse_rows_without_a_continuation(tmp_path):
